@@ -1,0 +1,127 @@
+//! The volatile backend: the state machine behind a reader-writer lock.
+//!
+//! For tests and for deployments that accept losing lock state on restart.
+
+use crate::error::{Error, Result};
+use crate::model::{ClientRecord, LockQuery, PersistedLock};
+use crate::op::{Op, Outcome, validate_batch};
+use crate::state::{Command, State};
+use crate::store::LockStore;
+use async_trait::async_trait;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// A [`LockStore`] that keeps everything in memory.
+///
+/// A new store has epoch 1 and reports an unclean previous shutdown.
+/// [`restart`](MemoryLockStore::restart) simulates a server restart that
+/// kept the memory (the next epoch, grace-period state intact).
+pub struct MemoryLockStore {
+    inner: RwLock<Inner>,
+}
+
+struct Inner {
+    state: State,
+    previous_clean: bool,
+    closed: bool,
+}
+
+impl Default for MemoryLockStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryLockStore {
+    /// An empty store at epoch 1.
+    pub fn new() -> Self {
+        Self::opened(State::new())
+    }
+
+    fn opened(mut state: State) -> Self {
+        let previous_clean = state.clean();
+        let epoch = state.epoch() + 1;
+        state.apply(&Command::Open { epoch }).expect("a greater epoch is always accepted");
+        Self { inner: RwLock::new(Inner { state, previous_clean, closed: false }) }
+    }
+
+    /// A new incarnation over a copy of this store's state: the epoch is
+    /// incremented and `previous_shutdown_was_clean` tells whether this
+    /// store was closed first.
+    pub fn restart(&self) -> Self {
+        Self::opened(self.read().state.clone())
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the state half
+        // applied (apply is atomic), so a poisoned lock is still usable.
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn open_read(&self) -> Result<RwLockReadGuard<'_, Inner>> {
+        let inner = self.read();
+        if inner.closed {
+            return Err(Error::Closed);
+        }
+        Ok(inner)
+    }
+}
+
+#[async_trait]
+impl LockStore for MemoryLockStore {
+    async fn transaction(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
+        validate_batch(&ops)?;
+        let mut inner = self.write();
+        if inner.closed {
+            return Err(Error::Closed);
+        }
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        inner.state.apply(&Command::Txn(ops))
+    }
+
+    async fn get_lock(&self, id: &str) -> Result<PersistedLock> {
+        self.open_read()?.state.get(id).ok_or_else(|| Error::lock_not_found(id))
+    }
+
+    async fn list_locks(&self, query: &LockQuery) -> Result<Vec<PersistedLock>> {
+        Ok(self.open_read()?.state.list(query))
+    }
+
+    async fn count(&self) -> Result<u64> {
+        Ok(self.open_read()?.state.lock_count() as u64)
+    }
+
+    async fn get_client(&self, client_id: &str) -> Result<ClientRecord> {
+        self.open_read()?.state.client(client_id).ok_or_else(|| Error::client_not_found(client_id))
+    }
+
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>> {
+        Ok(self.open_read()?.state.clients().cloned().collect())
+    }
+
+    async fn epoch(&self) -> Result<u64> {
+        Ok(self.open_read()?.state.epoch())
+    }
+
+    async fn previous_shutdown_was_clean(&self) -> Result<bool> {
+        Ok(self.open_read()?.previous_clean)
+    }
+
+    async fn reclaimable(&self, client_id: &str) -> Result<Vec<PersistedLock>> {
+        Ok(self.open_read()?.state.reclaimable(client_id))
+    }
+
+    async fn close(&self) -> Result<()> {
+        let mut inner = self.write();
+        if !inner.closed {
+            inner.state.apply(&Command::CleanShutdown)?;
+            inner.closed = true;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,3 @@
+//! The backends that implement [`LockStore`](crate::LockStore).
+
+pub mod memory;

@@ -1,0 +1,149 @@
+//! The one error type of the crate. Context lives in fields, so callers can
+//! match on it; `Display` gives an operator one clear line.
+
+use std::path::PathBuf;
+
+/// What kind of record a [`Error::NotFound`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    /// A lock, lease, share reservation or delegation.
+    Lock,
+    /// A client record.
+    Client,
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Entity::Lock => "lock",
+            Entity::Client => "client",
+        })
+    }
+}
+
+/// Why a reclaim was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReclaimRefusal {
+    /// The lock belongs to another client (anti-steal).
+    WrongClient,
+    /// The lock was granted (or already reclaimed) in the current epoch.
+    CurrentEpoch,
+}
+
+impl std::fmt::Display for ReclaimRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReclaimRefusal::WrongClient => "it belongs to another client",
+            ReclaimRefusal::CurrentEpoch => "it was granted in the current epoch",
+        })
+    }
+}
+
+/// Every error a [`LockStore`](crate::LockStore) returns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No lock or client with this id.
+    #[error("{entity} not found: {id:?}")]
+    NotFound {
+        /// Lock or client.
+        entity: Entity,
+        /// The id that was looked up.
+        id: String,
+    },
+    /// The input breaks a rule of the model; nothing was changed.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A reclaim during grace was refused; nothing was changed.
+    #[error("reclaim of lock {id:?} by client {client_id:?} refused: {reason}")]
+    ReclaimRefused {
+        /// The lock.
+        id: String,
+        /// The client that asked.
+        client_id: String,
+        /// Why.
+        reason: ReclaimRefusal,
+    },
+    /// Another process or handle holds the store's writer lock.
+    #[error("store {dir} is locked by another writer")]
+    Locked {
+        /// The store directory.
+        dir: PathBuf,
+    },
+    /// A file of the store is damaged. Nothing was changed on disk.
+    #[error("corruption in {file} at byte offset {offset}: {reason}")]
+    Corruption {
+        /// The damaged file.
+        file: PathBuf,
+        /// Byte offset of the first bad byte or record.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file was written by an unknown format version.
+    #[error("{file} has format version {found}, this build reads version {supported}")]
+    UnsupportedVersion {
+        /// The file.
+        file: PathBuf,
+        /// The version in its header.
+        found: u32,
+        /// The version this build reads and writes.
+        supported: u32,
+    },
+    /// An operating-system I/O error.
+    #[error("I/O error during {op} on {path}: {source}")]
+    Io {
+        /// What the store was doing (`write`, `fdatasync`, `rename`, ...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A write or sync failed earlier; the store refuses writes until it is
+    /// reopened (reads keep working).
+    #[error("store is poisoned after a failed write or sync ({cause}); reopen it to recover")]
+    Poisoned {
+        /// The failure that poisoned it.
+        cause: String,
+    },
+    /// Another node opened the shared store with a newer epoch; this handle
+    /// may not write again.
+    #[error("fenced: this node's epoch {ours} was replaced by epoch {current}")]
+    Fenced {
+        /// The epoch this handle opened with.
+        ours: u64,
+        /// The epoch now current in the shared store.
+        current: u64,
+    },
+    /// The store was closed.
+    #[error("store is closed")]
+    Closed,
+    /// An error from the database of a shared backend.
+    #[error("database error: {0}")]
+    Database(String),
+    /// A broken internal invariant (a bug in lockwal); nothing was applied.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Shorthand for a lock that does not exist.
+    pub fn lock_not_found(id: impl Into<String>) -> Self {
+        Error::NotFound { entity: Entity::Lock, id: id.into() }
+    }
+
+    /// Shorthand for a client that does not exist.
+    pub fn client_not_found(id: impl Into<String>) -> Self {
+        Error::NotFound { entity: Entity::Client, id: id.into() }
+    }
+}

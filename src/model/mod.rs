@@ -1,0 +1,20 @@
+//! The lock model: plain data that a file server persists.
+//!
+//! Everything here is pure data with `serde` support. The kind of a lock is an
+//! enum ([`LockKind`]) so that impossible combinations (a lease key on a byte
+//! range lock, say) cannot be represented. [`validate`] checks the limits the
+//! store enforces before anything reaches storage.
+
+mod client;
+mod lock;
+mod query;
+mod time;
+pub mod validate;
+
+pub use client::{ClientKind, ClientRecord};
+pub use lock::{
+    ByteRange, Delegation, DelegationType, Lease, LeaseBreak, LeaseKey, LeaseState, LockKind, LockType, PersistedLock,
+    ShareAccess, ShareDeny, ShareReservation,
+};
+pub use query::{KindFilter, LockQuery};
+pub use time::Timestamp;

@@ -1,0 +1,114 @@
+//! The limits the store enforces on every input before it is applied.
+//!
+//! Validation is pure and runs before any state changes, so bad input gets a
+//! clear error naming the field and changes nothing.
+
+use super::{ClientRecord, LockKind, PersistedLock};
+use crate::error::{Error, Result};
+
+/// Longest id, share, file id, owner id, client id, name or principal, in
+/// bytes.
+pub const MAX_ID_LEN: usize = 1024;
+/// Longest opaque byte field (verifier, callback) of a client record.
+pub const MAX_OPAQUE_LEN: usize = 1024;
+/// Most operations in one transaction.
+pub const MAX_TXN_OPS: usize = 4096;
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
+    Error::InvalidInput { field, reason: reason.into() }
+}
+
+/// Checks a key-like string: non-empty and at most [`MAX_ID_LEN`] bytes.
+pub fn id(field: &'static str, value: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(invalid(field, "must not be empty"));
+    }
+    bounded(field, value)
+}
+
+/// Checks a free-form string: at most [`MAX_ID_LEN`] bytes (may be empty).
+fn bounded(field: &'static str, value: &str) -> Result<()> {
+    if value.len() > MAX_ID_LEN {
+        return Err(invalid(field, format!("is {} bytes long, the maximum is {MAX_ID_LEN}", value.len())));
+    }
+    Ok(())
+}
+
+fn opaque(field: &'static str, value: &[u8]) -> Result<()> {
+    if value.len() > MAX_OPAQUE_LEN {
+        return Err(invalid(field, format!("is {} bytes long, the maximum is {MAX_OPAQUE_LEN}", value.len())));
+    }
+    Ok(())
+}
+
+/// Validates every field of a lock.
+pub fn lock(lock: &PersistedLock) -> Result<()> {
+    id("id", &lock.id)?;
+    id("share", &lock.share)?;
+    id("file_id", &lock.file_id)?;
+    id("owner_id", &lock.owner_id)?;
+    id("client_id", &lock.client_id)?;
+    if let LockKind::ByteRange(r) = &lock.kind {
+        if r.zero_byte && r.length != 0 {
+            return Err(invalid("length", "a zero-byte lock must have length 0"));
+        }
+        // length 0 is "to end of file" (or an SMB zero-byte lock): no end to check.
+        if r.length != 0 && r.offset.checked_add(r.length - 1).is_none() {
+            return Err(invalid("length", format!("offset {} + length {} overflows u64", r.offset, r.length)));
+        }
+    }
+    Ok(())
+}
+
+/// Validates every field of a client record.
+pub fn client(record: &ClientRecord) -> Result<()> {
+    id("client_id", &record.client_id)?;
+    bounded("name", &record.name)?;
+    bounded("principal", &record.principal)?;
+    opaque("verifier", &record.verifier)?;
+    opaque("callback", &record.callback)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ByteRange, LockType, Timestamp};
+
+    fn range(offset: u64, length: u64, zero_byte: bool) -> PersistedLock {
+        PersistedLock {
+            id: "l".into(),
+            share: "s".into(),
+            file_id: "f".into(),
+            owner_id: "o".into(),
+            client_id: "c".into(),
+            kind: LockKind::ByteRange(ByteRange { lock_type: LockType::Shared, offset, length, zero_byte }),
+            acquired_at: Timestamp::from_unix_micros(0),
+            server_epoch: 0,
+        }
+    }
+
+    #[test]
+    fn ranges_up_to_u64_max_are_valid_and_overflow_is_named() {
+        assert!(lock(&range(u64::MAX, 0, false)).is_ok());
+        assert!(lock(&range(0, u64::MAX, false)).is_ok());
+        assert!(lock(&range(u64::MAX, 1, false)).is_ok());
+        assert!(lock(&range(u64::MAX, 0, true)).is_ok());
+        match lock(&range(u64::MAX, 2, false)) {
+            Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "length"),
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+        assert!(matches!(lock(&range(0, 5, true)), Err(Error::InvalidInput { field: "length", .. })));
+    }
+
+    #[test]
+    fn empty_and_oversized_ids_name_the_field() {
+        let mut l = range(0, 1, false);
+        l.owner_id.clear();
+        assert!(matches!(lock(&l), Err(Error::InvalidInput { field: "owner_id", .. })));
+        l.owner_id = "x".repeat(MAX_ID_LEN);
+        assert!(lock(&l).is_ok());
+        l.owner_id.push('x');
+        assert!(matches!(lock(&l), Err(Error::InvalidInput { field: "owner_id", .. })));
+    }
+}

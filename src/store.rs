@@ -1,0 +1,152 @@
+//! The [`LockStore`] trait: the contract every backend keeps.
+
+use crate::error::{Error, Result};
+use crate::model::{ClientRecord, LockQuery, PersistedLock};
+use crate::op::{Op, Outcome};
+use async_trait::async_trait;
+
+/// A durable (or, for the memory backend, volatile) store of lock state.
+///
+/// The trait is object safe: a server picks its backend at run time and keeps
+/// it as `Arc<dyn LockStore>`. Every method may be called concurrently.
+///
+/// # Writes
+///
+/// Every mutation is an [`Op`]; [`transaction`](LockStore::transaction)
+/// applies several all or nothing, and the single-operation methods are
+/// one-operation transactions. On a durable backend a write is acknowledged
+/// (its future resolves `Ok`) only once it is durable. Input is validated
+/// before anything is applied: bad input returns
+/// [`Error::InvalidInput`] and changes nothing.
+///
+/// # Cancellation
+///
+/// Dropping a write future before it resolves never leaves a partial write:
+/// the operation (or transaction) is either applied whole or not at all. It
+/// may still be applied after the drop if it had already been handed to the
+/// backend; a caller that needs to know must read the state back.
+///
+/// # Reads
+///
+/// Reads return owned copies and see only acknowledged writes: a write
+/// acknowledged to one task is visible to every read that starts after it.
+/// Lists are sorted by lock id (clients by client id).
+///
+/// # Epochs and grace
+///
+/// Opening a durable store increments its epoch. `put_lock` and `reclaim`
+/// stamp the lock's `server_epoch` with the current epoch, so after a restart
+/// [`reclaimable`](LockStore::reclaimable) lists what clients held before,
+/// [`reclaim`](LockStore::reclaim) moves a lock into the new epoch (only for
+/// the client that holds it), and [`end_grace`](LockStore::end_grace) drops
+/// what nobody reclaimed.
+#[async_trait]
+pub trait LockStore: Send + Sync {
+    /// Applies `ops` atomically, in order, and returns one [`Outcome`] per
+    /// op. If any op fails (validation, not found, refused reclaim) nothing
+    /// is applied and that op's error is returned.
+    async fn transaction(&self, ops: Vec<Op>) -> Result<Vec<Outcome>>;
+
+    /// The lock with this id, or [`Error::NotFound`].
+    async fn get_lock(&self, id: &str) -> Result<PersistedLock>;
+
+    /// Every lock matching `query`, sorted by id.
+    async fn list_locks(&self, query: &LockQuery) -> Result<Vec<PersistedLock>>;
+
+    /// How many locks the store holds.
+    async fn count(&self) -> Result<u64>;
+
+    /// The client record with this id, or [`Error::NotFound`].
+    async fn get_client(&self, client_id: &str) -> Result<ClientRecord>;
+
+    /// Every client record, sorted by client id.
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>>;
+
+    /// The store's current epoch (incremented each time it is opened).
+    async fn epoch(&self) -> Result<u64>;
+
+    /// Whether the incarnation before this one called
+    /// [`close`](LockStore::close). A new store answers `false`, the safe
+    /// default (run a grace period).
+    async fn previous_shutdown_was_clean(&self) -> Result<bool>;
+
+    /// Locks of `client_id` granted in an earlier epoch, sorted by id: what
+    /// the client may reclaim during grace.
+    async fn reclaimable(&self, client_id: &str) -> Result<Vec<PersistedLock>>;
+
+    /// Records a clean shutdown and closes the store; later calls fail with
+    /// [`Error::Closed`]. Closing twice is not an error.
+    async fn close(&self) -> Result<()>;
+
+    /// Inserts or replaces a lock by id. Every index follows a lock whose
+    /// file, owner, client or share changed.
+    async fn put_lock(&self, lock: PersistedLock) -> Result<()> {
+        self.transaction(vec![Op::PutLock(lock)]).await.map(drop)
+    }
+
+    /// Removes a lock; [`Error::NotFound`] when it does not exist.
+    async fn delete_lock(&self, id: &str) -> Result<()> {
+        self.transaction(vec![Op::DeleteLock { id: id.to_owned() }]).await.map(drop)
+    }
+
+    /// Removes every lock of a client atomically; returns how many.
+    async fn delete_locks_by_client(&self, client_id: &str) -> Result<u64> {
+        let op = Op::DeleteLocksByClient { client_id: client_id.to_owned() };
+        single(self.transaction(vec![op]).await?).and_then(count)
+    }
+
+    /// Removes every lock on a file atomically; returns how many.
+    async fn delete_locks_by_file(&self, file_id: &str) -> Result<u64> {
+        let op = Op::DeleteLocksByFile { file_id: file_id.to_owned() };
+        single(self.transaction(vec![op]).await?).and_then(count)
+    }
+
+    /// Inserts or replaces a client record.
+    async fn put_client(&self, record: ClientRecord) -> Result<()> {
+        self.transaction(vec![Op::PutClient(record)]).await.map(drop)
+    }
+
+    /// Removes a client record; [`Error::NotFound`] when it does not exist.
+    async fn delete_client(&self, client_id: &str) -> Result<()> {
+        let op = Op::DeleteClient { client_id: client_id.to_owned() };
+        self.transaction(vec![op]).await.map(drop)
+    }
+
+    /// Moves a lock from an earlier epoch into the current one. Refused with
+    /// [`Error::ReclaimRefused`] when the lock belongs to another client or
+    /// is already current; [`Error::NotFound`] when it does not exist.
+    async fn reclaim(&self, id: &str, client_id: &str) -> Result<PersistedLock> {
+        let op = Op::Reclaim { id: id.to_owned(), client_id: client_id.to_owned() };
+        match single(self.transaction(vec![op]).await?)? {
+            Outcome::Lock(lock) => Ok(lock),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Ends the grace period: atomically removes every lock granted in an
+    /// earlier epoch and not reclaimed, and returns them sorted by id.
+    async fn end_grace(&self) -> Result<Vec<PersistedLock>> {
+        match single(self.transaction(vec![Op::EndGrace]).await?)? {
+            Outcome::Locks(locks) => Ok(locks),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn single(mut outcomes: Vec<Outcome>) -> Result<Outcome> {
+    match (outcomes.pop(), outcomes.is_empty()) {
+        (Some(outcome), true) => Ok(outcome),
+        _ => Err(Error::Internal("backend returned the wrong number of outcomes".into())),
+    }
+}
+
+fn count(outcome: Outcome) -> Result<u64> {
+    match outcome {
+        Outcome::Count(n) => Ok(n),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(outcome: Outcome) -> Error {
+    Error::Internal(format!("backend returned an unexpected outcome {outcome:?}"))
+}

@@ -1,0 +1,6 @@
+//! Test support shared by the unit tests, the integration tests, the crash
+//! tests and the fuzz targets: a trivially simple reference model and
+//! generators of sample data. Not part of the stable API.
+
+pub mod model;
+pub mod sample;

@@ -1,0 +1,62 @@
+//! The conformance suite: every backend must pass every case here.
+//!
+//! A backend's test file implements [`Harness`] and expands
+//! `conformance_suite!(make_harness())`, which turns every case below into a
+//! `#[tokio::test]`. Cases take the harness by value so each runs on a fresh,
+//! empty store.
+#![allow(dead_code)]
+
+pub mod cases;
+pub mod props;
+
+use async_trait::async_trait;
+use lockwal::LockStore;
+use std::sync::Arc;
+
+/// Opens and restarts one store of a backend.
+#[async_trait]
+pub trait Harness: Send + 'static {
+    /// Opens the store; the first call gives an empty store.
+    async fn open(&mut self) -> Arc<dyn LockStore>;
+
+    /// Restarts: `store` is the only handle left; the harness drops it (as a
+    /// crash would, unless the case called `close` first) and opens the same
+    /// store again.
+    async fn reopen(&mut self, store: Arc<dyn LockStore>) -> Arc<dyn LockStore>;
+}
+
+/// Expands every conformance case into a test for one backend.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@cases $make;
+            round_trip_every_kind,
+            u64_max_ranges_round_trip,
+            upsert_moves_every_index,
+            bulk_deletes_remove_exactly_the_right_locks,
+            query_filters_and_ordering,
+            not_found_errors,
+            invalid_input_changes_nothing,
+            epoch_and_clean_shutdown,
+            closed_store_refuses_calls,
+            reclaim_anti_steal,
+            end_grace_purges_unreclaimed,
+            transaction_is_all_or_nothing,
+            posix_split_in_one_transaction,
+            client_records_crud,
+            state_survives_reopen,
+            released_lock_stays_released,
+            reads_return_copies,
+            concurrent_writers_match_sequential_model,
+            random_operations_match_model,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                conformance::cases::$case($make).await;
+            }
+        )*
+    };
+}
