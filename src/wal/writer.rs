@@ -1,0 +1,277 @@
+//! The writer: one thread owns the active segment and commits queued
+//! requests in groups — one `write` and one `fdatasync` for everything
+//! queued, then every request of the group is acknowledged.
+//!
+//! A group is committed in three steps:
+//! 1. under the state's write lock, apply each request with an undo log to
+//!    learn its outcome (a request that fails is answered with its error and
+//!    never logged), then roll everything back: readers must not see a write
+//!    before it is durable;
+//! 2. encode the successful commands as one frame, write it, fdatasync;
+//! 3. apply them for real (the state machine is deterministic and only this
+//!    thread mutates, so the outcomes are the ones found in step 1) and
+//!    acknowledge.
+//!
+//! A failed write or sync poisons the store: the group's callers get the I/O
+//! error, later writers get `Poisoned`, the state keeps only what was
+//! acknowledged, and nothing is written again until the store is reopened.
+
+use super::format::{
+    SEGMENT_HEADER_LEN, SegmentHeader, append_frame, array_header_len, encode_command, frame_len, segment_name,
+    write_array_header,
+};
+use super::{SyncMode, WalOptions};
+use crate::error::{Error, Result, io_error};
+use crate::io::{FileSystem, LockGuard, OpenMode, StoreFile};
+use crate::op::Outcome;
+use crate::state::{Command, State, Undo};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+
+/// Most requests in one group.
+const MAX_GROUP_REQUESTS: usize = 4096;
+/// A group stops growing once its frame passes this many bytes.
+const MAX_GROUP_BYTES: usize = 4 << 20;
+
+/// A reply channel for one request.
+pub(crate) type Reply = tokio::sync::oneshot::Sender<Result<Vec<Outcome>>>;
+
+/// Messages to the writer thread.
+pub(crate) enum Msg {
+    /// Commit a command and answer.
+    Write(Command, Reply),
+}
+
+/// Counters shared with readers of `stats()`.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub records: AtomicU64,
+    pub bytes: AtomicU64,
+    pub fsyncs: AtomicU64,
+    pub requests: AtomicU64,
+    pub last_lsn: AtomicU64,
+    pub segments_created: AtomicU64,
+}
+
+/// What the writer thread and the store's handle share.
+pub(crate) struct Shared {
+    /// The acknowledged state.
+    pub state: RwLock<State>,
+    /// Why the store is poisoned, once it is.
+    pub poison: Mutex<Option<String>>,
+    /// Statistics.
+    pub counters: Counters,
+}
+
+impl Shared {
+    pub(crate) fn poisoned(&self) -> Option<String> {
+        self.poison.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn poison(&self, cause: String) {
+        tracing::error!(%cause, "store poisoned: refusing writes until reopened");
+        self.poison.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(cause);
+    }
+}
+
+/// A random salt for a new segment (the standard library's randomly keyed
+/// hasher is the source of randomness).
+fn random_salt() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// The active segment.
+pub(crate) struct Segment {
+    pub file: Box<dyn StoreFile>,
+    pub path: PathBuf,
+    pub header: SegmentHeader,
+    /// Where the next frame goes.
+    pub offset: u64,
+}
+
+/// Creates segment `number` starting at `first_lsn`: header written, file
+/// pre-sized to `size` (so an fdatasync does not also have to persist a new
+/// file size), synced, and its directory entry synced.
+pub(crate) fn create_segment(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    number: u64,
+    first_lsn: u64,
+    size: u64,
+) -> Result<Segment> {
+    let path = dir.join(segment_name(number));
+    let header = SegmentHeader { number, salt: random_salt(), first_lsn };
+    let mut file = fs.open(&path, OpenMode::CreateNew).map_err(io_error("create", &path))?;
+    file.write_at(0, &header.encode()).map_err(io_error("write", &path))?;
+    file.set_len(size.max(SEGMENT_HEADER_LEN as u64)).map_err(io_error("set_len", &path))?;
+    file.sync_data().map_err(io_error("fdatasync", &path))?;
+    fs.sync_dir(dir).map_err(io_error("fsync directory", dir))?;
+    tracing::debug!(segment = number, first_lsn, "segment created");
+    Ok(Segment { file, path, header, offset: SEGMENT_HEADER_LEN as u64 })
+}
+
+/// The writer thread's state.
+pub(crate) struct Writer {
+    pub fs: Arc<dyn FileSystem>,
+    pub dir: PathBuf,
+    pub options: WalOptions,
+    pub segment: Segment,
+    pub next_lsn: u64,
+    pub shared: Arc<Shared>,
+    /// Held for as long as the writer lives: the store's exclusive lock.
+    pub _lock: LockGuard,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        fs: Arc<dyn FileSystem>,
+        dir: PathBuf,
+        options: WalOptions,
+        segment: Segment,
+        next_lsn: u64,
+        shared: Arc<Shared>,
+        lock: LockGuard,
+    ) -> Self {
+        Self { fs, dir, options, segment, next_lsn, shared, _lock: lock, buf: Vec::with_capacity(64 << 10) }
+    }
+
+    /// Serves requests until every sender is gone.
+    pub(crate) fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        while let Ok(first) = rx.recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP_REQUESTS {
+                match rx.try_recv() {
+                    Ok(msg) => group.push(msg),
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+        tracing::debug!(dir = %self.dir.display(), "writer stopped");
+    }
+
+    fn commit_group(&mut self, group: Vec<Msg>) {
+        let requests: Vec<(Command, Reply)> = group.into_iter().map(|Msg::Write(c, r)| (c, r)).collect();
+        if let Some(cause) = self.shared.poisoned() {
+            for (_, reply) in requests {
+                let _ = reply.send(Err(Error::Poisoned { cause: cause.clone() }));
+            }
+            return;
+        }
+        // Step 1: find each request's outcome without publishing it.
+        let verdicts: Vec<Result<Vec<Outcome>>> = {
+            let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+            let mut undo = Undo::recording();
+            let verdicts = requests.iter().map(|(cmd, _)| state.apply_undoable(cmd, &mut undo)).collect();
+            state.rollback(undo);
+            verdicts
+        };
+        let accepted: Vec<&Command> =
+            requests.iter().zip(&verdicts).filter(|(_, v)| v.is_ok()).map(|((cmd, _), _)| cmd).collect();
+        // Step 2: make them durable.
+        if !accepted.is_empty()
+            && let Err(e) = self.append(&accepted)
+        {
+            self.shared.poison(e.to_string());
+            let cause = e.to_string();
+            let mut first_error = Some(e);
+            for ((_, reply), verdict) in requests.into_iter().zip(verdicts) {
+                let answer = match verdict {
+                    Err(own) => Err(own),
+                    Ok(_) => Err(first_error.take().unwrap_or_else(|| Error::Poisoned { cause: cause.clone() })),
+                };
+                let _ = reply.send(answer);
+            }
+            return;
+        }
+        // Step 3: publish and acknowledge.
+        let mut answers = Vec::with_capacity(requests.len());
+        {
+            let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+            for ((cmd, reply), verdict) in requests.into_iter().zip(verdicts) {
+                let answer = match verdict {
+                    Ok(expected) => {
+                        let applied = state.apply(&cmd);
+                        debug_assert_eq!(applied.as_ref().ok(), Some(&expected), "replay of a verdict diverged");
+                        applied
+                    }
+                    Err(e) => Err(e),
+                };
+                answers.push((reply, answer));
+            }
+        }
+        self.shared.counters.requests.fetch_add(answers.len() as u64, Relaxed);
+        for (reply, answer) in answers {
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Makes `commands` durable: encoded one after another, cut into frames
+    /// of at most [`MAX_GROUP_BYTES`] (one command may be larger), each frame
+    /// written and synced before the next is written, so that at most one
+    /// write is ever in flight (the torn-tail rule relies on it).
+    fn append(&mut self, commands: &[&Command]) -> Result<()> {
+        let mut encoded = Vec::new();
+        let mut ends = Vec::with_capacity(commands.len());
+        for command in commands {
+            encode_command(&mut encoded, command);
+            ends.push(encoded.len());
+        }
+        let (mut from, mut start) = (0usize, 0usize);
+        while from < ends.len() {
+            let mut to = from + 1;
+            while to < ends.len() && ends[to] - start <= MAX_GROUP_BYTES {
+                to += 1;
+            }
+            self.write_frame(to - from, &encoded[start..ends[to - 1]])?;
+            start = ends[to - 1];
+            from = to;
+        }
+        Ok(())
+    }
+
+    /// Writes one frame whose payload is an array of `count` encoded
+    /// commands, rotating first when it does not fit the active segment.
+    fn write_frame(&mut self, count: usize, commands: &[u8]) -> Result<()> {
+        let lsn = self.next_lsn;
+        let payload_len = array_header_len(count) + commands.len();
+        let needed = frame_len(payload_len) as u64;
+        let empty = self.segment.offset == SEGMENT_HEADER_LEN as u64;
+        if !empty && self.segment.offset + needed > self.options.segment_size {
+            self.rotate(lsn)?;
+        }
+        self.buf.clear();
+        append_frame(&mut self.buf, self.segment.header.salt, lsn, |out| {
+            write_array_header(out, count);
+            out.extend_from_slice(commands);
+        });
+        debug_assert_eq!(self.buf.len() as u64, needed);
+        let path = &self.segment.path;
+        self.segment.file.write_at(self.segment.offset, &self.buf).map_err(io_error("write", path))?;
+        if self.options.sync == SyncMode::Always {
+            self.segment.file.sync_data().map_err(io_error("fdatasync", path))?;
+            self.shared.counters.fsyncs.fetch_add(1, Relaxed);
+        }
+        self.segment.offset += needed;
+        self.next_lsn += 1;
+        let counters = &self.shared.counters;
+        counters.records.fetch_add(1, Relaxed);
+        counters.bytes.fetch_add(needed, Relaxed);
+        counters.last_lsn.store(lsn, Relaxed);
+        Ok(())
+    }
+
+    /// Starts the next segment at `first_lsn`. The current one needs no
+    /// sync: every frame in it was synced when it was written.
+    pub(crate) fn rotate(&mut self, first_lsn: u64) -> Result<()> {
+        let number = self.segment.header.number + 1;
+        let next = create_segment(&*self.fs, &self.dir, number, first_lsn, self.options.segment_size)?;
+        tracing::info!(segment = number, first_lsn, "rotated to a new segment");
+        self.segment = next;
+        self.shared.counters.segments_created.fetch_add(1, Relaxed);
+        Ok(())
+    }
+}
