@@ -51,6 +51,20 @@ mod tiny_segments {
     conformance_suite!(Wal::new(SyncMode::Always, 4096));
 }
 
+/// Automatic compaction after (nearly) every write, racing the suite.
+mod aggressive_compaction {
+    use super::*;
+    conformance_suite!(Wal {
+        dir: tempfile::tempdir().unwrap(),
+        options: WalOptions {
+            segment_size: 4096,
+            compact_after_bytes: Some(1),
+            compact_size_multiple: 0.0,
+            ..WalOptions::default()
+        },
+    });
+}
+
 // ---- recovery rules ---------------------------------------------------------
 
 fn options() -> WalOptions {

@@ -31,6 +31,18 @@ impl Index {
         interned
     }
 
+    /// [`insert`](Self::insert) for a key that is already an `Arc`: a new
+    /// key keeps that `Arc` instead of copying the string.
+    pub(crate) fn insert_shared(&mut self, key: &Arc<str>, slot: SlotId) -> Arc<str> {
+        if let Some((interned, _)) = self.map.get_key_value(&**key) {
+            let interned = Arc::clone(interned);
+            self.map.get_mut(&**key).expect("key just found").insert(slot);
+            return interned;
+        }
+        self.map.insert(Arc::clone(key), HashSet::from([slot]));
+        Arc::clone(key)
+    }
+
     /// Removes `slot` from `key`; drops the key with its last slot.
     pub(crate) fn remove(&mut self, key: &str, slot: SlotId) {
         let Some(slots) = self.map.get_mut(key) else {

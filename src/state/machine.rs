@@ -25,19 +25,19 @@ pub enum Command {
 /// indexes, and the large lease variant is boxed so the common byte-range
 /// lock stays small.
 #[derive(Debug, Clone)]
-struct Slot {
-    id: Arc<str>,
-    share: Arc<str>,
-    file: Arc<str>,
-    owner: Arc<str>,
-    client: Arc<str>,
-    kind: StoredKind,
-    acquired_at: Timestamp,
-    epoch: u64,
+pub(crate) struct Slot {
+    pub(crate) id: Arc<str>,
+    pub(crate) share: Arc<str>,
+    pub(crate) file: Arc<str>,
+    pub(crate) owner: Arc<str>,
+    pub(crate) client: Arc<str>,
+    pub(crate) kind: StoredKind,
+    pub(crate) acquired_at: Timestamp,
+    pub(crate) epoch: u64,
 }
 
 #[derive(Debug, Clone)]
-enum StoredKind {
+pub(crate) enum StoredKind {
     Small(LockKind),
     Lease(Box<Lease>),
 }
@@ -52,7 +52,7 @@ impl From<LockKind> for StoredKind {
 }
 
 impl StoredKind {
-    fn to_kind(&self) -> LockKind {
+    pub(crate) fn to_kind(&self) -> LockKind {
         match self {
             StoredKind::Small(kind) => kind.clone(),
             StoredKind::Lease(lease) => LockKind::Lease(**lease),
@@ -127,6 +127,16 @@ impl Undo {
             self.steps.push(step);
         }
     }
+}
+
+/// A point-in-time copy of the state for a snapshot. The strings are shared
+/// with the live state (`Arc`), so the copy costs one slot per lock and no
+/// string bytes.
+pub(crate) struct StateView {
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) clients: Vec<ClientRecord>,
+    pub(crate) epoch: u64,
+    pub(crate) clean: bool,
 }
 
 /// The complete lock state with its indexes.
@@ -378,6 +388,52 @@ impl State {
 
     fn live_slots(&self) -> impl Iterator<Item = (SlotId, &Slot)> {
         self.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i as SlotId, s)))
+    }
+
+    // ---- snapshots --------------------------------------------------------
+
+    /// A point-in-time copy for a snapshot (see [`StateView`]).
+    pub(crate) fn view(&self) -> StateView {
+        StateView {
+            slots: self.live_slots().map(|(_, s)| s.clone()).collect(),
+            clients: self.clients.values().cloned().collect(),
+            epoch: self.epoch,
+            clean: self.clean,
+        }
+    }
+
+    /// An empty state to restore a snapshot into, sized for `locks`.
+    pub(crate) fn restoring(epoch: u64, clean: bool, locks: usize) -> Self {
+        let mut state = Self::new();
+        state.epoch = epoch;
+        state.clean = clean;
+        state.slots.reserve_exact(locks);
+        state.by_id.reserve(locks);
+        state
+    }
+
+    /// Adds a lock from a snapshot, reusing the snapshot's interned strings.
+    /// `Err` names the duplicated id.
+    pub(crate) fn restore_lock(&mut self, slot: Slot) -> std::result::Result<(), Arc<str>> {
+        if self.by_id.contains_key(&*slot.id) {
+            return Err(slot.id);
+        }
+        let slot_id = self.alloc_slot();
+        let slot = Slot {
+            share: self.by_share.insert_shared(&slot.share, slot_id),
+            file: self.by_file.insert_shared(&slot.file, slot_id),
+            owner: self.by_owner.insert_shared(&slot.owner, slot_id),
+            client: self.by_client.insert_shared(&slot.client, slot_id),
+            ..slot
+        };
+        self.by_id.insert(Arc::clone(&slot.id), slot_id);
+        self.slots[slot_id as usize] = Some(slot);
+        Ok(())
+    }
+
+    /// Adds a client record from a snapshot. `false` if it was a duplicate.
+    pub(crate) fn restore_client(&mut self, record: ClientRecord) -> bool {
+        self.clients.insert(record.client_id.clone(), record).is_none()
     }
 
     // ---- reads ------------------------------------------------------------

@@ -3,31 +3,37 @@
 //! Every grant and release is appended to a log of checksummed frames
 //! (`format`), committed in groups by one writer thread (`writer`), and
 //! replayed at open into the state machine (`recovery`, `scan`), which also
-//! increments the epoch. See DESIGN.md for the byte layout and the recovery
-//! rules.
+//! increments the epoch. Snapshots (`snapshot`) written by a compactor thread
+//! (`compact`) bound the log and the replay time. See DESIGN.md for the byte
+//! layouts and the recovery rules.
 
+mod compact;
 pub mod format;
 mod recovery;
 pub mod scan;
+pub mod snapshot;
 mod writer;
 
+pub use compact::CompactionReport;
 pub use recovery::TornTail;
 
 use crate::error::{Error, Result, io_error};
-use crate::io::{FileSystem, RealFs};
+use crate::io::{FileSystem, LockGuard, OpenMode, RealFs};
 use crate::model::{ClientRecord, LockQuery, PersistedLock};
 use crate::op::{Op, Outcome, validate_batch};
 use crate::state::{Command, State};
 use crate::store::LockStore;
 use async_trait::async_trait;
+use compact::{CompactMsg, Compactor};
 use format::{LOCK_FILE, SEGMENT_HEADER_LEN};
 use recovery::Recovered;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLockReadGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use writer::{Msg, Shared, Writer, create_segment};
+use writer::{Msg, Shared, SnapshotStats, Writer, create_segment};
 
 /// When a write is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -46,17 +52,33 @@ pub struct WalOptions {
     /// When writes are acknowledged.
     pub sync: SyncMode,
     /// Size segments are pre-sized to; a segment is rotated when the next
-    /// frame would not fit. Default 64 MiB.
+    /// frame would not fit. Default 64 MiB; at least [`MIN_SEGMENT_SIZE`].
     pub segment_size: u64,
     /// Open without the writer lock and without changing any byte: no epoch
     /// bump, no truncation; writes fail with `ReadOnly`. A torn tail is
     /// ignored, corruption reported as usual.
     pub read_only: bool,
+    /// Compact automatically once this many bytes were logged since the last
+    /// snapshot (and `compact_size_multiple` is also passed). `None`: only
+    /// on demand or on the timer. Default 64 MiB.
+    pub compact_after_bytes: Option<u64>,
+    /// ... and once the log since the last snapshot is this many times the
+    /// snapshot's size. Default 2.0.
+    pub compact_size_multiple: f64,
+    /// Also compact on this period. Default `None` (off).
+    pub compact_interval: Option<Duration>,
 }
 
 impl Default for WalOptions {
     fn default() -> Self {
-        Self { sync: SyncMode::Always, segment_size: 64 << 20, read_only: false }
+        Self {
+            sync: SyncMode::Always,
+            segment_size: 64 << 20,
+            read_only: false,
+            compact_after_bytes: Some(64 << 20),
+            compact_size_multiple: 2.0,
+            compact_interval: None,
+        }
     }
 }
 
@@ -72,9 +94,9 @@ pub struct WalStats {
     pub locks: u64,
     /// Client records.
     pub clients: u64,
-    /// Bytes of segment files on disk at open plus bytes appended since.
+    /// Logical bytes (headers and frames) of the live segments.
     pub log_bytes: u64,
-    /// Segment files.
+    /// Live segment files.
     pub segments: u64,
     /// LSN of the last record.
     pub last_lsn: u64,
@@ -86,9 +108,9 @@ pub struct WalStats {
     pub fsyncs: u64,
     /// Requests acknowledged per frame written, since open.
     pub mean_batch_size: f64,
-    /// How long replay took at open.
+    /// How long replay (snapshot load and log) took at open.
     pub replay_duration: Duration,
-    /// Records replayed at open.
+    /// Log records replayed at open (after the snapshot).
     pub records_replayed: u64,
     /// Whether the previous incarnation closed cleanly.
     pub previous_shutdown_clean: bool,
@@ -96,6 +118,17 @@ pub struct WalStats {
     pub torn_tail: Option<TornTail>,
     /// Whether the store refuses writes after a failed write or sync.
     pub poisoned: bool,
+    /// LSN of the snapshot in force, if any.
+    pub snapshot_lsn: Option<u64>,
+    /// Size of that snapshot.
+    pub snapshot_bytes: u64,
+    /// Compactions run since open.
+    pub compactions: u64,
+    /// Duration of the last compaction.
+    pub last_compaction_duration: Duration,
+    /// Bytes of files removed by compactions since open, net of snapshots
+    /// written.
+    pub bytes_reclaimed: u64,
 }
 
 /// The durable, single-node [`LockStore`]: a write-ahead log in a directory.
@@ -114,9 +147,12 @@ pub struct WalStats {
 pub struct WalLockStore {
     dir: PathBuf,
     shared: Arc<Shared>,
-    tx: Mutex<Option<mpsc::Sender<Msg>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-    closed: std::sync::atomic::AtomicBool,
+    writer: Mutex<Option<mpsc::Sender<Msg>>>,
+    compactor: Mutex<Option<mpsc::Sender<CompactMsg>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The store's exclusive lock, released after both threads stopped.
+    lock: Mutex<Option<LockGuard>>,
+    closed: AtomicBool,
     read_only: bool,
     opened: OpenReport,
 }
@@ -127,8 +163,14 @@ struct OpenReport {
     replay_duration: Duration,
     records_replayed: u64,
     torn_tail: Option<TornTail>,
-    log_bytes_at_open: u64,
-    segments_at_open: u64,
+}
+
+fn remove_all(fs: &dyn FileSystem, paths: &[PathBuf], why: &str) -> Result<bool> {
+    for path in paths {
+        tracing::warn!(file = %path.display(), why, "removing");
+        fs.remove(path).map_err(io_error("remove", path))?;
+    }
+    Ok(!paths.is_empty())
 }
 
 impl WalLockStore {
@@ -138,8 +180,8 @@ impl WalLockStore {
     }
 
     /// Opens the store in `dir` through `fs` (tests pass a simulated file
-    /// system). Replays the log, truncates a torn tail, and durably records
-    /// the new epoch before returning.
+    /// system). Replays the snapshot and the log, repairs a torn tail, and
+    /// durably records the new epoch before returning.
     pub async fn open_with_fs(fs: Arc<dyn FileSystem>, dir: impl AsRef<Path>, options: WalOptions) -> Result<Self> {
         let dir = dir.as_ref().to_owned();
         tokio::task::spawn_blocking(move || Self::open_blocking(fs, dir, options))
@@ -156,7 +198,7 @@ impl WalLockStore {
             });
         }
         if options.read_only {
-            return Self::open_read_only(&*fs, dir, options);
+            return Self::open_read_only(&*fs, dir);
         }
         fs.create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
         let lock_path = dir.join(LOCK_FILE);
@@ -165,32 +207,27 @@ impl WalLockStore {
             _ => Error::Io { op: "lock", path: lock_path.clone(), source: e },
         })?;
         let _span = tracing::info_span!("open", dir = %dir.display()).entered();
-        let recovered = recovery::recover(&*fs, &dir, State::new(), 0)?;
-        let Recovered { state, segments, last_lsn, records, torn, temporaries, duration } = recovered;
-        tracing::info!(records, last_lsn, ?duration, "replayed the log");
+        let Recovered { state, segments, last_lsn, records, torn, temporaries, stale, snapshot, duration } =
+            recovery::recover(&*fs, &dir)?;
+        let snapshot_file = snapshot.as_ref().map(|s| s.path.display().to_string());
+        tracing::info!(records, last_lsn, snapshot = snapshot_file, ?duration, "replayed");
 
         // Repairs, each durable before the next step relies on it.
-        for tmp in &temporaries {
-            tracing::warn!(file = %tmp.display(), "removing a leftover temporary file");
-            fs.remove(tmp).map_err(io_error("remove", tmp))?;
-        }
-        let mut dir_dirty = !temporaries.is_empty();
-        let mut next_number = segments.last().map_or(1, |s| s.number + 1);
-        if let Some(newest) = segments.last() {
+        let mut dir_dirty = remove_all(&*fs, &temporaries, "leftover temporary file, never trusted")?;
+        dir_dirty |= remove_all(&*fs, &stale, "covered by the snapshot (compaction interrupted)")?;
+        let mut kept = &segments[..];
+        if let Some((newest, older)) = segments.split_last() {
             if newest.scan.frames == 0 {
                 // Creation interrupted, or created and never written: holds
                 // no record, so removing it loses nothing.
-                tracing::warn!(file = %newest.path.display(), "removing a segment that holds no record");
-                fs.remove(&newest.path).map_err(io_error("remove", &newest.path))?;
-                dir_dirty = true;
-                next_number = newest.number;
+                dir_dirty |= remove_all(&*fs, std::slice::from_ref(&newest.path), "segment holds no record")?;
+                kept = older;
             } else if newest.file_len > newest.scan.valid_end {
                 if let Some(t) = &torn {
                     tracing::warn!(file = %t.file.display(), offset = t.offset, discarded = t.discarded,
                         "truncating a torn tail (a write in flight at a crash, never acknowledged)");
                 }
-                let mut file =
-                    fs.open(&newest.path, crate::io::OpenMode::Existing).map_err(io_error("open", &newest.path))?;
+                let mut file = fs.open(&newest.path, OpenMode::Existing).map_err(io_error("open", &newest.path))?;
                 file.set_len(newest.scan.valid_end).map_err(io_error("truncate", &newest.path))?;
                 file.sync_data().map_err(io_error("fdatasync", &newest.path))?;
             }
@@ -200,34 +237,62 @@ impl WalLockStore {
         }
         let previous_clean = state.clean();
         let epoch = state.epoch() + 1;
+        let next_number =
+            segments.last().map_or(1, |s| if kept.len() < segments.len() { s.number } else { s.number + 1 });
         let segment = create_segment(&*fs, &dir, next_number, last_lsn + 1, options.segment_size)?;
-        let log_bytes: u64 = segments.iter().filter(|s| s.scan.frames > 0).map(|s| s.scan.valid_end).sum::<u64>()
-            + SEGMENT_HEADER_LEN as u64;
-        let segments_at_open = segments.iter().filter(|s| s.scan.frames > 0).count() as u64 + 1;
-        let shared =
-            Arc::new(Shared { state: RwLock::new(state), poison: Mutex::new(None), counters: Default::default() });
+        let mut segment_bytes: BTreeMap<u64, u64> = kept.iter().map(|s| (s.number, s.scan.valid_end)).collect();
+        segment_bytes.insert(next_number, SEGMENT_HEADER_LEN as u64);
+        let snapshot_stats = SnapshotStats {
+            lsn: snapshot.as_ref().map(|s| s.header.lsn),
+            bytes: snapshot.as_ref().map_or(0, |s| s.bytes),
+            ..SnapshotStats::default()
+        };
+        let shared = Arc::new(Shared::new(state, segment_bytes, snapshot_stats));
         shared.counters.last_lsn.store(last_lsn, Relaxed);
-        let writer =
-            Writer::new(Arc::clone(&fs), dir.clone(), options, segment, last_lsn + 1, Arc::clone(&shared), lock);
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("lockwal-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| Error::Io { op: "spawn writer thread", path: dir.clone(), source: e })?;
+
+        let (writer_tx, writer_rx) = mpsc::channel();
+        let (compactor_tx, compactor_rx) = mpsc::channel();
+        let writer = Writer::new(
+            Arc::clone(&fs),
+            dir.clone(),
+            options.clone(),
+            segment,
+            last_lsn + 1,
+            Arc::clone(&shared),
+            Some(compactor_tx.clone()),
+        );
+        let compactor = Compactor {
+            fs: Arc::clone(&fs),
+            dir: dir.clone(),
+            shared: Arc::clone(&shared),
+            writer: writer_tx.clone(),
+            interval: options.compact_interval,
+        };
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| Error::Io {
+                op: "spawn thread",
+                path: dir.clone(),
+                source: e,
+            })
+        };
+        let threads = vec![
+            spawn("lockwal-writer", Box::new(move || writer.run(writer_rx)))?,
+            spawn("lockwal-compactor", Box::new(move || compactor.run(compactor_rx)))?,
+        ];
         let store = Self {
             dir,
             shared,
-            tx: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
-            closed: false.into(),
+            writer: Mutex::new(Some(writer_tx)),
+            compactor: Mutex::new(Some(compactor_tx)),
+            threads: Mutex::new(threads),
+            lock: Mutex::new(Some(lock)),
+            closed: AtomicBool::new(false),
             read_only: false,
             opened: OpenReport {
                 previous_clean,
                 replay_duration: duration,
                 records_replayed: records,
                 torn_tail: torn,
-                log_bytes_at_open: log_bytes,
-                segments_at_open,
             },
         };
         store.submit_blocking(Command::Open { epoch })?;
@@ -235,30 +300,31 @@ impl WalLockStore {
         Ok(store)
     }
 
-    fn open_read_only(fs: &dyn FileSystem, dir: PathBuf, _options: WalOptions) -> Result<Self> {
-        let recovered = recovery::recover(fs, &dir, State::new(), 0)?;
-        let log_bytes = recovered.segments.iter().map(|s| s.scan.valid_end).sum();
-        let shared = Arc::new(Shared {
-            state: RwLock::new(recovered.state),
-            poison: Mutex::new(None),
-            counters: Default::default(),
-        });
+    fn open_read_only(fs: &dyn FileSystem, dir: PathBuf) -> Result<Self> {
+        let recovered = recovery::recover(fs, &dir)?;
+        let segment_bytes = recovered.segments.iter().map(|s| (s.number, s.scan.valid_end)).collect();
+        let snapshot_stats = SnapshotStats {
+            lsn: recovered.snapshot.as_ref().map(|s| s.header.lsn),
+            bytes: recovered.snapshot.as_ref().map_or(0, |s| s.bytes),
+            ..SnapshotStats::default()
+        };
+        let previous_clean = recovered.state.clean();
+        let shared = Arc::new(Shared::new(recovered.state, segment_bytes, snapshot_stats));
         shared.counters.last_lsn.store(recovered.last_lsn, Relaxed);
-        let previous_clean = shared.state.read().unwrap_or_else(|e| e.into_inner()).clean();
         Ok(Self {
             dir,
             shared,
-            tx: Mutex::new(None),
-            thread: Mutex::new(None),
-            closed: false.into(),
+            writer: Mutex::new(None),
+            compactor: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
+            lock: Mutex::new(None),
+            closed: AtomicBool::new(false),
             read_only: true,
             opened: OpenReport {
                 previous_clean,
                 replay_duration: recovered.duration,
                 records_replayed: recovered.records,
                 torn_tail: recovered.torn,
-                log_bytes_at_open: log_bytes,
-                segments_at_open: recovered.segments.len() as u64,
             },
         })
     }
@@ -270,15 +336,20 @@ impl WalLockStore {
 
     /// Counters and facts about the store.
     pub fn stats(&self) -> WalStats {
-        let state = self.shared.state.read().unwrap_or_else(|e| e.into_inner());
+        let (epoch, locks, clients) = {
+            let state = self.shared.state.read().unwrap_or_else(|e| e.into_inner());
+            (state.epoch(), state.lock_count() as u64, state.client_count() as u64)
+        };
         let c = &self.shared.counters;
         let records = c.records.load(Relaxed);
+        let (log_bytes, segments) = self.shared.log_size();
+        let snapshot = self.shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone();
         WalStats {
-            epoch: state.epoch(),
-            locks: state.lock_count() as u64,
-            clients: state.client_count() as u64,
-            log_bytes: self.opened.log_bytes_at_open + c.bytes.load(Relaxed),
-            segments: self.opened.segments_at_open + c.segments_created.load(Relaxed),
+            epoch,
+            locks,
+            clients,
+            log_bytes,
+            segments,
             last_lsn: c.last_lsn.load(Relaxed),
             records_appended: records,
             bytes_appended: c.bytes.load(Relaxed),
@@ -289,58 +360,83 @@ impl WalLockStore {
             previous_shutdown_clean: self.opened.previous_clean,
             torn_tail: self.opened.torn_tail.clone(),
             poisoned: self.shared.poisoned().is_some(),
+            snapshot_lsn: snapshot.lsn,
+            snapshot_bytes: snapshot.bytes,
+            compactions: snapshot.compactions,
+            last_compaction_duration: snapshot.last_duration,
+            bytes_reclaimed: snapshot.bytes_reclaimed,
         }
     }
 
-    fn sender(&self) -> Result<mpsc::Sender<Msg>> {
+    /// Writes a snapshot of the current state and retires the log it
+    /// covers. Writers keep going meanwhile (they pause only while the
+    /// state's slots are copied). One compaction runs at a time; a call
+    /// while one runs waits for it and then runs its own.
+    pub async fn compact(&self) -> Result<CompactionReport> {
+        self.check_writable()?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let compactor = self.compactor.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or(Error::Closed)?;
+        compactor.send(CompactMsg::Now(reply)).map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    fn check_writable(&self) -> Result<()> {
         if self.read_only {
             return Err(Error::ReadOnly { dir: self.dir.clone() });
         }
         if self.closed.load(Relaxed) {
             return Err(Error::Closed);
         }
-        self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or(Error::Closed)
-    }
-
-    async fn submit(&self, command: Command) -> Result<Vec<Outcome>> {
         if let Some(cause) = self.shared.poisoned() {
             return Err(Error::Poisoned { cause });
         }
+        Ok(())
+    }
+
+    fn send(&self, command: Command) -> Result<tokio::sync::oneshot::Receiver<Result<Vec<Outcome>>>> {
+        self.check_writable()?;
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.sender()?.send(Msg::Write(command, reply)).map_err(|_| Error::Closed)?;
-        answer.await.map_err(|_| Error::Closed)?
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or(Error::Closed)?;
+        writer.send(Msg::Write(command, reply)).map_err(|_| Error::Closed)?;
+        Ok(answer)
+    }
+
+    async fn submit(&self, command: Command) -> Result<Vec<Outcome>> {
+        self.send(command)?.await.map_err(|_| Error::Closed)?
     }
 
     fn submit_blocking(&self, command: Command) -> Result<Vec<Outcome>> {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.sender()?.send(Msg::Write(command, reply)).map_err(|_| Error::Closed)?;
-        answer.blocking_recv().map_err(|_| Error::Closed)?
+        self.send(command)?.blocking_recv().map_err(|_| Error::Closed)?
     }
 
-    fn read_state(&self) -> Result<std::sync::RwLockReadGuard<'_, State>> {
+    fn read_state(&self) -> Result<RwLockReadGuard<'_, State>> {
         if self.closed.load(Relaxed) {
             return Err(Error::Closed);
         }
         Ok(self.shared.state.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Stops the writer thread (after it has answered every queued request)
-    /// and releases the directory lock.
-    fn stop_writer(&self) {
-        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
-        if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+    /// Stops the compactor and the writer (after it answered everything
+    /// queued), then releases the directory lock.
+    fn stop(&self) {
+        drop(self.compactor.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = writer.send(Msg::Shutdown);
+        }
+        for thread in self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
             let _ = thread.join();
         }
+        drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
 }
 
 impl Drop for WalLockStore {
-    /// Dropping without [`close`](LockStore::close) stops the writer and
+    /// Dropping without [`close`](LockStore::close) stops the threads and
     /// releases the lock but does not record a clean shutdown: a drop is
     /// indistinguishable from a crash (it may be an unwinding panic), and
     /// claiming a clean shutdown would skip the grace period clients need.
     fn drop(&mut self) {
-        self.stop_writer();
+        self.stop();
     }
 }
 
@@ -348,7 +444,7 @@ impl Drop for WalLockStore {
 impl LockStore for WalLockStore {
     async fn transaction(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
         validate_batch(&ops)?;
-        self.sender()?;
+        self.check_writable()?;
         if ops.is_empty() {
             return Ok(Vec::new());
         }
@@ -396,7 +492,7 @@ impl LockStore for WalLockStore {
             self.submit(Command::CleanShutdown).await?;
         }
         self.closed.store(true, Relaxed);
-        self.stop_writer();
+        self.stop();
         tracing::info!(dir = %self.dir.display(), "store closed cleanly");
         Ok(())
     }

@@ -4,8 +4,9 @@
 //! removing an interrupted segment or a temporary file) are made by the
 //! caller, only in read-write mode, and only after every map is dropped.
 
-use super::format::{TMP_SUFFIX, decode_commands, parse_segment_name, segment_name};
+use super::format::{SegmentHeader, TMP_SUFFIX, decode_commands, parse_segment_name, segment_name};
 use super::scan::{SegmentEnd, SegmentScan, scan_segment};
+use super::snapshot::{SnapshotHeader, decode_snapshot, parse_snapshot_name};
 use crate::error::{Error, Result};
 use crate::io::FileSystem;
 use crate::state::{Command, State};
@@ -21,6 +22,17 @@ pub struct TornTail {
     pub offset: u64,
     /// Bytes after `offset` that were discarded.
     pub discarded: u64,
+}
+
+/// The snapshot recovery started from.
+#[derive(Debug, Clone)]
+pub struct LoadedSnapshot {
+    /// Its path.
+    pub path: PathBuf,
+    /// Its header.
+    pub header: SnapshotHeader,
+    /// Its length in bytes.
+    pub bytes: u64,
 }
 
 /// One segment as recovery found it.
@@ -51,6 +63,11 @@ pub struct Recovered {
     pub torn: Option<TornTail>,
     /// Temporary files left by an interrupted write; never trusted.
     pub temporaries: Vec<PathBuf>,
+    /// Older snapshots and segments that the snapshot covers: left by a
+    /// compaction interrupted before it retired them.
+    pub stale: Vec<PathBuf>,
+    /// The snapshot the state was loaded from, if any.
+    pub snapshot: Option<LoadedSnapshot>,
     /// How long reading and applying took.
     pub duration: Duration,
 }
@@ -61,11 +78,15 @@ pub(crate) struct Listing {
     pub segments: Vec<(u64, PathBuf)>,
     /// Temporary files.
     pub temporaries: Vec<PathBuf>,
+    /// Snapshot LSNs and paths, sorted by LSN.
+    pub snapshots: Vec<(u64, PathBuf)>,
 }
 
 /// What [`read_log`] found.
 pub(crate) struct LogRead {
     pub segments: Vec<SegmentInfo>,
+    /// Segments entirely covered by the state the log was read after.
+    pub covered: Vec<PathBuf>,
     pub last_lsn: u64,
     pub records: u64,
     pub temporaries: Vec<PathBuf>,
@@ -76,15 +97,19 @@ pub(crate) fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Listing> 
     let names = fs.list(dir).map_err(|source| Error::Io { op: "list", path: dir.to_owned(), source })?;
     let mut segments = Vec::new();
     let mut temporaries = Vec::new();
+    let mut snapshots = Vec::new();
     for name in names {
         if let Some(number) = parse_segment_name(&name) {
             segments.push((number, dir.join(name)));
+        } else if let Some(lsn) = parse_snapshot_name(&name) {
+            snapshots.push((lsn, dir.join(name)));
         } else if name.ends_with(TMP_SUFFIX) {
             temporaries.push(dir.join(name));
         }
     }
     segments.sort();
-    Ok(Listing { segments, temporaries })
+    snapshots.sort();
+    Ok(Listing { segments, temporaries, snapshots })
 }
 
 /// Visits every valid record of the log after `after_lsn`, segment by
@@ -96,7 +121,22 @@ pub(crate) fn read_log(
     after_lsn: u64,
     mut on_record: impl FnMut(&Path, u64, u64, Vec<Command>) -> Result<()>,
 ) -> Result<LogRead> {
-    let Listing { segments, temporaries } = list_segments(fs, dir)?;
+    let Listing { segments: all, temporaries, .. } = list_segments(fs, dir)?;
+    // With a snapshot, segments before the last one that starts at or
+    // before `after_lsn + 1` hold only records the snapshot covers (a
+    // compaction interrupted before it retired them): skip them, in any
+    // number and with any gaps.
+    let mut start = 0;
+    if after_lsn > 0 {
+        for (i, (_, path)) in all.iter().enumerate() {
+            let bytes = fs.read(path).map_err(|source| Error::Io { op: "read", path: path.clone(), source })?;
+            if SegmentHeader::decode(&bytes).is_ok_and(|h| h.first_lsn <= after_lsn + 1) {
+                start = i;
+            }
+        }
+    }
+    let covered = all[..start].iter().map(|(_, p)| p.clone()).collect();
+    let segments = &all[start..];
     let mut infos = Vec::with_capacity(segments.len());
     let mut expected_lsn: Option<u64> = None;
     let mut last_lsn = after_lsn;
@@ -152,13 +192,41 @@ pub(crate) fn read_log(
         }
         infos.push(SegmentInfo { path: path.clone(), number: *number, scan, file_len: bytes.len() as u64 });
     }
-    Ok(LogRead { segments: infos, last_lsn, records, temporaries })
+    Ok(LogRead { segments: infos, covered, last_lsn, records, temporaries })
 }
 
-/// Reads the log after `after_lsn` into `state`.
-pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path, mut state: State, after_lsn: u64) -> Result<Recovered> {
+/// Loads the newest snapshot (if any). A snapshot that does not verify is
+/// corruption: it is never skipped in favour of an older one.
+pub(crate) fn load_snapshot(fs: &dyn FileSystem, dir: &Path) -> Result<(State, Option<LoadedSnapshot>, Vec<PathBuf>)> {
+    let Listing { mut snapshots, .. } = list_segments(fs, dir)?;
+    let Some((_, path)) = snapshots.pop() else {
+        return Ok((State::new(), None, Vec::new()));
+    };
+    let older = snapshots.into_iter().map(|(_, p)| p).collect();
+    let bytes = fs.read(&path).map_err(|source| Error::Io { op: "read", path: path.clone(), source })?;
+    let (header, state) = decode_snapshot(&bytes).map_err(|d| match d.version {
+        Some(found) => {
+            Error::UnsupportedVersion { file: path.clone(), found, supported: super::snapshot::SNAPSHOT_VERSION }
+        }
+        None => Error::Corruption { file: path.clone(), offset: d.offset, reason: d.reason },
+    })?;
+    if path.file_name().and_then(|n| n.to_str()) != Some(super::snapshot::snapshot_name(header.lsn).as_str()) {
+        return Err(Error::Corruption {
+            file: path.clone(),
+            offset: 16,
+            reason: format!("header says LSN {}, the file name disagrees", header.lsn),
+        });
+    }
+    let loaded = LoadedSnapshot { path, header, bytes: bytes.len() as u64 };
+    Ok((state, Some(loaded), older))
+}
+
+/// Loads the newest snapshot and reads the log after it.
+pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path) -> Result<Recovered> {
     let started = Instant::now();
-    let LogRead { segments, last_lsn, records, temporaries } =
+    let (mut state, snapshot, mut stale) = load_snapshot(fs, dir)?;
+    let after_lsn = snapshot.as_ref().map_or(0, |s| s.header.lsn);
+    let LogRead { segments, covered, last_lsn, records, temporaries } =
         read_log(fs, dir, after_lsn, |path, offset, lsn, commands| {
             for command in &commands {
                 state.apply(command).map_err(|e| Error::Corruption {
@@ -175,5 +243,16 @@ pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path, mut state: State, after_l
         }
         _ => None,
     });
-    Ok(Recovered { state, segments, last_lsn, records, torn, temporaries, duration: started.elapsed() })
+    stale.extend(covered);
+    Ok(Recovered {
+        state,
+        segments,
+        last_lsn,
+        records,
+        torn,
+        temporaries,
+        stale,
+        snapshot,
+        duration: started.elapsed(),
+    })
 }

@@ -16,18 +16,21 @@
 //! error, later writers get `Poisoned`, the state keeps only what was
 //! acknowledged, and nothing is written again until the store is reopened.
 
+use super::compact::{CompactMsg, SnapshotPoint};
 use super::format::{
     SEGMENT_HEADER_LEN, SegmentHeader, append_frame, array_header_len, encode_command, frame_len, segment_name,
     write_array_header,
 };
 use super::{SyncMode, WalOptions};
 use crate::error::{Error, Result, io_error};
-use crate::io::{FileSystem, LockGuard, OpenMode, StoreFile};
+use crate::io::{FileSystem, OpenMode, StoreFile};
 use crate::op::Outcome;
 use crate::state::{Command, State, Undo};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::time::Duration;
 
 /// Most requests in one group.
 const MAX_GROUP_REQUESTS: usize = 4096;
@@ -41,6 +44,10 @@ pub(crate) type Reply = tokio::sync::oneshot::Sender<Result<Vec<Outcome>>>;
 pub(crate) enum Msg {
     /// Commit a command and answer.
     Write(Command, Reply),
+    /// Rotate and hand over a point-in-time copy of the state (compaction).
+    Snapshot(tokio::sync::oneshot::Sender<Result<SnapshotPoint>>),
+    /// Finish what is queued before this and stop.
+    Shutdown,
 }
 
 /// Counters shared with readers of `stats()`.
@@ -51,10 +58,19 @@ pub(crate) struct Counters {
     pub fsyncs: AtomicU64,
     pub requests: AtomicU64,
     pub last_lsn: AtomicU64,
-    pub segments_created: AtomicU64,
 }
 
-/// What the writer thread and the store's handle share.
+/// Facts about snapshots and compactions, for `stats()`.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct SnapshotStats {
+    pub lsn: Option<u64>,
+    pub bytes: u64,
+    pub compactions: u64,
+    pub last_duration: Duration,
+    pub bytes_reclaimed: u64,
+}
+
+/// What the writer thread, the compactor and the store's handle share.
 pub(crate) struct Shared {
     /// The acknowledged state.
     pub state: RwLock<State>,
@@ -62,9 +78,43 @@ pub(crate) struct Shared {
     pub poison: Mutex<Option<String>>,
     /// Statistics.
     pub counters: Counters,
+    /// Logical bytes (header and frames) of each live segment, by number.
+    pub segment_bytes: Mutex<BTreeMap<u64, u64>>,
+    /// Snapshot facts.
+    pub snapshot: Mutex<SnapshotStats>,
+    /// `counters.bytes` when the last snapshot was taken.
+    pub bytes_at_snapshot: AtomicU64,
+    /// An automatic compaction is queued or running.
+    pub compaction_requested: AtomicBool,
 }
 
 impl Shared {
+    pub(crate) fn new(state: State, segment_bytes: BTreeMap<u64, u64>, snapshot: SnapshotStats) -> Self {
+        Self {
+            state: RwLock::new(state),
+            poison: Mutex::new(None),
+            counters: Counters::default(),
+            segment_bytes: Mutex::new(segment_bytes),
+            snapshot: Mutex::new(snapshot),
+            bytes_at_snapshot: AtomicU64::new(0),
+            compaction_requested: AtomicBool::new(false),
+        }
+    }
+
+    fn add_segment_bytes(&self, number: u64, bytes: u64) {
+        *self.segment_bytes.lock().unwrap_or_else(|e| e.into_inner()).entry(number).or_default() += bytes;
+    }
+
+    pub(crate) fn forget_segments_below(&self, first_kept: u64) {
+        self.segment_bytes.lock().unwrap_or_else(|e| e.into_inner()).retain(|&n, _| n >= first_kept);
+    }
+
+    /// (logical log bytes, number of segments).
+    pub(crate) fn log_size(&self) -> (u64, u64) {
+        let map = self.segment_bytes.lock().unwrap_or_else(|e| e.into_inner());
+        (map.values().sum(), map.len() as u64)
+    }
+
     pub(crate) fn poisoned(&self) -> Option<String> {
         self.poison.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -120,8 +170,8 @@ pub(crate) struct Writer {
     pub segment: Segment,
     pub next_lsn: u64,
     pub shared: Arc<Shared>,
-    /// Held for as long as the writer lives: the store's exclusive lock.
-    pub _lock: LockGuard,
+    /// Where to ask for an automatic compaction.
+    pub compactor: Option<mpsc::Sender<CompactMsg>>,
     buf: Vec<u8>,
 }
 
@@ -133,28 +183,80 @@ impl Writer {
         segment: Segment,
         next_lsn: u64,
         shared: Arc<Shared>,
-        lock: LockGuard,
+        compactor: Option<mpsc::Sender<CompactMsg>>,
     ) -> Self {
-        Self { fs, dir, options, segment, next_lsn, shared, _lock: lock, buf: Vec::with_capacity(64 << 10) }
+        Self { fs, dir, options, segment, next_lsn, shared, compactor, buf: Vec::with_capacity(64 << 10) }
     }
 
-    /// Serves requests until every sender is gone.
+    /// Serves requests until told to stop or every sender is gone.
     pub(crate) fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        while let Ok(first) = rx.recv() {
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP_REQUESTS {
+        let mut next = rx.recv().ok();
+        while let Some(first) = next.take() {
+            let mut group = Vec::new();
+            let mut control = None;
+            match first {
+                Msg::Write(c, r) => group.push((c, r)),
+                other => control = Some(other),
+            }
+            // Gather every write queued behind the first; a control message
+            // ends the group and is handled after it.
+            while control.is_none() && group.len() < MAX_GROUP_REQUESTS {
                 match rx.try_recv() {
-                    Ok(msg) => group.push(msg),
+                    Ok(Msg::Write(c, r)) => group.push((c, r)),
+                    Ok(other) => control = Some(other),
                     Err(_) => break,
                 }
             }
-            self.commit_group(group);
+            if !group.is_empty() {
+                self.commit_group(group);
+                self.maybe_request_compaction();
+            }
+            match control {
+                Some(Msg::Snapshot(reply)) => {
+                    let _ = reply.send(self.snapshot_point());
+                }
+                Some(Msg::Shutdown) => break,
+                Some(Msg::Write(..)) => unreachable!("writes never become control messages"),
+                None => {}
+            }
+            next = rx.recv().ok();
         }
         tracing::debug!(dir = %self.dir.display(), "writer stopped");
     }
 
-    fn commit_group(&mut self, group: Vec<Msg>) {
-        let requests: Vec<(Command, Reply)> = group.into_iter().map(|Msg::Write(c, r)| (c, r)).collect();
+    /// Rotates (so that every record up to the returned LSN lies in older
+    /// segments) and copies the state: the one pause compaction causes.
+    fn snapshot_point(&mut self) -> Result<SnapshotPoint> {
+        if let Some(cause) = self.shared.poisoned() {
+            return Err(Error::Poisoned { cause });
+        }
+        let lsn = self.next_lsn - 1;
+        if self.segment.offset > SEGMENT_HEADER_LEN as u64
+            && let Err(e) = self.rotate(self.next_lsn)
+        {
+            self.shared.poison(e.to_string());
+            return Err(e);
+        }
+        let view = self.shared.state.read().unwrap_or_else(|e| e.into_inner()).view();
+        self.shared.bytes_at_snapshot.store(self.shared.counters.bytes.load(Relaxed), Relaxed);
+        Ok(SnapshotPoint { lsn, view, first_kept_segment: self.segment.header.number })
+    }
+
+    /// Asks for an automatic compaction once the log written since the last
+    /// snapshot passes both thresholds.
+    fn maybe_request_compaction(&self) {
+        let (Some(compactor), Some(threshold)) = (&self.compactor, self.options.compact_after_bytes) else {
+            return;
+        };
+        let since = self.shared.counters.bytes.load(Relaxed) - self.shared.bytes_at_snapshot.load(Relaxed);
+        let snapshot_bytes = self.shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()).bytes;
+        let by_size = since as f64 > self.options.compact_size_multiple * snapshot_bytes as f64;
+        if since > threshold && by_size && !self.shared.compaction_requested.swap(true, Relaxed) {
+            let _ = compactor.send(CompactMsg::Auto);
+        }
+    }
+
+    fn commit_group(&mut self, requests: Vec<(Command, Reply)>) {
         if let Some(cause) = self.shared.poisoned() {
             for (_, reply) in requests {
                 let _ = reply.send(Err(Error::Poisoned { cause: cause.clone() }));
@@ -261,6 +363,7 @@ impl Writer {
         counters.records.fetch_add(1, Relaxed);
         counters.bytes.fetch_add(needed, Relaxed);
         counters.last_lsn.store(lsn, Relaxed);
+        self.shared.add_segment_bytes(self.segment.header.number, needed);
         Ok(())
     }
 
@@ -271,7 +374,7 @@ impl Writer {
         let next = create_segment(&*self.fs, &self.dir, number, first_lsn, self.options.segment_size)?;
         tracing::info!(segment = number, first_lsn, "rotated to a new segment");
         self.segment = next;
-        self.shared.counters.segments_created.fetch_add(1, Relaxed);
+        self.shared.add_segment_bytes(number, SEGMENT_HEADER_LEN as u64);
         Ok(())
     }
 }
