@@ -132,6 +132,25 @@ fn random_salt() -> u64 {
     RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
+/// How long the writer polls for the next request before it parks.
+const POLL_BEFORE_PARKING: Duration = Duration::from_micros(50);
+
+/// Waits for the next message. A serial caller sends its next request a few
+/// microseconds after its acknowledgement; polling (and yielding the CPU)
+/// for a short while first saves the futex wake-up of a parked thread on
+/// that path, which was most of the per-operation overhead measured.
+fn next_message(rx: &mpsc::Receiver<Msg>) -> Option<Msg> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < POLL_BEFORE_PARKING {
+        match rx.try_recv() {
+            Ok(msg) => return Some(msg),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+        }
+    }
+    rx.recv().ok()
+}
+
 /// The active segment.
 pub(crate) struct Segment {
     pub file: Box<dyn StoreFile>,
@@ -190,7 +209,7 @@ impl Writer {
 
     /// Serves requests until told to stop or every sender is gone.
     pub(crate) fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        let mut next = rx.recv().ok();
+        let mut next = next_message(&rx);
         while let Some(first) = next.take() {
             let mut group = Vec::new();
             let mut control = None;
@@ -219,7 +238,7 @@ impl Writer {
                 Some(Msg::Write(..)) => unreachable!("writes never become control messages"),
                 None => {}
             }
-            next = rx.recv().ok();
+            next = next_message(&rx);
         }
         tracing::debug!(dir = %self.dir.display(), "writer stopped");
     }
