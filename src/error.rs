@@ -122,6 +122,12 @@ pub enum Error {
         /// The epoch now current in the shared store.
         current: u64,
     },
+    /// The store was opened read-only; writes are refused.
+    #[error("store {dir} is open read-only")]
+    ReadOnly {
+        /// The store directory.
+        dir: PathBuf,
+    },
     /// The store was closed.
     #[error("store is closed")]
     Closed,
@@ -135,6 +141,12 @@ pub enum Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Wraps an OS error with what was being done and to which path:
+/// `file.sync_data().map_err(io_error("fdatasync", &path))`.
+pub(crate) fn io_error<'a>(op: &'static str, path: &'a std::path::Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::Io { op, path: path.to_owned(), source }
+}
 
 impl Error {
     /// Shorthand for a lock that does not exist.

@@ -43,6 +43,7 @@ pub mod state;
 mod store;
 #[doc(hidden)]
 pub mod testing;
+pub mod wal;
 
 pub use backend::memory::MemoryLockStore;
 pub use error::{Error, Result};

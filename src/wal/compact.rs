@@ -1,0 +1,185 @@
+//! Compaction: write the live state as a snapshot and retire the log it
+//! covers, without stalling writers for longer than a copy of the slots.
+//!
+//! 1. The writer thread, between two groups, rotates to a new segment (so
+//!    every record up to the snapshot's LSN lies in older segments) and
+//!    copies the state's slots — `Arc` clones, no string bytes — under the
+//!    read lock. That copy is the only pause writers see.
+//! 2. This thread streams the copy to `snap-<lsn>.snap.tmp` in checksummed
+//!    blocks, fdatasyncs it, renames it into place and fsyncs the directory.
+//! 3. Only then it removes the segments and older snapshots the new one
+//!    covers, oldest first, and fsyncs the directory again.
+//!
+//! A crash at any point leaves a store that opens with exactly the
+//! acknowledged state: before the rename the temporary file is ignored (and
+//! removed at open) and the log is complete; after it the snapshot is durable
+//! and covered segments that are still there are skipped (and removed at
+//! open).
+
+use super::format::TMP_SUFFIX;
+use super::recovery::list_segments;
+use super::snapshot::{encode_snapshot, snapshot_name};
+use super::writer::{Msg, Shared};
+use crate::error::{Error, Result, io_error};
+use crate::io::{FileSystem, OpenMode};
+use crate::state::StateView;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+/// What one compaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactionReport {
+    /// LSN of the snapshot now in force.
+    pub snapshot_lsn: u64,
+    /// Size of the snapshot written (0 when nothing had changed).
+    pub snapshot_bytes: u64,
+    /// Bytes of log and snapshot files before and after.
+    pub bytes_before: u64,
+    /// Bytes of log and snapshot files after.
+    pub bytes_after: u64,
+    /// Segment and snapshot files removed.
+    pub files_removed: u64,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// What the writer hands over for a snapshot.
+pub(crate) struct SnapshotPoint {
+    pub lsn: u64,
+    pub view: StateView,
+    /// Segments numbered below this hold only records up to `lsn`.
+    pub first_kept_segment: u64,
+}
+
+/// Requests to the compactor thread.
+pub(crate) enum CompactMsg {
+    /// Compact now and answer.
+    Now(tokio::sync::oneshot::Sender<Result<CompactionReport>>),
+    /// The log has grown past the threshold: compact when free.
+    Auto,
+}
+
+pub(crate) struct Compactor {
+    pub fs: Arc<dyn FileSystem>,
+    pub dir: PathBuf,
+    pub shared: Arc<Shared>,
+    pub writer: mpsc::Sender<Msg>,
+    pub interval: Option<Duration>,
+}
+
+impl Compactor {
+    /// Serves requests (and the periodic timer) until every sender is gone.
+    pub(crate) fn run(self, rx: mpsc::Receiver<CompactMsg>) {
+        let wait = self.interval.unwrap_or(Duration::from_secs(24 * 3600));
+        loop {
+            let reply = match rx.recv_timeout(wait) {
+                Ok(CompactMsg::Now(reply)) => Some(reply),
+                Ok(CompactMsg::Auto) => None,
+                Err(mpsc::RecvTimeoutError::Timeout) if self.interval.is_some() => None,
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let result = self.compact();
+            self.shared.compaction_requested.store(false, Relaxed);
+            match (&result, reply) {
+                (_, Some(reply)) => {
+                    let _ = reply.send(result);
+                }
+                (Err(e), None) => tracing::error!(error = %e, "automatic compaction failed; the log is intact"),
+                (Ok(r), None) => tracing::info!(
+                    lsn = r.snapshot_lsn,
+                    reclaimed = r.bytes_before.saturating_sub(r.bytes_after),
+                    "automatic compaction"
+                ),
+            }
+        }
+    }
+
+    fn files_bytes(&self) -> Result<u64> {
+        let listing = list_segments(&*self.fs, &self.dir)?;
+        let mut total = 0;
+        for (_, path) in listing.segments.iter().chain(&listing.snapshots) {
+            match self.fs.open(path, OpenMode::Existing) {
+                Ok(file) => total += file.len().map_err(io_error("stat", path))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::Io { op: "open", path: path.clone(), source: e }),
+            }
+        }
+        Ok(total)
+    }
+
+    fn compact(&self) -> Result<CompactionReport> {
+        let started = Instant::now();
+        let bytes_before = self.files_bytes()?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writer.send(Msg::Snapshot(reply)).map_err(|_| Error::Closed)?;
+        let point = answer.blocking_recv().map_err(|_| Error::Closed)??;
+        let _span = tracing::info_span!("compact", lsn = point.lsn).entered();
+        let current = self.shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()).lsn;
+        let snapshot_bytes = if current == Some(point.lsn) { 0 } else { self.install(&point)? };
+        drop(point.view);
+        let files_removed = self.retire(point.lsn, point.first_kept_segment)?;
+        let bytes_after = self.files_bytes()?;
+        let report = CompactionReport {
+            snapshot_lsn: point.lsn,
+            snapshot_bytes,
+            bytes_before,
+            bytes_after,
+            files_removed,
+            duration: started.elapsed(),
+        };
+        let mut stats = self.shared.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        stats.lsn = Some(point.lsn);
+        if snapshot_bytes > 0 {
+            stats.bytes = snapshot_bytes;
+        }
+        stats.compactions += 1;
+        stats.last_duration = report.duration;
+        stats.bytes_reclaimed += bytes_before.saturating_sub(bytes_after);
+        Ok(report)
+    }
+
+    /// Writes the snapshot durably under its final name; returns its size.
+    fn install(&self, point: &SnapshotPoint) -> Result<u64> {
+        let name = snapshot_name(point.lsn);
+        let path = self.dir.join(&name);
+        let tmp = self.dir.join(format!("{name}{TMP_SUFFIX}"));
+        match self.fs.remove(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::Io { op: "remove", path: tmp, source: e }),
+        }
+        let mut file = self.fs.open(&tmp, OpenMode::CreateNew).map_err(io_error("create", &tmp))?;
+        let (_, len) = encode_snapshot(&point.view, point.lsn, |at, bytes| file.write_at(at, bytes))
+            .map_err(io_error("write", &tmp))?;
+        file.sync_data().map_err(io_error("fdatasync", &tmp))?;
+        drop(file);
+        self.fs.rename(&tmp, &path).map_err(io_error("rename", &tmp))?;
+        self.fs.sync_dir(&self.dir).map_err(io_error("fsync directory", &self.dir))?;
+        tracing::info!(file = %path.display(), bytes = len, locks = point.view.slots.len(), "snapshot installed");
+        Ok(len)
+    }
+
+    /// Removes segments below `first_kept` and snapshots older than `lsn`,
+    /// oldest first; then fsyncs the directory.
+    fn retire(&self, lsn: u64, first_kept: u64) -> Result<u64> {
+        let listing = list_segments(&*self.fs, &self.dir)?;
+        let doomed: Vec<PathBuf> = listing
+            .segments
+            .iter()
+            .filter(|(n, _)| *n < first_kept)
+            .chain(listing.snapshots.iter().filter(|(l, _)| *l < lsn))
+            .map(|(_, p)| p.clone())
+            .collect();
+        for path in &doomed {
+            self.fs.remove(path).map_err(io_error("remove", path))?;
+        }
+        if !doomed.is_empty() {
+            self.fs.sync_dir(&self.dir).map_err(io_error("fsync directory", &self.dir))?;
+        }
+        self.shared.forget_segments_below(first_kept);
+        Ok(doomed.len() as u64)
+    }
+}

@@ -1,0 +1,499 @@
+//! The embedded write-ahead-log backend.
+//!
+//! Every grant and release is appended to a log of checksummed frames
+//! (`format`), committed in groups by one writer thread (`writer`), and
+//! replayed at open into the state machine (`recovery`, `scan`), which also
+//! increments the epoch. Snapshots (`snapshot`) written by a compactor thread
+//! (`compact`) bound the log and the replay time. See DESIGN.md for the byte
+//! layouts and the recovery rules.
+
+mod compact;
+pub mod format;
+mod recovery;
+pub mod scan;
+pub mod snapshot;
+mod writer;
+
+pub use compact::CompactionReport;
+pub use recovery::TornTail;
+
+use crate::error::{Error, Result, io_error};
+use crate::io::{FileSystem, LockGuard, OpenMode, RealFs};
+use crate::model::{ClientRecord, LockQuery, PersistedLock};
+use crate::op::{Op, Outcome, validate_batch};
+use crate::state::{Command, State};
+use crate::store::LockStore;
+use async_trait::async_trait;
+use compact::{CompactMsg, Compactor};
+use format::{LOCK_FILE, SEGMENT_HEADER_LEN};
+use recovery::Recovered;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLockReadGuard, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use writer::{Msg, Shared, SnapshotStats, Writer, create_segment};
+
+/// When a write is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// After `fdatasync` of the frame holding it: survives power loss.
+    #[default]
+    Always,
+    /// After `write` only: survives a crash of the process, not of the
+    /// machine. For tests and caches; not crash-safe.
+    Never,
+}
+
+/// How to open a [`WalLockStore`].
+#[derive(Debug, Clone)]
+pub struct WalOptions {
+    /// When writes are acknowledged.
+    pub sync: SyncMode,
+    /// Size segments are pre-sized to; a segment is rotated when the next
+    /// frame would not fit. Default 64 MiB; at least [`MIN_SEGMENT_SIZE`].
+    pub segment_size: u64,
+    /// Open without the writer lock and without changing any byte: no epoch
+    /// bump, no truncation; writes fail with `ReadOnly`. A torn tail is
+    /// ignored, corruption reported as usual.
+    pub read_only: bool,
+    /// Compact automatically once this many bytes were logged since the last
+    /// snapshot (and `compact_size_multiple` is also passed). `None`: only
+    /// on demand or on the timer. Default 64 MiB.
+    pub compact_after_bytes: Option<u64>,
+    /// ... and once the log since the last snapshot is this many times the
+    /// snapshot's size. Default 2.0.
+    pub compact_size_multiple: f64,
+    /// Also compact on this period. Default `None` (off).
+    pub compact_interval: Option<Duration>,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        Self {
+            sync: SyncMode::Always,
+            segment_size: 64 << 20,
+            read_only: false,
+            compact_after_bytes: Some(64 << 20),
+            compact_size_multiple: 2.0,
+            compact_interval: None,
+        }
+    }
+}
+
+/// Smallest segment size accepted.
+pub const MIN_SEGMENT_SIZE: u64 = 4096;
+
+/// What [`WalLockStore::stats`] reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalStats {
+    /// The current epoch.
+    pub epoch: u64,
+    /// Live locks.
+    pub locks: u64,
+    /// Client records.
+    pub clients: u64,
+    /// Logical bytes (headers and frames) of the live segments.
+    pub log_bytes: u64,
+    /// Live segment files.
+    pub segments: u64,
+    /// LSN of the last record.
+    pub last_lsn: u64,
+    /// Frames appended since open.
+    pub records_appended: u64,
+    /// Bytes appended since open.
+    pub bytes_appended: u64,
+    /// fdatasync calls on frames since open.
+    pub fsyncs: u64,
+    /// Requests acknowledged per frame written, since open.
+    pub mean_batch_size: f64,
+    /// How long replay (snapshot load and log) took at open.
+    pub replay_duration: Duration,
+    /// Log records replayed at open (after the snapshot).
+    pub records_replayed: u64,
+    /// Whether the previous incarnation closed cleanly.
+    pub previous_shutdown_clean: bool,
+    /// The torn tail found at open, if any.
+    pub torn_tail: Option<TornTail>,
+    /// Whether the store refuses writes after a failed write or sync.
+    pub poisoned: bool,
+    /// LSN of the snapshot in force, if any.
+    pub snapshot_lsn: Option<u64>,
+    /// Size of that snapshot.
+    pub snapshot_bytes: u64,
+    /// Compactions run since open.
+    pub compactions: u64,
+    /// Duration of the last compaction.
+    pub last_compaction_duration: Duration,
+    /// Bytes of files removed by compactions since open, net of snapshots
+    /// written.
+    pub bytes_reclaimed: u64,
+}
+
+/// The durable, single-node [`LockStore`]: a write-ahead log in a directory.
+///
+/// ```no_run
+/// use lockwal::wal::{WalLockStore, WalOptions};
+/// use lockwal::LockStore;
+/// # #[tokio::main] async fn main() -> lockwal::Result<()> {
+/// let store = WalLockStore::open("/var/lib/myserver/locks", WalOptions::default()).await?;
+/// if !store.previous_shutdown_was_clean().await? {
+///     // run a grace period: clients reclaim, then store.end_grace()
+/// }
+/// store.close().await?;
+/// # Ok(()) }
+/// ```
+pub struct WalLockStore {
+    dir: PathBuf,
+    shared: Arc<Shared>,
+    writer: Mutex<Option<mpsc::Sender<Msg>>>,
+    compactor: Mutex<Option<mpsc::Sender<CompactMsg>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The store's exclusive lock, released after both threads stopped.
+    lock: Mutex<Option<LockGuard>>,
+    closed: AtomicBool,
+    read_only: bool,
+    opened: OpenReport,
+}
+
+#[derive(Debug, Clone)]
+struct OpenReport {
+    previous_clean: bool,
+    replay_duration: Duration,
+    records_replayed: u64,
+    torn_tail: Option<TornTail>,
+}
+
+fn remove_all(fs: &dyn FileSystem, paths: &[PathBuf], why: &str) -> Result<bool> {
+    for path in paths {
+        tracing::warn!(file = %path.display(), why, "removing");
+        fs.remove(path).map_err(io_error("remove", path))?;
+    }
+    Ok(!paths.is_empty())
+}
+
+impl WalLockStore {
+    /// Opens (creating if needed) the store in `dir` on the real file system.
+    pub async fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<Self> {
+        Self::open_with_fs(Arc::new(RealFs), dir, options).await
+    }
+
+    /// Opens the store in `dir` through `fs` (tests pass a simulated file
+    /// system). Replays the snapshot and the log, repairs a torn tail, and
+    /// durably records the new epoch before returning.
+    pub async fn open_with_fs(fs: Arc<dyn FileSystem>, dir: impl AsRef<Path>, options: WalOptions) -> Result<Self> {
+        let dir = dir.as_ref().to_owned();
+        tokio::task::spawn_blocking(move || Self::open_blocking(fs, dir, options))
+            .await
+            .map_err(|e| Error::Internal(format!("open task failed: {e}")))?
+    }
+
+    /// [`open_with_fs`](Self::open_with_fs) for callers outside a runtime.
+    pub fn open_blocking(fs: Arc<dyn FileSystem>, dir: PathBuf, options: WalOptions) -> Result<Self> {
+        if options.segment_size < MIN_SEGMENT_SIZE {
+            return Err(Error::InvalidInput {
+                field: "segment_size",
+                reason: format!("{} is below the minimum {MIN_SEGMENT_SIZE}", options.segment_size),
+            });
+        }
+        if options.read_only {
+            return Self::open_read_only(&*fs, dir);
+        }
+        fs.create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = fs.try_lock(&lock_path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => Error::Locked { dir: dir.clone() },
+            _ => Error::Io { op: "lock", path: lock_path.clone(), source: e },
+        })?;
+        let _span = tracing::info_span!("open", dir = %dir.display()).entered();
+        let Recovered { state, segments, last_lsn, records, torn, temporaries, stale, snapshot, duration } =
+            recovery::recover(&*fs, &dir)?;
+        let snapshot_file = snapshot.as_ref().map(|s| s.path.display().to_string());
+        tracing::info!(records, last_lsn, snapshot = snapshot_file, ?duration, "replayed");
+
+        // Repairs, each durable before the next step relies on it.
+        let mut dir_dirty = remove_all(&*fs, &temporaries, "leftover temporary file, never trusted")?;
+        dir_dirty |= remove_all(&*fs, &stale, "covered by the snapshot (compaction interrupted)")?;
+        let mut kept = &segments[..];
+        if let Some((newest, older)) = segments.split_last() {
+            if newest.scan.frames == 0 {
+                // Creation interrupted, or created and never written: holds
+                // no record, so removing it loses nothing.
+                dir_dirty |= remove_all(&*fs, std::slice::from_ref(&newest.path), "segment holds no record")?;
+                kept = older;
+            } else if newest.file_len > newest.scan.valid_end {
+                if let Some(t) = &torn {
+                    tracing::warn!(file = %t.file.display(), offset = t.offset, discarded = t.discarded,
+                        "truncating a torn tail (a write in flight at a crash, never acknowledged)");
+                }
+                let mut file = fs.open(&newest.path, OpenMode::Existing).map_err(io_error("open", &newest.path))?;
+                file.set_len(newest.scan.valid_end).map_err(io_error("truncate", &newest.path))?;
+                file.sync_data().map_err(io_error("fdatasync", &newest.path))?;
+            }
+        }
+        if dir_dirty {
+            fs.sync_dir(&dir).map_err(io_error("fsync directory", &dir))?;
+        }
+        let previous_clean = state.clean();
+        let epoch = state.epoch() + 1;
+        let next_number =
+            segments.last().map_or(1, |s| if kept.len() < segments.len() { s.number } else { s.number + 1 });
+        let segment = create_segment(&*fs, &dir, next_number, last_lsn + 1, options.segment_size)?;
+        let mut segment_bytes: BTreeMap<u64, u64> = kept.iter().map(|s| (s.number, s.scan.valid_end)).collect();
+        segment_bytes.insert(next_number, SEGMENT_HEADER_LEN as u64);
+        let snapshot_stats = SnapshotStats {
+            lsn: snapshot.as_ref().map(|s| s.header.lsn),
+            bytes: snapshot.as_ref().map_or(0, |s| s.bytes),
+            ..SnapshotStats::default()
+        };
+        let shared = Arc::new(Shared::new(state, segment_bytes, snapshot_stats));
+        shared.counters.last_lsn.store(last_lsn, Relaxed);
+
+        let (writer_tx, writer_rx) = mpsc::channel();
+        let (compactor_tx, compactor_rx) = mpsc::channel();
+        let writer = Writer::new(
+            Arc::clone(&fs),
+            dir.clone(),
+            options.clone(),
+            segment,
+            last_lsn + 1,
+            Arc::clone(&shared),
+            Some(compactor_tx.clone()),
+        );
+        let compactor = Compactor {
+            fs: Arc::clone(&fs),
+            dir: dir.clone(),
+            shared: Arc::clone(&shared),
+            writer: writer_tx.clone(),
+            interval: options.compact_interval,
+        };
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new().name(name.into()).spawn(f).map_err(|e| Error::Io {
+                op: "spawn thread",
+                path: dir.clone(),
+                source: e,
+            })
+        };
+        let threads = vec![
+            spawn("lockwal-writer", Box::new(move || writer.run(writer_rx)))?,
+            spawn("lockwal-compactor", Box::new(move || compactor.run(compactor_rx)))?,
+        ];
+        let store = Self {
+            dir,
+            shared,
+            writer: Mutex::new(Some(writer_tx)),
+            compactor: Mutex::new(Some(compactor_tx)),
+            threads: Mutex::new(threads),
+            lock: Mutex::new(Some(lock)),
+            closed: AtomicBool::new(false),
+            read_only: false,
+            opened: OpenReport {
+                previous_clean,
+                replay_duration: duration,
+                records_replayed: records,
+                torn_tail: torn,
+            },
+        };
+        store.submit_blocking(Command::Open { epoch })?;
+        tracing::info!(epoch, previous_clean, "store open");
+        Ok(store)
+    }
+
+    fn open_read_only(fs: &dyn FileSystem, dir: PathBuf) -> Result<Self> {
+        let recovered = recovery::recover(fs, &dir)?;
+        let segment_bytes = recovered.segments.iter().map(|s| (s.number, s.scan.valid_end)).collect();
+        let snapshot_stats = SnapshotStats {
+            lsn: recovered.snapshot.as_ref().map(|s| s.header.lsn),
+            bytes: recovered.snapshot.as_ref().map_or(0, |s| s.bytes),
+            ..SnapshotStats::default()
+        };
+        let previous_clean = recovered.state.clean();
+        let shared = Arc::new(Shared::new(recovered.state, segment_bytes, snapshot_stats));
+        shared.counters.last_lsn.store(recovered.last_lsn, Relaxed);
+        Ok(Self {
+            dir,
+            shared,
+            writer: Mutex::new(None),
+            compactor: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
+            lock: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            read_only: true,
+            opened: OpenReport {
+                previous_clean,
+                replay_duration: recovered.duration,
+                records_replayed: recovered.records,
+                torn_tail: recovered.torn,
+            },
+        })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Counters and facts about the store.
+    pub fn stats(&self) -> WalStats {
+        let (epoch, locks, clients) = {
+            let state = self.shared.state.read().unwrap_or_else(|e| e.into_inner());
+            (state.epoch(), state.lock_count() as u64, state.client_count() as u64)
+        };
+        let c = &self.shared.counters;
+        let records = c.records.load(Relaxed);
+        let (log_bytes, segments) = self.shared.log_size();
+        let snapshot = self.shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        WalStats {
+            epoch,
+            locks,
+            clients,
+            log_bytes,
+            segments,
+            last_lsn: c.last_lsn.load(Relaxed),
+            records_appended: records,
+            bytes_appended: c.bytes.load(Relaxed),
+            fsyncs: c.fsyncs.load(Relaxed),
+            mean_batch_size: if records == 0 { 0.0 } else { c.requests.load(Relaxed) as f64 / records as f64 },
+            replay_duration: self.opened.replay_duration,
+            records_replayed: self.opened.records_replayed,
+            previous_shutdown_clean: self.opened.previous_clean,
+            torn_tail: self.opened.torn_tail.clone(),
+            poisoned: self.shared.poisoned().is_some(),
+            snapshot_lsn: snapshot.lsn,
+            snapshot_bytes: snapshot.bytes,
+            compactions: snapshot.compactions,
+            last_compaction_duration: snapshot.last_duration,
+            bytes_reclaimed: snapshot.bytes_reclaimed,
+        }
+    }
+
+    /// Writes a snapshot of the current state and retires the log it
+    /// covers. Writers keep going meanwhile (they pause only while the
+    /// state's slots are copied). One compaction runs at a time; a call
+    /// while one runs waits for it and then runs its own.
+    pub async fn compact(&self) -> Result<CompactionReport> {
+        self.check_writable()?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let compactor = self.compactor.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or(Error::Closed)?;
+        compactor.send(CompactMsg::Now(reply)).map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly { dir: self.dir.clone() });
+        }
+        if self.closed.load(Relaxed) {
+            return Err(Error::Closed);
+        }
+        if let Some(cause) = self.shared.poisoned() {
+            return Err(Error::Poisoned { cause });
+        }
+        Ok(())
+    }
+
+    fn send(&self, command: Command) -> Result<tokio::sync::oneshot::Receiver<Result<Vec<Outcome>>>> {
+        self.check_writable()?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or(Error::Closed)?;
+        writer.send(Msg::Write(command, reply)).map_err(|_| Error::Closed)?;
+        Ok(answer)
+    }
+
+    async fn submit(&self, command: Command) -> Result<Vec<Outcome>> {
+        self.send(command)?.await.map_err(|_| Error::Closed)?
+    }
+
+    fn submit_blocking(&self, command: Command) -> Result<Vec<Outcome>> {
+        self.send(command)?.blocking_recv().map_err(|_| Error::Closed)?
+    }
+
+    fn read_state(&self) -> Result<RwLockReadGuard<'_, State>> {
+        if self.closed.load(Relaxed) {
+            return Err(Error::Closed);
+        }
+        Ok(self.shared.state.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Stops the compactor and the writer (after it answered everything
+    /// queued), then releases the directory lock.
+    fn stop(&self) {
+        drop(self.compactor.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = writer.send(Msg::Shutdown);
+        }
+        for thread in self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            let _ = thread.join();
+        }
+        drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+}
+
+impl Drop for WalLockStore {
+    /// Dropping without [`close`](LockStore::close) stops the threads and
+    /// releases the lock but does not record a clean shutdown: a drop is
+    /// indistinguishable from a crash (it may be an unwinding panic), and
+    /// claiming a clean shutdown would skip the grace period clients need.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[async_trait]
+impl LockStore for WalLockStore {
+    async fn transaction(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
+        validate_batch(&ops)?;
+        self.check_writable()?;
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit(Command::Txn(ops)).await
+    }
+
+    async fn get_lock(&self, id: &str) -> Result<PersistedLock> {
+        self.read_state()?.get(id).ok_or_else(|| Error::lock_not_found(id))
+    }
+
+    async fn list_locks(&self, query: &LockQuery) -> Result<Vec<PersistedLock>> {
+        Ok(self.read_state()?.list(query))
+    }
+
+    async fn count(&self) -> Result<u64> {
+        Ok(self.read_state()?.lock_count() as u64)
+    }
+
+    async fn get_client(&self, client_id: &str) -> Result<ClientRecord> {
+        self.read_state()?.client(client_id).ok_or_else(|| Error::client_not_found(client_id))
+    }
+
+    async fn list_clients(&self) -> Result<Vec<ClientRecord>> {
+        Ok(self.read_state()?.clients().cloned().collect())
+    }
+
+    async fn epoch(&self) -> Result<u64> {
+        Ok(self.read_state()?.epoch())
+    }
+
+    async fn previous_shutdown_was_clean(&self) -> Result<bool> {
+        drop(self.read_state()?);
+        Ok(self.opened.previous_clean)
+    }
+
+    async fn reclaimable(&self, client_id: &str) -> Result<Vec<PersistedLock>> {
+        Ok(self.read_state()?.reclaimable(client_id))
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.closed.load(Relaxed) {
+            return Ok(());
+        }
+        if !self.read_only {
+            self.submit(Command::CleanShutdown).await?;
+        }
+        self.closed.store(true, Relaxed);
+        self.stop();
+        tracing::info!(dir = %self.dir.display(), "store closed cleanly");
+        Ok(())
+    }
+}

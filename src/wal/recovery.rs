@@ -1,0 +1,258 @@
+//! Recovery at open: read every segment through the file-system seam, scan
+//! it (see [`super::scan`]), apply its records to the state machine, and say
+//! what must be repaired. The repairs themselves (truncating a torn tail,
+//! removing an interrupted segment or a temporary file) are made by the
+//! caller, only in read-write mode, and only after every map is dropped.
+
+use super::format::{SegmentHeader, TMP_SUFFIX, decode_commands, parse_segment_name, segment_name};
+use super::scan::{SegmentEnd, SegmentScan, scan_segment};
+use super::snapshot::{SnapshotHeader, decode_snapshot, parse_snapshot_name};
+use crate::error::{Error, Result};
+use crate::io::FileSystem;
+use crate::state::{Command, State};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A torn tail found (and, in read-write mode, truncated) at open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment.
+    pub file: PathBuf,
+    /// Where the valid log ends and the torn write began.
+    pub offset: u64,
+    /// Bytes after `offset` that were discarded.
+    pub discarded: u64,
+}
+
+/// The snapshot recovery started from.
+#[derive(Debug, Clone)]
+pub struct LoadedSnapshot {
+    /// Its path.
+    pub path: PathBuf,
+    /// Its header.
+    pub header: SnapshotHeader,
+    /// Its length in bytes.
+    pub bytes: u64,
+}
+
+/// One segment as recovery found it.
+#[derive(Debug, Clone)]
+pub struct SegmentInfo {
+    /// Its path.
+    pub path: PathBuf,
+    /// Its number.
+    pub number: u64,
+    /// What the scan found.
+    pub scan: SegmentScan,
+    /// The file's length on disk.
+    pub file_len: u64,
+}
+
+/// The result of reading the whole log.
+pub struct Recovered {
+    /// The state after every valid record.
+    pub state: State,
+    /// The segments, oldest first.
+    pub segments: Vec<SegmentInfo>,
+    /// LSN of the last valid record (the snapshot's LSN when the log adds
+    /// none).
+    pub last_lsn: u64,
+    /// Records applied.
+    pub records: u64,
+    /// The torn tail, if the newest segment has one.
+    pub torn: Option<TornTail>,
+    /// Temporary files left by an interrupted write; never trusted.
+    pub temporaries: Vec<PathBuf>,
+    /// Older snapshots and segments that the snapshot covers: left by a
+    /// compaction interrupted before it retired them.
+    pub stale: Vec<PathBuf>,
+    /// The snapshot the state was loaded from, if any.
+    pub snapshot: Option<LoadedSnapshot>,
+    /// How long reading and applying took.
+    pub duration: Duration,
+}
+
+/// The files of a store directory that recovery cares about.
+pub(crate) struct Listing {
+    /// Segment numbers and paths, sorted by number.
+    pub segments: Vec<(u64, PathBuf)>,
+    /// Temporary files.
+    pub temporaries: Vec<PathBuf>,
+    /// Snapshot LSNs and paths, sorted by LSN.
+    pub snapshots: Vec<(u64, PathBuf)>,
+}
+
+/// What [`read_log`] found.
+pub(crate) struct LogRead {
+    pub segments: Vec<SegmentInfo>,
+    /// Segments entirely covered by the state the log was read after.
+    pub covered: Vec<PathBuf>,
+    pub last_lsn: u64,
+    pub records: u64,
+    pub temporaries: Vec<PathBuf>,
+}
+
+/// Segment files in `dir`, sorted by number, and the temporary files.
+pub(crate) fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Listing> {
+    let names = fs.list(dir).map_err(|source| Error::Io { op: "list", path: dir.to_owned(), source })?;
+    let mut segments = Vec::new();
+    let mut temporaries = Vec::new();
+    let mut snapshots = Vec::new();
+    for name in names {
+        if let Some(number) = parse_segment_name(&name) {
+            segments.push((number, dir.join(name)));
+        } else if let Some(lsn) = parse_snapshot_name(&name) {
+            snapshots.push((lsn, dir.join(name)));
+        } else if name.ends_with(TMP_SUFFIX) {
+            temporaries.push(dir.join(name));
+        }
+    }
+    segments.sort();
+    snapshots.sort();
+    Ok(Listing { segments, temporaries, snapshots })
+}
+
+/// Visits every valid record of the log after `after_lsn`, segment by
+/// segment: `on_record(segment, offset, lsn, commands)`. Checks segment
+/// numbering and LSN continuity, and classifies damage by the scan rules.
+pub(crate) fn read_log(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    after_lsn: u64,
+    mut on_record: impl FnMut(&Path, u64, u64, Vec<Command>) -> Result<()>,
+) -> Result<LogRead> {
+    let Listing { segments: all, temporaries, .. } = list_segments(fs, dir)?;
+    // With a snapshot, segments before the last one that starts at or
+    // before `after_lsn + 1` hold only records the snapshot covers (a
+    // compaction interrupted before it retired them): skip them, in any
+    // number and with any gaps.
+    let mut start = 0;
+    if after_lsn > 0 {
+        for (i, (_, path)) in all.iter().enumerate() {
+            let bytes = fs.read(path).map_err(|source| Error::Io { op: "read", path: path.clone(), source })?;
+            if SegmentHeader::decode(&bytes).is_ok_and(|h| h.first_lsn <= after_lsn + 1) {
+                start = i;
+            }
+        }
+    }
+    let covered = all[..start].iter().map(|(_, p)| p.clone()).collect();
+    let segments = &all[start..];
+    let mut infos = Vec::with_capacity(segments.len());
+    let mut expected_lsn: Option<u64> = None;
+    let mut last_lsn = after_lsn;
+    let mut records = 0u64;
+    for (i, (number, path)) in segments.iter().enumerate() {
+        if i > 0 && *number != segments[i - 1].0 + 1 {
+            return Err(Error::Corruption {
+                file: dir.join(segment_name(segments[i - 1].0 + 1)),
+                offset: 0,
+                reason: format!("segment missing: the log jumps from segment {} to {number}", segments[i - 1].0),
+            });
+        }
+        let newest = i + 1 == segments.len();
+        let bytes = fs.read(path).map_err(|source| Error::Io { op: "read", path: path.clone(), source })?;
+        let scan = scan_segment(&bytes, expected_lsn, newest, |offset, lsn, payload| {
+            if lsn <= after_lsn {
+                return Ok(());
+            }
+            let commands = decode_commands(payload).map_err(|e| Error::Corruption {
+                file: path.clone(),
+                offset,
+                reason: format!("record LSN {lsn}: {e}"),
+            })?;
+            records += 1;
+            on_record(path, offset, lsn, commands)
+        })?;
+        let scan = scan.map_err(|damage| match damage.error {
+            super::format::DecodeError::Version(found) if damage.offset == 0 => {
+                Error::UnsupportedVersion { file: path.clone(), found, supported: super::format::FORMAT_VERSION }
+            }
+            _ => Error::Corruption { file: path.clone(), offset: damage.offset, reason: damage.to_string() },
+        })?;
+        if let Some(header) = scan.header {
+            if header.number != *number {
+                return Err(Error::Corruption {
+                    file: path.clone(),
+                    offset: 16,
+                    reason: format!("header says segment {}, the file name says {number}", header.number),
+                });
+            }
+            if expected_lsn.is_none() && header.first_lsn > after_lsn + 1 {
+                return Err(Error::Corruption {
+                    file: path.clone(),
+                    offset: 32,
+                    reason: format!(
+                        "the log starts at LSN {} but the state before it ends at LSN {after_lsn}",
+                        header.first_lsn
+                    ),
+                });
+            }
+            expected_lsn = Some(scan.last_lsn + 1);
+            last_lsn = last_lsn.max(scan.last_lsn);
+        }
+        infos.push(SegmentInfo { path: path.clone(), number: *number, scan, file_len: bytes.len() as u64 });
+    }
+    Ok(LogRead { segments: infos, covered, last_lsn, records, temporaries })
+}
+
+/// Loads the newest snapshot (if any). A snapshot that does not verify is
+/// corruption: it is never skipped in favour of an older one.
+pub(crate) fn load_snapshot(fs: &dyn FileSystem, dir: &Path) -> Result<(State, Option<LoadedSnapshot>, Vec<PathBuf>)> {
+    let Listing { mut snapshots, .. } = list_segments(fs, dir)?;
+    let Some((_, path)) = snapshots.pop() else {
+        return Ok((State::new(), None, Vec::new()));
+    };
+    let older = snapshots.into_iter().map(|(_, p)| p).collect();
+    let bytes = fs.read(&path).map_err(|source| Error::Io { op: "read", path: path.clone(), source })?;
+    let (header, state) = decode_snapshot(&bytes).map_err(|d| match d.version {
+        Some(found) => {
+            Error::UnsupportedVersion { file: path.clone(), found, supported: super::snapshot::SNAPSHOT_VERSION }
+        }
+        None => Error::Corruption { file: path.clone(), offset: d.offset, reason: d.reason },
+    })?;
+    if path.file_name().and_then(|n| n.to_str()) != Some(super::snapshot::snapshot_name(header.lsn).as_str()) {
+        return Err(Error::Corruption {
+            file: path.clone(),
+            offset: 16,
+            reason: format!("header says LSN {}, the file name disagrees", header.lsn),
+        });
+    }
+    let loaded = LoadedSnapshot { path, header, bytes: bytes.len() as u64 };
+    Ok((state, Some(loaded), older))
+}
+
+/// Loads the newest snapshot and reads the log after it.
+pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path) -> Result<Recovered> {
+    let started = Instant::now();
+    let (mut state, snapshot, mut stale) = load_snapshot(fs, dir)?;
+    let after_lsn = snapshot.as_ref().map_or(0, |s| s.header.lsn);
+    let LogRead { segments, covered, last_lsn, records, temporaries } =
+        read_log(fs, dir, after_lsn, |path, offset, lsn, commands| {
+            for command in &commands {
+                state.apply(command).map_err(|e| Error::Corruption {
+                    file: path.to_owned(),
+                    offset,
+                    reason: format!("record LSN {lsn} does not apply to the state before it: {e}"),
+                })?;
+            }
+            Ok(())
+        })?;
+    let torn = segments.last().and_then(|s| match s.scan.end {
+        SegmentEnd::Torn { offset } => {
+            Some(TornTail { file: s.path.clone(), offset, discarded: s.file_len.saturating_sub(offset) })
+        }
+        _ => None,
+    });
+    stale.extend(covered);
+    Ok(Recovered {
+        state,
+        segments,
+        last_lsn,
+        records,
+        torn,
+        temporaries,
+        stale,
+        snapshot,
+        duration: started.elapsed(),
+    })
+}

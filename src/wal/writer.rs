@@ -1,0 +1,399 @@
+//! The writer: one thread owns the active segment and commits queued
+//! requests in groups — one `write` and one `fdatasync` for everything
+//! queued, then every request of the group is acknowledged.
+//!
+//! A group is committed in three steps:
+//! 1. under the state's write lock, apply each request with an undo log to
+//!    learn its outcome (a request that fails is answered with its error and
+//!    never logged), then roll everything back: readers must not see a write
+//!    before it is durable;
+//! 2. encode the successful commands as one frame, write it, fdatasync;
+//! 3. apply them for real (the state machine is deterministic and only this
+//!    thread mutates, so the outcomes are the ones found in step 1) and
+//!    acknowledge.
+//!
+//! A failed write or sync poisons the store: the group's callers get the I/O
+//! error, later writers get `Poisoned`, the state keeps only what was
+//! acknowledged, and nothing is written again until the store is reopened.
+
+use super::compact::{CompactMsg, SnapshotPoint};
+use super::format::{
+    SEGMENT_HEADER_LEN, SegmentHeader, append_frame, array_header_len, encode_command, frame_len, segment_name,
+    write_array_header,
+};
+use super::{SyncMode, WalOptions};
+use crate::error::{Error, Result, io_error};
+use crate::io::{FileSystem, OpenMode, StoreFile};
+use crate::op::Outcome;
+use crate::state::{Command, State, Undo};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::time::Duration;
+
+/// Most requests in one group.
+const MAX_GROUP_REQUESTS: usize = 4096;
+/// A group stops growing once its frame passes this many bytes.
+const MAX_GROUP_BYTES: usize = 4 << 20;
+
+/// A reply channel for one request.
+pub(crate) type Reply = tokio::sync::oneshot::Sender<Result<Vec<Outcome>>>;
+
+/// Messages to the writer thread.
+pub(crate) enum Msg {
+    /// Commit a command and answer.
+    Write(Command, Reply),
+    /// Rotate and hand over a point-in-time copy of the state (compaction).
+    Snapshot(tokio::sync::oneshot::Sender<Result<SnapshotPoint>>),
+    /// Finish what is queued before this and stop.
+    Shutdown,
+}
+
+/// Counters shared with readers of `stats()`.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub records: AtomicU64,
+    pub bytes: AtomicU64,
+    pub fsyncs: AtomicU64,
+    pub requests: AtomicU64,
+    pub last_lsn: AtomicU64,
+}
+
+/// Facts about snapshots and compactions, for `stats()`.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct SnapshotStats {
+    pub lsn: Option<u64>,
+    pub bytes: u64,
+    pub compactions: u64,
+    pub last_duration: Duration,
+    pub bytes_reclaimed: u64,
+}
+
+/// What the writer thread, the compactor and the store's handle share.
+pub(crate) struct Shared {
+    /// The acknowledged state.
+    pub state: RwLock<State>,
+    /// Why the store is poisoned, once it is.
+    pub poison: Mutex<Option<String>>,
+    /// Statistics.
+    pub counters: Counters,
+    /// Logical bytes (header and frames) of each live segment, by number.
+    pub segment_bytes: Mutex<BTreeMap<u64, u64>>,
+    /// Snapshot facts.
+    pub snapshot: Mutex<SnapshotStats>,
+    /// `counters.bytes` when the last snapshot was taken.
+    pub bytes_at_snapshot: AtomicU64,
+    /// An automatic compaction is queued or running.
+    pub compaction_requested: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn new(state: State, segment_bytes: BTreeMap<u64, u64>, snapshot: SnapshotStats) -> Self {
+        Self {
+            state: RwLock::new(state),
+            poison: Mutex::new(None),
+            counters: Counters::default(),
+            segment_bytes: Mutex::new(segment_bytes),
+            snapshot: Mutex::new(snapshot),
+            bytes_at_snapshot: AtomicU64::new(0),
+            compaction_requested: AtomicBool::new(false),
+        }
+    }
+
+    fn add_segment_bytes(&self, number: u64, bytes: u64) {
+        *self.segment_bytes.lock().unwrap_or_else(|e| e.into_inner()).entry(number).or_default() += bytes;
+    }
+
+    pub(crate) fn forget_segments_below(&self, first_kept: u64) {
+        self.segment_bytes.lock().unwrap_or_else(|e| e.into_inner()).retain(|&n, _| n >= first_kept);
+    }
+
+    /// (logical log bytes, number of segments).
+    pub(crate) fn log_size(&self) -> (u64, u64) {
+        let map = self.segment_bytes.lock().unwrap_or_else(|e| e.into_inner());
+        (map.values().sum(), map.len() as u64)
+    }
+
+    pub(crate) fn poisoned(&self) -> Option<String> {
+        self.poison.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn poison(&self, cause: String) {
+        tracing::error!(%cause, "store poisoned: refusing writes until reopened");
+        self.poison.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(cause);
+    }
+}
+
+/// A random salt for a new segment (the standard library's randomly keyed
+/// hasher is the source of randomness).
+fn random_salt() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// How long the writer polls for the next request before it parks.
+const POLL_BEFORE_PARKING: Duration = Duration::from_micros(50);
+
+/// Waits for the next message. A serial caller sends its next request a few
+/// microseconds after its acknowledgement; polling (and yielding the CPU)
+/// for a short while first saves the futex wake-up of a parked thread on
+/// that path, which was most of the per-operation overhead measured.
+fn next_message(rx: &mpsc::Receiver<Msg>) -> Option<Msg> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < POLL_BEFORE_PARKING {
+        match rx.try_recv() {
+            Ok(msg) => return Some(msg),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+        }
+    }
+    rx.recv().ok()
+}
+
+/// The active segment.
+pub(crate) struct Segment {
+    pub file: Box<dyn StoreFile>,
+    pub path: PathBuf,
+    pub header: SegmentHeader,
+    /// Where the next frame goes.
+    pub offset: u64,
+}
+
+/// Creates segment `number` starting at `first_lsn`: header written, file
+/// pre-sized to `size` (so an fdatasync does not also have to persist a new
+/// file size), synced, and its directory entry synced.
+pub(crate) fn create_segment(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    number: u64,
+    first_lsn: u64,
+    size: u64,
+) -> Result<Segment> {
+    let path = dir.join(segment_name(number));
+    let header = SegmentHeader { number, salt: random_salt(), first_lsn };
+    let mut file = fs.open(&path, OpenMode::CreateNew).map_err(io_error("create", &path))?;
+    file.write_at(0, &header.encode()).map_err(io_error("write", &path))?;
+    file.set_len(size.max(SEGMENT_HEADER_LEN as u64)).map_err(io_error("set_len", &path))?;
+    file.sync_data().map_err(io_error("fdatasync", &path))?;
+    fs.sync_dir(dir).map_err(io_error("fsync directory", dir))?;
+    tracing::debug!(segment = number, first_lsn, "segment created");
+    Ok(Segment { file, path, header, offset: SEGMENT_HEADER_LEN as u64 })
+}
+
+/// The writer thread's state.
+pub(crate) struct Writer {
+    pub fs: Arc<dyn FileSystem>,
+    pub dir: PathBuf,
+    pub options: WalOptions,
+    pub segment: Segment,
+    pub next_lsn: u64,
+    pub shared: Arc<Shared>,
+    /// Where to ask for an automatic compaction.
+    pub compactor: Option<mpsc::Sender<CompactMsg>>,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        fs: Arc<dyn FileSystem>,
+        dir: PathBuf,
+        options: WalOptions,
+        segment: Segment,
+        next_lsn: u64,
+        shared: Arc<Shared>,
+        compactor: Option<mpsc::Sender<CompactMsg>>,
+    ) -> Self {
+        Self { fs, dir, options, segment, next_lsn, shared, compactor, buf: Vec::with_capacity(64 << 10) }
+    }
+
+    /// Serves requests until told to stop or every sender is gone.
+    pub(crate) fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        let mut next = next_message(&rx);
+        while let Some(first) = next.take() {
+            let mut group = Vec::new();
+            let mut control = None;
+            match first {
+                Msg::Write(c, r) => group.push((c, r)),
+                other => control = Some(other),
+            }
+            // Gather every write queued behind the first; a control message
+            // ends the group and is handled after it.
+            while control.is_none() && group.len() < MAX_GROUP_REQUESTS {
+                match rx.try_recv() {
+                    Ok(Msg::Write(c, r)) => group.push((c, r)),
+                    Ok(other) => control = Some(other),
+                    Err(_) => break,
+                }
+            }
+            if !group.is_empty() {
+                self.commit_group(group);
+                self.maybe_request_compaction();
+            }
+            match control {
+                Some(Msg::Snapshot(reply)) => {
+                    let _ = reply.send(self.snapshot_point());
+                }
+                Some(Msg::Shutdown) => break,
+                Some(Msg::Write(..)) => unreachable!("writes never become control messages"),
+                None => {}
+            }
+            next = next_message(&rx);
+        }
+        tracing::debug!(dir = %self.dir.display(), "writer stopped");
+    }
+
+    /// Rotates (so that every record up to the returned LSN lies in older
+    /// segments) and copies the state: the one pause compaction causes.
+    fn snapshot_point(&mut self) -> Result<SnapshotPoint> {
+        if let Some(cause) = self.shared.poisoned() {
+            return Err(Error::Poisoned { cause });
+        }
+        let lsn = self.next_lsn - 1;
+        if self.segment.offset > SEGMENT_HEADER_LEN as u64
+            && let Err(e) = self.rotate(self.next_lsn)
+        {
+            self.shared.poison(e.to_string());
+            return Err(e);
+        }
+        let view = self.shared.state.read().unwrap_or_else(|e| e.into_inner()).view();
+        self.shared.bytes_at_snapshot.store(self.shared.counters.bytes.load(Relaxed), Relaxed);
+        Ok(SnapshotPoint { lsn, view, first_kept_segment: self.segment.header.number })
+    }
+
+    /// Asks for an automatic compaction once the log written since the last
+    /// snapshot passes both thresholds.
+    fn maybe_request_compaction(&self) {
+        let (Some(compactor), Some(threshold)) = (&self.compactor, self.options.compact_after_bytes) else {
+            return;
+        };
+        let since = self.shared.counters.bytes.load(Relaxed) - self.shared.bytes_at_snapshot.load(Relaxed);
+        let snapshot_bytes = self.shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()).bytes;
+        let by_size = since as f64 > self.options.compact_size_multiple * snapshot_bytes as f64;
+        if since > threshold && by_size && !self.shared.compaction_requested.swap(true, Relaxed) {
+            let _ = compactor.send(CompactMsg::Auto);
+        }
+    }
+
+    fn commit_group(&mut self, requests: Vec<(Command, Reply)>) {
+        if let Some(cause) = self.shared.poisoned() {
+            for (_, reply) in requests {
+                let _ = reply.send(Err(Error::Poisoned { cause: cause.clone() }));
+            }
+            return;
+        }
+        // Step 1: find each request's outcome without publishing it.
+        let verdicts: Vec<Result<Vec<Outcome>>> = {
+            let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+            let mut undo = Undo::recording();
+            let verdicts = requests.iter().map(|(cmd, _)| state.apply_undoable(cmd, &mut undo)).collect();
+            state.rollback(undo);
+            verdicts
+        };
+        let accepted: Vec<&Command> =
+            requests.iter().zip(&verdicts).filter(|(_, v)| v.is_ok()).map(|((cmd, _), _)| cmd).collect();
+        // Step 2: make them durable.
+        if !accepted.is_empty()
+            && let Err(e) = self.append(&accepted)
+        {
+            self.shared.poison(e.to_string());
+            let cause = e.to_string();
+            let mut first_error = Some(e);
+            for ((_, reply), verdict) in requests.into_iter().zip(verdicts) {
+                let answer = match verdict {
+                    Err(own) => Err(own),
+                    Ok(_) => Err(first_error.take().unwrap_or_else(|| Error::Poisoned { cause: cause.clone() })),
+                };
+                let _ = reply.send(answer);
+            }
+            return;
+        }
+        // Step 3: publish and acknowledge.
+        let mut answers = Vec::with_capacity(requests.len());
+        {
+            let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
+            for ((cmd, reply), verdict) in requests.into_iter().zip(verdicts) {
+                let answer = match verdict {
+                    Ok(expected) => {
+                        let applied = state.apply(&cmd);
+                        debug_assert_eq!(applied.as_ref().ok(), Some(&expected), "replay of a verdict diverged");
+                        applied
+                    }
+                    Err(e) => Err(e),
+                };
+                answers.push((reply, answer));
+            }
+        }
+        self.shared.counters.requests.fetch_add(answers.len() as u64, Relaxed);
+        for (reply, answer) in answers {
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Makes `commands` durable: encoded one after another, cut into frames
+    /// of at most [`MAX_GROUP_BYTES`] (one command may be larger), each frame
+    /// written and synced before the next is written, so that at most one
+    /// write is ever in flight (the torn-tail rule relies on it).
+    fn append(&mut self, commands: &[&Command]) -> Result<()> {
+        let mut encoded = Vec::new();
+        let mut ends = Vec::with_capacity(commands.len());
+        for command in commands {
+            encode_command(&mut encoded, command);
+            ends.push(encoded.len());
+        }
+        let (mut from, mut start) = (0usize, 0usize);
+        while from < ends.len() {
+            let mut to = from + 1;
+            while to < ends.len() && ends[to] - start <= MAX_GROUP_BYTES {
+                to += 1;
+            }
+            self.write_frame(to - from, &encoded[start..ends[to - 1]])?;
+            start = ends[to - 1];
+            from = to;
+        }
+        Ok(())
+    }
+
+    /// Writes one frame whose payload is an array of `count` encoded
+    /// commands, rotating first when it does not fit the active segment.
+    fn write_frame(&mut self, count: usize, commands: &[u8]) -> Result<()> {
+        let lsn = self.next_lsn;
+        let payload_len = array_header_len(count) + commands.len();
+        let needed = frame_len(payload_len) as u64;
+        let empty = self.segment.offset == SEGMENT_HEADER_LEN as u64;
+        if !empty && self.segment.offset + needed > self.options.segment_size {
+            self.rotate(lsn)?;
+        }
+        self.buf.clear();
+        append_frame(&mut self.buf, self.segment.header.salt, lsn, |out| {
+            write_array_header(out, count);
+            out.extend_from_slice(commands);
+        });
+        debug_assert_eq!(self.buf.len() as u64, needed);
+        let path = &self.segment.path;
+        self.segment.file.write_at(self.segment.offset, &self.buf).map_err(io_error("write", path))?;
+        if self.options.sync == SyncMode::Always {
+            self.segment.file.sync_data().map_err(io_error("fdatasync", path))?;
+            self.shared.counters.fsyncs.fetch_add(1, Relaxed);
+        }
+        self.segment.offset += needed;
+        self.next_lsn += 1;
+        let counters = &self.shared.counters;
+        counters.records.fetch_add(1, Relaxed);
+        counters.bytes.fetch_add(needed, Relaxed);
+        counters.last_lsn.store(lsn, Relaxed);
+        self.shared.add_segment_bytes(self.segment.header.number, needed);
+        Ok(())
+    }
+
+    /// Starts the next segment at `first_lsn`. The current one needs no
+    /// sync: every frame in it was synced when it was written.
+    pub(crate) fn rotate(&mut self, first_lsn: u64) -> Result<()> {
+        let number = self.segment.header.number + 1;
+        let next = create_segment(&*self.fs, &self.dir, number, first_lsn, self.options.segment_size)?;
+        tracing::info!(segment = number, first_lsn, "rotated to a new segment");
+        self.segment = next;
+        self.shared.add_segment_bytes(number, SEGMENT_HEADER_LEN as u64);
+        Ok(())
+    }
+}

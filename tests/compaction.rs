@@ -1,0 +1,245 @@
+//! Snapshots and compaction: footprint, identical state across compaction
+//! and reopen, a crash between each step of the install sequence, corrupt
+//! snapshots, and writers that keep going while compactions run.
+
+use lockwal::model::*;
+use lockwal::testing::sample;
+use lockwal::wal::{WalLockStore, WalOptions};
+use lockwal::{Error, LockQuery, LockStore, Op};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+fn options() -> WalOptions {
+    WalOptions { segment_size: 256 << 10, compact_after_bytes: None, ..WalOptions::default() }
+}
+
+/// A directory's files: (name, bytes), sorted by name.
+type Image = Vec<(String, Vec<u8>)>;
+
+fn files(dir: &Path) -> Image {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn named(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    v.sort();
+    v
+}
+
+fn footprint(dir: &Path) -> u64 {
+    named(dir, ".wal").iter().chain(&named(dir, ".snap")).map(|p| std::fs::metadata(p).unwrap().len()).sum()
+}
+
+/// Every observable part of a store, to compare before and after.
+async fn observe(store: &WalLockStore) -> (Vec<PersistedLock>, Vec<ClientRecord>, Vec<Vec<String>>) {
+    let locks = store.list_locks(&LockQuery::all()).await.unwrap();
+    let clients = store.list_clients().await.unwrap();
+    let mut queries = Vec::new();
+    for q in
+        [LockQuery::by_file("f3"), LockQuery::by_client("c7"), LockQuery::by_owner("o2"), LockQuery::by_share("s1")]
+    {
+        queries.push(store.list_locks(&q).await.unwrap().into_iter().map(|l| l.id).collect());
+    }
+    (locks, clients, queries)
+}
+
+async fn churn(store: &WalLockStore, grants: usize, releases: usize) {
+    let lock = |i: usize| {
+        sample::byte_range(
+            &format!("lock-{i:06}"),
+            &format!("s{}", i % 2),
+            &format!("f{}", i % 10),
+            &format!("o{}", i % 5),
+            &format!("c{}", i % 9),
+        )
+    };
+    for chunk in (0..grants).collect::<Vec<_>>().chunks(500) {
+        store.transaction(chunk.iter().map(|&i| Op::PutLock(lock(i))).collect()).await.unwrap();
+    }
+    for chunk in (0..releases).collect::<Vec<_>>().chunks(500) {
+        store
+            .transaction(chunk.iter().map(|&i| Op::DeleteLock { id: format!("lock-{i:06}") }).collect())
+            .await
+            .unwrap();
+    }
+    store.put_client(sample::client("c7")).await.unwrap();
+}
+
+/// 150k grants and 100k releases compact to a log+snapshot footprint within
+/// 2x of the live state's encoded size, with the state unchanged by the
+/// compaction and by a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_bounds_the_footprint_and_keeps_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+    churn(&store, 150_000, 100_000).await;
+    let before = observe(&store).await;
+    assert_eq!(before.0.len(), 50_000);
+    let log_before = footprint(dir.path());
+    let report = store.compact().await.unwrap();
+    assert!(report.snapshot_bytes > 0);
+    assert_eq!(report.bytes_before, log_before);
+    assert_eq!(observe(&store).await, before);
+    let stats = store.stats();
+    assert_eq!(stats.snapshot_lsn, Some(report.snapshot_lsn));
+    assert_eq!(stats.compactions, 1);
+    let after = footprint(dir.path());
+    assert_eq!(report.bytes_after, after);
+    // The live state's encoded size is the snapshot; the rest is the (one,
+    // pre-sized) active segment.
+    assert!(after <= 2 * report.snapshot_bytes, "footprint {after} vs snapshot {}", report.snapshot_bytes);
+    assert!(after < log_before, "compaction reclaimed nothing: {log_before} -> {after}");
+    drop(store);
+    let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+    assert_eq!(observe(&store).await, before);
+    assert_eq!(store.stats().records_replayed, 0, "everything came from the snapshot");
+    assert_eq!(store.stats().snapshot_lsn, Some(report.snapshot_lsn));
+}
+
+fn copy_dir(from: &Image, to: &Path) {
+    for (name, bytes) in from {
+        if name != "LOCK" {
+            std::fs::write(to.join(name), bytes).unwrap();
+        }
+    }
+}
+
+/// A crash between each step of the install sequence (temporary written,
+/// synced, renamed, directory synced, segments deleted one by one) reopens to
+/// the same state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_between_each_install_step_reopens_to_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = WalLockStore::open(dir.path(), WalOptions { segment_size: 8192, ..options() }).await.unwrap();
+    churn(&store, 3_000, 1_000).await;
+    let want = observe(&store).await;
+    drop(store);
+    let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+    // Every acknowledged write is in the files (written, and synced), so
+    // this copy is the disk as the compaction finds it.
+    let image_before = files(dir.path());
+    let report = store.compact().await.unwrap();
+    drop(store);
+    let image_after = files(dir.path());
+    let snap_name = format!("snap-{:020}.snap", report.snapshot_lsn);
+    let snap = image_after.iter().find(|(n, _)| *n == snap_name).expect("snapshot installed").1.clone();
+    let old_segments: Vec<&(String, Vec<u8>)> = image_before.iter().filter(|(n, _)| n.ends_with(".wal")).collect();
+    assert!(old_segments.len() > 3);
+
+    let mut images: Vec<(String, Image)> = Vec::new();
+    // Before the install: the old segments plus the one the compaction
+    // rotated to (created, synced, before the snapshot is written).
+    let mut base = image_before.clone();
+    for (n, b) in &image_after {
+        if n.ends_with(".wal") && !base.iter().any(|(m, _)| m == n) {
+            base.push((n.clone(), b.clone()));
+        }
+    }
+    base.sort();
+    let mut with_tmp = base.clone();
+    with_tmp.push((format!("{snap_name}.tmp"), snap[..snap.len() / 2].to_vec()));
+    images.push(("temporary written, not synced".into(), with_tmp));
+    let mut synced_tmp = base.clone();
+    synced_tmp.push((format!("{snap_name}.tmp"), snap.clone()));
+    images.push(("temporary synced, not renamed".into(), synced_tmp));
+    let mut renamed = base.clone();
+    renamed.push((snap_name.clone(), snap.clone()));
+    images.push(("renamed, no segment deleted".into(), renamed.clone()));
+    for k in 1..old_segments.len() {
+        let mut partial = renamed.clone();
+        let doomed: Vec<String> = old_segments.iter().take(k).map(|(n, _)| n.clone()).collect();
+        partial.retain(|(n, _)| !doomed.contains(n) || image_after.iter().any(|(m, _)| m == n));
+        images.push((format!("{k} covered segments deleted"), partial));
+    }
+    images.push(("all done".into(), image_after.clone()));
+    for (step, image) in images {
+        let d = tempfile::tempdir().unwrap();
+        copy_dir(&image, d.path());
+        let store = WalLockStore::open(d.path(), options()).await.unwrap_or_else(|e| panic!("{step}: {e}"));
+        assert_eq!(observe(&store).await, want, "{step}");
+        drop(store);
+        assert!(named(d.path(), ".tmp").is_empty(), "{step}: temporary left behind");
+        let store = WalLockStore::open(d.path(), options()).await.unwrap();
+        assert_eq!(observe(&store).await, want, "{step}: second reopen");
+    }
+}
+
+/// A corrupted snapshot byte is a clear error naming the file; the store is
+/// not opened from an older state.
+#[tokio::test]
+async fn corrupt_snapshot_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+    churn(&store, 2_000, 500).await;
+    store.compact().await.unwrap();
+    drop(store);
+    let snap = named(dir.path(), ".snap").pop().unwrap();
+    let mut bytes = std::fs::read(&snap).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x20;
+    std::fs::write(&snap, &bytes).unwrap();
+    let before = files(dir.path());
+    match WalLockStore::open(dir.path(), options()).await {
+        Err(Error::Corruption { file, offset, .. }) => {
+            assert_eq!(file, snap);
+            assert!(offset <= at as u64);
+        }
+        Err(other) => panic!("expected Corruption, got {other}"),
+        Ok(_) => panic!("opened with a corrupt snapshot"),
+    }
+    assert_eq!(files(dir.path()), before, "a failed open changed files");
+}
+
+/// Writers keep succeeding while compactions run, and nothing they wrote is
+/// lost across the compactions and a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_keep_succeeding_while_compactions_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(WalLockStore::open(dir.path(), WalOptions { segment_size: 16 << 10, ..options() }).await.unwrap());
+    churn(&store, 5_000, 0).await;
+    let writers: Vec<_> = (0..8)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                for i in 0..150 {
+                    store
+                        .put_lock(sample::byte_range(&format!("w{t}-{i}"), "s", "f", "o", &format!("c{t}")))
+                        .await
+                        .unwrap();
+                    if i % 3 == 0 {
+                        store.delete_lock(&format!("w{t}-{i}")).await.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    let compactor = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            for _ in 0..5 {
+                store.compact().await.unwrap();
+            }
+        })
+    };
+    for w in writers {
+        w.await.unwrap();
+    }
+    compactor.await.unwrap();
+    assert!(store.stats().compactions >= 5);
+    let want = observe(&store).await;
+    assert_eq!(want.0.len(), 5_000 + 8 * 100);
+    drop(store);
+    let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+    assert_eq!(observe(&store).await, want);
+}

@@ -1,0 +1,445 @@
+//! The WAL backend: the conformance suite in both sync modes (and with tiny
+//! segments so that rotation happens constantly), then the recovery rules.
+
+#[macro_use]
+mod conformance;
+
+use async_trait::async_trait;
+use conformance::Harness;
+use lockwal::testing::sample;
+use lockwal::wal::{SyncMode, WalLockStore, WalOptions};
+use lockwal::{Error, LockQuery, LockStore};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+struct Wal {
+    dir: tempfile::TempDir,
+    options: WalOptions,
+}
+
+impl Wal {
+    fn new(sync: SyncMode, segment_size: u64) -> Self {
+        Self { dir: tempfile::tempdir().unwrap(), options: WalOptions { sync, segment_size, ..WalOptions::default() } }
+    }
+}
+
+#[async_trait]
+impl Harness for Wal {
+    async fn open(&mut self) -> Arc<dyn LockStore> {
+        Arc::new(WalLockStore::open(self.dir.path(), self.options.clone()).await.unwrap())
+    }
+
+    async fn reopen(&mut self, store: Arc<dyn LockStore>) -> Arc<dyn LockStore> {
+        assert_eq!(Arc::strong_count(&store), 1, "the harness must hold the last handle");
+        drop(store);
+        self.open().await
+    }
+}
+
+mod always {
+    use super::*;
+    conformance_suite!(Wal::new(SyncMode::Always, 64 << 20));
+}
+
+mod never {
+    use super::*;
+    conformance_suite!(Wal::new(SyncMode::Never, 64 << 20));
+}
+
+mod tiny_segments {
+    use super::*;
+    conformance_suite!(Wal::new(SyncMode::Always, 4096));
+}
+
+/// Automatic compaction after (nearly) every write, racing the suite.
+mod aggressive_compaction {
+    use super::*;
+    conformance_suite!(Wal {
+        dir: tempfile::tempdir().unwrap(),
+        options: WalOptions {
+            segment_size: 4096,
+            compact_after_bytes: Some(1),
+            compact_size_multiple: 0.0,
+            ..WalOptions::default()
+        },
+    });
+}
+
+// ---- recovery rules ---------------------------------------------------------
+
+fn options() -> WalOptions {
+    WalOptions { segment_size: 1 << 20, ..WalOptions::default() }
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every file of the store with its bytes, for byte-identical comparisons.
+fn snapshot_dir(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut v: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
+    v.sort();
+    v
+}
+
+async fn ids(store: &WalLockStore) -> Vec<String> {
+    store.list_locks(&LockQuery::all()).await.unwrap().into_iter().map(|l| l.id).collect()
+}
+
+/// The epoch rises strictly on every open, clean or not.
+#[tokio::test]
+async fn epoch_strictly_increases_across_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut last = 0;
+    for i in 0..5 {
+        let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+        let epoch = store.epoch().await.unwrap();
+        assert!(epoch > last, "epoch {epoch} after {last}");
+        assert_eq!(store.stats().epoch, epoch);
+        last = epoch;
+        if i % 2 == 0 {
+            store.close().await.unwrap();
+        }
+    }
+}
+
+/// A second opener, in this process, gets `Locked` naming the directory,
+/// and can open once the first is gone.
+#[tokio::test]
+async fn second_opener_gets_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = WalLockStore::open(dir.path(), options()).await.unwrap();
+    match WalLockStore::open(dir.path(), options()).await {
+        Err(Error::Locked { dir: d }) => assert_eq!(d, dir.path()),
+        Err(other) => panic!("expected Locked, got {other}"),
+        Ok(_) => panic!("expected Locked, got a second writer"),
+    }
+    drop(first);
+    WalLockStore::open(dir.path(), options()).await.unwrap();
+}
+
+/// Writes a store with `n` locks (one per frame, the last written alone)
+/// and returns the newest segment and the start and end of its last frame.
+async fn store_with_frames(dir: &Path, n: usize) -> (PathBuf, u64, u64) {
+    let store = WalLockStore::open(dir, options()).await.unwrap();
+    for i in 0..n {
+        store.put_lock(sample::byte_range(&format!("l{i}"), "s", "f", "o", "c")).await.unwrap();
+    }
+    let before_last = store.stats().bytes_appended;
+    store.put_lock(sample::byte_range("last", "s", "f", "o", "c")).await.unwrap();
+    let after_last = store.stats().bytes_appended;
+    drop(store);
+    let seg = segments(dir).pop().unwrap();
+    (seg, 48 + before_last, 48 + after_last)
+}
+
+/// A torn last record, cut at every byte offset, is truncated at open and
+/// reported; the store holds exactly the acknowledged records before it.
+#[tokio::test]
+async fn torn_tail_at_every_byte_of_the_last_record() {
+    let template = tempfile::tempdir().unwrap();
+    let (seg, last_offset, frame_end) = store_with_frames(template.path(), 3).await;
+    let full = std::fs::read(&seg).unwrap();
+    assert!(frame_end > last_offset + 16);
+    for cut in last_offset + 1..frame_end {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, bytes) in snapshot_dir(template.path()) {
+            std::fs::write(dir.path().join(path.file_name().unwrap()), bytes).unwrap();
+        }
+        let seg = dir.path().join(seg.file_name().unwrap());
+        let mut bytes = full.clone();
+        // Torn at `cut`: the rest of the frame is zeros or garbage; a
+        // zero-filled cut inside the zero padding changes nothing, skip it.
+        let fill = if cut % 2 == 0 { 0 } else { 0xA5 };
+        if bytes[cut as usize..frame_end as usize].iter().all(|&b| b == fill) {
+            continue;
+        }
+        for b in &mut bytes[cut as usize..frame_end as usize] {
+            *b = fill;
+        }
+        std::fs::write(&seg, &bytes).unwrap();
+        let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+        assert_eq!(ids(&store).await, ["l0", "l1", "l2"], "cut at {cut}");
+        let torn = store.stats().torn_tail.expect("torn tail reported");
+        assert_eq!((torn.file, torn.offset), (seg.clone(), last_offset), "cut at {cut}");
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), last_offset, "truncated at the end of the valid log");
+        drop(store);
+        // The repair is durable and final: the next open finds nothing torn.
+        let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+        assert_eq!(store.stats().torn_tail, None);
+        assert_eq!(ids(&store).await, ["l0", "l1", "l2"]);
+    }
+}
+
+/// A flipped bit in a record that valid records follow is corruption: open
+/// fails naming the file and offset, and no file changes.
+#[tokio::test]
+async fn flipped_bit_in_an_older_record_is_corruption_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+        for i in 0..10 {
+            store.put_lock(sample::byte_range(&format!("l{i}"), "s", "f", "o", "c")).await.unwrap();
+        }
+        store.close().await.unwrap();
+    }
+    // Reopen once so the damaged segment is an older one, too.
+    drop(WalLockStore::open(dir.path(), options()).await.unwrap());
+    let seg = segments(dir.path()).into_iter().next().unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let offset = 48 + 200;
+    bytes[offset] ^= 0x04;
+    std::fs::write(&seg, &bytes).unwrap();
+    let before = snapshot_dir(dir.path());
+    for read_only in [false, true] {
+        let opts = WalOptions { read_only, ..options() };
+        match WalLockStore::open(dir.path(), opts).await {
+            Err(Error::Corruption { file, offset: at, reason }) => {
+                assert_eq!(file, seg);
+                assert!(at <= offset as u64 && at >= 48, "offset {at} should be the damaged frame's start");
+                assert!(reason.contains("valid record"), "{reason}");
+            }
+            Err(other) => panic!("expected Corruption, got {other}"),
+            Ok(_) => panic!("opened a corrupt store"),
+        }
+        assert_eq!(snapshot_dir(dir.path()), before, "files changed (read_only = {read_only})");
+    }
+}
+
+/// Dropping without close is not a clean shutdown; close is; both keep data.
+#[tokio::test]
+async fn clean_flag_after_close_and_after_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+    store.put_lock(sample::byte_range("a", "s", "f", "o", "c")).await.unwrap();
+    drop(store);
+    let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+    assert!(!store.previous_shutdown_was_clean().await.unwrap());
+    assert!(!store.stats().previous_shutdown_clean);
+    store.close().await.unwrap();
+    let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+    assert!(store.previous_shutdown_was_clean().await.unwrap());
+    assert_eq!(ids(&store).await, ["a"]);
+}
+
+/// Read-only open replays without the lock, changes no byte, refuses writes.
+#[tokio::test]
+async fn read_only_open_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = WalLockStore::open(dir.path(), options()).await.unwrap();
+    writer.put_lock(sample::byte_range("a", "s", "f", "o", "c")).await.unwrap();
+    let epoch = writer.epoch().await.unwrap();
+    let before = snapshot_dir(dir.path());
+    // Works while the writer holds the lock: it reads the acknowledged prefix.
+    let reader = WalLockStore::open(dir.path(), WalOptions { read_only: true, ..options() }).await.unwrap();
+    assert_eq!(ids(&reader).await, ["a"]);
+    assert_eq!(reader.epoch().await.unwrap(), epoch);
+    assert!(matches!(reader.put_lock(sample::byte_range("b", "s", "f", "o", "c")).await, Err(Error::ReadOnly { .. })));
+    reader.close().await.unwrap();
+    drop(reader);
+    assert_eq!(snapshot_dir(dir.path()), before);
+}
+
+/// Many concurrent writers are all acknowledged and accounted for: every
+/// frame written was synced, and the requests per frame add up to the
+/// writes. (How much grouping happens depends on timing: the benchmarks
+/// measure it, no test relies on it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_are_all_acknowledged_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(WalLockStore::open(dir.path(), options()).await.unwrap());
+    let before = store.stats();
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                for i in 0..20 {
+                    store.put_lock(sample::byte_range(&format!("t{t}-{i}"), "s", "f", "o", "c")).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!(stats.locks, 64 * 20);
+    let fsyncs = stats.fsyncs - before.fsyncs;
+    assert!((1..=64 * 20).contains(&fsyncs), "{fsyncs} fsyncs");
+    assert_eq!(stats.records_appended - before.records_appended, fsyncs);
+    let requests = (stats.mean_batch_size * stats.records_appended as f64).round() as u64;
+    assert_eq!(requests, 64 * 20 + 1, "every put plus the open record");
+}
+
+/// Files are owner-only.
+#[tokio::test]
+async fn files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("store");
+    drop(WalLockStore::open(&dir, options()).await.unwrap());
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    for (path, _) in snapshot_dir(&dir) {
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "{}", path.display());
+    }
+}
+
+// ---- failures while running --------------------------------------------------
+
+mod faults {
+    use super::*;
+    use lockwal::io::{FileBytes, FileSystem, LockGuard, OpenMode, RealFs, StoreFile};
+    use std::io;
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+    /// The real file system, except that once `armed`, the `fail_at`-th
+    /// write or sync (counted from arming) and every later one fail with
+    /// `errno`.
+    pub struct FailingFs {
+        armed: std::sync::atomic::AtomicBool,
+        calls: Arc<AtomicU64>,
+        fail_at: u64,
+        errno: i32,
+        syncs_only: bool,
+    }
+
+    struct FailingFile {
+        inner: Box<dyn StoreFile>,
+        fs: Arc<FailingFs>,
+    }
+
+    impl FailingFs {
+        pub fn new(fail_at: u64, errno: i32, syncs_only: bool) -> Arc<Self> {
+            Arc::new(Self { armed: false.into(), calls: Arc::new(AtomicU64::new(0)), fail_at, errno, syncs_only })
+        }
+
+        pub fn arm(&self) {
+            self.armed.store(true, SeqCst);
+        }
+
+        fn check(&self, is_sync: bool) -> io::Result<()> {
+            if !self.armed.load(SeqCst) || (self.syncs_only && !is_sync) {
+                return Ok(());
+            }
+            if self.calls.fetch_add(1, SeqCst) + 1 >= self.fail_at {
+                return Err(io::Error::from_raw_os_error(self.errno));
+            }
+            Ok(())
+        }
+    }
+
+    impl StoreFile for FailingFile {
+        fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+            self.fs.check(false)?;
+            self.inner.write_at(offset, buf)
+        }
+        fn sync_data(&mut self) -> io::Result<()> {
+            self.fs.check(true)?;
+            self.inner.sync_data()
+        }
+        fn set_len(&mut self, len: u64) -> io::Result<()> {
+            self.fs.check(false)?;
+            self.inner.set_len(len)
+        }
+        fn len(&self) -> io::Result<u64> {
+            self.inner.len()
+        }
+    }
+
+    /// Wraps the real file system; `Arc<FailingFs>` is shared with the files.
+    pub struct Wrapper(pub Arc<FailingFs>);
+
+    impl FileSystem for Wrapper {
+        fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+            RealFs.create_dir_all(dir)
+        }
+        fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StoreFile>> {
+            Ok(Box::new(FailingFile { inner: RealFs.open(path, mode)?, fs: Arc::clone(&self.0) }))
+        }
+        fn read(&self, path: &Path) -> io::Result<FileBytes> {
+            RealFs.read(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            self.0.check(false)?;
+            RealFs.rename(from, to)
+        }
+        fn remove(&self, path: &Path) -> io::Result<()> {
+            self.0.check(false)?;
+            RealFs.remove(path)
+        }
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+            self.0.check(true)?;
+            RealFs.sync_dir(dir)
+        }
+        fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+            RealFs.list(dir)
+        }
+        fn try_lock(&self, path: &Path) -> io::Result<LockGuard> {
+            RealFs.try_lock(path)
+        }
+    }
+}
+
+/// An EIO from fdatasync or an ENOSPC from write fails the operation, then
+/// the store refuses every write with `Poisoned` (reads keep working) and
+/// never retries the sync; reopening replays a consistent state holding every
+/// acknowledged write.
+#[tokio::test]
+async fn a_failed_write_or_sync_poisons_until_reopened() {
+    for (errno, syncs_only, name) in [(5, true, "EIO on fdatasync"), (28, false, "ENOSPC on write")] {
+        for fail_at in 1..=3 {
+            let dir = tempfile::tempdir().unwrap();
+            let failing = faults::FailingFs::new(fail_at, errno, syncs_only);
+            let fs: Arc<dyn lockwal::io::FileSystem> = Arc::new(faults::Wrapper(Arc::clone(&failing)));
+            let store = WalLockStore::open_with_fs(fs, dir.path(), options()).await.unwrap();
+            store.put_lock(sample::byte_range("before", "s", "f", "o", "c")).await.unwrap();
+            failing.arm();
+            let mut acked = vec!["before".to_string()];
+            let mut failed = None;
+            for i in 0..5 {
+                let id = format!("l{i}");
+                match store.put_lock(sample::byte_range(&id, "s", "f", "o", "c")).await {
+                    Ok(()) => {
+                        assert!(failed.is_none(), "{name}: a write succeeded after a failure");
+                        acked.push(id);
+                    }
+                    Err(e @ (Error::Io { .. } | Error::Poisoned { .. })) => {
+                        if failed.is_none() {
+                            assert!(matches!(e, Error::Io { .. }), "{name}: the first failure carries the I/O error");
+                            failed = Some(id);
+                        } else {
+                            assert!(matches!(e, Error::Poisoned { .. }), "{name}: then Poisoned, got {e}");
+                        }
+                    }
+                    Err(other) => panic!("{name}: unexpected {other}"),
+                }
+            }
+            let failed = failed.expect("the armed fault fired");
+            assert!(store.stats().poisoned);
+            assert!(matches!(store.compact().await, Err(Error::Poisoned { .. })));
+            // Reads keep working and show only acknowledged writes.
+            assert_eq!(ids(&store).await, acked, "{name} at {fail_at}");
+            drop(store);
+            let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+            let recovered = ids(&store).await;
+            // The failed write's fate is unknown (it may have reached the
+            // disk before the error): every acknowledged one is there, and
+            // at most the failed one besides.
+            let mut with_failed = acked.clone();
+            with_failed.push(failed.clone());
+            with_failed.sort();
+            assert!(recovered == acked || recovered == with_failed, "{name} at {fail_at}: {recovered:?}");
+            store.put_lock(sample::byte_range("after", "s", "f", "o", "c")).await.unwrap();
+        }
+    }
+}
