@@ -745,6 +745,13 @@ impl SimFs {
         Self::from_state(st.image(loss))
     }
 
+    /// An independent copy of what this file system holds now, all of it
+    /// durable (the image of a crash that loses nothing), without crashing
+    /// this one. Faults, observer and locks are not copied.
+    pub fn copy(&self) -> SimFs {
+        Self::from_state(self.shared.lock().image(Loss::KeepPrefix(usize::MAX)))
+    }
+
     /// Whether [`crash`](Self::crash) was called on this file system.
     pub fn is_dead(&self) -> bool {
         self.shared.lock().dead
@@ -1295,6 +1302,20 @@ mod tests {
         assert_eq!(read(&image, "/d/a").unwrap(), b"abc");
         // An image of an image is the same image.
         assert_eq!(read(&image.crash(Loss::DropUnsynced), "/d/a").unwrap(), b"abc");
+    }
+
+    #[test]
+    fn a_copy_is_independent_and_holds_everything() {
+        let fs = fs_with_dir();
+        let mut f = durable_file(&fs, "a", b"one");
+        f.write_at(3, b"+two").unwrap();
+        let copy = fs.copy();
+        assert!(!fs.is_dead());
+        assert_eq!(read(&copy, "/d/a").unwrap(), b"one+two");
+        assert!(copy.pending().is_empty());
+        copy.open(&p("/d/a"), OpenMode::Existing).unwrap().write_at(0, b"ONE").unwrap();
+        assert_eq!(read(&fs, "/d/a").unwrap(), b"one+two", "the copy does not share state");
+        assert_eq!(read(&copy.crash(Loss::KeepPrefix(1)), "/d/a").unwrap(), b"ONE+two");
     }
 
     #[test]
