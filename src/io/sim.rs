@@ -5,7 +5,8 @@
 //!
 //! - Every file has *live* bytes (what reads see) and *durable* bytes (what
 //!   survives power loss). `write_at` and `set_len` change the live bytes
-//!   only; `sync_data` of that file makes its live bytes durable.
+//!   only; `sync_data` of that file makes its live bytes durable (it writes
+//!   the pages its pending writes dirtied, and the length).
 //! - Every directory has live and durable entries. Creating (including
 //!   `try_lock` creating its file), renaming and removing change the live
 //!   entries only; `sync_dir` of that directory makes them durable. A file
@@ -31,7 +32,9 @@
 //! Every call through the seam ([`FileSystem`] and [`StoreFile`] methods) is
 //! numbered from 0. [`SimFs::fail_from`] makes call `k` and every later one
 //! fail with a chosen error; a failing call changes nothing (unless it is a
-//! short write, [`SimFs::fail_from_with_short_write`]). "Crash at call `k`"
+//! short write, [`SimFs::fail_from_with_short_write`]). [`SimFs::fail_once`]
+//! fails call `k` alone, and a `sync_data` failed that way behaves as on
+//! Linux: the file's unsynced writes stay readable but never become durable. "Crash at call `k`"
 //! is `fail_from(k, ..)` followed, once the code under test is done
 //! reacting, by [`SimFs::crash`]: the image is the state before call `k`.
 //! [`SimFs::set_observer`] sees the state before every call, so a test can
@@ -377,6 +380,17 @@ struct FailPlan {
     fault: Fault,
     /// When call `from` is a write, this many of its bytes land first.
     short_write: Option<usize>,
+    /// Only call `from` fails (a transient error); the later ones work.
+    once: bool,
+}
+
+/// A fault injected into one call.
+struct Injected {
+    error: io::Error,
+    /// For a write: how many of its bytes land before it fails.
+    short_write: Option<usize>,
+    /// The error is transient (later calls work).
+    transient: bool,
 }
 
 /// The observer's view of the file system just before a call runs.
@@ -485,9 +499,38 @@ impl State {
         Ok(ino)
     }
 
+    /// `fdatasync`: writes the file's dirty pages (those its pending writes
+    /// touched, whole, as the kernel does) and its length. Without a
+    /// forgotten write (see [`forget_pending_writes`](Self::forget_pending_writes))
+    /// the durable bytes then equal the live ones.
     fn sync_file(&mut self, ino: Ino) {
+        let mut dirty = BTreeSet::new();
+        let mut lengths = Vec::new();
+        for op in &self.pending {
+            match op {
+                Op::Write { ino: i, offset, data } if *i == ino => {
+                    let first = offset / PAGE as u64;
+                    let last = (offset + data.len() as u64 - 1) / PAGE as u64;
+                    dirty.extend((first..=last).map(|p| p as usize));
+                }
+                Op::SetLen { ino: i, len } if *i == ino => lengths.push(*len),
+                _ => {}
+            }
+        }
         let inode = self.inode(ino);
-        inode.durable = inode.live.clone();
+        for len in lengths.into_iter().chain([inode.live.len]) {
+            inode.durable.set_len(len).expect("lengths the live file already had");
+        }
+        for page in dirty.into_iter().filter(|&p| p < inode.live.pages.len()) {
+            inode.durable.pages[page] = inode.live.pages[page].clone();
+        }
+        self.forget_pending_writes(ino);
+    }
+
+    /// What Linux does when writeback fails: the error is reported once
+    /// and the dirty pages are marked clean. Reads still see the bytes, but
+    /// they will never become durable (no later sync writes them).
+    fn forget_pending_writes(&mut self, ino: Ino) {
         self.pending.retain(|op| !matches!(op, Op::Write { ino: i, .. } | Op::SetLen { ino: i, .. } if *i == ino));
     }
 
@@ -603,19 +646,15 @@ struct Shared {
     state: Mutex<State>,
 }
 
-/// An injected short write: how many bytes land, and the error after them.
-type ShortWrite = (usize, io::Error);
-
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panicking observer must not wedge every later test assertion.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Numbers the call, shows it to the observer, and applies an injected
-    /// fault. `Err` means the call must fail without effect; `Ok((_, Some(..)))`
-    /// that it is a write of which only the first bytes land before it fails.
-    fn begin(&self, call: Call) -> io::Result<(MutexGuard<'_, State>, Option<ShortWrite>)> {
+    /// Numbers the call, shows it to the observer, and says whether a fault
+    /// is injected into it. `Err`: the file system is dead.
+    fn begin(&self, call: Call) -> io::Result<(MutexGuard<'_, State>, Option<Injected>)> {
         let mut st = self.lock();
         if st.dead {
             return Err(dead());
@@ -626,25 +665,23 @@ impl Shared {
             observer(&CallPoint { index, call, state: &st });
             st.observer = Some(observer);
         }
-        if let Some(plan) = &st.fail
-            && index >= plan.from
-        {
-            return match (plan.short_write, call) {
-                (Some(n), Call::WriteAt) if index == plan.from => {
-                    let error = plan.fault.error();
-                    Ok((st, Some((n, error))))
-                }
-                _ => Err(plan.fault.error()),
-            };
-        }
-        Ok((st, None))
+        let injected = match &st.fail {
+            Some(plan) if index == plan.from || (index > plan.from && !plan.once) => Some(Injected {
+                error: plan.fault.error(),
+                short_write: plan.short_write.filter(|_| index == plan.from && call == Call::WriteAt),
+                transient: plan.once,
+            }),
+            _ => None,
+        };
+        Ok((st, injected))
     }
 
-    /// Like [`begin`](Self::begin) for calls that cannot be short.
+    /// Like [`begin`](Self::begin) for calls that fail whole, without
+    /// effect, when a fault is injected.
     fn begin_plain(&self, call: Call) -> io::Result<MutexGuard<'_, State>> {
         match self.begin(call)? {
             (st, None) => Ok(st),
-            (_, Some((_, error))) => Err(error),
+            (_, Some(injected)) => Err(injected.error),
         }
     }
 }
@@ -701,14 +738,24 @@ impl SimFs {
     /// Makes call number `k` and every later one fail with `fault`, without
     /// effect. Replaces an earlier plan.
     pub fn fail_from(&self, k: u64, fault: Fault) {
-        self.shared.lock().fail = Some(FailPlan { from: k, fault, short_write: None });
+        self.shared.lock().fail = Some(FailPlan { from: k, fault, short_write: None, once: false });
+    }
+
+    /// Makes only call number `k` fail with `fault` (a transient error);
+    /// later calls work. A failed `sync_data` behaves as on Linux: the
+    /// file's unsynced writes stay visible to reads but are never made
+    /// durable ("fsyncgate": the kernel marked the pages clean), so a crash
+    /// loses them however much is synced later. Other failed calls have no
+    /// effect.
+    pub fn fail_once(&self, k: u64, fault: Fault) {
+        self.shared.lock().fail = Some(FailPlan { from: k, fault, short_write: None, once: true });
     }
 
     /// Like [`fail_from`](Self::fail_from), but if call `k` is a write, its
     /// first `landed` bytes are written (pending, like any write) before it
     /// fails: a short write, as `ENOSPC` in the middle of a record.
     pub fn fail_from_with_short_write(&self, k: u64, fault: Fault, landed: usize) {
-        self.shared.lock().fail = Some(FailPlan { from: k, fault, short_write: Some(landed) });
+        self.shared.lock().fail = Some(FailPlan { from: k, fault, short_write: Some(landed), once: false });
     }
 
     /// Removes the fault plan.
@@ -804,9 +851,10 @@ impl Drop for SimFile {
 impl StoreFile for SimFile {
     fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
         let shared = self.shared()?;
-        let (mut st, short) = shared.begin(Call::WriteAt)?;
-        let (buf, error) = match short {
-            Some((n, error)) => (&buf[..n.min(buf.len())], Some(error)),
+        let (mut st, injected) = shared.begin(Call::WriteAt)?;
+        let (buf, error) = match injected {
+            Some(Injected { short_write: Some(n), error, .. }) => (&buf[..n.min(buf.len())], Some(error)),
+            Some(Injected { error, .. }) => return Err(error),
             None => (buf, None),
         };
         st.inode(self.ino).live.write(offset, buf)?;
@@ -818,9 +866,19 @@ impl StoreFile for SimFile {
 
     fn sync_data(&mut self) -> io::Result<()> {
         let shared = self.shared()?;
-        let mut st = shared.begin_plain(Call::SyncData)?;
-        st.sync_file(self.ino);
-        Ok(())
+        let (mut st, injected) = shared.begin(Call::SyncData)?;
+        match injected {
+            None => {
+                st.sync_file(self.ino);
+                Ok(())
+            }
+            Some(Injected { error, transient, .. }) => {
+                if transient {
+                    st.forget_pending_writes(self.ino);
+                }
+                Err(error)
+            }
+        }
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
@@ -1262,6 +1320,42 @@ mod tests {
         assert_eq!(err.raw_os_error(), Some(ENOSPC));
         fs.fail_from(0, Fault::Kind(io::ErrorKind::PermissionDenied));
         assert_eq!(fs.sync_dir(&p("/d")).unwrap_err().kind(), io::ErrorKind::PermissionDenied);
+    }
+
+    #[test]
+    fn a_transient_fault_fails_one_call_and_a_failed_sync_loses_its_writes_for_good() {
+        let fs = fs_with_dir();
+        let mut f = durable_file(&fs, "a", b"old");
+        f.write_at(0, b"new").unwrap();
+        fs.fail_once(fs.calls(), Fault::Eio);
+        assert_eq!(f.sync_data().unwrap_err().raw_os_error(), Some(EIO));
+        assert_eq!(fs.peek(&p("/d/a")).unwrap(), b"new", "reads still see the unsynced bytes");
+        f.write_at(3, b"+more").unwrap();
+        f.sync_data().expect("later calls work");
+        let image = fs.crash(Loss::KeepPrefix(usize::MAX));
+        assert_eq!(read(&image, "/d/a").unwrap(), b"new+more", "the later sync wrote the whole live file");
+
+        // ... unless nothing after the failure dirtied those pages again:
+        let fs = fs_with_dir();
+        let mut f = durable_file(&fs, "a", b"old");
+        let mut g = durable_file(&fs, "b", b"");
+        f.write_at(0, b"new").unwrap();
+        g.write_at(0, b"other").unwrap();
+        fs.fail_once(fs.calls(), Fault::Eio);
+        f.sync_data().unwrap_err();
+        f.sync_data().expect("the retry \"succeeds\"");
+        assert_eq!(fs.pending(), vec![Pending::Write { file: 2, offset: 0, len: 5 }], "f's write is gone");
+        let image = fs.crash(Loss::KeepPrefix(usize::MAX));
+        assert_eq!(read(&image, "/d/a").unwrap(), b"old", "fsyncgate: the failed write never reached the disk");
+        assert_eq!(read(&image, "/d/b").unwrap(), b"other");
+
+        // A transient failure of another call has no effect.
+        let fs = fs_with_dir();
+        fs.fail_once(fs.calls() + 1, Fault::NoSpace);
+        fs.open(&p("/d/x"), OpenMode::CreateNew).unwrap();
+        assert!(fs.open(&p("/d/y"), OpenMode::CreateNew).is_err());
+        fs.open(&p("/d/z"), OpenMode::CreateNew).unwrap();
+        assert_eq!(fs.list(&p("/d")).unwrap(), vec!["x", "z"]);
     }
 
     #[test]

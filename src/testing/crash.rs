@@ -286,6 +286,7 @@ pub fn run(fs: &SimFs, dir: &Path, options: &WalOptions, steps: &[Step]) -> Resu
             Ok(()) => trace.acked_at.push(Some(fs.calls())),
             Err(Error::Io { .. } | Error::Poisoned { .. } | Error::Closed) => {
                 trace.acked_at.push(None);
+                refuses_after_failure(&runtime, store.as_ref(), &steps[i + 1..])?;
                 break;
             }
             Err(e) => return Err(format!("step {i} {step:?} failed: {e}")),
@@ -294,6 +295,98 @@ pub fn run(fs: &SimFs, dir: &Path, options: &WalOptions, steps: &[Step]) -> Resu
     drop(store);
     trace.calls = fs.calls();
     Ok(trace)
+}
+
+/// After a failed write or sync (a permanent fault: every later call fails
+/// too), the store must refuse the next writes and compactions: an
+/// acknowledgement now could not be durable.
+fn refuses_after_failure(
+    runtime: &tokio::runtime::Runtime,
+    store: Option<&WalLockStore>,
+    next: &[Step],
+) -> Result<(), String> {
+    let Some(store) = store else { return Ok(()) };
+    for step in next.iter().take(3) {
+        let answer = match step {
+            Step::Txn(ops) => runtime.block_on(store.transaction(ops.clone())).map(drop),
+            Step::Compact => runtime.block_on(store.compact()).map(drop),
+            _ => break,
+        };
+        if answer.is_ok() {
+            return Err(format!("{step:?} was acknowledged after a failed write or sync"));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `steps` on `fs` like an operator who reopens the store after every
+/// I/O failure (a transient fault, [`SimFs::fail_once`]): the step that
+/// failed is in doubt, and the reopened store must show it whole or not at
+/// all; the run goes on from whichever it shows. Returns the state that
+/// must be durable at the end (every step answered by then).
+pub fn run_with_reopen(fs: &SimFs, dir: &Path, options: &WalOptions, steps: &[Step]) -> Result<Expected, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| e.to_string())?;
+    let fs_dyn: Arc<dyn FileSystem> = Arc::new(fs.clone());
+    let open = || WalLockStore::open_blocking(Arc::clone(&fs_dyn), dir.to_owned(), options.clone());
+    let mut now = Expected::initial();
+    let mut store: Option<WalLockStore> = None;
+    let mut failures = 0;
+    for (i, step) in steps.iter().enumerate() {
+        let mut next = now.clone();
+        let want = next.apply(step);
+        let outcome: Result<(), Error> = match step {
+            Step::Open => open().map(|s| store = Some(s)),
+            Step::Txn(ops) => {
+                let s = store.as_ref().ok_or_else(|| format!("step {i}: transaction while closed"))?;
+                match (runtime.block_on(s.transaction(ops.clone())), want.expect("a transaction has an answer")) {
+                    (Ok(got), Ok(want)) if got == want => Ok(()),
+                    (Err(got), Err(want)) if error_kind(&got) == error_kind(&want) => Ok(()),
+                    (Err(e @ (Error::Io { .. } | Error::Poisoned { .. })), _) => Err(e),
+                    (got, want) => return Err(format!("step {i} {ops:?}: store answered {got:?}, model {want:?}")),
+                }
+            }
+            Step::Compact => {
+                let s = store.as_ref().ok_or_else(|| format!("step {i}: compaction while closed"))?;
+                runtime.block_on(s.compact()).map(drop)
+            }
+            Step::Close => {
+                let s = store.take().ok_or_else(|| format!("step {i}: close while closed"))?;
+                runtime.block_on(s.close())
+            }
+            Step::Drop => {
+                store.take().ok_or_else(|| format!("step {i}: drop while closed"))?;
+                Ok(())
+            }
+        };
+        match outcome {
+            Ok(()) => now = next,
+            Err(Error::Io { .. } | Error::Poisoned { .. }) => {
+                failures += 1;
+                if failures > 4 {
+                    return Err(format!("step {i} {step:?}: still failing after {failures} reopens"));
+                }
+                drop(store.take());
+                // In doubt: the reopened store decides, and must show one.
+                let reopened = open().or_else(|_| open()).map_err(|e| format!("reopen after step {i}: {e}"))?;
+                let observed = observe(&reopened).map_err(|e| e.to_string())?;
+                let candidates = [now.clone(), next.clone()];
+                let matched = verify(&observed, &candidates)
+                    .map_err(|e| format!("after step {i} {step:?} failed and the store was reopened: {e}"))?;
+                now = candidates[matched].clone();
+                now.apply(&Step::Open);
+                let keep_open = !matches!(step, Step::Close | Step::Drop);
+                if keep_open {
+                    store = Some(reopened);
+                } else {
+                    drop(reopened);
+                    now.open = false;
+                }
+            }
+            Err(e) => return Err(format!("step {i} {step:?} failed: {e}")),
+        }
+    }
+    drop(store);
+    Ok(now)
 }
 
 /// One crash image to check.
