@@ -43,8 +43,6 @@ pub(crate) struct Slot {
     pub(crate) kind: StoredKind,
     pub(crate) acquired_at: Timestamp,
     pub(crate) epoch: u64,
-    /// This slot's place in the file, owner, client and share lists.
-    pub(crate) links: [Link; 4],
 }
 
 /// [`LockKind`] with the lease boxed: 32 bytes instead of the lease's size.
@@ -124,13 +122,58 @@ impl Slot {
     }
 }
 
-/// The slab of slots; the indexes reach the links through it.
+/// The first 8 bytes of `id`, big-endian, zero-padded: comparing these and
+/// then, on a tie, the whole ids gives exactly the byte-lexicographic order
+/// of `str`.
+fn id_prefix(id: &str) -> u64 {
+    let mut b = [0u8; 8];
+    let n = id.len().min(8);
+    b[..n].copy_from_slice(&id.as_bytes()[..n]);
+    u64::from_be_bytes(b)
+}
+
+/// Sorts slots by id. Comparing an inline prefix first keeps most
+/// comparisons inside the array instead of chasing two slots and two
+/// string heaps per comparison (a million-lock listing sorts several times
+/// faster).
+fn sort_by_id(slots: &mut Vec<&Slot>) {
+    let mut keyed: Vec<(u64, &Slot)> = slots.iter().map(|s| (id_prefix(&s.id), *s)).collect();
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+    slots.clear();
+    slots.extend(keyed.into_iter().map(|(_, s)| s));
+}
+
+/// The slab of slots, and beside it each slot's place in the file, owner,
+/// client and share lists. The links live in four compact arrays rather than
+/// in the slots: updating a neighbour's link touches an 8-byte entry in an
+/// array a twentieth of the slab's size, which mostly stays in cache.
 #[derive(Debug, Clone, Default)]
-struct Slab(Vec<Option<Slot>>);
+struct Slab {
+    slots: Vec<Option<Slot>>,
+    links: [Vec<Link>; 4],
+}
 
 impl Links for Slab {
     fn link(&mut self, slot: SlotId, which: usize) -> &mut Link {
-        &mut self.0[slot as usize].as_mut().expect("a linked slot is live").links[which]
+        &mut self.links[which][slot as usize]
+    }
+}
+
+impl Slab {
+    /// Puts a live slot (allocated before) in place with its links.
+    fn set(&mut self, slot_id: SlotId, slot: Slot, links: [Link; 4]) {
+        for (which, link) in links.into_iter().enumerate() {
+            self.links[which][slot_id as usize] = link;
+        }
+        self.slots[slot_id as usize] = Some(slot);
+    }
+
+    fn get(&self, slot: SlotId) -> Option<&Slot> {
+        self.slots[slot as usize].as_ref()
+    }
+
+    fn next(&self, slot: SlotId, which: usize) -> SlotId {
+        self.links[which][slot as usize].next
     }
 }
 
@@ -351,8 +394,9 @@ impl State {
                     undo.push(UndoStep::Lock { id: Arc::clone(&s.id), prev: Some(s.clone()) });
                     removed.push(s);
                 }
-                removed.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-                Ok(Outcome::Locks(removed.iter().map(Slot::to_lock).collect()))
+                let mut removed: Vec<&Slot> = removed.iter().collect();
+                sort_by_id(&mut removed);
+                Ok(Outcome::Locks(removed.into_iter().map(Slot::to_lock).collect()))
             }
         }
     }
@@ -360,7 +404,7 @@ impl State {
     fn reclaim(&mut self, id: &str, client_id: &str, undo: &mut Undo) -> Result<Outcome> {
         let slot_id = *self.by_id.get(id).ok_or_else(|| Error::lock_not_found(id))?;
         let current = self.epoch;
-        let slot = self.slots.0[slot_id as usize].as_mut().expect("indexed slot is live");
+        let slot = self.slots.slots[slot_id as usize].as_mut().expect("indexed slot is live");
         let refuse = |reason| Error::ReclaimRefused { id: id.to_owned(), client_id: client_id.to_owned(), reason };
         if &*slot.client != client_id {
             return Err(refuse(ReclaimRefusal::WrongClient));
@@ -399,24 +443,24 @@ impl State {
             kind: StoredKind::from(&lock.kind),
             acquired_at: lock.acquired_at,
             epoch: self.epoch,
-            links: [l0, l1, l2, l3],
         };
         self.by_id.insert(Arc::clone(&slot.id), slot_id);
-        self.slots.0[slot_id as usize] = Some(slot);
+        self.slots.set(slot_id, slot, [l0, l1, l2, l3]);
     }
 
     /// Re-inserts a slot taken out earlier (undo), keys and epoch unchanged.
-    fn insert_slot(&mut self, mut slot: Slot) {
+    fn insert_slot(&mut self, slot: Slot) {
         let slot_id = self.alloc_slot();
-        for which in [FILE, OWNER, CLIENT, SHARE] {
+        let mut links = [Link::DETACHED; 4];
+        for (which, link) in links.iter_mut().enumerate() {
             let key = Arc::clone(slot.key(which));
             let (index, slab) = self.index_mut(which);
-            let (interned, link) = index.attach_shared(&key, Some(&key), slot_id, slab);
-            debug_assert!(Arc::ptr_eq(&interned, &key) || *interned == *key);
-            slot.links[which] = link;
+            let (interned, new_link) = index.attach_shared(&key, Some(&key), slot_id, slab);
+            debug_assert_eq!(*interned, *key);
+            *link = new_link;
         }
         self.by_id.insert(Arc::clone(&slot.id), slot_id);
-        self.slots.0[slot_id as usize] = Some(slot);
+        self.slots.set(slot_id, slot, links);
     }
 
     fn alloc_slot(&mut self) -> SlotId {
@@ -424,8 +468,11 @@ impl State {
             return slot;
         }
         let slot =
-            SlotId::try_from(self.slots.0.len()).ok().filter(|&s| s != NIL).expect("fewer than 2^32-1 live locks");
-        self.slots.0.push(None);
+            SlotId::try_from(self.slots.slots.len()).ok().filter(|&s| s != NIL).expect("fewer than 2^32-1 live locks");
+        self.slots.slots.push(None);
+        for links in &mut self.slots.links {
+            links.push(Link::DETACHED);
+        }
         slot
     }
 
@@ -436,11 +483,12 @@ impl State {
     }
 
     fn take_slot(&mut self, slot_id: SlotId) -> Slot {
-        let slot = self.slots.0[slot_id as usize].take().expect("indexed slot is live");
+        let slot = self.slots.slots[slot_id as usize].take().expect("indexed slot is live");
         self.by_id.remove(&*slot.id);
         for which in [FILE, OWNER, CLIENT, SHARE] {
+            let link = std::mem::replace(&mut self.slots.links[which][slot_id as usize], Link::DETACHED);
             let (index, slab) = self.index_mut(which);
-            index.detach(slot.key(which), slot_id, slot.links[which], slab);
+            index.detach(slot.key(which), slot_id, link, slab);
         }
         self.free.push(slot_id);
         slot
@@ -453,13 +501,13 @@ impl State {
         let mut at = posting.head;
         while at != NIL {
             out.push(at);
-            at = self.slots.0[at as usize].as_ref().expect("listed slot is live").links[index.which()].next;
+            at = self.slots.next(at, index.which());
         }
         out
     }
 
     fn live_slots(&self) -> impl Iterator<Item = (SlotId, &Slot)> {
-        self.slots.0.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i as SlotId, s)))
+        self.slots.slots.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i as SlotId, s)))
     }
 
     // ---- snapshots --------------------------------------------------------
@@ -479,7 +527,10 @@ impl State {
         let mut state = Self::new();
         state.epoch = epoch;
         state.clean = clean;
-        state.slots.0.reserve_exact(locks);
+        state.slots.slots.reserve_exact(locks);
+        for links in &mut state.slots.links {
+            links.reserve_exact(locks);
+        }
         state.by_id.reserve(locks);
         Restorer { state, strings: Vec::new(), lists: Default::default() }
     }
@@ -489,7 +540,7 @@ impl State {
     /// The lock with this id.
     pub fn get(&self, id: &str) -> Option<PersistedLock> {
         let slot = *self.by_id.get(id)?;
-        self.slots.0[slot as usize].as_ref().map(Slot::to_lock)
+        self.slots.get(slot).map(Slot::to_lock)
     }
 
     /// Locks matching `query`, sorted by id. The candidates come from the
@@ -510,12 +561,12 @@ impl State {
             Some((key, index)) => self
                 .list_slots(index, key)
                 .into_iter()
-                .filter_map(|i| self.slots.0[i as usize].as_ref())
+                .filter_map(|i| self.slots.get(i))
                 .filter(|s| s.matches(query))
                 .collect(),
             None => self.live_slots().map(|(_, s)| s).filter(|s| s.matches(query)).collect(),
         };
-        hits.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        sort_by_id(&mut hits);
         hits.into_iter().map(Slot::to_lock).collect()
     }
 
@@ -566,7 +617,8 @@ impl State {
     pub fn check_invariants(&self) {
         let live: Vec<(SlotId, &Slot)> = self.live_slots().collect();
         assert_eq!(live.len(), self.by_id.len(), "by_id size differs from live slots");
-        assert_eq!(live.len() + self.free.len(), self.slots.0.len(), "free list out of step");
+        assert_eq!(live.len() + self.free.len(), self.slots.slots.len(), "free list out of step");
+        assert!(self.slots.links.iter().all(|l| l.len() == self.slots.slots.len()), "link arrays out of step");
         for (i, slot) in &live {
             assert_eq!(self.by_id.get(&*slot.id), Some(i), "by_id entry of {:?}", slot.id);
         }
@@ -578,11 +630,11 @@ impl State {
                 let mut at = posting.head;
                 let mut len = 0;
                 while at != NIL {
-                    let slot = self.slots.0[at as usize].as_ref().expect("listed slot is live");
+                    let slot = self.slots.get(at).expect("listed slot is live");
                     assert_eq!(**slot.key(which), *posting.key, "slot {at} on the wrong list");
-                    assert_eq!(slot.links[which].prev, prev, "broken prev link at slot {at}");
+                    assert_eq!(self.slots.links[which][at as usize].prev, prev, "broken prev link at slot {at}");
                     prev = at;
-                    at = slot.links[which].next;
+                    at = self.slots.next(at, which);
                     len += 1;
                     assert!(len <= posting.len, "list of {:?} is longer than its length", posting.key);
                 }
@@ -654,8 +706,7 @@ impl Restorer {
             *len += 1;
         }
         let kind = StoredKind::from(&kind);
-        self.state.slots.0[slot_id as usize] =
-            Some(Slot { id, share, file, owner, client, kind, acquired_at, epoch, links });
+        self.state.slots.set(slot_id, Slot { id, share, file, owner, client, kind, acquired_at, epoch }, links);
         Ok(())
     }
 
@@ -685,5 +736,43 @@ impl Restorer {
             }
         }
         self.state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The prefix sort must order exactly like `str`'s `Ord`, including ids
+    /// that share long prefixes, are prefixes of each other, or hold NULs
+    /// and bytes above 0x7f.
+    #[test]
+    fn prefix_sort_orders_like_str() {
+        let ids = [
+            "",
+            "a",
+            "ab",
+            "ab\0",
+            "ab\0c",
+            "abcdefgh",
+            "abcdefgh\0",
+            "abcdefghi",
+            "abcdefgg~",
+            "é",
+            "zz",
+            "\u{7f}",
+            "abcdefgha",
+        ];
+        let mut state = State::new();
+        let ops = ids
+            .iter()
+            .filter(|id| !id.is_empty())
+            .map(|id| crate::op::Op::PutLock(crate::testing::sample::byte_range(id, "s", "f", "o", "c")))
+            .collect();
+        state.apply(&Command::Txn(ops)).unwrap();
+        let got: Vec<String> = state.list(&LockQuery::all()).into_iter().map(|l| l.id).collect();
+        let mut want: Vec<String> = ids.iter().filter(|id| !id.is_empty()).map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(got, want);
     }
 }
