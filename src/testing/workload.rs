@@ -332,7 +332,7 @@ pub fn decode_steps(bytes: &[u8], max_steps: usize) -> Vec<Step> {
                 steps.push(Step::Open);
             }
             _ => {
-                let ops = (0..8 + arg % 24).map(|i| Op::PutLock(lock(i % 12, arg + i))).collect();
+                let ops = (0..4 + arg % 12).map(|i| Op::PutLock(lock(i % 12, arg + i))).collect();
                 steps.push(Step::Txn(ops));
             }
         }

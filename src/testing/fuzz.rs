@@ -1,0 +1,387 @@
+//! The bodies of the fuzz targets in `fuzz/`, here in the library so that a
+//! plain `cargo test` also runs them over the checked-in seed corpus
+//! (`fuzz/corpus/<target>/`). A finding is a panic.
+//!
+//! - [`replay_bytes`]: arbitrary bytes as a segment or a snapshot, raw or
+//!   wrapped in valid headers and checksums so that the fuzzer reaches the
+//!   record and entry decoders; also a valid store with bytes flipped.
+//!   Opening never panics and returns a state or a typed error; a state
+//!   that opens, opens again the same.
+//! - [`ops_crash`]: an operation sequence, a fault at some call, and a loss
+//!   pattern, on the power-loss simulator; the recovered store is checked
+//!   against the model as in `tests/crash_enumeration.rs` (one input in
+//!   four also crashes that recovery at each of its calls).
+//! - [`record_roundtrip`]: commands through frames and snapshots and back.
+
+use crate::error::Error;
+use crate::io::sim::{Fault, SimFs};
+use crate::io::{FileSystem, OpenMode};
+use crate::model::LockQuery;
+use crate::state::{Command, State};
+use crate::testing::crash::{check_image, crash_options, default_losses, losses, observe, prepare_dir, run, store_dir};
+use crate::testing::workload::{Step, decode_steps, generate};
+use crate::wal::format::{SegmentHeader, append_frame, decode_commands, decode_frame, encode_commands, segment_name};
+use crate::wal::scan::scan_segment;
+use crate::wal::snapshot::{BLOCK_HEADER_LEN, SNAPSHOT_MAGIC, SNAPSHOT_VERSION, decode_snapshot, snapshot_name};
+use crate::wal::{WalLockStore, WalOptions};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+/// Salt of the segments the fuzz bodies build.
+const SALT: u64 = 0x5EED_F022;
+/// Most steps an `ops_crash` input decodes to.
+const MAX_STEPS: usize = 16;
+/// Most steps a `record_roundtrip` input decodes to.
+const MAX_ROUNDTRIP_STEPS: usize = 24;
+
+/// A segment header for segment 1 starting at LSN 1.
+fn segment_header() -> [u8; 48] {
+    SegmentHeader { number: 1, salt: SALT, first_lsn: 1 }.encode()
+}
+
+/// Cuts `body` into pieces, each led by a length byte (1..=256 bytes).
+fn pieces(body: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some((&len, tail)) = rest.split_first() {
+        let len = (usize::from(len) + 1).min(tail.len());
+        if len == 0 {
+            break;
+        }
+        out.push(&tail[..len]);
+        rest = &tail[len..];
+    }
+    out
+}
+
+/// A valid segment whose frames carry the pieces of `body` as payloads,
+/// with correct checksums and LSNs: the payload decoder sees raw bytes.
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut out = segment_header().to_vec();
+    for (i, payload) in pieces(body).into_iter().enumerate() {
+        append_frame(&mut out, SALT, i as u64 + 1, |o| o.extend_from_slice(payload));
+    }
+    out
+}
+
+fn crc_block(index: u32, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&index.to_le_bytes());
+    h.update(&(payload.len() as u32).to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+/// A snapshot with a valid header and valid block checksums around the
+/// pieces of `body` (after three count bytes): the entry decoder sees raw
+/// bytes.
+fn blocked_snapshot(body: &[u8]) -> Vec<u8> {
+    let (counts, rest) = body.split_at(body.len().min(3));
+    let count = |i: usize| u64::from(counts.get(i).copied().unwrap_or(0));
+    let blocks = pieces(rest);
+    let mut header = [0u8; 64];
+    header[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
+    header[8..12].copy_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    header[16..24].copy_from_slice(&0u64.to_le_bytes());
+    header[24..32].copy_from_slice(&(count(0) % 4).to_le_bytes());
+    header[32..40].copy_from_slice(&count(0).to_le_bytes());
+    header[40..48].copy_from_slice(&count(1).to_le_bytes());
+    header[48..56].copy_from_slice(&count(2).to_le_bytes());
+    header[56..60].copy_from_slice(&(blocks.len() as u32).to_le_bytes());
+    let crc = crc32fast::hash(&header[0..60]);
+    header[60..64].copy_from_slice(&crc.to_le_bytes());
+    let mut out = header.to_vec();
+    for (index, payload) in blocks.into_iter().enumerate() {
+        let index = index as u32;
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc_block(index, payload).to_le_bytes());
+        out.extend_from_slice(&index.to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(payload);
+        out.resize(out.len().next_multiple_of(8), 0);
+    }
+    debug_assert_eq!(BLOCK_HEADER_LEN, 16);
+    out
+}
+
+/// The snapshot file name its header's LSN field asks for (so that the
+/// name check passes and decoding goes on).
+fn snapshot_file_name(bytes: &[u8]) -> String {
+    let lsn = bytes.get(16..24).map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    snapshot_name(lsn)
+}
+
+/// The files of a small valid store: a snapshot and a few segments.
+fn valid_store() -> &'static [(String, Vec<u8>)] {
+    static FILES: OnceLock<Vec<(String, Vec<u8>)>> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let fs = SimFs::lossless();
+        let dir = store_dir();
+        prepare_dir(&fs, &dir).expect("a fresh simulator");
+        run(&fs, &dir, &crash_options(), &generate(3, 60, 40)).expect("the workload runs");
+        let mut files = crate::testing::crash::files(&fs, &dir);
+        files.retain(|(name, _)| name != "LOCK");
+        files
+    })
+}
+
+/// A valid store with the mutations `body` describes, four bytes each:
+/// file, offset (two bytes), and a byte to xor there (0: cut the file).
+fn mutated_store(body: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut files = valid_store().to_vec();
+    for m in body.chunks_exact(4).take(16) {
+        let count = files.len();
+        let (_, bytes) = &mut files[usize::from(m[0]) % count];
+        if bytes.is_empty() {
+            continue;
+        }
+        let at = usize::from(u16::from_le_bytes([m[1], m[2]])) % bytes.len();
+        match m[3] {
+            0 => bytes.truncate(at),
+            x => bytes[at] ^= x,
+        }
+    }
+    files
+}
+
+fn write_files(fs: &SimFs, dir: &Path, files: &[(String, Vec<u8>)]) {
+    prepare_dir(fs, dir).expect("a fresh simulator");
+    for (name, bytes) in files {
+        let mut file = fs.open(&dir.join(name), OpenMode::CreateNew).expect("distinct names");
+        file.write_at(0, bytes).expect("a lossless simulator");
+    }
+}
+
+fn fuzz_options(read_only: bool) -> WalOptions {
+    WalOptions { read_only, ..crash_options() }
+}
+
+/// Opens arbitrary store files. Never panics; a damaged store is refused
+/// with `Corruption` or `UnsupportedVersion`; a store that opens, opens
+/// again with the same locks and clients.
+pub fn replay_bytes(data: &[u8]) {
+    let Some((&mode, body)) = data.split_first() else { return };
+    // The pure decoders on the raw bytes.
+    let _ = scan_segment::<()>(body, None, true, |_, _, _| Ok(()));
+    let _ = scan_segment::<()>(body, Some(1), false, |_, _, _| Ok(()));
+    let _ = decode_snapshot(body);
+    let _ = decode_commands(body);
+    let files = match mode % 6 {
+        0 => vec![(segment_name(1), body.to_vec())],
+        1 => vec![(snapshot_file_name(body), body.to_vec())],
+        2 => vec![(segment_name(1), [&segment_header()[..], body].concat())],
+        3 => vec![(segment_name(1), framed(body))],
+        4 => {
+            let snapshot = blocked_snapshot(body);
+            vec![(snapshot_file_name(&snapshot), snapshot)]
+        }
+        _ => mutated_store(body),
+    };
+    let fs = SimFs::lossless();
+    let dir = store_dir();
+    write_files(&fs, &dir, &files);
+    let read_only = mode & 0x80 == 0;
+    let fs_dyn: Arc<dyn FileSystem> = Arc::new(fs.clone());
+    match WalLockStore::open_blocking(Arc::clone(&fs_dyn), dir.clone(), fuzz_options(read_only)) {
+        Ok(store) => {
+            let first = observe(&store).expect("reads of an open store");
+            drop(store);
+            let again = WalLockStore::open_blocking(fs_dyn, dir, fuzz_options(true))
+                .unwrap_or_else(|e| panic!("opened once, then refused: {e}"));
+            let second = observe(&again).expect("reads of an open store");
+            assert_eq!((first.locks, first.clients), (second.locks, second.clients), "a second open differs");
+        }
+        Err(Error::Corruption { .. } | Error::UnsupportedVersion { .. }) => {}
+        Err(e) => panic!("damaged files refused with an error that names no damage: {e:?}"),
+    }
+}
+
+/// Runs the operations the bytes describe with a fault at some call, cuts
+/// the power with some loss pattern (and, for some inputs, again during
+/// recovery), and checks the recovered store against the model.
+pub fn ops_crash(data: &[u8]) {
+    let [k0, k1, fault, loss, rest @ ..] = data else { return };
+    let steps = decode_steps(rest, MAX_STEPS);
+    let fs = SimFs::new();
+    let dir = store_dir();
+    prepare_dir(&fs, &dir).expect("a fresh simulator");
+    let k = fs.calls() + u64::from(u16::from_le_bytes([*k0, *k1]));
+    match fault % 4 {
+        0 => fs.fail_from(k, Fault::Eio),
+        1 => fs.fail_from(k, Fault::NoSpace),
+        2 => fs.fail_from_with_short_write(k, Fault::NoSpace, usize::from(*fault)),
+        _ => {} // the power fails after the last step
+    }
+    let trace = run(&fs, &dir, &crash_options(), &steps).unwrap_or_else(|e| panic!("{e}"));
+    let candidates = losses(&fs.pending(), u64::from(*loss), 4, 2);
+    let loss = candidates[usize::from(*loss) % candidates.len()];
+    let image = fs.crash(loss);
+    // One input in four also crashes the recovery at each of its calls.
+    let nested = (data[3] & 0xC0 == 0xC0).then(default_losses);
+    let window = trace.window_at_end();
+    if let Err(e) = check_image(&image, &dir, &crash_options(), trace.allowed(window), nested) {
+        panic!("fault at call {k}, then {loss:?} ({window:?}), steps {steps:?}: {e}");
+    }
+}
+
+/// Commands from the bytes go through a frame and back unchanged, and the
+/// state they build goes through a snapshot and back unchanged; any bytes
+/// that decode as a payload re-encode to the same commands.
+pub fn record_roundtrip(data: &[u8]) {
+    if let Ok(commands) = decode_commands(data) {
+        let mut again = Vec::new();
+        encode_commands(&mut again, &commands.iter().collect::<Vec<_>>());
+        assert_eq!(decode_commands(&again).as_ref(), Ok(&commands), "re-encoding changed the commands");
+    }
+    let mut state = State::new();
+    let mut lsn = 0;
+    let mut epoch = 0;
+    for step in decode_steps(data, MAX_ROUNDTRIP_STEPS) {
+        let command = match step {
+            Step::Open => {
+                epoch += 1;
+                Command::Open { epoch }
+            }
+            Step::Txn(ops) => Command::Txn(ops),
+            Step::Close => Command::CleanShutdown,
+            Step::Compact | Step::Drop => continue,
+        };
+        lsn += 1;
+        let mut frame = Vec::new();
+        append_frame(&mut frame, SALT, lsn, |out| encode_commands(out, &[&command]));
+        let decoded = decode_frame(&frame, SALT, |l| l == lsn).expect("a frame just encoded");
+        assert_eq!(decoded.len, frame.len());
+        assert_eq!(decode_commands(decoded.payload), Ok(vec![command.clone()]));
+        let _ = state.apply(&command);
+    }
+    let mut snapshot = Vec::new();
+    let (header, len) = crate::wal::snapshot::encode_snapshot::<()>(&state.view(), lsn, |at, bytes| {
+        let end = at as usize + bytes.len();
+        if snapshot.len() < end {
+            snapshot.resize(end, 0);
+        }
+        snapshot[at as usize..end].copy_from_slice(bytes);
+        Ok(())
+    })
+    .expect("writing to memory");
+    assert_eq!(len, snapshot.len() as u64);
+    let (decoded_header, restored) = decode_snapshot(&snapshot).expect("a snapshot just encoded");
+    assert_eq!(decoded_header, header);
+    assert_eq!(restored.list(&LockQuery::all()), state.list(&LockQuery::all()));
+    assert!(restored.clients().eq(state.clients()));
+    assert_eq!((restored.epoch(), restored.clean()), (state.epoch(), state.clean()));
+    restored.check_invariants();
+}
+
+#[cfg(test)]
+mod tests {
+    //! The seed corpus, run by `cargo test`; and its generator.
+
+    use super::*;
+    use crate::testing::workload::Rng;
+    use std::path::PathBuf;
+
+    fn corpus(target: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target)
+    }
+
+    /// Runs `body` over every file of the target's seed corpus.
+    fn run_corpus(target: &str, body: fn(&[u8])) -> usize {
+        let mut n = 0;
+        for entry in std::fs::read_dir(corpus(target)).expect("the seed corpus is checked in") {
+            let path = entry.expect("a directory entry").path();
+            let data = std::fs::read(&path).expect("a corpus file");
+            let outcome = std::panic::catch_unwind(|| body(&data));
+            assert!(outcome.is_ok(), "{target} failed on {}", path.display());
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn replay_bytes_seed_corpus() {
+        assert!(run_corpus("replay_bytes", replay_bytes) >= 20);
+    }
+
+    #[test]
+    fn ops_crash_seed_corpus() {
+        assert!(run_corpus("ops_crash", ops_crash) >= 20);
+    }
+
+    #[test]
+    fn record_roundtrip_seed_corpus() {
+        assert!(run_corpus("record_roundtrip", record_roundtrip) >= 10);
+    }
+
+    #[test]
+    fn the_wrappers_reach_the_decoders_behind_the_checksums() {
+        // A framed payload that is a valid command array reaches the
+        // state machine: the store opens with its lock.
+        let lock = crate::testing::workload::lock(1, 5);
+        let command = Command::Txn(vec![crate::op::Op::PutLock(lock.clone())]);
+        let mut payload = Vec::new();
+        encode_commands(&mut payload, &[&Command::Open { epoch: 1 }, &command]);
+        assert!(payload.len() <= 256, "one piece");
+        let body = [&[(payload.len() - 1) as u8][..], &payload].concat();
+        let fs = SimFs::lossless();
+        write_files(&fs, &store_dir(), &[(segment_name(1), framed(&body))]);
+        let store =
+            WalLockStore::open_blocking(Arc::new(fs), store_dir(), fuzz_options(true)).expect("a valid framed segment");
+        assert_eq!(observe(&store).unwrap().locks.iter().map(|l| &l.id).collect::<Vec<_>>(), [&lock.id]);
+        // A blocked snapshot with matching counts decodes.
+        assert!(decode_snapshot(&blocked_snapshot(&[0, 0, 0])).is_ok());
+        // The valid store opens.
+        let fs = SimFs::lossless();
+        write_files(&fs, &store_dir(), valid_store());
+        assert!(WalLockStore::open_blocking(Arc::new(fs), store_dir(), fuzz_options(true)).is_ok());
+    }
+
+    /// Writes the seed corpus: `cargo test --lib write_seed_corpus -- --ignored`.
+    #[test]
+    #[ignore = "writes fuzz/corpus; run by hand when the formats change"]
+    fn write_seed_corpus() {
+        let write = |target: &str, name: &str, data: &[u8]| {
+            std::fs::create_dir_all(corpus(target)).unwrap();
+            std::fs::write(corpus(target).join(name), data).unwrap();
+        };
+        let mut rng = Rng::new(5);
+        let mut random = |n: usize| (0..n).map(|_| rng.next_u64() as u8).collect::<Vec<u8>>();
+        // replay_bytes: every mode, from real files where there are some.
+        for (i, (name, bytes)) in valid_store().iter().enumerate() {
+            let mode = if name.ends_with(".snap") { 1u8 } else { 0 };
+            write("replay_bytes", &format!("file-{i}"), &[&[mode][..], bytes].concat());
+            write("replay_bytes", &format!("file-{i}-rw"), &[&[mode | 0x80][..], bytes].concat());
+            let cut = bytes.len() * 2 / 3;
+            write("replay_bytes", &format!("file-{i}-cut"), &[&[mode][..], &bytes[..cut]].concat());
+        }
+        let commands: Vec<Command> = decode_steps(&random(64), 12)
+            .into_iter()
+            .filter_map(|s| if let Step::Txn(ops) = s { Some(Command::Txn(ops)) } else { None })
+            .collect();
+        for (i, command) in commands.iter().enumerate() {
+            let mut payload = Vec::new();
+            encode_commands(&mut payload, &[command]);
+            let mut body = Vec::new();
+            for chunk in payload.chunks(200) {
+                body.push((chunk.len() - 1) as u8);
+                body.extend_from_slice(chunk);
+            }
+            write("replay_bytes", &format!("framed-{i}"), &[&[3u8][..], &body].concat());
+            write("record_roundtrip", &format!("payload-{i}"), &payload);
+        }
+        for i in 0..4u8 {
+            write("replay_bytes", &format!("header-{i}"), &[&[2u8][..], &random(40 + 50 * usize::from(i))].concat());
+            write("replay_bytes", &format!("blocks-{i}"), &[&[4u8, i, 0, 0][..], &random(30)].concat());
+            write("replay_bytes", &format!("mutated-{i}"), &[&[5u8 | (i << 7)][..], &random(16)].concat());
+        }
+        // ops_crash: faults early and late, every loss selector.
+        for i in 0..24u16 {
+            let k = (i * 37).to_le_bytes();
+            let data = [&[k[0], k[1], i as u8, (i * 11) as u8][..], &random(8 + 3 * usize::from(i))].concat();
+            write("ops_crash", &format!("seed-{i}"), &data);
+        }
+        for i in 0..8 {
+            write("record_roundtrip", &format!("random-{i}"), &random(16 + 24 * i));
+        }
+    }
+}
