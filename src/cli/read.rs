@@ -234,9 +234,9 @@ pub(super) fn verify(dir: &Path, json: bool) -> CliResult {
         }
         if let Some(r) = &report.replayed {
             out(format_args!(
-                "intact: replays to LSN {} ({} record(s) after the snapshot), epoch {}, {} lock(s), {} client(s), clean shutdown: {}",
-                r.last_lsn,
+                "intact: replays {} log record(s) to LSN {}: epoch {}, {} lock(s), {} client(s), clean shutdown: {}",
                 r.records,
+                r.last_lsn,
                 r.epoch,
                 r.locks,
                 r.clients,

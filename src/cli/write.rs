@@ -187,8 +187,8 @@ pub(super) fn repair(dir: &Path, yes: bool, json: bool) -> CliResult {
         }
         if let Some(r) = &plan.after {
             out(format_args!(
-                "{} the store opens at LSN {} with epoch {}, {} lock(s), {} client(s); {} valid record(s) dropped",
-                if plan.applied { "now" } else { "after the repair" },
+                "{}: the log ends at LSN {}; epoch {}, {} lock(s), {} client(s), no clean-shutdown record (grace period at the next start); {} valid record(s) dropped",
+                if plan.applied { "repaired" } else { "after the repair" },
                 r.last_lsn,
                 r.epoch,
                 r.locks,

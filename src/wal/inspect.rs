@@ -503,8 +503,13 @@ pub struct RepairPlan {
     pub actions: Vec<RepairAction>,
     /// Whether the actions were carried out.
     pub applied: bool,
-    /// The state the store opens with after the repair.
+    /// The state the store opens with after the repair (planned: the epoch
+    /// it will have once the repair has opened it; applied: as it is).
     pub after: Option<Replayed>,
+    /// The highest epoch any segment record or snapshot header in the
+    /// directory names, dropped parts included. The repaired store's epoch
+    /// continues above it, so epochs never repeat.
+    pub epoch_floor: u64,
 }
 
 impl RepairPlan {
@@ -592,9 +597,34 @@ fn count_records(bytes: &[u8]) -> u64 {
     frames_from(bytes, 0)
 }
 
+/// The highest epoch named anywhere in the directory: `Open` records of
+/// every valid frame of every segment, and every snapshot header.
+fn highest_epoch(fs: &dyn FileSystem, dir: &Path) -> Result<u64> {
+    let Listing { segments, snapshots, .. } = list_segments(fs, dir)?;
+    let mut highest = 0;
+    for (_, path) in &snapshots {
+        if let Ok(h) = super::snapshot::decode_header(&read(fs, path)?) {
+            highest = highest.max(h.epoch);
+        }
+    }
+    for (_, path) in &segments {
+        let bytes = read(fs, path)?;
+        let _ = scan_segment::<()>(&bytes, None, false, |_, _, payload| {
+            for command in decode_commands(payload).unwrap_or_default() {
+                if let Command::Open { epoch } = command {
+                    highest = highest.max(epoch);
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(highest)
+}
+
 /// Plans the cuts on an overlay until recovery succeeds on it.
 fn plan(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<RepairPlan> {
     let now = unix_now();
+    let epoch_floor = highest_epoch(&**fs, dir)?;
     let existing: BTreeSet<String> = list_names(&**fs, dir)?.into_iter().collect();
     let mut view = Overlay { inner: Arc::clone(fs), hidden: BTreeSet::new(), truncated: BTreeMap::new() };
     let mut actions: Vec<RepairAction> = Vec::new();
@@ -603,12 +633,20 @@ fn plan(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<RepairPlan> {
     for _ in 0..=limit {
         let (file, offset, reason) = match recovery::recover(&view, dir) {
             Ok(r) => {
+                let mut after = replayed(&r);
+                if !actions.is_empty() {
+                    // The repair ends by opening the store: a new incarnation
+                    // above every epoch ever recorded.
+                    after.epoch = after.epoch.max(epoch_floor) + 1;
+                    after.clean_shutdown = false;
+                }
                 return Ok(RepairPlan {
                     dir: dir.to_owned(),
                     problem,
                     actions,
                     applied: false,
-                    after: Some(replayed(&r)),
+                    after: Some(after),
+                    epoch_floor,
                 });
             }
             Err(Error::Corruption { file, offset, reason }) => (file, offset, reason),
@@ -723,7 +761,14 @@ fn plan(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<RepairPlan> {
 /// and only then the segment truncated and fsynced. A crash at any point
 /// leaves either the original damage (run repair again) or the repaired
 /// store; no byte is dropped before its backup is durable. Finally the store
-/// is recovered to check that it opens.
+/// is opened like a restarted server would (replay, new segment, epoch
+/// record), and when the dropped records named a higher epoch than the one
+/// it opened with, a second epoch record carries it above
+/// [`RepairPlan::epoch_floor`], so no epoch is ever reused. (A crash between
+/// the last cut and that record leaves a store that opens, but whose next
+/// epochs may repeat ones the dropped records named; the backups keep them.)
+/// The store is left without a clean-shutdown record: the next server start
+/// runs a grace period.
 ///
 /// A plan with no actions means there is nothing to repair (the store opens
 /// as it is: a torn tail is repaired by `open` itself). Problems that are
@@ -772,8 +817,216 @@ pub fn repair(fs: Arc<dyn FileSystem>, dir: &Path, apply: bool) -> Result<Repair
         segment.set_len(*offset).map_err(io_error("truncate", file))?;
         segment.sync_data().map_err(io_error("fdatasync", file))?;
     }
-    let recovered = recovery::recover(&*fs, dir)?;
-    plan.after = Some(replayed(&recovered));
+    // The cut store opens; opening it (a new incarnation, as after any
+    // crash) also carries the epoch past every epoch the dropped records
+    // named, so no epoch is ever reused.
+    drop(_lock);
+    let store = super::WalLockStore::open_blocking(Arc::clone(&fs), dir.to_owned(), super::WalOptions::default())?;
+    let opened = store.stats().epoch;
+    if opened <= plan.epoch_floor {
+        store.submit_blocking(Command::Open { epoch: plan.epoch_floor + 1 })?;
+    }
+    let s = store.stats();
+    // Dropped without a clean-shutdown record: the next server start runs a
+    // grace period, as it must after losing records.
+    drop(store);
+    plan.after = Some(Replayed {
+        last_lsn: s.last_lsn,
+        records: s.records_replayed,
+        epoch: s.epoch,
+        locks: s.locks,
+        clients: s.clients,
+        clean_shutdown: false,
+    });
     plan.applied = true;
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LockStore;
+    use crate::io::RealFs;
+    use crate::testing::sample;
+    use crate::wal::{WalLockStore, WalOptions};
+
+    /// A closed store whose lock `lNNN` was put at LSN NNN + 2, in 4 KiB
+    /// segments (about 46 records each).
+    fn store(puts: usize) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WalOptions { segment_size: 4096, compact_after_bytes: None, ..WalOptions::default() };
+        let store = WalLockStore::open_blocking(Arc::new(RealFs), dir.path().to_owned(), options).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for i in 0..puts {
+            rt.block_on(store.put_lock(sample::byte_range(&format!("l{i:03}"), "s", "f", "o", "c"))).unwrap();
+        }
+        drop(store);
+        dir
+    }
+
+    fn segment_paths(dir: &Path) -> Vec<PathBuf> {
+        list_segments(&RealFs, dir).unwrap().segments.into_iter().map(|(_, p)| p).collect()
+    }
+
+    fn fs() -> Arc<dyn FileSystem> {
+        Arc::new(RealFs)
+    }
+
+    fn locks_after_open(dir: &Path) -> Vec<String> {
+        let store = WalLockStore::open_blocking(fs(), dir.to_owned(), WalOptions::default()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(store.list_locks(&crate::LockQuery::all())).unwrap().into_iter().map(|l| l.id).collect()
+    }
+
+    fn prefix(n: u64) -> Vec<String> {
+        (0..n).map(|i| format!("l{i:03}")).collect()
+    }
+
+    #[test]
+    fn an_intact_store_verifies_and_has_nothing_to_repair() {
+        let dir = store(100);
+        let report = verify(&RealFs, dir.path()).unwrap();
+        assert!(report.is_intact());
+        assert_eq!(report.replayed.as_ref().unwrap().locks, 100);
+        assert!(report.segments.iter().all(|s| s.status == SegmentStatus::Clean && !s.covered));
+        assert_eq!(report.segments.iter().map(|s| s.records).sum::<u64>(), 101);
+        let plan = repair(fs(), dir.path(), true).unwrap();
+        assert!(plan.actions.is_empty() && !plan.applied);
+    }
+
+    #[test]
+    fn a_missing_segment_cuts_the_log_at_the_gap() {
+        let dir = store(150);
+        let segs = segment_paths(dir.path());
+        assert!(segs.len() >= 4);
+        let first_records = verify(&RealFs, dir.path()).unwrap().segments[0].records;
+        std::fs::remove_file(&segs[1]).unwrap();
+        let report = verify(&RealFs, dir.path()).unwrap();
+        let problem = report.problem.unwrap();
+        assert_eq!((problem.kind, &problem.file, problem.offset), (ProblemKind::Corruption, &segs[1], 0));
+        let later: u64 = report.segments[1..].iter().map(|s| s.records).sum();
+        assert_eq!(problem.valid_records_after, later);
+        let plan = repair(fs(), dir.path(), true).unwrap();
+        assert!(plan.applied);
+        assert_eq!(plan.actions.len(), segs.len() - 2, "every segment after the gap is moved aside");
+        assert!(plan.actions.iter().all(|a| matches!(a, RepairAction::MoveAside { .. })));
+        assert_eq!(plan.records_dropped(), later);
+        assert_eq!(locks_after_open(dir.path()), prefix(first_records - 1));
+    }
+
+    #[test]
+    fn a_damaged_header_moves_the_whole_segment() {
+        let dir = store(150);
+        let segs = segment_paths(dir.path());
+        let records: Vec<u64> = verify(&RealFs, dir.path()).unwrap().segments.iter().map(|s| s.records).collect();
+        let mut bytes = std::fs::read(&segs[2]).unwrap();
+        bytes[20] ^= 0xFF; // the salt
+        std::fs::write(&segs[2], &bytes).unwrap();
+        let report = verify(&RealFs, dir.path()).unwrap();
+        let problem = report.problem.unwrap();
+        assert_eq!((&problem.file, problem.offset), (&segs[2], 0));
+        assert!(matches!(report.segments[2].status, SegmentStatus::Damaged { offset: 0, .. }));
+        let plan = repair(fs(), dir.path(), false).unwrap();
+        let moved: Vec<&Path> = plan.actions.iter().map(RepairAction::file).collect();
+        assert!(moved.contains(&segs[2].as_path()) && !moved.contains(&segs[1].as_path()), "{moved:?}");
+        assert_eq!(std::fs::read(&segs[2]).unwrap(), bytes, "planning changes nothing");
+        repair(fs(), dir.path(), true).unwrap();
+        assert_eq!(locks_after_open(dir.path()), prefix(records[0] + records[1] - 1));
+    }
+
+    #[test]
+    fn an_interrupted_repair_can_be_run_again_and_ends_in_the_same_state() {
+        // One-shot repair of a damaged frame ...
+        let damage = |dir: &Path| {
+            let seg = &segment_paths(dir)[1];
+            let mut bytes = std::fs::read(seg).unwrap();
+            bytes[2000] ^= 1;
+            std::fs::write(seg, bytes).unwrap();
+        };
+        let once = store(200);
+        damage(once.path());
+        repair(fs(), once.path(), true).unwrap();
+        // ... and one "crashed" after moving the later segments aside (the
+        // first durable step), then run again.
+        let twice = store(200);
+        damage(twice.path());
+        let plan = repair(fs(), twice.path(), false).unwrap();
+        for action in &plan.actions {
+            if let RepairAction::MoveAside { file, backup, .. } = action {
+                std::fs::rename(file, backup).unwrap();
+            }
+        }
+        assert!(!verify(&RealFs, twice.path()).unwrap().is_intact(), "the damage itself is still there");
+        let rerun = repair(fs(), twice.path(), true).unwrap();
+        assert!(rerun.actions.iter().all(|a| matches!(a, RepairAction::Truncate { .. })), "{:?}", rerun.actions);
+        let (a, b) = (locks_after_open(once.path()), locks_after_open(twice.path()));
+        assert_eq!(a, b);
+        assert!(!a.is_empty() && a.len() < 200);
+    }
+
+    #[test]
+    fn segments_left_by_an_interrupted_compaction_are_covered_not_corrupt() {
+        let dir = store(120);
+        let saved: Vec<(PathBuf, Vec<u8>)> =
+            segment_paths(dir.path()).into_iter().map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect();
+        let store = WalLockStore::open_blocking(fs(), dir.path().to_owned(), WalOptions::default()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(store.compact()).unwrap();
+        drop(store);
+        // Put the retired segments back, as if the compaction had crashed
+        // before removing them.
+        for (path, bytes) in &saved {
+            if !path.exists() {
+                std::fs::write(path, bytes).unwrap();
+            }
+        }
+        let report = verify(&RealFs, dir.path()).unwrap();
+        assert!(report.is_intact(), "{:?}", report.problem);
+        assert!(report.segments.iter().filter(|s| s.covered).count() >= saved.len() - 1);
+        assert_eq!(report.replayed.unwrap().locks, 120);
+        assert!(repair(fs(), dir.path(), false).unwrap().actions.is_empty());
+    }
+
+    #[test]
+    fn retry_while_changing_retries_only_when_the_directory_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut calls = 0;
+        let result: Result<()> = retry_while_changing(&RealFs, dir.path(), || {
+            calls += 1;
+            Err(Error::Internal("stable failure".into()))
+        });
+        assert!(result.is_err());
+        assert_eq!(calls, 1, "an unchanged directory: the failure is real");
+        let mut calls = 0;
+        let result = retry_while_changing(&RealFs, dir.path(), || {
+            calls += 1;
+            if calls < 3 {
+                std::fs::write(dir.path().join(format!("seg-{calls}")), b"x").unwrap();
+                return Err(Error::Internal("a file vanished".into()));
+            }
+            Ok(calls)
+        });
+        assert_eq!(result.unwrap(), 3);
+    }
+
+    #[test]
+    fn dump_visits_records_from_an_lsn_and_stops_on_a_visitor_error() {
+        let dir = store(60);
+        let mut lsns = Vec::new();
+        let summary = dump(&RealFs, dir.path(), 10, |r| {
+            assert!(r.commands.is_ok());
+            lsns.push(r.lsn);
+            Ok::<(), Error>(())
+        })
+        .unwrap();
+        assert_eq!(lsns, (10..=61).collect::<Vec<_>>());
+        assert_eq!(summary.records, 52);
+        let mut seen = 0;
+        let stopped = dump(&RealFs, dir.path(), 0, |_| {
+            seen += 1;
+            if seen == 5 { Err(Error::Internal("reader went away".into())) } else { Ok(()) }
+        });
+        assert!(stopped.is_err());
+        assert_eq!(seen, 5);
+    }
 }
