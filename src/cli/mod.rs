@@ -8,6 +8,7 @@
 //! an unusable store (missing directory, corruption found while opening,
 //! unsupported format version, I/O error).
 
+mod fs;
 mod read;
 mod show;
 mod torture;

@@ -165,7 +165,8 @@ fn plan_json(p: &RepairPlan) -> Value {
 
 pub(super) fn repair(dir: &Path, yes: bool, json: bool) -> CliResult {
     require_store(dir)?;
-    let fs: Arc<dyn FileSystem> = Arc::new(RealFs);
+    // Planning holds no lock: read by copying, like the read-only commands.
+    let fs: Arc<dyn FileSystem> = Arc::new(super::fs::CopyingFs);
     let plan = inspect::repair(fs, dir, yes)?;
     if plan.actions.is_empty() {
         if json {

@@ -338,9 +338,26 @@ fn records_after(fs: &dyn FileSystem, survey: &Survey, file: &Path, offset: u64)
 /// a byte and without taking the writer lock. The verdict is recovery's (the
 /// code `open` runs); the per-file details come from scanning every file on
 /// its own. On a store that a live writer holds this checks the acknowledged
-/// prefix (a write in flight looks like a torn tail); combine with
-/// [`retry_while_changing`].
+/// prefix (a write in flight looks like a torn tail): when a check fails (a
+/// problem or an error) while the directory's file names changed under it —
+/// a rotation, or a compaction that installed a snapshot and retired
+/// segments between the reads, which can look like a record that does not
+/// apply — it checks again, up to [`LIVE_RETRIES`] times.
 pub fn verify(fs: &dyn FileSystem, dir: &Path) -> Result<VerifyReport> {
+    let mut tries = 0;
+    loop {
+        let before = list_names(fs, dir)?;
+        let result = verify_once(fs, dir);
+        tries += 1;
+        let failed = !matches!(&result, Ok(report) if report.is_intact());
+        if !failed || tries >= LIVE_RETRIES || list_names(fs, dir)? == before {
+            return result;
+        }
+        tracing::debug!("the directory changed while verifying it; verifying again");
+    }
+}
+
+fn verify_once(fs: &dyn FileSystem, dir: &Path) -> Result<VerifyReport> {
     let survey = survey(fs, dir)?;
     let (problem, replayed, torn_tail) = match recovery::recover(fs, dir) {
         Ok(r) => (None, Some(replayed(&r)), r.torn),
@@ -406,17 +423,25 @@ pub struct DumpSummary {
 /// order: for forensics, so segments that a snapshot covers are included,
 /// and a damaged segment is visited up to its damage and the next segment
 /// is visited all the same (the summary says where each one ended). Changes
-/// nothing. An error from `visit` stops the dump and is returned.
+/// nothing. On a live store, a segment that a compaction retires while the
+/// dump runs is skipped (its records are in the new snapshot). An error from
+/// `visit` stops the dump and is returned.
 pub fn dump<E: From<Error>>(
     fs: &dyn FileSystem,
     dir: &Path,
     from_lsn: u64,
     mut visit: impl FnMut(DumpRecord<'_>) -> std::result::Result<(), E>,
 ) -> std::result::Result<DumpSummary, E> {
-    let Survey { segments, snapshots, .. } = survey(fs, dir)?;
+    let Survey { segments, snapshots, .. } = retry_while_changing(fs, dir, || survey(fs, dir))?;
     let mut records = 0;
     for (i, check) in segments.iter().enumerate() {
-        let bytes = read(fs, &check.path)?;
+        let bytes = match fs.read(&check.path) {
+            Ok(bytes) => bytes,
+            // Retired by a live writer's compaction since the survey: its
+            // records are in the snapshot now.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::Io { op: "read", path: check.path.clone(), source: e }.into()),
+        };
         let newest = i + 1 == segments.len();
         let _ = scan_segment(&bytes, None, newest, |offset, lsn, payload| {
             if lsn < from_lsn {
