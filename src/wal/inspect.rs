@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// How many times [`retry_while_changing`] tries.
-pub const LIVE_RETRIES: u32 = 8;
+pub const LIVE_RETRIES: u32 = 16;
 
 fn read(fs: &dyn FileSystem, path: &Path) -> Result<FileBytes> {
     fs.read(path).map_err(io_error("read", path))
