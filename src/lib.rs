@@ -45,6 +45,8 @@ mod store;
 pub mod testing;
 
 pub use backend::memory::MemoryLockStore;
+#[cfg(feature = "postgres")]
+pub use backend::postgres::{PostgresConfig, PostgresLockStore};
 pub use error::{Error, Result};
 pub use model::LockQuery;
 pub use op::{Op, Outcome};
