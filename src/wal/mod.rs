@@ -9,6 +9,7 @@
 
 mod compact;
 pub mod format;
+pub mod inspect;
 mod recovery;
 pub mod scan;
 pub mod snapshot;
