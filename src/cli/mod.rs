@@ -8,6 +8,7 @@
 //! an unusable store (missing directory, corruption found while opening,
 //! unsupported format version, I/O error).
 
+mod bench;
 mod fs;
 mod read;
 mod show;
@@ -53,6 +54,8 @@ enum Cmd {
     Repair(RepairArgs),
     /// Kill -9 torture: kill a writer process at random moments and verify every acknowledged write
     Torture(torture::TortureArgs),
+    /// Measure durable grant/release throughput and latency, or restore time, on this disk
+    Bench(bench::BenchArgs),
     /// The writer process that `torture` spawns and kills
     #[command(hide = true)]
     TortureChild(torture::ChildArgs),
@@ -279,6 +282,7 @@ pub fn main() -> ExitCode {
         Cmd::Compact(a) => write::compact(&a.dir, a.json),
         Cmd::Repair(a) => write::repair(&a.dir, a.yes, a.json),
         Cmd::Torture(a) => torture::run(a),
+        Cmd::Bench(a) => bench::bench(a),
         Cmd::TortureChild(a) => torture::child(a),
     };
     match result {

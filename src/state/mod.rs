@@ -9,4 +9,4 @@ mod index;
 mod machine;
 
 pub use machine::{Command, State, Undo};
-pub(crate) use machine::{Slot, StateView, StoredKind};
+pub(crate) use machine::{RestoreError, StateView};

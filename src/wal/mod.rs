@@ -174,6 +174,21 @@ fn remove_all(fs: &dyn FileSystem, paths: &[PathBuf], why: &str) -> Result<bool>
     Ok(!paths.is_empty())
 }
 
+/// Creates `dir` (and missing parents) so that it survives power loss: a
+/// new directory's entry lives in its parent, so each parent of a created
+/// directory is fsynced (regression: `a_grant_acknowledged_after_the_first_open_survives_power_loss`).
+fn create_dir_durably(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    let missing: Vec<&Path> =
+        dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && fs.list(d).is_err()).collect();
+    fs.create_dir_all(dir).map_err(io_error("create directory", dir))?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent).map_err(io_error("fsync directory", parent))?;
+        }
+    }
+    Ok(())
+}
+
 impl WalLockStore {
     /// Opens (creating if needed) the store in `dir` on the real file system.
     pub async fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<Self> {
@@ -201,7 +216,7 @@ impl WalLockStore {
         if options.read_only {
             return Self::open_read_only(&*fs, dir);
         }
-        fs.create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
+        create_dir_durably(&*fs, &dir)?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = fs.try_lock(&lock_path).map_err(|e| match e.kind() {
             std::io::ErrorKind::WouldBlock => Error::Locked { dir: dir.clone() },
@@ -215,6 +230,12 @@ impl WalLockStore {
 
         // Repairs, each durable before the next step relies on it.
         let mut dir_dirty = remove_all(&*fs, &temporaries, "leftover temporary file, never trusted")?;
+        if !stale.is_empty() {
+            // The snapshot that covers these must be durable before they go:
+            // its rename may not have been (the compaction that wrote it can
+            // have failed at the directory fsync).
+            fs.sync_dir(&dir).map_err(io_error("fsync directory", &dir))?;
+        }
         dir_dirty |= remove_all(&*fs, &stale, "covered by the snapshot (compaction interrupted)")?;
         let mut kept = &segments[..];
         if let Some((newest, older)) = segments.split_last() {

@@ -63,8 +63,12 @@ impl std::fmt::Display for Damage {
     }
 }
 
+/// Whether every byte is zero. Segments are pre-sized, so this runs over
+/// megabytes of tail: OR-folding fixed-size chunks lets the compiler
+/// vectorise it, where a byte-by-byte `all` does not.
 fn all_zero(bytes: &[u8]) -> bool {
-    bytes.iter().all(|&b| b == 0)
+    let mut chunks = bytes.chunks_exact(64);
+    chunks.all(|c| c.iter().fold(0u8, |acc, &b| acc | b) == 0) && chunks.remainder().iter().all(|&b| b == 0)
 }
 
 /// Counts valid frames (of this segment's salt, with LSNs above `last_lsn`)
@@ -175,6 +179,17 @@ mod tests {
 
     fn scan(bytes: &[u8], newest: bool) -> Result<SegmentScan, Damage> {
         scan_segment::<()>(bytes, Some(1), newest, |_, _, _| Ok(())).unwrap()
+    }
+
+    #[test]
+    fn all_zero_sees_a_single_set_bit_anywhere() {
+        let zeros = vec![0u8; 1000];
+        assert!(all_zero(&zeros) && all_zero(&[]));
+        for at in 0..zeros.len() {
+            let mut b = zeros.clone();
+            b[at] = 0x40;
+            assert!(!all_zero(&b), "byte {at}");
+        }
     }
 
     #[test]

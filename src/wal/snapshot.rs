@@ -26,9 +26,8 @@ use crate::model::{
     ByteRange, ClientRecord, Delegation, DelegationType, Lease, LeaseBreak, LeaseState, LockKind, LockType,
     ShareAccess, ShareDeny, ShareReservation, Timestamp,
 };
-use crate::state::{Slot, State, StateView, StoredKind};
+use crate::state::{RestoreError, State, StateView};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// Magic bytes at the start of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"LWALSNP\0";
@@ -461,9 +460,7 @@ fn decode_kind(c: &mut Cursor<'_>) -> Result<LockKind, SnapshotDamage> {
 pub fn decode_snapshot(bytes: &[u8]) -> Result<(SnapshotHeader, State), SnapshotDamage> {
     let header = decode_header(bytes)?;
     let capacity = usize::try_from(header.locks).unwrap_or(usize::MAX).min(bytes.len() / 32);
-    let mut state = State::restoring(header.epoch, header.clean, capacity);
-    let mut strings: Vec<Arc<str>> =
-        Vec::with_capacity(usize::try_from(header.strings).unwrap_or(0).min(bytes.len() / 4));
+    let mut restorer = State::restorer(header.epoch, header.clean, capacity);
     let (mut locks, mut clients) = (0u64, 0u64);
     let mut at = SNAPSHOT_HEADER_LEN;
     for index in 0..header.blocks {
@@ -487,23 +484,26 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(SnapshotHeader, State), Snapshot
         let mut c = Cursor { bytes: payload, at: 0, base: at + BLOCK_HEADER_LEN };
         while c.at < payload.len() {
             match c.u8()? {
-                TAG_STRING => strings.push(Arc::from(c.str16()?)),
+                TAG_STRING => restorer.add_string(c.str16()?),
                 TAG_LOCK => {
                     let entry_at = c.base + c.at - 1;
-                    let id: Arc<str> = Arc::from(c.str16()?);
-                    let mut refs = [0u32; 4];
-                    for r in &mut refs {
-                        *r = c.u32()?;
-                    }
-                    let [share, file, owner, client] = refs.map(|r| strings.get(r as usize).cloned());
-                    let (Some(share), Some(file), Some(owner), Some(client)) = (share, file, owner, client) else {
-                        return Err(damage(entry_at, "lock refers to a string not yet defined"));
-                    };
+                    let id = c.str16()?;
+                    // On disk: share, file, owner, client; the restorer
+                    // takes file, owner, client, share.
+                    let [share, file, owner, client] = [c.u32()?, c.u32()?, c.u32()?, c.u32()?];
                     let acquired_at = Timestamp::from_unix_micros(c.u64()? as i64);
                     let epoch = c.u64()?;
-                    let kind = StoredKind::from(decode_kind(&mut c)?);
-                    let slot = Slot { id, share, file, owner, client, kind, acquired_at, epoch };
-                    state.restore_lock(slot).map_err(|id| damage(entry_at, format!("duplicate lock id {id:?}")))?;
+                    let kind = decode_kind(&mut c)?;
+                    restorer.add_lock(id, [file, owner, client, share], kind, acquired_at, epoch).map_err(|e| {
+                        damage(
+                            entry_at,
+                            match e {
+                                RestoreError::UnknownString(r) => format!("lock refers to string {r}, not yet defined"),
+                                RestoreError::DuplicateId(id) => format!("duplicate lock id {id:?}"),
+                                RestoreError::DuplicateClient(id) => format!("duplicate client {id:?}"),
+                            },
+                        )
+                    })?;
                     locks += 1;
                 }
                 TAG_CLIENT => {
@@ -511,7 +511,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(SnapshotHeader, State), Snapshot
                     let len = c.u32()? as usize;
                     let record: ClientRecord = rmp_serde::from_slice(c.take(len)?)
                         .map_err(|e| damage(entry_at, format!("client record does not decode: {e}")))?;
-                    if !state.restore_client(record) {
+                    if restorer.add_client(record).is_err() {
                         return Err(damage(entry_at, "duplicate client record"));
                     }
                     clients += 1;
@@ -524,10 +524,10 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(SnapshotHeader, State), Snapshot
     if at != bytes.len() {
         return Err(damage(at, format!("{} bytes after the last block", bytes.len().saturating_sub(at))));
     }
-    if (locks, clients, strings.len() as u64) != (header.locks, header.clients, header.strings) {
+    if (locks, clients, restorer.strings() as u64) != (header.locks, header.clients, header.strings) {
         return Err(damage(32, "entry counts differ from the header"));
     }
-    Ok((header, state))
+    Ok((header, restorer.finish()))
 }
 
 #[cfg(test)]
