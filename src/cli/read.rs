@@ -5,10 +5,10 @@
 //! read its acknowledged prefix (a write in flight looks like a torn tail and
 //! is ignored); when a rotation or compaction renames files under them they
 //! read again (`inspect::retry_while_changing`). They read files by copying,
-//! not mapping them (`CopyingFs`): a server starting meanwhile truncates the
+//! not mapping them (`lockwal::io::CopyingReads`): a server starting meanwhile truncates the
 //! newest segment, which would kill a mapping reader with SIGBUS.
 
-use super::fs::CopyingFs;
+use super::fs::copying;
 use super::show::{client_json, client_line, command_json, command_text, lock_json, lock_line, plain};
 use super::{CliError, CliResult, ListArgs, out, out_json, runtime};
 use lockwal::LockStore;
@@ -24,7 +24,7 @@ use std::sync::Arc;
 /// Refuses a directory that holds no store (a typo must not look like an
 /// empty store).
 pub(super) fn require_store(dir: &Path) -> Result<(), CliError> {
-    if inspect::is_store(&CopyingFs, dir)? {
+    if inspect::is_store(&copying(), dir)? {
         Ok(())
     } else {
         Err(CliError::unusable(format!(
@@ -38,7 +38,7 @@ pub(super) fn require_store(dir: &Path) -> Result<(), CliError> {
 /// meanwhile.
 fn open_read_only(dir: &Path) -> Result<WalLockStore, CliError> {
     require_store(dir)?;
-    let fs: Arc<dyn FileSystem> = Arc::new(CopyingFs);
+    let fs: Arc<dyn FileSystem> = Arc::new(copying());
     let options = WalOptions { read_only: true, ..WalOptions::default() };
     Ok(inspect::retry_while_changing(&*fs, dir, || {
         WalLockStore::open_blocking(Arc::clone(&fs), dir.to_owned(), options.clone())
@@ -210,7 +210,7 @@ fn verify_json(r: &VerifyReport) -> Value {
 
 pub(super) fn verify(dir: &Path, json: bool) -> CliResult {
     require_store(dir)?;
-    let report = inspect::retry_while_changing(&CopyingFs, dir, || inspect::verify(&CopyingFs, dir))?;
+    let report = inspect::retry_while_changing(&copying(), dir, || inspect::verify(&copying(), dir))?;
     if json {
         out_json(&verify_json(&report))?;
     } else {
@@ -266,7 +266,7 @@ pub(super) fn verify(dir: &Path, json: bool) -> CliResult {
 pub(super) fn dump(dir: &Path, from: u64, json: bool) -> CliResult {
     require_store(dir)?;
     let mut stdout = std::io::stdout().lock();
-    let summary = inspect::dump(&CopyingFs, dir, from, |r: DumpRecord<'_>| -> Result<(), CliError> {
+    let summary = inspect::dump(&copying(), dir, from, |r: DumpRecord<'_>| -> Result<(), CliError> {
         use std::io::Write;
         let line = match (&r.commands, json) {
             (Ok(commands), true) => json!({

@@ -166,7 +166,7 @@ fn plan_json(p: &RepairPlan) -> Value {
 pub(super) fn repair(dir: &Path, yes: bool, json: bool) -> CliResult {
     require_store(dir)?;
     // Planning holds no lock: read by copying, like the read-only commands.
-    let fs: Arc<dyn FileSystem> = Arc::new(super::fs::CopyingFs);
+    let fs: Arc<dyn FileSystem> = Arc::new(super::fs::copying());
     let plan = inspect::repair(fs, dir, yes)?;
     if plan.actions.is_empty() {
         if json {

@@ -214,7 +214,7 @@ impl WalLockStore {
             });
         }
         if options.read_only {
-            return Self::open_read_only(&*fs, dir);
+            return Self::open_read_only(fs, dir);
         }
         create_dir_durably(&*fs, &dir)?;
         let lock_path = dir.join(LOCK_FILE);
@@ -269,8 +269,10 @@ impl WalLockStore {
             bytes: snapshot.as_ref().map_or(0, |s| s.bytes),
             ..SnapshotStats::default()
         };
+        let replayed_log: u64 = segment_bytes.values().sum();
         let shared = Arc::new(Shared::new(state, segment_bytes, snapshot_stats));
         shared.counters.last_lsn.store(last_lsn, Relaxed);
+        shared.log_since_snapshot.store(replayed_log, Relaxed);
 
         let (writer_tx, writer_rx) = mpsc::channel();
         let (compactor_tx, compactor_rx) = mpsc::channel();
@@ -322,8 +324,13 @@ impl WalLockStore {
         Ok(store)
     }
 
-    fn open_read_only(fs: &dyn FileSystem, dir: PathBuf) -> Result<Self> {
-        let recovered = recovery::recover(fs, &dir)?;
+    /// Replays without the lock and without changing anything. Files are
+    /// copied, not mapped (a writer may truncate them), and a replay that
+    /// fails while the directory's file names changed (a live writer
+    /// rotated or compacted) is run again.
+    fn open_read_only(fs: Arc<dyn FileSystem>, dir: PathBuf) -> Result<Self> {
+        let fs = crate::io::CopyingReads(fs);
+        let recovered = inspect::retry_while_changing(&fs, &dir, || recovery::recover(&fs, &dir))?;
         let segment_bytes = recovered.segments.iter().map(|s| (s.number, s.scan.valid_end)).collect();
         let snapshot_stats = SnapshotStats {
             lsn: recovered.snapshot.as_ref().map(|s| s.header.lsn),

@@ -82,8 +82,9 @@ pub(crate) struct Shared {
     pub segment_bytes: Mutex<BTreeMap<u64, u64>>,
     /// Snapshot facts.
     pub snapshot: Mutex<SnapshotStats>,
-    /// `counters.bytes` when the last snapshot was taken.
-    pub bytes_at_snapshot: AtomicU64,
+    /// Log bytes written since the last snapshot, including those replayed
+    /// at open (so that a store reopened often still compacts).
+    pub log_since_snapshot: AtomicU64,
     /// An automatic compaction is queued or running.
     pub compaction_requested: AtomicBool,
 }
@@ -96,7 +97,7 @@ impl Shared {
             counters: Counters::default(),
             segment_bytes: Mutex::new(segment_bytes),
             snapshot: Mutex::new(snapshot),
-            bytes_at_snapshot: AtomicU64::new(0),
+            log_since_snapshot: AtomicU64::new(0),
             compaction_requested: AtomicBool::new(false),
         }
     }
@@ -257,7 +258,7 @@ impl Writer {
             return Err(e);
         }
         let view = self.shared.state.read().unwrap_or_else(|e| e.into_inner()).view();
-        self.shared.bytes_at_snapshot.store(self.shared.counters.bytes.load(Relaxed), Relaxed);
+        self.shared.log_since_snapshot.store(0, Relaxed);
         Ok(SnapshotPoint { lsn, view, first_kept_segment: self.segment.header.number })
     }
 
@@ -267,7 +268,7 @@ impl Writer {
         let (Some(compactor), Some(threshold)) = (&self.compactor, self.options.compact_after_bytes) else {
             return;
         };
-        let since = self.shared.counters.bytes.load(Relaxed) - self.shared.bytes_at_snapshot.load(Relaxed);
+        let since = self.shared.log_since_snapshot.load(Relaxed);
         let snapshot_bytes = self.shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()).bytes;
         let by_size = since as f64 > self.options.compact_size_multiple * snapshot_bytes as f64;
         if since > threshold && by_size && !self.shared.compaction_requested.swap(true, Relaxed) {
@@ -389,6 +390,7 @@ impl Writer {
         counters.records.fetch_add(1, Relaxed);
         counters.bytes.fetch_add(needed, Relaxed);
         counters.last_lsn.store(lsn, Relaxed);
+        self.shared.log_since_snapshot.fetch_add(needed, Relaxed);
         self.shared.add_segment_bytes(self.segment.header.number, needed);
         Ok(())
     }
