@@ -3,6 +3,8 @@
 //! directory byte-identical, a second writer refused, verify and repair on
 //! damaged stores, and a short kill -9 torture run.
 
+#![cfg(feature = "cli")]
+
 use lockwal::LockStore;
 use lockwal::model::{ClientKind, ClientRecord, Timestamp};
 use lockwal::testing::sample;
