@@ -113,3 +113,43 @@ pub fn evict(dir: &Path) -> std::io::Result<u64> {
     }
     Ok(total)
 }
+
+/// CPU time counters, in clock ticks, for telling how busy the machine was
+/// with other work during a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTimes {
+    /// Every tick of every CPU (idle included).
+    pub total: u64,
+    /// Ticks spent on any work (user, nice, system, irq, softirq).
+    pub busy: u64,
+    /// Ticks stolen by the hypervisor.
+    pub steal: u64,
+    /// Ticks of this process and its reaped children.
+    pub own: u64,
+}
+
+impl CpuTimes {
+    /// Reads /proc/stat and /proc/self/stat.
+    pub fn now() -> Self {
+        let stat = read("/proc/stat");
+        let cpu: Vec<u64> =
+            stat.lines().next().unwrap_or("").split_whitespace().skip(1).map(|v| v.parse().unwrap_or(0)).collect();
+        let field = |i: usize| cpu.get(i).copied().unwrap_or(0);
+        // user nice system idle iowait irq softirq steal
+        let busy = field(0) + field(1) + field(2) + field(5) + field(6);
+        let me = read("/proc/self/stat");
+        // Fields after the command name (which may hold spaces): state is
+        // field 3; utime, stime, cutime, cstime are fields 14 to 17.
+        let rest = me.rsplit_once(')').map_or("", |(_, r)| r);
+        let own: u64 = rest.split_whitespace().skip(11).take(4).map(|v| v.parse().unwrap_or(0)).sum();
+        Self { total: cpu.iter().take(8).sum(), busy, steal: field(7), own }
+    }
+
+    /// Shares of all CPUs between `self` and `later`: (busy with other
+    /// processes, stolen by the hypervisor).
+    pub fn others_since(&self, later: &CpuTimes) -> (f64, f64) {
+        let total = later.total.saturating_sub(self.total).max(1) as f64;
+        let others = later.busy.saturating_sub(self.busy).saturating_sub(later.own.saturating_sub(self.own));
+        (others as f64 / total, later.steal.saturating_sub(self.steal) as f64 / total)
+    }
+}

@@ -376,6 +376,7 @@ async fn run(s: Settings) -> Result<Value> {
     );
     let data = Arc::new(Dataset::new(Shape::default()));
     let started = Instant::now();
+    let cpu_before = machine::CpuTimes::now();
     let mut report = Report::default();
     if s.runs("w1") {
         w1(&s, &data, &mut report).await;
@@ -389,6 +390,8 @@ async fn run(s: Settings) -> Result<Value> {
     if s.runs("w5") {
         w5(&s, &data, &mut report).await;
     }
+    let (others, steal) = cpu_before.others_since(&machine::CpuTimes::now());
+    eprintln!("other processes used {:.0}% of the CPUs during the run ({:.0}% stolen)", others * 100.0, steal * 100.0);
     let peers: Vec<Value> = engines::all()
         .iter()
         .map(|p| {
@@ -401,6 +404,8 @@ async fn run(s: Settings) -> Result<Value> {
         "format": 1,
         "machine": machine,
         "load_after": machine::loadavg(),
+        "cpu_others": others,
+        "cpu_steal": steal,
         "seconds": started.elapsed().as_secs_f64(),
         "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
         "settings": s,

@@ -16,6 +16,7 @@ pub fn all() -> Vec<Arc<dyn Peer>> {
     vec![
         Arc::new(raw::Raw::Growing),
         Arc::new(raw::Raw::Prealloc),
+        Arc::new(raw::Raw::Sparse),
         Arc::new(raw::Raw::GroupCommit),
         Arc::new(raw::Raw::Log),
         Arc::new(wal::Wal::Snapshot),

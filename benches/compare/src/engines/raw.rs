@@ -9,6 +9,8 @@
 //!   persists a new file size (an extra journal commit on ext4).
 //! - `Prealloc`: `pwrite` + `fdatasync` per op into a file that was
 //!   zero-filled and synced first (a ring of [`RING_BYTES`]).
+//! - `Sparse`: the same into a file only pre-sized with `set_len` (a hole):
+//!   each sync still allocates blocks, so it costs what a growing file does.
 //! - `GroupCommit`: leader/follower over the preallocated ring: whoever finds
 //!   no flush in progress takes everything queued, writes it with one
 //!   `pwrite` and one `fdatasync`, and wakes the others. The concurrent floor.
@@ -40,6 +42,8 @@ pub enum Raw {
     Growing,
     /// pwrite + fdatasync per op into a preallocated file.
     Prealloc,
+    /// pwrite + fdatasync per op into a file pre-sized with `set_len`.
+    Sparse,
     /// Leader/follower group commit into a preallocated file.
     GroupCommit,
     /// A framed log read back into a `Vec` (restore only).
@@ -97,13 +101,17 @@ fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Creates `path` zero-filled to [`RING_BYTES`] and synced, so later
-/// fdatasyncs persist data only.
-fn preallocate(path: &Path) -> Result<File> {
+/// fdatasyncs persist data only (or, `sparse`, only sized: a hole).
+fn preallocate(path: &Path, sparse: bool) -> Result<File> {
     let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
-    let zeros = vec![0u8; 1 << 20];
-    let mut writer = &file;
-    for _ in 0..RING_BYTES / zeros.len() as u64 {
-        writer.write_all(&zeros)?;
+    if sparse {
+        file.set_len(RING_BYTES)?;
+    } else {
+        let zeros = vec![0u8; 1 << 20];
+        let mut writer = &file;
+        for _ in 0..RING_BYTES / zeros.len() as u64 {
+            writer.write_all(&zeros)?;
+        }
     }
     file.sync_all()?;
     sync_dir(path.parent().ok_or("raw: no parent")?)?;
@@ -116,6 +124,7 @@ impl Peer for Raw {
         match self {
             Raw::Growing => "raw-growing",
             Raw::Prealloc => "raw-prealloc",
+            Raw::Sparse => "raw-sparse",
             Raw::GroupCommit => "raw-group",
             Raw::Log => "raw-log",
         }
@@ -127,6 +136,10 @@ impl Peer for Raw {
             Raw::Prealloc => {
                 format!("pwrite + fdatasync per op into a {} MiB zero-filled, synced file", RING_BYTES >> 20)
             }
+            Raw::Sparse => format!(
+                "pwrite + fdatasync per op into a {} MiB file pre-sized with set_len (sparse), synced",
+                RING_BYTES >> 20
+            ),
             Raw::GroupCommit => format!(
                 "leader/follower group commit: one pwrite + one fdatasync per group, {} MiB zero-filled, synced file",
                 RING_BYTES >> 20
@@ -138,7 +151,7 @@ impl Peer for Raw {
     fn caps(&self) -> Caps {
         let none = Caps { serial: false, concurrent: false, restore: false, queries: false };
         match self {
-            Raw::Growing | Raw::Prealloc => Caps { serial: true, ..none },
+            Raw::Growing | Raw::Prealloc | Raw::Sparse => Caps { serial: true, ..none },
             Raw::GroupCommit => Caps { concurrent: true, ..none },
             Raw::Log => Caps { restore: true, ..none },
         }
@@ -152,7 +165,8 @@ impl Peer for Raw {
                 sync_dir(dir)?;
                 file
             }
-            Raw::Prealloc | Raw::GroupCommit => tokio::task::block_in_place(|| preallocate(&path))?,
+            Raw::Prealloc | Raw::GroupCommit => tokio::task::block_in_place(|| preallocate(&path, false))?,
+            Raw::Sparse => tokio::task::block_in_place(|| preallocate(&path, true))?,
         };
         let (durable, _) = watch::channel(0);
         Ok(Arc::new(RawStore {
