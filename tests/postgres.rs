@@ -168,9 +168,10 @@ fn lock(id: &str) -> PersistedLock {
     sample::byte_range(id, "s", &format!("f-{id}"), "o", "c")
 }
 
-fn is_fenced(result: Result<impl std::fmt::Debug, Error>, ours: u64, current: u64) -> bool {
+#[track_caller]
+fn assert_fenced(result: Result<impl std::fmt::Debug, Error>, ours: u64, current: u64) {
     match result {
-        Err(Error::Fenced { ours: o, current: c }) => o == ours && c == current,
+        Err(Error::Fenced { ours: o, current: c }) if o == ours && c == current => {}
         other => panic!("expected Fenced {{ ours: {ours}, current: {current} }}, got {other:?}"),
     }
 }
@@ -195,15 +196,15 @@ async fn two_nodes_share_state_and_the_replaced_node_is_fenced() {
     b.put_lock(lock("b1")).await.unwrap();
     assert_eq!(all_ids(&a).await, ["a1", "b1"], "A sees what B committed");
 
-    assert!(is_fenced(a.put_lock(lock("a2")).await, ea, eb));
-    assert!(is_fenced(a.delete_lock("a1").await, ea, eb));
-    assert!(is_fenced(a.delete_locks_by_client("c").await, ea, eb));
-    assert!(is_fenced(a.delete_locks_by_file("f-b1").await, ea, eb));
-    assert!(is_fenced(a.put_client(sample::client("cb")).await, ea, eb));
-    assert!(is_fenced(a.delete_client("ca").await, ea, eb));
-    assert!(is_fenced(a.reclaim("a1", "c").await, ea, eb));
-    assert!(is_fenced(a.end_grace().await, ea, eb));
-    assert!(is_fenced(a.transaction(vec![Op::PutLock(lock("a3")), Op::DeleteLock { id: "b1".into() }]).await, ea, eb));
+    assert_fenced(a.put_lock(lock("a2")).await, ea, eb);
+    assert_fenced(a.delete_lock("a1").await, ea, eb);
+    assert_fenced(a.delete_locks_by_client("c").await, ea, eb);
+    assert_fenced(a.delete_locks_by_file("f-b1").await, ea, eb);
+    assert_fenced(a.put_client(sample::client("cb")).await, ea, eb);
+    assert_fenced(a.delete_client("ca").await, ea, eb);
+    assert_fenced(a.reclaim("a1", "c").await, ea, eb);
+    assert_fenced(a.end_grace().await, ea, eb);
+    assert_fenced(a.transaction(vec![Op::PutLock(lock("a3")), Op::DeleteLock { id: "b1".into() }]).await, ea, eb);
 
     assert_eq!(all_ids(&b).await, ["a1", "b1"], "nothing A attempted after B opened is visible");
     assert_eq!(b.get_lock("a1").await.unwrap().server_epoch, ea);
@@ -211,7 +212,7 @@ async fn two_nodes_share_state_and_the_replaced_node_is_fenced() {
     assert_eq!(b.list_clients().await.unwrap(), vec![sample::client("ca")]);
     assert_eq!(a.get_lock("b1").await.unwrap().server_epoch, eb, "a fenced node still reads");
 
-    assert!(is_fenced(a.close().await, ea, eb));
+    assert_fenced(a.close().await, ea, eb);
     assert!(matches!(a.epoch().await, Err(Error::Closed)));
     b.reclaim("a1", "c").await.unwrap();
     assert_eq!(b.end_grace().await.unwrap(), Vec::new());
@@ -260,7 +261,7 @@ async fn every_write_path_checks_the_epoch_in_the_database() {
     attempt!(s => s.transaction(vec![Op::DeleteLock { id: "x".into() }, Op::PutLock(lock("y"))]));
     attempt!(s => s.close());
     for (ours, result) in attempts {
-        assert!(is_fenced(result, ours, now));
+        assert_fenced(result, ours, now);
     }
     assert_eq!(current.list_locks(&LockQuery::all()).await.unwrap(), before);
     assert_eq!(current.list_clients().await.unwrap(), vec![sample::client("c")]);
@@ -355,7 +356,7 @@ async fn concurrent_first_start_of_several_nodes() {
             if epoch == newest {
                 put.unwrap();
             } else {
-                assert!(is_fenced(put, epoch, newest));
+                assert_fenced(put, epoch, newest);
             }
         }
         assert_eq!(all_ids(&stores[0]).await, [format!("from-{newest}")]);
@@ -573,4 +574,42 @@ async fn configuration_and_connection_errors_are_typed() {
     assert!(matches!(bad_schema, Err(Error::InvalidInput { field: "schema", .. })), "{bad_schema:?}");
     let no_pool = PostgresLockStore::open(PostgresConfig::new("postgres://h/db").with_pool_size(0)).await;
     assert!(matches!(no_pool, Err(Error::InvalidInput { field: "pool_size", .. })), "{no_pool:?}");
+}
+
+/// Another node can open while this one writes as fast as it can: the open
+/// queues ahead of writes that arrive after it (a fair table lock), so a
+/// busy, replaced node cannot keep the new node from starting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_is_not_starved_by_a_busy_node() {
+    const TASKS: usize = 32;
+    let Some(scratch) = Scratch::new() else { return };
+    let a = Arc::new(PostgresLockStore::open(scratch.config().with_pool_size(TASKS)).await.unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (a, stop) = (Arc::clone(&a), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    match a.put_lock(lock(&format!("busy{t}-{}", i % 50))).await {
+                        Ok(()) => i += 1,
+                        Err(Error::Fenced { .. }) => return i,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                i
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let b = tokio::time::timeout(Duration::from_secs(60), scratch.open()).await;
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut written = 0;
+    for w in writers {
+        written += w.await.unwrap();
+    }
+    let _ = writeln!(std::io::stderr(), "open took {took:?} while {TASKS} writers wrote {written}");
+    assert!(b.is_ok(), "the open did not finish within 60 s of continuous writes ({written} writes)");
 }

@@ -34,7 +34,11 @@
 
 mod codec;
 mod migrate;
-mod sql;
+/// The SQL text of the backend's statements. Not a stable API: public only
+/// so that `examples/pg_bench.rs` can run the very same statements through
+/// pgbench.
+#[doc(hidden)]
+pub mod sql;
 
 pub use migrate::{MIGRATIONS, Migration, MigrationReport, SCHEMA_VERSION};
 /// The PostgreSQL client library this backend uses, re-exported so callers
@@ -274,6 +278,7 @@ impl PostgresLockStore {
         }
         let during = "opening the store";
         let tx = conn.transaction().await.map_err(pg_error(during))?;
+        tx.batch_execute(sql::OPEN_LOCK).await.map_err(pg_error(during))?;
         let row = tx
             .query_opt(sql::OPEN_READ, &[])
             .await

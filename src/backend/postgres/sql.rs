@@ -25,6 +25,13 @@ pub(crate) const FENCE: &str = "SELECT epoch FROM lockwal_meta FOR SHARE";
 /// The epoch now stored (to report who fenced us).
 pub(crate) const CURRENT_EPOCH: &str = "SELECT epoch FROM lockwal_meta";
 
+/// The first step of an open: waits for the writes in flight (their
+/// `FOR SHARE` holds the table's ROW SHARE lock) and makes writes that arrive
+/// later queue behind the open. Table locks queue fairly; row share locks
+/// alone would let a busy node's new writes keep joining ahead of the
+/// waiting open. Plain reads (ACCESS SHARE) are not blocked.
+pub(crate) const OPEN_LOCK: &str = "LOCK TABLE lockwal_meta IN EXCLUSIVE MODE";
+
 /// Locks the epoch row for an open.
 pub(crate) const OPEN_READ: &str = "SELECT epoch, clean FROM lockwal_meta FOR UPDATE";
 
@@ -51,7 +58,7 @@ fn fence_cte(epoch_param: usize) -> String {
 }
 
 /// Upsert of one lock; parameters in [`LOCK_COLUMNS`] order.
-pub(crate) static PUT_LOCK: LazyLock<String> = LazyLock::new(|| {
+pub static PUT_LOCK: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO lockwal_locks ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}",
         *LOCK_SELECT,
@@ -63,7 +70,7 @@ pub(crate) static PUT_LOCK: LazyLock<String> = LazyLock::new(|| {
 /// [`PUT_LOCK`] behind the fence: same parameters, the `server_epoch`
 /// parameter doubling as the epoch the row must still hold. Affects one row,
 /// or none when fenced.
-pub(crate) static PUT_LOCK_FENCED: LazyLock<String> = LazyLock::new(|| {
+pub static PUT_LOCK_FENCED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{}INSERT INTO lockwal_locks ({}) SELECT {} FROM fence ON CONFLICT (id) DO UPDATE SET {}",
         fence_cte(LOCK_EPOCH_PARAM),
@@ -97,7 +104,7 @@ pub(crate) static PUT_CLIENT_FENCED: LazyLock<String> = LazyLock::new(|| {
 
 /// The deletes, keyed by the column their one parameter matches.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Delete {
+pub enum Delete {
     /// One lock by id.
     Lock,
     /// Every lock of a client.
@@ -119,7 +126,7 @@ impl Delete {
     }
 
     /// The plain delete: `$1` is the key; the affected-row count is the answer.
-    pub(crate) fn plain(self) -> &'static str {
+    pub fn plain(self) -> &'static str {
         static TEXT: LazyLock<[String; 4]> = LazyLock::new(|| {
             [Delete::Lock, Delete::LocksByClient, Delete::LocksByFile, Delete::Client].map(|d| {
                 let (table, column) = d.target();
@@ -131,7 +138,7 @@ impl Delete {
 
     /// The fenced delete: `$1` is our epoch, `$2` the key. Returns one row:
     /// whether the epoch was still ours, and how many rows were deleted.
-    pub(crate) fn fenced(self) -> &'static str {
+    pub fn fenced(self) -> &'static str {
         static TEXT: LazyLock<[String; 4]> = LazyLock::new(|| {
             [Delete::Lock, Delete::LocksByClient, Delete::LocksByFile, Delete::Client].map(|d| {
                 let (table, column) = d.target();
