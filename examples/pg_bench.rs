@@ -255,9 +255,13 @@ fn pgbench_script(workload: Workload, fenced: bool) -> String {
     script
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where the generated pgbench scripts go (removed at the end).
+fn script_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("lockwal-pgbench-{}", std::process::id()))
+}
+
 fn run_pgbench(args: &Args, schema: &str, epoch: u64, workload: Workload, fenced: bool, clients: usize) -> f64 {
-    let dir = std::env::temp_dir().join(format!("lockwal-pgbench-{}", std::process::id()));
+    let dir = script_dir();
     std::fs::create_dir_all(&dir).expect("temp dir");
     let script = dir.join(format!("{}-{fenced}.sql", workload.name()));
     std::fs::write(&script, pgbench_script(workload, fenced)).expect("write script");
@@ -375,4 +379,5 @@ async fn main() {
     store.close().await.expect("close");
     drop(store);
     sql.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("drop bench schema");
+    let _ = std::fs::remove_dir_all(script_dir());
 }

@@ -51,7 +51,7 @@ use crate::op::{Op, Outcome, validate_batch};
 use crate::store::LockStore;
 use async_trait::async_trait;
 use codec::{ClientParams, LockParams, decode_client, decode_lock};
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Transaction};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, QueueMode, RecyclingMethod, Transaction};
 use sql::Delete;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -263,11 +263,13 @@ impl PostgresLockStore {
             NoTls,
             ManagerConfig { recycling_method: RecyclingMethod::Fast },
         );
-        let pool = Pool::builder(manager).max_size(config.pool_size).build().map_err(|e| Error::Postgres {
-            during: "creating the connection pool",
-            sqlstate: None,
-            message: e.to_string(),
-        })?;
+        // LIFO: the connection used last is reused first, so a caller that is
+        // not concurrent keeps one warm connection (and one warm server
+        // process) instead of cycling through the whole pool.
+        let pool =
+            Pool::builder(manager).max_size(config.pool_size).queue_mode(QueueMode::Lifo).build().map_err(|e| {
+                Error::Postgres { during: "creating the connection pool", sqlstate: None, message: e.to_string() }
+            })?;
         let mut conn = pool.get().await.map_err(pool_error("connect"))?;
         if config.auto_migrate {
             migrate::migrate_to(&mut conn, &config.schema, SCHEMA_VERSION).await?;

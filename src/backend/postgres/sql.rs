@@ -14,7 +14,7 @@
 //!   the latest row version under a row lock), matches no row, and writes
 //!   nothing. One round trip, like the statement without the fence;
 //! - the **plain** form runs inside a multi-operation transaction that took
-//!   the same share lock with [`FENCE`] first.
+//!   the same share lock with `FENCE` first.
 
 use super::codec::{CLIENT_COLUMNS, LOCK_COLUMNS, LOCK_EPOCH_PARAM};
 use std::sync::LazyLock;
@@ -57,7 +57,7 @@ fn fence_cte(epoch_param: usize) -> String {
     format!("WITH fence AS MATERIALIZED (SELECT epoch FROM lockwal_meta WHERE epoch = ${epoch_param} FOR SHARE) ")
 }
 
-/// Upsert of one lock; parameters in [`LOCK_COLUMNS`] order.
+/// Upsert of one lock; parameters in `codec::LOCK_COLUMNS` order.
 pub static PUT_LOCK: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO lockwal_locks ({}) VALUES ({}) ON CONFLICT (id) DO UPDATE SET {}",
