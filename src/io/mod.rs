@@ -8,6 +8,7 @@
 
 mod mmap;
 mod real;
+pub mod sim;
 
 pub use mmap::FileBytes;
 pub use real::RealFs;

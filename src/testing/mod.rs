@@ -2,5 +2,7 @@
 //! tests and the fuzz targets: a trivially simple reference model and
 //! generators of sample data. Not part of the stable API.
 
+pub mod crash;
 pub mod model;
 pub mod sample;
+pub mod workload;

@@ -1,0 +1,517 @@
+//! Crash testing of the WAL store on the power-loss simulator: run a
+//! workload while taking the crash image of every I/O call, reopen each
+//! image (crashing again during that recovery when asked), and check the
+//! recovered store against what the workload acknowledged and issued.
+//!
+//! The check, for a crash while step `i` was in flight: the recovered locks,
+//! clients and clean-shutdown flag equal those expected after the first `j`
+//! steps for some `j` between the number acknowledged and the number issued
+//! (every acknowledged grant and release is there, nothing never issued is,
+//! a transaction is all or nothing), and the epoch is the epoch of that
+//! prefix plus one: strictly greater than any acknowledged before the crash.
+
+use crate::error::Error;
+use crate::io::FileSystem;
+use crate::io::sim::{Fill, Loss, Pending, SimFs};
+use crate::model::{ClientRecord, LockQuery, PersistedLock};
+use crate::store::LockStore;
+use crate::testing::model::error_kind;
+use crate::testing::workload::{Expected, Rng, Step, expected_states};
+use crate::wal::{WalLockStore, WalOptions};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Chooses the loss patterns tried at a crash point: given the call's
+/// number and the operations pending there.
+pub type SelectLosses = Arc<dyn Fn(u64, &[Pending]) -> Vec<Loss> + Send + Sync>;
+
+/// The store directory used by the crash tests.
+pub fn store_dir() -> PathBuf {
+    PathBuf::from("/srv/locks")
+}
+
+/// Options for crash tests: the smallest segments (so that rotations are
+/// frequent) and no automatic compaction (compactions are workload steps,
+/// so the I/O sequence is deterministic).
+pub fn crash_options() -> WalOptions {
+    WalOptions {
+        segment_size: crate::wal::MIN_SEGMENT_SIZE,
+        compact_after_bytes: None,
+        compact_interval: None,
+        ..WalOptions::default()
+    }
+}
+
+/// Creates `dir` and makes its entry durable (syncing every new ancestor's
+/// parent), as an installer would. The store itself does not sync the
+/// parent of its directory (see `tests/crash_regressions.rs`).
+pub fn prepare_dir(fs: &SimFs, dir: &Path) -> std::io::Result<()> {
+    fs.create_dir_all(dir)?;
+    for ancestor in dir.ancestors().skip(1) {
+        fs.sync_dir(ancestor)?;
+    }
+    Ok(())
+}
+
+/// The loss patterns worth trying with these pending operations: drop all,
+/// every prefix (at most `max_prefixes`, spread evenly, always including
+/// all), and for each pending write (at most `max_torn`) one tear filled
+/// with zeros and one with garbage, at cut points drawn from `seed`.
+pub fn losses(pending: &[Pending], seed: u64, max_prefixes: usize, max_torn: usize) -> Vec<Loss> {
+    let mut out = vec![Loss::DropUnsynced];
+    let n = pending.len();
+    let prefixes = n.min(max_prefixes);
+    for i in 1..=prefixes {
+        out.push(Loss::KeepPrefix(i * n / prefixes));
+    }
+    let mut rng = Rng::new(seed);
+    let writes: Vec<(usize, usize)> = pending
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| match p {
+            Pending::Write { len, .. } if *len > 1 => Some((i, *len)),
+            _ => None,
+        })
+        .collect();
+    let step = writes.len().div_ceil(max_torn.max(1)).max(1);
+    for &(keep, len) in writes.iter().step_by(step) {
+        let at = 1 + rng.below(len as u64 - 1) as usize;
+        out.push(Loss::Torn { keep, at, fill: Fill::Zeros });
+        let at = rng.below(len as u64) as usize;
+        out.push(Loss::Torn { keep, at, fill: Fill::Garbage(rng.next_u64()) });
+    }
+    out
+}
+
+/// The default selection: [`losses`] with up to 4 prefixes and 2 tears.
+pub fn default_losses() -> SelectLosses {
+    Arc::new(|k, pending| losses(pending, k, 4, 2))
+}
+
+/// Polls a future that is ready at once (the store's reads take no await).
+fn now<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("a read of the store was expected to complete at once"),
+    }
+}
+
+/// Everything observable about a store's durable state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// Every lock, sorted by id.
+    pub locks: Vec<PersistedLock>,
+    /// Every client, sorted by id.
+    pub clients: Vec<ClientRecord>,
+    /// The epoch of this incarnation.
+    pub epoch: u64,
+    /// Whether the previous incarnation closed cleanly.
+    pub clean: bool,
+}
+
+/// Reads everything observable from an open store.
+pub fn observe(store: &dyn LockStore) -> Result<Observed, Error> {
+    Ok(Observed {
+        locks: now(store.list_locks(&LockQuery::all()))?,
+        clients: now(store.list_clients())?,
+        epoch: now(store.epoch())?,
+        clean: now(store.previous_shutdown_was_clean())?,
+    })
+}
+
+fn matches(observed: &Observed, expected: &Expected) -> bool {
+    observed.epoch == expected.model.epoch + 1
+        && observed.clean == expected.clean
+        && observed.locks.len() == expected.model.locks.len()
+        && observed.locks.iter().eq(expected.model.locks.values())
+        && observed.clients.iter().eq(expected.model.clients.values())
+}
+
+/// What differs between an observed state and an expected one, for
+/// failure messages.
+pub fn describe_difference(observed: &Observed, expected: &Expected) -> String {
+    let mut out = Vec::new();
+    let got: std::collections::BTreeMap<&str, &PersistedLock> =
+        observed.locks.iter().map(|l| (l.id.as_str(), l)).collect();
+    let lost: Vec<&str> =
+        expected.model.locks.keys().filter(|id| !got.contains_key(id.as_str())).map(|s| s.as_str()).collect();
+    let extra: Vec<&str> = got.keys().filter(|id| !expected.model.locks.contains_key(**id)).copied().collect();
+    let changed: Vec<&str> = expected
+        .model
+        .locks
+        .iter()
+        .filter(|(id, l)| got.get(id.as_str()).is_some_and(|g| g != l))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    if !lost.is_empty() {
+        out.push(format!("locks missing: {lost:?}"));
+    }
+    if !extra.is_empty() {
+        out.push(format!("locks that should not be there: {extra:?}"));
+    }
+    if !changed.is_empty() {
+        out.push(format!("locks with other contents: {changed:?}"));
+    }
+    let want_clients: Vec<&String> = expected.model.clients.keys().collect();
+    let got_clients: Vec<&String> = observed.clients.iter().map(|c| &c.client_id).collect();
+    if want_clients != got_clients || !observed.clients.iter().eq(expected.model.clients.values()) {
+        out.push(format!("clients {got_clients:?}, expected {want_clients:?}"));
+    }
+    if observed.epoch != expected.model.epoch + 1 {
+        out.push(format!("epoch {}, expected {}", observed.epoch, expected.model.epoch + 1));
+    }
+    if observed.clean != expected.clean {
+        out.push(format!("previous shutdown clean {}, expected {}", observed.clean, expected.clean));
+    }
+    if out.is_empty() { "no difference".into() } else { out.join("; ") }
+}
+
+/// Checks an observed state against the allowed ones (`allowed[0]` is the
+/// acknowledged state); returns the index of the one it equals.
+pub fn verify(observed: &Observed, allowed: &[Expected]) -> Result<usize, String> {
+    let acked = &allowed[0];
+    if observed.epoch <= acked.model.epoch {
+        return Err(format!("epoch {} is not above the acknowledged epoch {}", observed.epoch, acked.model.epoch));
+    }
+    allowed.iter().position(|e| matches(observed, e)).ok_or_else(|| {
+        let mut msg = format!(
+            "recovered state matches none of the {} allowed; against the acknowledged state: {}",
+            allowed.len(),
+            describe_difference(observed, acked)
+        );
+        if allowed.len() > 1 {
+            let last = allowed.last().expect("not empty");
+            msg += &format!("; against the last issued: {}", describe_difference(observed, last));
+        }
+        msg
+    })
+}
+
+/// A record of a run: what was expected after each prefix, and when (in
+/// file-system calls) each step was issued and acknowledged.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    /// `expected[j]`: what must be durable after the first `j` steps.
+    pub expected: Vec<Expected>,
+    /// `calls()` when each step was issued.
+    pub issued_at: Vec<u64>,
+    /// `calls()` when each step was acknowledged; `None` when it failed
+    /// with an I/O error (and the run stopped).
+    pub acked_at: Vec<Option<u64>>,
+    /// `calls()` when the run ended.
+    pub calls: u64,
+}
+
+/// The steps that may be durable at a crash: the first `acked` must be,
+/// the first `issued` may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Steps acknowledged before the crash.
+    pub acked: usize,
+    /// Steps issued before the crash (acknowledged or in flight).
+    pub issued: usize,
+}
+
+impl Trace {
+    /// The window for a crash at call `k` (the image before call `k`).
+    pub fn window_at(&self, k: u64) -> Window {
+        let acked = self.acked_at.iter().take_while(|a| a.is_some_and(|at| at <= k)).count();
+        let issued = self.issued_at.iter().filter(|&&at| at < k).count().max(acked);
+        Window { acked, issued }
+    }
+
+    /// The window after the run ended (a fault stopped it or it finished).
+    pub fn window_at_end(&self) -> Window {
+        let acked = self.acked_at.iter().take_while(|a| a.is_some()).count();
+        Window { acked, issued: self.issued_at.len() }
+    }
+
+    /// The states allowed by a window.
+    pub fn allowed(&self, window: Window) -> &[Expected] {
+        &self.expected[window.acked..=window.issued]
+    }
+}
+
+/// Runs `steps` on `fs` (whose `dir` must exist), checking every answer
+/// against the model. Stops at the first step that fails with an I/O
+/// error (an injected fault); `Err` when the store answers differently from
+/// the model, which is a bug.
+pub fn run(fs: &SimFs, dir: &Path, options: &WalOptions, steps: &[Step]) -> Result<Trace, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| e.to_string())?;
+    let (expected, answers) = expected_states(steps);
+    let mut trace = Trace { expected, issued_at: Vec::new(), acked_at: Vec::new(), calls: 0 };
+    let mut store: Option<WalLockStore> = None;
+    let fs_dyn: Arc<dyn FileSystem> = Arc::new(fs.clone());
+    for (i, (step, answer)) in steps.iter().zip(answers).enumerate() {
+        trace.issued_at.push(fs.calls());
+        let outcome: Result<(), Error> = match step {
+            Step::Open => {
+                if store.is_some() {
+                    return Err(format!("step {i}: Open while open"));
+                }
+                WalLockStore::open_blocking(Arc::clone(&fs_dyn), dir.to_owned(), options.clone()).map(|s| {
+                    store = Some(s);
+                })
+            }
+            Step::Txn(ops) => {
+                let s = store.as_ref().ok_or_else(|| format!("step {i}: transaction while closed"))?;
+                let got = runtime.block_on(s.transaction(ops.clone()));
+                let want = answer.expect("a transaction has an answer");
+                match (got, want) {
+                    (Ok(got), Ok(want)) if got == want => Ok(()),
+                    (Err(got), Err(want)) if error_kind(&got) == error_kind(&want) => Ok(()),
+                    (Err(e @ (Error::Io { .. } | Error::Poisoned { .. })), _) => Err(e),
+                    (got, want) => return Err(format!("step {i} {ops:?}: store answered {got:?}, model {want:?}")),
+                }
+            }
+            Step::Compact => {
+                let s = store.as_ref().ok_or_else(|| format!("step {i}: compaction while closed"))?;
+                runtime.block_on(s.compact()).map(drop)
+            }
+            Step::Close => {
+                let s = store.take().ok_or_else(|| format!("step {i}: close while closed"))?;
+                let closed = runtime.block_on(s.close());
+                drop(s);
+                closed
+            }
+            Step::Drop => {
+                store.take().ok_or_else(|| format!("step {i}: drop while closed"))?;
+                Ok(())
+            }
+        };
+        match outcome {
+            Ok(()) => trace.acked_at.push(Some(fs.calls())),
+            Err(Error::Io { .. } | Error::Poisoned { .. } | Error::Closed) => {
+                trace.acked_at.push(None);
+                refuses_after_failure(&runtime, store.as_ref(), &steps[i + 1..])?;
+                break;
+            }
+            Err(e) => return Err(format!("step {i} {step:?} failed: {e}")),
+        }
+    }
+    drop(store);
+    trace.calls = fs.calls();
+    Ok(trace)
+}
+
+/// After a failed write or sync (a permanent fault: every later call fails
+/// too), the store must refuse the next writes and compactions: an
+/// acknowledgement now could not be durable.
+fn refuses_after_failure(
+    runtime: &tokio::runtime::Runtime,
+    store: Option<&WalLockStore>,
+    next: &[Step],
+) -> Result<(), String> {
+    let Some(store) = store else { return Ok(()) };
+    for step in next.iter().take(3) {
+        let answer = match step {
+            Step::Txn(ops) => runtime.block_on(store.transaction(ops.clone())).map(drop),
+            Step::Compact => runtime.block_on(store.compact()).map(drop),
+            _ => break,
+        };
+        if answer.is_ok() {
+            return Err(format!("{step:?} was acknowledged after a failed write or sync"));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `steps` on `fs` like an operator who reopens the store after every
+/// I/O failure (a transient fault, [`SimFs::fail_once`]): the step that
+/// failed is in doubt, and the reopened store must show it whole or not at
+/// all; the run goes on from whichever it shows. Returns the state that
+/// must be durable at the end (every step answered by then).
+pub fn run_with_reopen(fs: &SimFs, dir: &Path, options: &WalOptions, steps: &[Step]) -> Result<Expected, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| e.to_string())?;
+    let fs_dyn: Arc<dyn FileSystem> = Arc::new(fs.clone());
+    let open = || WalLockStore::open_blocking(Arc::clone(&fs_dyn), dir.to_owned(), options.clone());
+    let mut now = Expected::initial();
+    let mut store: Option<WalLockStore> = None;
+    let mut failures = 0;
+    for (i, step) in steps.iter().enumerate() {
+        let mut next = now.clone();
+        let want = next.apply(step);
+        let outcome: Result<(), Error> = match step {
+            Step::Open => open().map(|s| store = Some(s)),
+            Step::Txn(ops) => {
+                let s = store.as_ref().ok_or_else(|| format!("step {i}: transaction while closed"))?;
+                match (runtime.block_on(s.transaction(ops.clone())), want.expect("a transaction has an answer")) {
+                    (Ok(got), Ok(want)) if got == want => Ok(()),
+                    (Err(got), Err(want)) if error_kind(&got) == error_kind(&want) => Ok(()),
+                    (Err(e @ (Error::Io { .. } | Error::Poisoned { .. })), _) => Err(e),
+                    (got, want) => return Err(format!("step {i} {ops:?}: store answered {got:?}, model {want:?}")),
+                }
+            }
+            Step::Compact => {
+                let s = store.as_ref().ok_or_else(|| format!("step {i}: compaction while closed"))?;
+                runtime.block_on(s.compact()).map(drop)
+            }
+            Step::Close => {
+                let s = store.take().ok_or_else(|| format!("step {i}: close while closed"))?;
+                runtime.block_on(s.close())
+            }
+            Step::Drop => {
+                store.take().ok_or_else(|| format!("step {i}: drop while closed"))?;
+                Ok(())
+            }
+        };
+        match outcome {
+            Ok(()) => now = next,
+            Err(Error::Io { .. } | Error::Poisoned { .. }) => {
+                failures += 1;
+                if failures > 4 {
+                    return Err(format!("step {i} {step:?}: still failing after {failures} reopens"));
+                }
+                drop(store.take());
+                // In doubt: the reopened store decides, and must show one.
+                let reopened = open().or_else(|_| open()).map_err(|e| format!("reopen after step {i}: {e}"))?;
+                let observed = observe(&reopened).map_err(|e| e.to_string())?;
+                let candidates = [now.clone(), next.clone()];
+                let matched = verify(&observed, &candidates)
+                    .map_err(|e| format!("after step {i} {step:?} failed and the store was reopened: {e}"))?;
+                now = candidates[matched].clone();
+                now.apply(&Step::Open);
+                let keep_open = !matches!(step, Step::Close | Step::Drop);
+                if keep_open {
+                    store = Some(reopened);
+                } else {
+                    drop(reopened);
+                    now.open = false;
+                }
+            }
+            Err(e) => return Err(format!("step {i} {step:?} failed: {e}")),
+        }
+    }
+    drop(store);
+    Ok(now)
+}
+
+/// One crash image to check.
+pub struct CrashPoint {
+    /// The call before which the power was cut.
+    pub call: u64,
+    /// The operations that were pending at the cut.
+    pub pending: Vec<Pending>,
+    /// What was lost.
+    pub loss: Loss,
+    /// The file system after the crash.
+    pub image: SimFs,
+}
+
+/// Runs `steps` on a fresh simulator and takes, before every call, the
+/// crash images `select` asks for. The store directory is prepared (made
+/// durable) first, outside the enumeration.
+pub fn run_and_capture(
+    dir: &Path,
+    options: &WalOptions,
+    steps: &[Step],
+    select: SelectLosses,
+) -> Result<(Trace, Vec<CrashPoint>), String> {
+    let fs = SimFs::new();
+    prepare_dir(&fs, dir).map_err(|e| e.to_string())?;
+    let points = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&points);
+    fs.set_observer(move |point| {
+        let pending = point.pending();
+        let losses = select(point.index(), &pending);
+        let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
+        for loss in losses {
+            sink.push(CrashPoint { call: point.index(), pending: pending.clone(), loss, image: point.image(loss) });
+        }
+    });
+    let trace = run(&fs, dir, options, steps)?;
+    fs.clear_observer();
+    let points = std::mem::take(&mut *points.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok((trace, points))
+}
+
+/// What [`check_image`] checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// Recovered states checked (the image's, and one per crash during its
+    /// recovery).
+    pub states: u64,
+    /// Of those, states in which an operation in flight at the crash had
+    /// become durable (a later prefix than the acknowledged one).
+    pub in_flight_kept: u64,
+    /// Crashes during recovery after which the interrupted recovery's epoch
+    /// had become durable.
+    pub recovery_epoch_kept: u64,
+}
+
+impl std::ops::AddAssign for Checked {
+    fn add_assign(&mut self, other: Self) {
+        self.states += other.states;
+        self.in_flight_kept += other.in_flight_kept;
+        self.recovery_epoch_kept += other.recovery_epoch_kept;
+    }
+}
+
+/// Opens (a copy of) `image` and checks the recovered state against
+/// `allowed`; `image` itself is left as it was. With `nested`, also takes
+/// crash images during that recovery and checks each of them (allowing, in
+/// addition, each state one epoch later: the interrupted recovery may have
+/// made its epoch durable).
+pub fn check_image(
+    image: &SimFs,
+    dir: &Path,
+    options: &WalOptions,
+    allowed: &[Expected],
+    nested: Option<SelectLosses>,
+) -> Result<Checked, String> {
+    let image = &image.copy();
+    let captured = Arc::new(Mutex::new(Vec::new()));
+    if let Some(select) = nested {
+        let sink = Arc::clone(&captured);
+        image.set_observer(move |point| {
+            let losses = select(point.index(), &point.pending());
+            let mut sink = sink.lock().unwrap_or_else(|e| e.into_inner());
+            for loss in losses {
+                sink.push((point.index(), loss, point.image(loss)));
+            }
+        });
+    }
+    let opened = open_and_observe(image, dir, options);
+    image.clear_observer();
+    let observed = opened.map_err(|e| format!("open failed: {e}"))?;
+    let matched = verify(&observed, allowed)?;
+    let mut checked = Checked { states: 1, in_flight_kept: u64::from(matched > 0), recovery_epoch_kept: 0 };
+    let captured = std::mem::take(&mut *captured.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut widened = allowed.to_vec();
+    widened.extend(allowed.iter().map(Expected::reopened));
+    for (call, loss, nested_image) in &captured {
+        let observed = open_and_observe(nested_image, dir, options)
+            .map_err(|e| format!("crash at recovery call {call} with {loss:?}: open failed: {e}"))?;
+        let matched =
+            verify(&observed, &widened).map_err(|e| format!("crash at recovery call {call} with {loss:?}: {e}"))?;
+        checked.states += 1;
+        checked.in_flight_kept += u64::from(matched % allowed.len() > 0);
+        checked.recovery_epoch_kept += u64::from(matched >= allowed.len());
+    }
+    Ok(checked)
+}
+
+/// Opens the store on `fs` and reads its state; the handle is dropped
+/// (not closed) before returning.
+pub fn open_and_observe(fs: &SimFs, dir: &Path, options: &WalOptions) -> Result<Observed, Error> {
+    let store = WalLockStore::open_blocking(Arc::new(fs.clone()), dir.to_owned(), options.clone())?;
+    let observed = observe(&store);
+    drop(store);
+    observed
+}
+
+/// The names and bytes of the files in `dir` of an image, for messages and
+/// for tests that tamper with images.
+pub fn files(fs: &SimFs, dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let names = fs.list(dir).unwrap_or_default();
+    names
+        .into_iter()
+        .filter_map(|n| {
+            let bytes = fs.peek(&dir.join(&n)).ok()?;
+            Some((n, bytes))
+        })
+        .collect()
+}
