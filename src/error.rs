@@ -134,9 +134,46 @@ pub enum Error {
     /// An error from the database of a shared backend.
     #[error("database error: {0}")]
     Database(String),
+    /// An error from PostgreSQL or the connection to it (PostgreSQL backend).
+    #[error("PostgreSQL error during {during}{}: {message}", sqlstate_suffix(.sqlstate))]
+    Postgres {
+        /// What the store was doing (`connect`, `put_lock`, `migrate`, ...).
+        during: &'static str,
+        /// The SQLSTATE code when the server reported the error
+        /// (`40P01` deadlock, `23514` check violation, ...).
+        sqlstate: Option<String>,
+        /// The server's or the client library's message.
+        message: String,
+    },
+    /// The PostgreSQL schema is not at the migration version this build uses
+    /// (PostgreSQL backend).
+    #[error(
+        "PostgreSQL schema {schema:?} is at migration version {found}, this build uses version {expected}: {}",
+        schema_hint(*.found, *.expected)
+    )]
+    SchemaVersion {
+        /// The PostgreSQL schema (namespace) of the store.
+        schema: String,
+        /// The newest migration applied to it.
+        found: u32,
+        /// The newest migration this build knows.
+        expected: u32,
+    },
     /// A broken internal invariant (a bug in lockwal); nothing was applied.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+fn sqlstate_suffix(sqlstate: &Option<String>) -> String {
+    sqlstate.as_ref().map(|code| format!(" (SQLSTATE {code})")).unwrap_or_default()
+}
+
+fn schema_hint(found: u32, expected: u32) -> &'static str {
+    if found < expected {
+        "run the migrations (migrate, or open with auto_migrate)"
+    } else {
+        "a newer lockwal migrated it; upgrade this node"
+    }
 }
 
 /// `Result` with this crate's [`Error`].

@@ -46,6 +46,8 @@ pub mod testing;
 pub mod wal;
 
 pub use backend::memory::MemoryLockStore;
+#[cfg(feature = "postgres")]
+pub use backend::postgres::{PostgresConfig, PostgresLockStore};
 pub use error::{Error, Result};
 pub use model::LockQuery;
 pub use op::{Op, Outcome};

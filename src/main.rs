@@ -1,5 +1,9 @@
-//! The `lockwal` operator command line.
+//! The `lockwal` operator command line: inspect, verify, repair, compact and
+//! script a store, and torture it with kill -9. See README.md, "Command
+//! line".
 
-fn main() {
-    println!("lockwal {}: operator commands arrive with the CLI issue; see README.md", env!("CARGO_PKG_VERSION"));
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
 }

@@ -138,7 +138,6 @@ fn reopening_after_a_transient_fault_at_any_call_loses_nothing_acknowledged() {
 
 /// See `crash_regressions::a_reopen_after_a_failed_fsync_does_not_build_on_data_that_never_reached_the_disk`.
 #[test]
-#[ignore = "open bug: recovery trusts a frame whose fdatasync failed (fsyncgate); see crash_regressions.rs"]
 fn reopening_after_a_failed_fsync_of_a_write_loses_nothing_acknowledged() {
     transient_faults(fsync_after_write);
 }

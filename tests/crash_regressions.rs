@@ -1,7 +1,9 @@
 //! Named regression tests for the bugs the crash tests found, one per bug,
-//! each reproducing it on the power-loss simulator. A test is `#[ignore]`d
-//! (with the reason) while its bug is open in the WAL; remove the attribute
-//! with the fix.
+//! each reproducing it on the power-loss simulator. Both are fixed: the
+//! store directory's parents are fsynced when it is created
+//! (`create_dir_durably` in `src/wal/mod.rs`), and a frame whose write or
+//! fdatasync failed is cut out of the segment (`forget_unsynced_frame` in
+//! `src/wal/writer.rs`).
 
 use lockwal::io::FileSystem;
 use lockwal::io::sim::{Fault, Loss, SimFs};
@@ -16,7 +18,6 @@ use std::sync::Arc;
 /// "/srv/locks", syncs its files and the directory itself, but a new
 /// directory's entry lives in its parent, which must be synced too.
 #[test]
-#[ignore = "open bug: WalLockStore::open creates the store directory but never fsyncs its parent"]
 fn a_grant_acknowledged_after_the_first_open_survives_power_loss() {
     let fs = SimFs::new();
     let dir = store_dir();
@@ -41,7 +42,6 @@ fn a_grant_acknowledged_after_the_first_open_survives_power_loss() {
 /// open (or, were the gap tolerated, loses what the reopened store showed
 /// and acknowledged).
 #[test]
-#[ignore = "open bug: recovery trusts a frame whose fdatasync failed (fsyncgate); see the report"]
 fn a_reopen_after_a_failed_fsync_does_not_build_on_data_that_never_reached_the_disk() {
     let fs = SimFs::new();
     let dir = store_dir();

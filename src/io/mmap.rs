@@ -26,15 +26,17 @@ impl FileBytes {
             // Mapping an empty file fails on Linux; there is nothing to map.
             return Ok(FileBytes::Owned(Vec::new()));
         }
-        // SAFETY: `Mmap::map` is unsafe because another process could change
-        // or truncate the file while it is mapped, which would be undefined
-        // behaviour for a `&[u8]` view. Segment and snapshot files are only
-        // written by the process holding the store's exclusive lock file, and
-        // that process never truncates a file it has mapped: replay maps and
-        // drops the map before truncating a torn tail, and read-only openers
-        // map files that the writer only appends to (the prefix they read
-        // does not change). Every byte read through the map is checked
-        // against a checksum before it is trusted.
+        // SAFETY: `Mmap::map` is unsafe because the file could be changed or
+        // truncated while it is mapped, which would change the bytes behind
+        // a `&[u8]` or make reading a page past the new end SIGBUS. Only the
+        // process holding the store's exclusive lock file maps store files
+        // (`FileSystem::read`); it maps them during recovery, before its own
+        // writer exists, and drops every map before it truncates or writes
+        // anything. Another writer cannot exist while it holds the lock.
+        // Readers without the lock (read-only opens, the CLI's inspection
+        // commands) never map: they read through `read_copy`, which copies.
+        // Every byte read through the map is checked against a checksum
+        // before it is trusted.
         let map = unsafe { memmap2::Mmap::map(file)? };
         Ok(FileBytes::Mapped(map))
     }

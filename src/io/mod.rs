@@ -55,6 +55,12 @@ pub trait FileSystem: Send + Sync + 'static {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StoreFile>>;
     /// Reads a whole file (memory-mapped on the real file system).
     fn read(&self, path: &Path) -> io::Result<FileBytes>;
+    /// Reads a whole file into memory, never mapped: for readers that do not
+    /// hold the store's lock, since a writer may truncate a file they would
+    /// have mapped (a mapped page past the new end is SIGBUS).
+    fn read_copy(&self, path: &Path) -> io::Result<FileBytes> {
+        self.read(path)
+    }
     /// Atomically renames `from` to `to`, replacing `to`. Not durable until
     /// the directory is synced.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
@@ -67,6 +73,39 @@ pub trait FileSystem: Send + Sync + 'static {
     /// Takes an exclusive, non-blocking lock on `path` (created if absent).
     /// `Err` of kind `WouldBlock` when another holder has it.
     fn try_lock(&self, path: &Path) -> io::Result<LockGuard>;
+}
+
+/// A file system whose whole-file reads copy instead of mapping
+/// ([`FileSystem::read_copy`]); everything else goes to the inner one.
+/// Read-only opens use it: they do not hold the writer lock, and a writer
+/// starting meanwhile truncates the newest segment.
+pub struct CopyingReads(pub std::sync::Arc<dyn FileSystem>);
+
+impl FileSystem for CopyingReads {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.0.create_dir_all(dir)
+    }
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StoreFile>> {
+        self.0.open(path, mode)
+    }
+    fn read(&self, path: &Path) -> io::Result<FileBytes> {
+        self.0.read_copy(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.0.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.0.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.0.sync_dir(dir)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.0.list(dir)
+    }
+    fn try_lock(&self, path: &Path) -> io::Result<LockGuard> {
+        self.0.try_lock(path)
+    }
 }
 
 /// Joins a directory and a file name.

@@ -49,6 +49,10 @@ impl FileSystem for RealFs {
         FileBytes::map(&File::open(path)?)
     }
 
+    fn read_copy(&self, path: &Path) -> io::Result<FileBytes> {
+        fs::read(path).map(FileBytes::Owned)
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         fs::rename(from, to)
     }

@@ -9,6 +9,7 @@
 
 mod compact;
 pub mod format;
+pub mod inspect;
 mod recovery;
 pub mod scan;
 pub mod snapshot;
@@ -173,6 +174,21 @@ fn remove_all(fs: &dyn FileSystem, paths: &[PathBuf], why: &str) -> Result<bool>
     Ok(!paths.is_empty())
 }
 
+/// Creates `dir` (and missing parents) so that it survives power loss: a
+/// new directory's entry lives in its parent, so each parent of a created
+/// directory is fsynced (regression: `a_grant_acknowledged_after_the_first_open_survives_power_loss`).
+fn create_dir_durably(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    let missing: Vec<&Path> =
+        dir.ancestors().take_while(|d| !d.as_os_str().is_empty() && fs.list(d).is_err()).collect();
+    fs.create_dir_all(dir).map_err(io_error("create directory", dir))?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent).map_err(io_error("fsync directory", parent))?;
+        }
+    }
+    Ok(())
+}
+
 impl WalLockStore {
     /// Opens (creating if needed) the store in `dir` on the real file system.
     pub async fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<Self> {
@@ -198,9 +214,9 @@ impl WalLockStore {
             });
         }
         if options.read_only {
-            return Self::open_read_only(&*fs, dir);
+            return Self::open_read_only(fs, dir);
         }
-        fs.create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
+        create_dir_durably(&*fs, &dir)?;
         let lock_path = dir.join(LOCK_FILE);
         let lock = fs.try_lock(&lock_path).map_err(|e| match e.kind() {
             std::io::ErrorKind::WouldBlock => Error::Locked { dir: dir.clone() },
@@ -214,6 +230,12 @@ impl WalLockStore {
 
         // Repairs, each durable before the next step relies on it.
         let mut dir_dirty = remove_all(&*fs, &temporaries, "leftover temporary file, never trusted")?;
+        if !stale.is_empty() {
+            // The snapshot that covers these must be durable before they go:
+            // its rename may not have been (the compaction that wrote it can
+            // have failed at the directory fsync).
+            fs.sync_dir(&dir).map_err(io_error("fsync directory", &dir))?;
+        }
         dir_dirty |= remove_all(&*fs, &stale, "covered by the snapshot (compaction interrupted)")?;
         let mut kept = &segments[..];
         if let Some((newest, older)) = segments.split_last() {
@@ -247,8 +269,10 @@ impl WalLockStore {
             bytes: snapshot.as_ref().map_or(0, |s| s.bytes),
             ..SnapshotStats::default()
         };
+        let replayed_log: u64 = segment_bytes.values().sum();
         let shared = Arc::new(Shared::new(state, segment_bytes, snapshot_stats));
         shared.counters.last_lsn.store(last_lsn, Relaxed);
+        shared.log_since_snapshot.store(replayed_log, Relaxed);
 
         let (writer_tx, writer_rx) = mpsc::channel();
         let (compactor_tx, compactor_rx) = mpsc::channel();
@@ -300,8 +324,13 @@ impl WalLockStore {
         Ok(store)
     }
 
-    fn open_read_only(fs: &dyn FileSystem, dir: PathBuf) -> Result<Self> {
-        let recovered = recovery::recover(fs, &dir)?;
+    /// Replays without the lock and without changing anything. Files are
+    /// copied, not mapped (a writer may truncate them), and a replay that
+    /// fails while the directory's file names changed (a live writer
+    /// rotated or compacted) is run again.
+    fn open_read_only(fs: Arc<dyn FileSystem>, dir: PathBuf) -> Result<Self> {
+        let fs = crate::io::CopyingReads(fs);
+        let recovered = inspect::retry_while_changing(&fs, &dir, || recovery::recover(&fs, &dir))?;
         let segment_bytes = recovered.segments.iter().map(|s| (s.number, s.scan.valid_end)).collect();
         let snapshot_stats = SnapshotStats {
             lsn: recovered.snapshot.as_ref().map(|s| s.header.lsn),

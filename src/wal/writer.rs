@@ -82,8 +82,9 @@ pub(crate) struct Shared {
     pub segment_bytes: Mutex<BTreeMap<u64, u64>>,
     /// Snapshot facts.
     pub snapshot: Mutex<SnapshotStats>,
-    /// `counters.bytes` when the last snapshot was taken.
-    pub bytes_at_snapshot: AtomicU64,
+    /// Log bytes written since the last snapshot, including those replayed
+    /// at open (so that a store reopened often still compacts).
+    pub log_since_snapshot: AtomicU64,
     /// An automatic compaction is queued or running.
     pub compaction_requested: AtomicBool,
 }
@@ -96,7 +97,7 @@ impl Shared {
             counters: Counters::default(),
             segment_bytes: Mutex::new(segment_bytes),
             snapshot: Mutex::new(snapshot),
-            bytes_at_snapshot: AtomicU64::new(0),
+            log_since_snapshot: AtomicU64::new(0),
             compaction_requested: AtomicBool::new(false),
         }
     }
@@ -257,7 +258,7 @@ impl Writer {
             return Err(e);
         }
         let view = self.shared.state.read().unwrap_or_else(|e| e.into_inner()).view();
-        self.shared.bytes_at_snapshot.store(self.shared.counters.bytes.load(Relaxed), Relaxed);
+        self.shared.log_since_snapshot.store(0, Relaxed);
         Ok(SnapshotPoint { lsn, view, first_kept_segment: self.segment.header.number })
     }
 
@@ -267,7 +268,7 @@ impl Writer {
         let (Some(compactor), Some(threshold)) = (&self.compactor, self.options.compact_after_bytes) else {
             return;
         };
-        let since = self.shared.counters.bytes.load(Relaxed) - self.shared.bytes_at_snapshot.load(Relaxed);
+        let since = self.shared.log_since_snapshot.load(Relaxed);
         let snapshot_bytes = self.shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()).bytes;
         let by_size = since as f64 > self.options.compact_size_multiple * snapshot_bytes as f64;
         if since > threshold && by_size && !self.shared.compaction_requested.swap(true, Relaxed) {
@@ -371,10 +372,17 @@ impl Writer {
         });
         debug_assert_eq!(self.buf.len() as u64, needed);
         let path = &self.segment.path;
-        self.segment.file.write_at(self.segment.offset, &self.buf).map_err(io_error("write", path))?;
-        if self.options.sync == SyncMode::Always {
-            self.segment.file.sync_data().map_err(io_error("fdatasync", path))?;
-            self.shared.counters.fsyncs.fetch_add(1, Relaxed);
+        let written = self.segment.file.write_at(self.segment.offset, &self.buf).map_err(io_error("write", path));
+        let synced = written.and_then(|()| {
+            if self.options.sync == SyncMode::Always {
+                self.shared.counters.fsyncs.fetch_add(1, Relaxed);
+                self.segment.file.sync_data().map_err(io_error("fdatasync", path))?;
+            }
+            Ok(())
+        });
+        if let Err(e) = synced {
+            self.forget_unsynced_frame();
+            return Err(e);
         }
         self.segment.offset += needed;
         self.next_lsn += 1;
@@ -382,8 +390,32 @@ impl Writer {
         counters.records.fetch_add(1, Relaxed);
         counters.bytes.fetch_add(needed, Relaxed);
         counters.last_lsn.store(lsn, Relaxed);
+        self.shared.log_since_snapshot.fetch_add(needed, Relaxed);
         self.shared.add_segment_bytes(self.segment.header.number, needed);
         Ok(())
+    }
+
+    /// After a failed write or sync, cuts the frame that may not be on disk
+    /// out of the file. Linux marks the pages of a failed fdatasync clean
+    /// ("fsyncgate"): left alone, the frame would stay readable in the page
+    /// cache, and a reopen in the same boot would replay it and append after
+    /// it, over a hole on the disk (regression:
+    /// `a_reopen_after_a_failed_fsync_does_not_build_on_data_that_never_reached_the_disk`).
+    /// Truncating drops those cached bytes; extending again restores the
+    /// pre-sized length. Best effort: the store is poisoned either way, and
+    /// if the disk refuses even this, the frame can at worst come back as a
+    /// torn tail.
+    fn forget_unsynced_frame(&mut self) {
+        let (offset, path) = (self.segment.offset, &self.segment.path);
+        let cut = self
+            .segment
+            .file
+            .set_len(offset)
+            .and_then(|()| self.segment.file.set_len(self.options.segment_size.max(offset)));
+        match cut {
+            Ok(()) => tracing::warn!(file = %path.display(), offset, "cut the unsynced frame out of the segment"),
+            Err(e) => tracing::error!(file = %path.display(), offset, error = %e, "could not cut the unsynced frame"),
+        }
     }
 
     /// Starts the next segment at `first_lsn`. The current one needs no

@@ -1,0 +1,467 @@
+//! Runs the comparison and writes one JSON document with every number.
+//!
+//! ```text
+//! compare [--quick] [--dir DIR] [--out FILE] [--peers a,b] [--workloads w1,w2,w3,w4,w5]
+//!         [--locks N] [--tasks 1,4,16,64,256] [--warmup S] [--seconds S]
+//!         [--queries N] [--restores N] [--no-cold]
+//! ```
+//!
+//! W3/W4 run in a fresh child process per restore (this binary, with
+//! `child-restore`), so that its peak RSS is the restore's alone.
+
+use lockwal_compare::data::Shape;
+use lockwal_compare::engines;
+use lockwal_compare::machine::{self, Machine};
+use lockwal_compare::workload::{self, Queries, Restore, Run, Timing};
+use lockwal_compare::{Caps, Dataset, Peer, Result};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Serialize)]
+struct Settings {
+    quick: bool,
+    locks: u64,
+    tasks: Vec<usize>,
+    timing: Timing,
+    queries: usize,
+    restores: usize,
+    cold: bool,
+    w5_tasks: usize,
+    #[serde(skip)]
+    dir: PathBuf,
+    #[serde(skip)]
+    out: Option<PathBuf>,
+    #[serde(skip)]
+    peers: Option<Vec<String>>,
+    #[serde(skip)]
+    workloads: Vec<String>,
+}
+
+impl Settings {
+    fn parse(args: &[String]) -> Result<Self> {
+        let quick = args.iter().any(|a| a == "--quick");
+        let mut s = if quick {
+            Settings {
+                quick,
+                locks: 4096,
+                tasks: vec![1, 4, 16],
+                timing: Timing { warmup: Duration::from_millis(50), measure: Duration::from_millis(200) },
+                queries: 20,
+                restores: 1,
+                cold: true,
+                w5_tasks: 16,
+                dir: std::env::temp_dir().join(format!("lockwal-compare-{}", std::process::id())),
+                out: None,
+                peers: None,
+                workloads: vec![],
+            }
+        } else {
+            Settings {
+                quick,
+                locks: 1_000_000,
+                tasks: vec![1, 4, 16, 64, 256],
+                timing: Timing { warmup: Duration::from_secs(1), measure: Duration::from_secs(5) },
+                queries: 2000,
+                restores: 3,
+                cold: true,
+                w5_tasks: 64,
+                dir: PathBuf::from("target/compare-data"),
+                out: None,
+                peers: None,
+                workloads: vec![],
+            }
+        };
+        let mut it = args.iter();
+        let secs = |v: &str| -> Result<Duration> { Ok(Duration::from_secs_f64(v.parse()?)) };
+        while let Some(arg) = it.next() {
+            let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+            match arg.as_str() {
+                "--quick" => {}
+                "--no-cold" => s.cold = false,
+                "--dir" => s.dir = value()?.into(),
+                "--out" => s.out = Some(value()?.into()),
+                "--peers" => s.peers = Some(value()?.split(',').map(str::to_owned).collect()),
+                "--workloads" => s.workloads = value()?.split(',').map(str::to_owned).collect(),
+                "--locks" => s.locks = value()?.parse()?,
+                "--tasks" => s.tasks = value()?.split(',').map(str::parse).collect::<std::result::Result<_, _>>()?,
+                "--warmup" => s.timing.warmup = secs(value()?)?,
+                "--seconds" => s.timing.measure = secs(value()?)?,
+                "--queries" => s.queries = value()?.parse()?,
+                "--restores" => s.restores = value()?.parse()?,
+                "--w5-tasks" => s.w5_tasks = value()?.parse()?,
+                other => return Err(format!("unknown argument {other} (see the module docs)").into()),
+            }
+        }
+        if s.workloads.is_empty() {
+            s.workloads = ["w1", "w2", "w3", "w4", "w5"].map(String::from).to_vec();
+        }
+        Ok(s)
+    }
+
+    fn runs(&self, workload: &str) -> bool {
+        self.workloads.iter().any(|w| w == workload)
+    }
+
+    fn peers(&self, wanted: impl Fn(Caps) -> bool) -> Vec<Arc<dyn Peer>> {
+        engines::all()
+            .into_iter()
+            .filter(|p| wanted(p.caps()))
+            .filter(|p| self.peers.as_ref().is_none_or(|names| names.iter().any(|n| n == p.name())))
+            .collect()
+    }
+}
+
+/// Collects results and failures (a failing peer is reported, not fatal).
+#[derive(Default)]
+struct Report {
+    w1: Vec<Value>,
+    w2: Vec<Value>,
+    w3: Vec<Value>,
+    w4: Vec<Value>,
+    w5: Option<Value>,
+    errors: Vec<Value>,
+}
+
+impl Report {
+    fn failed(&mut self, workload: &str, peer: &str, error: &dyn std::fmt::Display) {
+        eprintln!("  FAILED {workload} {peer}: {error}");
+        self.errors.push(json!({ "workload": workload, "peer": peer, "error": error.to_string() }));
+    }
+}
+
+fn fresh_dir(path: &Path) -> Result<PathBuf> {
+    if path.exists() {
+        std::fs::remove_dir_all(path)?;
+    }
+    std::fs::create_dir_all(path)?;
+    Ok(path.to_owned())
+}
+
+fn disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => stack.push(entry.path()),
+                Ok(m) => total += m.blocks() * 512,
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+fn summary(run: &Run) -> String {
+    format!(
+        "{:>9.0} ops/s  p50 {:>8.0} us  p99 {:>8.0} us  ({} ops)",
+        run.ops_per_sec, run.latency.p50_us, run.latency.p99_us, run.ops
+    )
+}
+
+async fn w1(s: &Settings, data: &Arc<Dataset>, report: &mut Report) {
+    eprintln!("W1 serial durable grant+release ({:?} per store)", s.timing.measure);
+    for peer in s.peers(|c| c.serial) {
+        let result = async {
+            let dir = fresh_dir(&s.dir.join("w1").join(peer.name()))?;
+            let store = peer.open(&dir).await?;
+            let run = workload::serial(store.clone(), data.clone(), s.timing).await?;
+            store.close().await?;
+            std::fs::remove_dir_all(&dir)?;
+            Ok::<_, lockwal_compare::Error>(run)
+        }
+        .await;
+        match result {
+            Ok(run) => {
+                eprintln!("  {:<16} {}", peer.name(), summary(&run));
+                report.w1.push(json!({ "peer": peer.name(), "run": run }));
+            }
+            Err(e) => report.failed("w1", peer.name(), &e),
+        }
+    }
+}
+
+async fn w2(s: &Settings, data: &Arc<Dataset>, report: &mut Report) {
+    eprintln!("W2 concurrent durable grants ({:?} per level)", s.timing.measure);
+    for peer in s.peers(|c| c.concurrent) {
+        let mut runs = Vec::new();
+        for &tasks in &s.tasks {
+            let result = async {
+                let dir = fresh_dir(&s.dir.join("w2").join(peer.name()))?;
+                let store = peer.open(&dir).await?;
+                let run = workload::concurrent(store.clone(), data.clone(), tasks, s.timing).await?;
+                store.close().await?;
+                std::fs::remove_dir_all(&dir)?;
+                Ok::<_, lockwal_compare::Error>(run)
+            }
+            .await;
+            match result {
+                Ok(run) => {
+                    eprintln!("  {:<16} {tasks:>3} tasks {}", peer.name(), summary(&run));
+                    runs.push(run);
+                }
+                Err(e) => report.failed("w2", peer.name(), &e),
+            }
+        }
+        report.w2.push(json!({ "peer": peer.name(), "runs": runs }));
+    }
+}
+
+#[derive(Debug, serde::Deserialize, Serialize)]
+struct ChildOutput {
+    restore: Restore,
+    queries: Option<Queries>,
+}
+
+/// Restores `dir` in a fresh process (and runs W4 there when `queries > 0`).
+fn child_restore(s: &Settings, peer: &str, dir: &Path, queries: usize) -> Result<ChildOutput> {
+    let out = Command::new(std::env::current_exe()?)
+        .arg("child-restore")
+        .args(["--peer", peer, "--locks", &s.locks.to_string(), "--queries", &queries.to_string()])
+        .arg("--dir")
+        .arg(dir)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("child failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+async fn w3_w4(s: &Settings, data: &Arc<Dataset>, report: &mut Report) {
+    let (restore, queries) = (s.runs("w3"), s.runs("w4"));
+    eprintln!("W3/W4 restore and queries on {} locks", s.locks);
+    let peers = s.peers(|c| (restore && c.restore) || (queries && c.queries));
+    for peer in peers {
+        let caps = peer.caps();
+        let dir = s.dir.join("w3").join(peer.name());
+        let mut build_s = 0.0;
+        let mut disk = 0;
+        if caps.restore {
+            let build = async {
+                fresh_dir(&dir)?;
+                workload::build(&*peer, &dir, data, s.locks).await
+            }
+            .await;
+            build_s = match build {
+                Ok(t) => t.as_secs_f64(),
+                Err(e) => {
+                    report.failed("w3", peer.name(), &e);
+                    continue;
+                }
+            };
+            disk = disk_bytes(&dir);
+            eprintln!(
+                "  {:<16} built in {build_s:.1} s, {:.0} MiB on disk",
+                peer.name(),
+                disk as f64 / (1 << 20) as f64
+            );
+        }
+        let mut warm = Vec::new();
+        let mut w4 = None;
+        // The memory backend cannot be reopened: its W4 runs in this process.
+        if !caps.restore {
+            if queries && caps.queries {
+                let result = async {
+                    let store = peer.open(&dir).await?;
+                    let mut at = 0;
+                    while at < s.locks {
+                        let end = (at + workload::LOAD_CHUNK).min(s.locks);
+                        store.load(data.locks(at..end)).await?;
+                        at = end;
+                    }
+                    workload::queries(&*store, data, s.queries, 7).await
+                }
+                .await;
+                match result {
+                    Ok(q) => w4 = Some(q),
+                    Err(e) => report.failed("w4", peer.name(), &e),
+                }
+            }
+        } else {
+            let reps = if restore { s.restores } else { 1 };
+            for rep in 0..reps {
+                let q = if queries && caps.queries && rep + 1 == reps { s.queries } else { 0 };
+                match child_restore(s, peer.name(), &dir, q) {
+                    Ok(out) => {
+                        eprintln!(
+                            "  {:<16} restore (warm) {:.3} s (open {:.3} s), peak RSS {:.0} MiB, {} locks",
+                            peer.name(),
+                            out.restore.total_s,
+                            out.restore.open_s,
+                            out.restore.peak_rss_bytes as f64 / (1 << 20) as f64,
+                            out.restore.locks
+                        );
+                        warm.push(out.restore);
+                        if out.queries.is_some() {
+                            w4 = out.queries;
+                        }
+                    }
+                    Err(e) => report.failed("w3", peer.name(), &e),
+                }
+            }
+        }
+        let mut cold = None;
+        if restore && caps.restore && s.cold {
+            let evicted = machine::evict(&dir).map_err(Into::into);
+            match evicted.and_then(|_| child_restore(s, peer.name(), &dir, 0)) {
+                Ok(out) => {
+                    eprintln!("  {:<16} restore (cold) {:.3} s", peer.name(), out.restore.total_s);
+                    cold = Some(out.restore);
+                }
+                Err(e) => report.failed("w3-cold", peer.name(), &e),
+            }
+        }
+        if let Some(q) = &w4 {
+            eprintln!(
+                "  {:<16} by client p50 {:.0} us p99 {:.0} us ({:.0} rows); by file p50 {:.0} us p99 {:.0} us ({:.0} rows)",
+                peer.name(),
+                q.by_client.p50_us,
+                q.by_client.p99_us,
+                q.by_client_rows,
+                q.by_file.p50_us,
+                q.by_file.p99_us,
+                q.by_file_rows
+            );
+            report.w4.push(json!({ "peer": peer.name(), "queries": q }));
+        }
+        if restore && caps.restore {
+            report.w3.push(json!({
+                "peer": peer.name(), "build_s": build_s, "disk_bytes": disk, "warm": warm, "cold": cold,
+            }));
+        }
+        // W5 reuses lockwal's 1M-lock store; the others are done.
+        if peer.name() != "lockwal-wal" || !s.runs("w5") {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
+async fn w5(s: &Settings, data: &Arc<Dataset>, report: &mut Report) {
+    let wanted = s.peers.as_ref().is_none_or(|p| p.iter().any(|n| n == "lockwal-wal"));
+    if !wanted {
+        return;
+    }
+    eprintln!("W5 durable puts while compactions run ({} tasks)", s.w5_tasks);
+    let dir = s.dir.join("w3").join("lockwal-wal");
+    let result = async {
+        if !dir.exists() {
+            fresh_dir(&dir)?;
+            workload::build(&engines::wal::Wal::Snapshot, &dir, data, s.locks).await?;
+        }
+        workload::during_compaction(&dir, data.clone(), s.w5_tasks, s.timing).await
+    }
+    .await;
+    match result {
+        Ok(r) => {
+            eprintln!("  without compaction {}", summary(&r.without));
+            eprintln!("  with compactions   {} ({} compactions)", summary(&r.with), r.compactions);
+            report.w5 = Some(serde_json::to_value(r).expect("serializable"));
+        }
+        Err(e) => report.failed("w5", "lockwal-wal", &e),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn run(s: Settings) -> Result<Value> {
+    std::fs::create_dir_all(&s.dir)?;
+    let machine = Machine::describe(&s.dir);
+    eprintln!(
+        "{} x {}, {}, kernel {}, load {:?}",
+        machine.nproc, machine.cpu, machine.fs, machine.kernel, machine.loadavg
+    );
+    let data = Arc::new(Dataset::new(Shape::default()));
+    let started = Instant::now();
+    let cpu_before = machine::CpuTimes::now();
+    let mut report = Report::default();
+    if s.runs("w1") {
+        w1(&s, &data, &mut report).await;
+    }
+    if s.runs("w2") {
+        w2(&s, &data, &mut report).await;
+    }
+    if s.runs("w3") || s.runs("w4") {
+        w3_w4(&s, &data, &mut report).await;
+    }
+    if s.runs("w5") {
+        w5(&s, &data, &mut report).await;
+    }
+    let (others, steal) = cpu_before.others_since(&machine::CpuTimes::now());
+    eprintln!("other processes used {:.0}% of the CPUs during the run ({:.0}% stolen)", others * 100.0, steal * 100.0);
+    let peers: Vec<Value> = engines::all()
+        .iter()
+        .map(|p| {
+            let c = p.caps();
+            json!({ "name": p.name(), "config": p.config(),
+                    "caps": { "w1": c.serial, "w2": c.concurrent, "w3": c.restore, "w4": c.queries } })
+        })
+        .collect();
+    Ok(json!({
+        "format": 1,
+        "machine": machine,
+        "load_after": machine::loadavg(),
+        "cpu_others": others,
+        "cpu_steal": steal,
+        "seconds": started.elapsed().as_secs_f64(),
+        "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
+        "settings": s,
+        "peers": peers,
+        "w1": report.w1,
+        "w2": report.w2,
+        "w3": report.w3,
+        "w4": report.w4,
+        "w5": report.w5,
+        "errors": report.errors,
+    }))
+}
+
+async fn child(args: &[String]) -> Result<()> {
+    let (mut peer, mut dir, mut locks, mut queries) = (None, None, 0u64, 0usize);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{arg} needs a value"))?;
+        match arg.as_str() {
+            "--peer" => peer = engines::by_name(value),
+            "--dir" => dir = Some(PathBuf::from(value)),
+            "--locks" => locks = value.parse()?,
+            "--queries" => queries = value.parse()?,
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    let (peer, dir) = (peer.ok_or("unknown or missing --peer")?, dir.ok_or("missing --dir")?);
+    let data = Dataset::new(Shape::default());
+    let (restore, store, resident) = workload::restore(&*peer, &dir, &data).await?;
+    if restore.locks != locks {
+        return Err(format!("{}: read back {} locks, expected {locks}", peer.name(), restore.locks).into());
+    }
+    drop(resident);
+    let queries = if queries > 0 { Some(workload::queries(&*store, &data, queries, 7).await?) } else { None };
+    store.close().await?;
+    println!("{}", serde_json::to_string(&ChildOutput { restore, queries })?);
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if args.first().map(String::as_str) == Some("child-restore") {
+        return runtime.block_on(child(&args[1..]));
+    }
+    let settings = Settings::parse(&args)?;
+    let out = settings.out.clone();
+    let quick_dir = settings.quick.then(|| settings.dir.clone());
+    let report = runtime.block_on(run(settings));
+    if let Some(dir) = quick_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let text = serde_json::to_string_pretty(&report?)?;
+    match out {
+        Some(path) => std::fs::write(path, text + "\n")?,
+        None => println!("{text}"),
+    }
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! The workloads of issue 7, as plain async functions over [`Store`], used
+//! by both the `compare` runner (which records every latency) and the
+//! criterion benches.
+
+use crate::engine::{Peer, Store};
+use crate::stats::Latency;
+use crate::{Dataset, Result};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// Lock numbers from here on are fresh: never part of a loaded data set.
+pub const FRESH_IDS: u64 = 1 << 40;
+
+/// How many locks a bulk-load chunk holds (lockwal's transaction limit).
+pub const LOAD_CHUNK: u64 = 4096;
+
+/// How long a timed phase warms up and then measures.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Timing {
+    /// Untimed warm-up.
+    pub warmup: Duration,
+    /// Measured window.
+    pub measure: Duration,
+}
+
+/// Throughput and latency of a timed phase.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Run {
+    /// Concurrent tasks.
+    pub tasks: usize,
+    /// Durable ops completed in the window.
+    pub ops: u64,
+    /// Length of the window.
+    pub seconds: f64,
+    /// `ops / seconds`.
+    pub ops_per_sec: f64,
+    /// Latency of single ops.
+    pub latency: Latency,
+    /// The engine's counters after the phase, if it has any.
+    pub engine: Option<serde_json::Value>,
+}
+
+/// Runs `tasks` tasks, each looping `body(store, n)` (which returns the
+/// latencies of the durable ops it did) over fresh lock numbers, for the
+/// warm-up and then the measured window. An op counts when it starts and
+/// ends inside the window. Deadlines are read from the clock rather than
+/// from timers, and each task yields after each op, so a store that never
+/// waits (the memory backend) cannot starve the runtime.
+async fn timed<F, Fut>(store: Arc<dyn Store>, tasks: usize, timing: Timing, body: F) -> Result<Run>
+where
+    F: Fn(Arc<dyn Store>, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<[Option<Duration>; 2]>> + Send,
+{
+    let next = Arc::new(AtomicU64::new(FRESH_IDS));
+    let body = Arc::new(body);
+    let begin = Instant::now() + timing.warmup;
+    let end = begin + timing.measure;
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (next, body, store) = (next.clone(), body.clone(), store.clone());
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                loop {
+                    let started = Instant::now();
+                    if started >= end {
+                        return Ok::<_, crate::Error>(samples);
+                    }
+                    let lats = body(store.clone(), next.fetch_add(1, Relaxed)).await?;
+                    if started >= begin && Instant::now() <= end {
+                        samples.extend(lats.into_iter().flatten());
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    for handle in handles {
+        samples.extend(handle.await??);
+    }
+    let seconds = timing.measure.as_secs_f64();
+    let ops = samples.len() as u64;
+    Ok(Run {
+        tasks,
+        ops,
+        seconds,
+        ops_per_sec: ops as f64 / seconds,
+        latency: Latency::of(&mut samples),
+        engine: store.stats(),
+    })
+}
+
+/// W1: one task grants a lock and releases it, each durable before the
+/// next; every grant and every release is one op.
+pub async fn serial(store: Arc<dyn Store>, data: Arc<Dataset>, timing: Timing) -> Result<Run> {
+    timed(store, 1, timing, move |store, n| {
+        let lock = data.lock(n);
+        async move {
+            let t = Instant::now();
+            store.put(lock.clone()).await?;
+            let grant = t.elapsed();
+            let t = Instant::now();
+            store.delete(&lock).await?;
+            Ok([Some(grant), Some(t.elapsed())])
+        }
+    })
+    .await
+}
+
+/// W2: `tasks` tasks each granting fresh locks, each grant durable before
+/// the task's next one.
+pub async fn concurrent(store: Arc<dyn Store>, data: Arc<Dataset>, tasks: usize, timing: Timing) -> Result<Run> {
+    timed(store, tasks, timing, move |store, n| {
+        let lock = data.lock(n);
+        async move {
+            let t = Instant::now();
+            store.put(lock).await?;
+            Ok([Some(t.elapsed()), None])
+        }
+    })
+    .await
+}
+
+/// Fills a fresh store in `dir` with locks `0..locks` of `data` (chunks of
+/// [`LOAD_CHUNK`], each durable), settles it and closes it.
+pub async fn build(peer: &dyn Peer, dir: &Path, data: &Dataset, locks: u64) -> Result<Duration> {
+    let start = Instant::now();
+    let store = peer.open(dir).await?;
+    let mut at = 0;
+    while at < locks {
+        let end = (at + LOAD_CHUNK).min(locks);
+        store.load(data.locks(at..end)).await?;
+        at = end;
+    }
+    store.settle().await?;
+    store.close().await?;
+    Ok(start.elapsed())
+}
+
+/// W3: open the store in `dir` and read every lock back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Restore {
+    /// Locks read back.
+    pub locks: u64,
+    /// Time to open (lockwal: replay).
+    pub open_s: f64,
+    /// Time to read every lock back after opening.
+    pub read_s: f64,
+    /// Open plus read.
+    pub total_s: f64,
+    /// Peak resident set of the process so far (VmHWM).
+    pub peak_rss_bytes: u64,
+    /// Anonymous resident memory after the read (RssAnon).
+    pub rss_anon_bytes: u64,
+    /// The engine's counters after open, if it has any.
+    pub engine: Option<serde_json::Value>,
+}
+
+/// Opens `dir` and reads every lock back; returns the open store too (W4
+/// runs on it) and what the read left resident.
+pub async fn restore(
+    peer: &dyn Peer,
+    dir: &Path,
+    data: &Dataset,
+) -> Result<(Restore, Arc<dyn Store>, Box<dyn std::any::Any + Send>)> {
+    let start = Instant::now();
+    let store = peer.open(dir).await?;
+    let opened = start.elapsed();
+    let restored = store.read_all(data).await?;
+    let total = start.elapsed();
+    let result = Restore {
+        locks: restored.locks,
+        open_s: opened.as_secs_f64(),
+        read_s: (total - opened).as_secs_f64(),
+        total_s: total.as_secs_f64(),
+        peak_rss_bytes: crate::machine::status_bytes("VmHWM"),
+        rss_anon_bytes: crate::machine::status_bytes("RssAnon"),
+        engine: store.stats(),
+    };
+    Ok((result, store, restored.resident))
+}
+
+/// W4: latencies of queries by client and by file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Queries {
+    /// By client (about 1,000 locks each on the 1M store).
+    pub by_client: Latency,
+    /// Mean locks returned by a client query.
+    pub by_client_rows: f64,
+    /// By file (about 100 locks each).
+    pub by_file: Latency,
+    /// Mean locks returned by a file query.
+    pub by_file_rows: f64,
+}
+
+/// Runs `n` queries of each kind on random keys (after `n / 10` untimed).
+pub async fn queries(store: &dyn Store, data: &Dataset, n: usize, seed: u64) -> Result<Queries> {
+    let mut rng = crate::data::Rng::new(seed);
+    let shape = data.shape();
+    let mut one = async |by_client: bool, timed: bool, rows: &mut u64, lats: &mut Vec<Duration>| -> Result<()> {
+        let t = Instant::now();
+        let found = if by_client {
+            store.by_client(&data.clients()[rng.below(shape.clients) as usize]).await?
+        } else {
+            store.by_file(&data.files()[rng.below(shape.files) as usize]).await?
+        };
+        if timed {
+            lats.push(t.elapsed());
+            *rows += found.len() as u64;
+        }
+        Ok(())
+    };
+    let (mut client_lats, mut file_lats) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut client_rows, mut file_rows) = (0, 0);
+    for i in 0..n + n / 10 {
+        let timed = i >= n / 10;
+        one(true, timed, &mut client_rows, &mut client_lats).await?;
+        one(false, timed, &mut file_rows, &mut file_lats).await?;
+    }
+    Ok(Queries {
+        by_client: Latency::of(&mut client_lats),
+        by_client_rows: client_rows as f64 / n.max(1) as f64,
+        by_file: Latency::of(&mut file_lats),
+        by_file_rows: file_rows as f64 / n.max(1) as f64,
+    })
+}
+
+/// W5: durable puts from `tasks` tasks on the store in `dir`, first alone,
+/// then while compactions run back to back (lockwal only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DuringCompaction {
+    /// Locks in the store when the phases started.
+    pub live_locks: u64,
+    /// Puts with no compaction running (automatic compaction off).
+    pub without: Run,
+    /// Puts while `compact()` runs in a loop.
+    pub with: Run,
+    /// Compactions that finished while the second phase ran (the first
+    /// starts with its warm-up).
+    pub compactions: u64,
+    /// Mean duration of those compactions.
+    pub mean_compaction_s: f64,
+    /// `with.p99 / without.p99`.
+    pub p99_ratio: f64,
+}
+
+/// Runs W5 on the lockwal WAL store in `dir` (usually the 1M-lock store).
+pub async fn during_compaction(
+    dir: &Path,
+    data: Arc<Dataset>,
+    tasks: usize,
+    timing: Timing,
+) -> Result<DuringCompaction> {
+    use crate::engines::wal::Wal;
+    use std::sync::atomic::AtomicBool;
+    let options = lockwal::wal::WalOptions { compact_after_bytes: None, ..Wal::Snapshot.options() };
+    let wal = Arc::new(Wal::Snapshot.open_with(dir, options).await?);
+    let live_locks = wal.store.stats().locks;
+    let without = concurrent(wal.clone(), data.clone(), tasks, timing).await?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let compactor = {
+        let (wal, stop) = (wal.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut spent = Vec::new();
+            while !stop.load(Relaxed) {
+                let t = Instant::now();
+                wal.store.compact().await?;
+                spent.push(t.elapsed());
+            }
+            Ok::<_, crate::Error>(spent)
+        })
+    };
+    let with = concurrent(wal.clone(), data, tasks, timing).await?;
+    stop.store(true, Relaxed);
+    let spent = compactor.await??;
+    wal.close().await?;
+    let compactions = spent.len() as u64;
+    Ok(DuringCompaction {
+        live_locks,
+        p99_ratio: with.latency.p99_us / without.latency.p99_us,
+        without,
+        with,
+        compactions,
+        mean_compaction_s: spent.iter().sum::<Duration>().as_secs_f64() / compactions.max(1) as f64,
+    })
+}

@@ -1,0 +1,2 @@
+-- Reverts migration 2: drops the client records.
+DROP TABLE lockwal_clients;

@@ -1,0 +1,652 @@
+//! How the model maps to columns: statement parameters from locks and client
+//! records, and rows back to them, with the exact `u64` codec for
+//! `numeric(20,0)` columns.
+//!
+//! Every decoding step checks what it reads: a row that does not fit the
+//! model (a NULL where the kind needs a value, an unknown enum text, bytes
+//! that are not UTF-8) is an error naming the table, the key and the column,
+//! never a silently skipped or defaulted record.
+
+use crate::error::{Error, Result};
+use crate::model::{
+    ByteRange, ClientKind, ClientRecord, Delegation, DelegationType, Lease, LeaseBreak, LeaseKey, LeaseState, LockKind,
+    LockType, PersistedLock, ShareAccess, ShareDeny, ShareReservation, Timestamp,
+};
+use bytes::{BufMut, BytesMut};
+use std::error::Error as StdError;
+use tokio_postgres::Row;
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+
+type BoxError = Box<dyn StdError + Sync + Send>;
+
+/// A `u64` as PostgreSQL `numeric`, in the binary wire format: exact over
+/// the whole range, so `2^64-1` is stored as `18446744073709551615`.
+///
+/// The format (PostgreSQL's `numeric_send`): `ndigits`, `weight`, `sign`,
+/// `dscale` as 16-bit big-endian integers, then `ndigits` base-10000 digits,
+/// most significant first; the value is `sum(digit[i] * 10000^(weight - i))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PgU64(pub(crate) u64);
+
+const NUMERIC_POS: u16 = 0x0000;
+const NBASE: u64 = 10_000;
+
+impl PgU64 {
+    /// The binary `numeric` encoding of the value.
+    pub(crate) fn encode(self, out: &mut impl BufMut) {
+        let mut digits = [0u16; 5]; // 10000^5 > 2^64
+        let mut n = 0;
+        let mut v = self.0;
+        while v > 0 {
+            digits[n] = (v % NBASE) as u16;
+            v /= NBASE;
+            n += 1;
+        }
+        digits[..n].reverse();
+        let weight = n as i16 - 1;
+        // Trailing zero digits are implied by the weight.
+        while n > 0 && digits[n - 1] == 0 {
+            n -= 1;
+        }
+        out.put_i16(n as i16);
+        out.put_i16(if n == 0 { 0 } else { weight });
+        out.put_u16(NUMERIC_POS);
+        out.put_u16(0); // display scale: an integer
+        for d in &digits[..n] {
+            out.put_u16(*d);
+        }
+    }
+
+    /// Decodes a binary `numeric`; refuses negative, non-integer, NaN,
+    /// infinite and out-of-range values instead of rounding or wrapping.
+    pub(crate) fn decode(raw: &[u8]) -> Result<Self, String> {
+        let word = |i: usize| -> Result<u16, String> {
+            raw.get(2 * i..2 * i + 2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+                .ok_or_else(|| format!("numeric value truncated at byte {}", 2 * i))
+        };
+        let ndigits = word(0)? as i16;
+        let weight = word(1)? as i16;
+        let sign = word(2)?;
+        if ndigits < 0 {
+            return Err(format!("numeric value with {ndigits} digits"));
+        }
+        let ndigits = ndigits as usize;
+        if raw.len() != 8 + 2 * ndigits {
+            return Err(format!("numeric value of {} bytes for {ndigits} digits", raw.len()));
+        }
+        if sign != NUMERIC_POS {
+            return Err(match sign {
+                0x4000 => "negative numeric value where an unsigned 64-bit integer belongs".to_owned(),
+                other => format!("numeric special value (sign word {other:#06x}) where an integer belongs"),
+            });
+        }
+        let mut value: u64 = 0;
+        // Positions weight, weight-1, ..., 0 are the integer part; digits
+        // beyond the stored ones are zero; digits below position 0 must be 0.
+        for i in 0..ndigits.max((weight.max(-1) + 1) as usize) {
+            let digit = if i < ndigits { word(4 + i)? } else { 0 };
+            if digit as u64 >= NBASE {
+                return Err(format!("numeric digit {digit} out of range"));
+            }
+            let position = weight as i32 - i as i32;
+            if position < 0 {
+                if digit != 0 {
+                    return Err("numeric value has a fractional part where an integer belongs".to_owned());
+                }
+                continue;
+            }
+            value = value
+                .checked_mul(NBASE)
+                .and_then(|v| v.checked_add(digit as u64))
+                .ok_or_else(|| "numeric value above 2^64-1".to_owned())?;
+        }
+        Ok(PgU64(value))
+    }
+}
+
+impl ToSql for PgU64 {
+    fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        self.encode(out);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::NUMERIC
+    }
+
+    to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for PgU64 {
+    fn from_sql(_ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        PgU64::decode(raw).map_err(Into::into)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::NUMERIC
+    }
+}
+
+// ---- enums as text ----------------------------------------------------------
+
+fn lock_type_text(t: LockType) -> &'static str {
+    match t {
+        LockType::Shared => "shared",
+        LockType::Exclusive => "exclusive",
+    }
+}
+
+fn share_access_text(a: ShareAccess) -> &'static str {
+    match a {
+        ShareAccess::Read => "read",
+        ShareAccess::Write => "write",
+        ShareAccess::ReadWrite => "read_write",
+    }
+}
+
+fn share_deny_text(d: ShareDeny) -> &'static str {
+    match d {
+        ShareDeny::None => "none",
+        ShareDeny::Read => "read",
+        ShareDeny::Write => "write",
+        ShareDeny::All => "all",
+    }
+}
+
+fn delegation_type_text(t: DelegationType) -> &'static str {
+    match t {
+        DelegationType::Read => "read",
+        DelegationType::Write => "write",
+    }
+}
+
+fn client_kind_text(k: ClientKind) -> &'static str {
+    match k {
+        ClientKind::Nsm => "nsm",
+        ClientKind::Nfs4 => "nfs4",
+        ClientKind::Smb => "smb",
+    }
+}
+
+/// Lease state as the SMB documents write it: `R`, `W`, `H` in that order.
+fn lease_state_text(s: LeaseState) -> &'static str {
+    const TEXT: [&str; 8] = ["", "R", "W", "RW", "H", "RH", "WH", "RWH"];
+    TEXT[s.read as usize | (s.write as usize) << 1 | (s.handle as usize) << 2]
+}
+
+fn parse_lease_state(text: &str) -> Option<LeaseState> {
+    let (read, rest) = text.strip_prefix('R').map_or((false, text), |r| (true, r));
+    let (write, rest) = rest.strip_prefix('W').map_or((false, rest), |r| (true, r));
+    let (handle, rest) = rest.strip_prefix('H').map_or((false, rest), |r| (true, r));
+    rest.is_empty().then_some(LeaseState { read, write, handle })
+}
+
+// ---- locks ------------------------------------------------------------------
+
+/// The columns of `lockwal_locks` in the order of [`LockParams::refs`] and
+/// of every `SELECT` the backend decodes, with the type each parameter is
+/// cast to.
+pub(crate) const LOCK_COLUMNS: [(&str, &str); 29] = [
+    ("id", "bytea"),
+    ("share", "bytea"),
+    ("file_id", "bytea"),
+    ("owner_id", "bytea"),
+    ("client_id", "bytea"),
+    ("kind", "text"),
+    ("acquired_at", "bigint"),
+    ("server_epoch", "bigint"),
+    ("range_type", "text"),
+    ("range_offset", "numeric"),
+    ("range_length", "numeric"),
+    ("range_zero_byte", "boolean"),
+    ("share_access", "text"),
+    ("share_deny", "text"),
+    ("lease_key", "bytea"),
+    ("lease_state", "text"),
+    ("lease_epoch", "integer"),
+    ("lease_parent_key", "bytea"),
+    ("lease_is_directory", "boolean"),
+    ("lease_is_traditional_oplock", "boolean"),
+    ("lease_break_to", "text"),
+    ("lease_break_required", "text"),
+    ("lease_break_started_at", "bigint"),
+    ("deleg_id", "numeric"),
+    ("deleg_type", "text"),
+    ("deleg_breaking", "boolean"),
+    ("deleg_recalled", "boolean"),
+    ("deleg_revoked", "boolean"),
+    ("deleg_notification_mask", "bigint"),
+];
+
+/// 1-based parameter number of `server_epoch` in [`LOCK_COLUMNS`]; the fenced
+/// upsert compares the stored epoch with it.
+pub(crate) const LOCK_EPOCH_PARAM: usize = 8;
+
+/// The statement parameters of one lock, borrowed from it where possible.
+#[derive(Default)]
+pub(crate) struct LockParams<'a> {
+    id: &'a [u8],
+    share: &'a [u8],
+    file_id: &'a [u8],
+    owner_id: &'a [u8],
+    client_id: &'a [u8],
+    kind: &'static str,
+    acquired_at: i64,
+    server_epoch: i64,
+    range_type: Option<&'static str>,
+    range_offset: Option<PgU64>,
+    range_length: Option<PgU64>,
+    range_zero_byte: Option<bool>,
+    share_access: Option<&'static str>,
+    share_deny: Option<&'static str>,
+    lease_key: Option<&'a [u8]>,
+    lease_state: Option<&'static str>,
+    lease_epoch: Option<i32>,
+    lease_parent_key: Option<&'a [u8]>,
+    lease_is_directory: Option<bool>,
+    lease_is_traditional_oplock: Option<bool>,
+    lease_break_to: Option<&'static str>,
+    lease_break_required: Option<&'static str>,
+    lease_break_started_at: Option<i64>,
+    deleg_id: Option<PgU64>,
+    deleg_type: Option<&'static str>,
+    deleg_breaking: Option<bool>,
+    deleg_recalled: Option<bool>,
+    deleg_revoked: Option<bool>,
+    deleg_notification_mask: Option<i64>,
+}
+
+impl<'a> LockParams<'a> {
+    /// The parameters of `lock`, stamped with `epoch` (the store's, not the
+    /// caller's `server_epoch`).
+    pub(crate) fn new(lock: &'a PersistedLock, epoch: i64) -> Self {
+        let mut p = LockParams {
+            id: lock.id.as_bytes(),
+            share: lock.share.as_bytes(),
+            file_id: lock.file_id.as_bytes(),
+            owner_id: lock.owner_id.as_bytes(),
+            client_id: lock.client_id.as_bytes(),
+            acquired_at: lock.acquired_at.unix_micros,
+            server_epoch: epoch,
+            ..LockParams::default()
+        };
+        match &lock.kind {
+            LockKind::ByteRange(r) => {
+                p.kind = "byte_range";
+                p.range_type = Some(lock_type_text(r.lock_type));
+                p.range_offset = Some(PgU64(r.offset));
+                p.range_length = Some(PgU64(r.length));
+                p.range_zero_byte = Some(r.zero_byte);
+            }
+            LockKind::Share(s) => {
+                p.kind = "share";
+                p.share_access = Some(share_access_text(s.access));
+                p.share_deny = Some(share_deny_text(s.deny));
+            }
+            LockKind::Lease(l) => {
+                p.kind = "lease";
+                p.lease_key = Some(&l.key);
+                p.lease_state = Some(lease_state_text(l.state));
+                p.lease_epoch = Some(i32::from(l.epoch));
+                p.lease_parent_key = l.parent_key.as_ref().map(|k| &k[..]);
+                p.lease_is_directory = Some(l.is_directory);
+                p.lease_is_traditional_oplock = Some(l.is_traditional_oplock);
+                if let Some(b) = &l.breaking {
+                    p.lease_break_to = Some(lease_state_text(b.to));
+                    p.lease_break_required = Some(lease_state_text(b.required));
+                    p.lease_break_started_at = Some(b.started_at.unix_micros);
+                }
+            }
+            LockKind::Delegation(d) => {
+                p.kind = "delegation";
+                p.deleg_id = Some(PgU64(d.delegation_id));
+                p.deleg_type = Some(delegation_type_text(d.delegation_type));
+                p.deleg_breaking = Some(d.breaking);
+                p.deleg_recalled = Some(d.recalled);
+                p.deleg_revoked = Some(d.revoked);
+                p.deleg_notification_mask = Some(i64::from(d.notification_mask));
+            }
+        }
+        p
+    }
+
+    /// The parameters in [`LOCK_COLUMNS`] order.
+    pub(crate) fn refs(&self) -> [&(dyn ToSql + Sync); 29] {
+        [
+            &self.id,
+            &self.share,
+            &self.file_id,
+            &self.owner_id,
+            &self.client_id,
+            &self.kind,
+            &self.acquired_at,
+            &self.server_epoch,
+            &self.range_type,
+            &self.range_offset,
+            &self.range_length,
+            &self.range_zero_byte,
+            &self.share_access,
+            &self.share_deny,
+            &self.lease_key,
+            &self.lease_state,
+            &self.lease_epoch,
+            &self.lease_parent_key,
+            &self.lease_is_directory,
+            &self.lease_is_traditional_oplock,
+            &self.lease_break_to,
+            &self.lease_break_required,
+            &self.lease_break_started_at,
+            &self.deleg_id,
+            &self.deleg_type,
+            &self.deleg_breaking,
+            &self.deleg_recalled,
+            &self.deleg_revoked,
+            &self.deleg_notification_mask,
+        ]
+    }
+}
+
+/// Reads columns of one row, naming the table, key and column in errors.
+struct Reader<'r> {
+    row: &'r Row,
+    table: &'static str,
+    columns: &'static [(&'static str, &'static str)],
+    key: Option<String>,
+}
+
+impl<'r> Reader<'r> {
+    fn error(&self, column: usize, reason: impl std::fmt::Display) -> Error {
+        let key = self.key.as_deref().map(|k| format!(" {k:?}")).unwrap_or_default();
+        Error::Postgres {
+            during: "decoding a row",
+            sqlstate: None,
+            message: format!("{} row{key}: column {}: {reason}", self.table, self.columns[column].0),
+        }
+    }
+
+    fn get<'a, T: FromSql<'a>>(&'a self, column: usize) -> Result<T> {
+        self.row.try_get::<usize, T>(column).map_err(|e| self.error(column, e))
+    }
+
+    /// A column that the row's kind requires.
+    fn need<'a, T: FromSql<'a>>(&'a self, column: usize) -> Result<T> {
+        self.get::<Option<T>>(column)?.ok_or_else(|| self.error(column, "is NULL"))
+    }
+
+    fn string(&self, column: usize) -> Result<String> {
+        let bytes: &[u8] = self.get(column)?;
+        String::from_utf8(bytes.to_vec()).map_err(|e| self.error(column, e))
+    }
+
+    fn enumeration<T>(&self, column: usize, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
+        let text: &str = self.need(column)?;
+        parse(text).ok_or_else(|| self.error(column, format!("unknown value {text:?}")))
+    }
+
+    fn u64(&self, column: usize) -> Result<u64> {
+        self.need::<PgU64>(column).map(|v| v.0)
+    }
+
+    fn key16(&self, column: usize) -> Result<Option<LeaseKey>> {
+        match self.get::<Option<&[u8]>>(column)? {
+            None => Ok(None),
+            Some(bytes) => LeaseKey::try_from(bytes)
+                .map(Some)
+                .map_err(|_| self.error(column, format!("{} bytes, a lease key has 16", bytes.len()))),
+        }
+    }
+}
+
+/// Decodes a row whose columns are [`LOCK_COLUMNS`], in order.
+pub(crate) fn decode_lock(row: &Row) -> Result<PersistedLock> {
+    let mut r = Reader { row, table: "lockwal_locks", columns: &LOCK_COLUMNS, key: None };
+    let id = r.string(0)?;
+    r.key = Some(id.clone());
+    let kind_text: &str = r.get(5)?;
+    let kind = match kind_text {
+        "byte_range" => LockKind::ByteRange(ByteRange {
+            lock_type: r.enumeration(8, |t| match t {
+                "shared" => Some(LockType::Shared),
+                "exclusive" => Some(LockType::Exclusive),
+                _ => None,
+            })?,
+            offset: r.u64(9)?,
+            length: r.u64(10)?,
+            zero_byte: r.need(11)?,
+        }),
+        "share" => LockKind::Share(ShareReservation {
+            access: r.enumeration(12, |t| match t {
+                "read" => Some(ShareAccess::Read),
+                "write" => Some(ShareAccess::Write),
+                "read_write" => Some(ShareAccess::ReadWrite),
+                _ => None,
+            })?,
+            deny: r.enumeration(13, |t| match t {
+                "none" => Some(ShareDeny::None),
+                "read" => Some(ShareDeny::Read),
+                "write" => Some(ShareDeny::Write),
+                "all" => Some(ShareDeny::All),
+                _ => None,
+            })?,
+        }),
+        "lease" => {
+            let epoch: i32 = r.need(16)?;
+            let breaking = match r.get::<Option<&str>>(20)? {
+                None => None,
+                Some(_) => Some(LeaseBreak {
+                    to: r.enumeration(20, parse_lease_state)?,
+                    required: r.enumeration(21, parse_lease_state)?,
+                    started_at: Timestamp::from_unix_micros(r.need(22)?),
+                }),
+            };
+            LockKind::Lease(Lease {
+                key: r.key16(14)?.ok_or_else(|| r.error(14, "is NULL"))?,
+                state: r.enumeration(15, parse_lease_state)?,
+                epoch: u16::try_from(epoch).map_err(|_| r.error(16, format!("{epoch} is not a u16")))?,
+                parent_key: r.key16(17)?,
+                is_directory: r.need(18)?,
+                is_traditional_oplock: r.need(19)?,
+                breaking,
+            })
+        }
+        "delegation" => {
+            let mask: i64 = r.need(28)?;
+            LockKind::Delegation(Delegation {
+                delegation_id: r.u64(23)?,
+                delegation_type: r.enumeration(24, |t| match t {
+                    "read" => Some(DelegationType::Read),
+                    "write" => Some(DelegationType::Write),
+                    _ => None,
+                })?,
+                breaking: r.need(25)?,
+                recalled: r.need(26)?,
+                revoked: r.need(27)?,
+                notification_mask: u32::try_from(mask).map_err(|_| r.error(28, format!("{mask} is not a u32")))?,
+            })
+        }
+        other => return Err(r.error(5, format!("unknown lock kind {other:?}"))),
+    };
+    let epoch: i64 = r.get(7)?;
+    Ok(PersistedLock {
+        share: r.string(1)?,
+        file_id: r.string(2)?,
+        owner_id: r.string(3)?,
+        client_id: r.string(4)?,
+        kind,
+        acquired_at: Timestamp::from_unix_micros(r.get(6)?),
+        server_epoch: u64::try_from(epoch).map_err(|_| r.error(7, format!("negative epoch {epoch}")))?,
+        id,
+    })
+}
+
+// ---- client records ---------------------------------------------------------
+
+/// The columns of `lockwal_clients`, in parameter and `SELECT` order.
+pub(crate) const CLIENT_COLUMNS: [(&str, &str); 9] = [
+    ("client_id", "bytea"),
+    ("kind", "text"),
+    ("name", "bytea"),
+    ("verifier", "bytea"),
+    ("principal", "bytea"),
+    ("callback", "bytea"),
+    ("registered_at", "bigint"),
+    ("epoch", "numeric"),
+    ("reclaim_complete", "boolean"),
+];
+
+/// The statement parameters of one client record.
+pub(crate) struct ClientParams<'a> {
+    client_id: &'a [u8],
+    kind: &'static str,
+    name: &'a [u8],
+    verifier: &'a [u8],
+    principal: &'a [u8],
+    callback: &'a [u8],
+    registered_at: i64,
+    epoch: PgU64,
+    reclaim_complete: bool,
+}
+
+impl<'a> ClientParams<'a> {
+    /// The parameters of `record`.
+    pub(crate) fn new(record: &'a ClientRecord) -> Self {
+        ClientParams {
+            client_id: record.client_id.as_bytes(),
+            kind: client_kind_text(record.kind),
+            name: record.name.as_bytes(),
+            verifier: &record.verifier,
+            principal: record.principal.as_bytes(),
+            callback: &record.callback,
+            registered_at: record.registered_at.unix_micros,
+            epoch: PgU64(record.epoch),
+            reclaim_complete: record.reclaim_complete,
+        }
+    }
+
+    /// The parameters in [`CLIENT_COLUMNS`] order.
+    pub(crate) fn refs(&self) -> [&(dyn ToSql + Sync); 9] {
+        [
+            &self.client_id,
+            &self.kind,
+            &self.name,
+            &self.verifier,
+            &self.principal,
+            &self.callback,
+            &self.registered_at,
+            &self.epoch,
+            &self.reclaim_complete,
+        ]
+    }
+}
+
+/// Decodes a row whose columns are [`CLIENT_COLUMNS`], in order.
+pub(crate) fn decode_client(row: &Row) -> Result<ClientRecord> {
+    let mut r = Reader { row, table: "lockwal_clients", columns: &CLIENT_COLUMNS, key: None };
+    let client_id = r.string(0)?;
+    r.key = Some(client_id.clone());
+    Ok(ClientRecord {
+        kind: r.enumeration(1, |t| match t {
+            "nsm" => Some(ClientKind::Nsm),
+            "nfs4" => Some(ClientKind::Nfs4),
+            "smb" => Some(ClientKind::Smb),
+            _ => None,
+        })?,
+        name: r.string(2)?,
+        verifier: r.get(3)?,
+        principal: r.string(4)?,
+        callback: r.get(5)?,
+        registered_at: Timestamp::from_unix_micros(r.get(6)?),
+        epoch: r.u64(7)?,
+        reclaim_complete: r.get(8)?,
+        client_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(v: u64) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        PgU64(v).encode(&mut out);
+        out.to_vec()
+    }
+
+    fn numeric(ndigits: i16, weight: i16, sign: u16, dscale: u16, digits: &[u16]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        out.put_i16(ndigits);
+        out.put_i16(weight);
+        out.put_u16(sign);
+        out.put_u16(dscale);
+        for d in digits {
+            out.put_u16(*d);
+        }
+        out.to_vec()
+    }
+
+    #[test]
+    fn numeric_encoding_matches_postgres_normal_form() {
+        // What numeric_send produces for these values.
+        assert_eq!(encoded(0), numeric(0, 0, 0, 0, &[]));
+        assert_eq!(encoded(7), numeric(1, 0, 0, 0, &[7]));
+        assert_eq!(encoded(10_000), numeric(1, 1, 0, 0, &[1]));
+        assert_eq!(encoded(100_020_000), numeric(2, 2, 0, 0, &[1, 2]));
+        assert_eq!(encoded(u64::MAX), numeric(5, 4, 0, 0, &[1844, 6744, 737, 955, 1615]));
+    }
+
+    #[test]
+    fn numeric_round_trips_every_magnitude() {
+        let mut values = vec![0, 1, 9_999, 10_000, 10_001, u32::MAX as u64, 1 << 63, u64::MAX - 1, u64::MAX];
+        values.extend((0..64).map(|b| 1u64 << b));
+        values.extend((0..20).map(|e| 10u64.pow(e)));
+        values.extend((1..20).map(|e| 10u64.pow(e) - 1));
+        // A deterministic spread over the whole range.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(x);
+        }
+        for v in values {
+            assert_eq!(PgU64::decode(&encoded(v)), Ok(PgU64(v)), "{v}");
+        }
+    }
+
+    #[test]
+    fn numeric_decoding_accepts_other_valid_forms_of_integers() {
+        // Untrimmed trailing zeros, a zero fraction digit, a display scale.
+        assert_eq!(PgU64::decode(&numeric(2, 1, 0, 0, &[5, 0])), Ok(PgU64(50_000)));
+        assert_eq!(PgU64::decode(&numeric(2, 0, 0, 2, &[5, 0])), Ok(PgU64(5)));
+        assert_eq!(PgU64::decode(&numeric(0, 3, 0, 0, &[])), Ok(PgU64(0)));
+    }
+
+    #[test]
+    fn numeric_decoding_refuses_what_is_not_a_u64() {
+        let refused = [
+            (numeric(1, 0, 0x4000, 0, &[5]), "negative"),
+            (numeric(0, 0, 0xC000, 0, &[]), "special"),
+            (numeric(1, -1, 0, 4, &[5000]), "fractional"),
+            (numeric(5, 4, 0, 0, &[1844, 6744, 737, 955, 1616]), "above 2^64-1"),
+            (numeric(1, 5, 0, 0, &[1]), "above 2^64-1"),
+            (numeric(1, 0, 0, 0, &[10_000]), "digit"),
+            (numeric(2, 1, 0, 0, &[1]), "bytes"),
+            (vec![0, 1], "truncated"),
+        ];
+        for (raw, why) in refused {
+            let err = PgU64::decode(&raw).expect_err(why);
+            assert!(err.contains(why), "{err:?} should mention {why:?}");
+        }
+    }
+
+    #[test]
+    fn lease_states_have_one_text_each() {
+        for bits in 0..8u8 {
+            let s = LeaseState { read: bits & 1 != 0, write: bits & 2 != 0, handle: bits & 4 != 0 };
+            assert_eq!(parse_lease_state(lease_state_text(s)), Some(s));
+        }
+        assert_eq!(parse_lease_state("HR"), None);
+        assert_eq!(parse_lease_state("RR"), None);
+    }
+}

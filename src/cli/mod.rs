@@ -1,0 +1,297 @@
+//! The `lockwal` command line: argument parsing, exit codes and output. Each
+//! subcommand is a thin layer over the library (`lockwal::wal::inspect` for
+//! verify, dump and repair).
+//!
+//! Exit status: 0 success; 1 a failed check or a refused operation (not
+//! found, corruption found by `verify`, store locked by another writer,
+//! nothing to repair, torture lost an acknowledged write); 2 a usage error or
+//! an unusable store (missing directory, corruption found while opening,
+//! unsupported format version, I/O error).
+
+mod bench;
+mod fs;
+mod read;
+mod show;
+mod torture;
+mod write;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use lockwal::Error;
+use lockwal::model::KindFilter;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Inspect, verify, repair, compact and script a lockwal store.
+#[derive(Parser, Debug)]
+#[command(name = "lockwal", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Summary of a store: epoch, counts, log size, snapshot, last LSN, clean shutdown (read-only)
+    Stat(JsonArgs),
+    /// Locks matching every given filter, sorted by id (read-only)
+    List(ListArgs),
+    /// Client records, sorted by client id (read-only)
+    Clients(JsonArgs),
+    /// Every log record with its LSN, segment and byte offset (read-only)
+    Dump(DumpArgs),
+    /// Check every segment and snapshot; exit 1 on corruption (read-only)
+    Verify(JsonArgs),
+    /// Create an empty store
+    Init(DirArgs),
+    /// Grant a byte-range lock; exits 0 once it is durable
+    Grant(GrantArgs),
+    /// Release a lock; exit 1 when there is no such lock
+    Release(ReleaseArgs),
+    /// Write a snapshot and retire the log it covers
+    Compact(JsonArgs),
+    /// Cut a corrupt store back to its longest replayable prefix, keeping backups
+    Repair(RepairArgs),
+    /// Kill -9 torture: kill a writer process at random moments and verify every acknowledged write
+    Torture(torture::TortureArgs),
+    /// Measure durable grant/release throughput and latency, or restore time, on this disk
+    Bench(bench::BenchArgs),
+    /// The writer process that `torture` spawns and kills
+    #[command(hide = true)]
+    TortureChild(torture::ChildArgs),
+}
+
+#[derive(Args, Debug)]
+struct DirArgs {
+    /// The store directory
+    dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct JsonArgs {
+    /// The store directory
+    dir: PathBuf,
+    /// Print JSON (field names are documented in the README)
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum Kind {
+    ByteRange,
+    Share,
+    Lease,
+    Delegation,
+}
+
+impl From<Kind> for KindFilter {
+    fn from(k: Kind) -> Self {
+        match k {
+            Kind::ByteRange => KindFilter::ByteRange,
+            Kind::Share => KindFilter::Share,
+            Kind::Lease => KindFilter::Lease,
+            Kind::Delegation => KindFilter::Delegation,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct ListArgs {
+    /// The store directory
+    dir: PathBuf,
+    /// Only locks on this file id
+    #[arg(long)]
+    file: Option<String>,
+    /// Only locks of this owner id
+    #[arg(long)]
+    owner: Option<String>,
+    /// Only locks of this client id
+    #[arg(long)]
+    client: Option<String>,
+    /// Only locks on this share
+    #[arg(long)]
+    share: Option<String>,
+    /// Only locks of this kind
+    #[arg(long, value_enum)]
+    kind: Option<Kind>,
+    /// Print one JSON array
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct DumpArgs {
+    /// The store directory
+    dir: PathBuf,
+    /// Start at this LSN
+    #[arg(long, value_name = "LSN", default_value_t = 0)]
+    from: u64,
+    /// Print one JSON object per record, one per line
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct GrantArgs {
+    /// The store directory
+    dir: PathBuf,
+    /// Lock id (the primary key; an existing lock with this id is replaced)
+    #[arg(long)]
+    id: String,
+    /// Share (export)
+    #[arg(long)]
+    share: String,
+    /// File id (opaque file handle)
+    #[arg(long)]
+    file: String,
+    /// Owner id
+    #[arg(long)]
+    owner: String,
+    /// Client id
+    #[arg(long)]
+    client: String,
+    /// An exclusive (write) lock; shared (read) without it
+    #[arg(long)]
+    exclusive: bool,
+    /// First byte of the range
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
+    /// Bytes in the range; 0 means to the end of the file
+    #[arg(long, default_value_t = 0)]
+    length: u64,
+    /// Print the stored lock as JSON (the shape of `list --json` elements)
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct ReleaseArgs {
+    /// The store directory
+    dir: PathBuf,
+    /// Lock id
+    #[arg(long)]
+    id: String,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct RepairArgs {
+    /// The store directory
+    dir: PathBuf,
+    /// Make the cuts (without it, only show them)
+    #[arg(long)]
+    yes: bool,
+    /// Print JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// A failure of a command: its exit status and the one line to print (none
+/// when the output simply went to a closed pipe).
+#[derive(Debug)]
+pub struct CliError {
+    code: u8,
+    message: Option<String>,
+}
+
+impl CliError {
+    /// Exit status 1: a failed check or a refused operation.
+    fn refused(message: impl Into<String>) -> Self {
+        Self { code: 1, message: Some(message.into()) }
+    }
+
+    /// Exit status 2: a usage error or an unusable store.
+    fn unusable(message: impl Into<String>) -> Self {
+        Self { code: 2, message: Some(message.into()) }
+    }
+}
+
+/// The exit status for a library error.
+fn error_code(e: &Error) -> u8 {
+    match e {
+        Error::NotFound { .. }
+        | Error::Locked { .. }
+        | Error::ReclaimRefused { .. }
+        | Error::ReadOnly { .. }
+        | Error::Fenced { .. }
+        | Error::Poisoned { .. }
+        | Error::Closed => 1,
+        _ => 2,
+    }
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        Self { code: error_code(&e), message: Some(one_line(&e.to_string())) }
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // `lockwal dump DIR | head`: the reader has what it wanted.
+            return Self { code: 0, message: None };
+        }
+        Self::unusable(format!("writing output: {e}"))
+    }
+}
+
+/// Errors print as one line.
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}
+
+/// What a command returns.
+type CliResult = Result<ExitCode, CliError>;
+
+/// Prints a line to stdout.
+fn out(line: impl std::fmt::Display) -> Result<(), CliError> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")?;
+    Ok(())
+}
+
+/// Prints a JSON value as one compact line.
+fn out_json(value: &serde_json::Value) -> Result<(), CliError> {
+    out(value)
+}
+
+/// A runtime for the async store API.
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::unusable(format!("starting the runtime: {e}")))
+}
+
+/// Parses the arguments, runs the command, prints errors as one line on
+/// stderr, and returns the exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Stat(a) => read::stat(&a.dir, a.json),
+        Cmd::List(a) => read::list(a),
+        Cmd::Clients(a) => read::clients(&a.dir, a.json),
+        Cmd::Dump(a) => read::dump(&a.dir, a.from, a.json),
+        Cmd::Verify(a) => read::verify(&a.dir, a.json),
+        Cmd::Init(a) => write::init(&a.dir),
+        Cmd::Grant(a) => write::grant(a),
+        Cmd::Release(a) => write::release(&a.dir, &a.id, a.json),
+        Cmd::Compact(a) => write::compact(&a.dir, a.json),
+        Cmd::Repair(a) => write::repair(&a.dir, a.yes, a.json),
+        Cmd::Torture(a) => torture::run(a),
+        Cmd::Bench(a) => bench::bench(a),
+        Cmd::TortureChild(a) => torture::child(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(CliError { code, message }) => {
+            if let Some(message) = message {
+                eprintln!("lockwal: {message}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! The read-only commands: `stat`, `list`, `clients`, `dump`, `verify`.
+//!
+//! They open the store with `WalOptions { read_only: true }`: no writer lock,
+//! no byte changed, no epoch bump. On a store that a live server holds they
+//! read its acknowledged prefix (a write in flight looks like a torn tail and
+//! is ignored); when a rotation or compaction renames files under them they
+//! read again (`inspect::retry_while_changing`). They read files by copying,
+//! not mapping them (`lockwal::io::CopyingReads`): a server starting meanwhile truncates the
+//! newest segment, which would kill a mapping reader with SIGBUS.
+
+use super::fs::copying;
+use super::show::{client_json, client_line, command_json, command_text, lock_json, lock_line, plain};
+use super::{CliError, CliResult, ListArgs, out, out_json, runtime};
+use lockwal::LockStore;
+use lockwal::io::FileSystem;
+use lockwal::model::LockQuery;
+use lockwal::wal::inspect::{self, DumpRecord, ProblemKind, SegmentCheck, SegmentStatus, VerifyReport};
+use lockwal::wal::{WalLockStore, WalOptions};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Refuses a directory that holds no store (a typo must not look like an
+/// empty store).
+pub(super) fn require_store(dir: &Path) -> Result<(), CliError> {
+    if inspect::is_store(&copying(), dir)? {
+        Ok(())
+    } else {
+        Err(CliError::unusable(format!(
+            "{} is not a lockwal store (no seg-*.wal or snap-*.snap file); create one with `lockwal init`",
+            dir.display()
+        )))
+    }
+}
+
+/// Opens the store read-only, reading again if a live writer renames files
+/// meanwhile.
+fn open_read_only(dir: &Path) -> Result<WalLockStore, CliError> {
+    require_store(dir)?;
+    let fs: Arc<dyn FileSystem> = Arc::new(copying());
+    let options = WalOptions { read_only: true, ..WalOptions::default() };
+    Ok(inspect::retry_while_changing(&*fs, dir, || {
+        WalLockStore::open_blocking(Arc::clone(&fs), dir.to_owned(), options.clone())
+    })?)
+}
+
+fn name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+pub(super) fn stat(dir: &Path, json: bool) -> CliResult {
+    let store = open_read_only(dir)?;
+    let s = store.stats();
+    if json {
+        out_json(&json!({
+            "dir": dir,
+            "epoch": s.epoch,
+            "locks": s.locks,
+            "clients": s.clients,
+            "log_bytes": s.log_bytes,
+            "segments": s.segments,
+            "snapshot_lsn": s.snapshot_lsn,
+            "snapshot_bytes": s.snapshot_bytes,
+            "last_lsn": s.last_lsn,
+            "clean_shutdown": s.previous_shutdown_clean,
+            "records_replayed": s.records_replayed,
+            "torn_tail": s.torn_tail.as_ref().map(|t| json!({"file": t.file, "offset": t.offset, "bytes": t.discarded})),
+        }))?;
+    } else {
+        out(format_args!("store           {}", dir.display()))?;
+        out(format_args!("epoch           {}", s.epoch))?;
+        out(format_args!("locks           {}", s.locks))?;
+        out(format_args!("clients         {}", s.clients))?;
+        out(format_args!("log             {} bytes in {} segment(s)", s.log_bytes, s.segments))?;
+        match s.snapshot_lsn {
+            Some(lsn) => out(format_args!("snapshot        LSN {lsn} ({} bytes)", s.snapshot_bytes))?,
+            None => out("snapshot        none")?,
+        }
+        out(format_args!("last LSN        {}", s.last_lsn))?;
+        out(format_args!("clean shutdown  {}", if s.previous_shutdown_clean { "yes" } else { "no" }))?;
+        if let Some(t) = &s.torn_tail {
+            out(format_args!(
+                "torn tail       {} at byte offset {} ({} bytes; a write in flight at a crash or now, not acknowledged)",
+                name(&t.file),
+                t.offset,
+                t.discarded
+            ))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn list(a: ListArgs) -> CliResult {
+    let store = open_read_only(&a.dir)?;
+    let query = LockQuery {
+        file_id: a.file,
+        owner_id: a.owner,
+        client_id: a.client,
+        share: a.share,
+        kind: a.kind.map(Into::into),
+    };
+    let locks = runtime()?.block_on(store.list_locks(&query))?;
+    if a.json {
+        out_json(&Value::Array(locks.iter().map(lock_json).collect()))?;
+    } else {
+        for lock in &locks {
+            out(lock_line(lock))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn clients(dir: &Path, json: bool) -> CliResult {
+    let store = open_read_only(dir)?;
+    let clients = runtime()?.block_on(store.list_clients())?;
+    if json {
+        out_json(&Value::Array(clients.iter().map(client_json).collect()))?;
+    } else {
+        for c in &clients {
+            out(client_line(c))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status_text(s: &SegmentCheck) -> String {
+    match &s.status {
+        SegmentStatus::Clean => "clean".to_owned(),
+        SegmentStatus::TornTail { offset } => format!(
+            "torn tail at byte offset {offset} ({} bytes; the write in flight at a crash, never acknowledged: open truncates it)",
+            s.file_len - offset
+        ),
+        SegmentStatus::Incomplete => "creation interrupted, holds no record (open removes it)".to_owned(),
+        SegmentStatus::Damaged { offset, reason, valid_after } => {
+            format!("DAMAGED at byte offset {offset}: {reason}; {valid_after} valid record(s) follow it")
+        }
+    }
+}
+
+fn status_json(s: &SegmentCheck) -> Value {
+    let (status, damage) = match &s.status {
+        SegmentStatus::Clean => ("clean", Value::Null),
+        SegmentStatus::TornTail { .. } => ("torn-tail", Value::Null),
+        SegmentStatus::Incomplete => ("incomplete", Value::Null),
+        SegmentStatus::Damaged { offset, reason, valid_after } => {
+            ("damaged", json!({"offset": offset, "reason": reason, "valid_records_after": valid_after}))
+        }
+    };
+    json!({
+        "file": s.path,
+        "number": s.number,
+        "bytes": s.file_len,
+        "first_lsn": s.first_lsn,
+        "last_lsn": s.last_lsn,
+        "records": s.records,
+        "valid_end": s.valid_end,
+        "status": status,
+        "torn_tail_offset": match s.status { SegmentStatus::TornTail { offset } => Some(offset), _ => None },
+        "damage": damage,
+        "covered_by_snapshot": s.covered,
+    })
+}
+
+fn segment_text(s: &SegmentCheck) -> String {
+    let lsns = match s.first_lsn {
+        Some(first) if s.records > 0 => format!("LSN {first}..={}", s.last_lsn),
+        _ => "no LSN".to_owned(),
+    };
+    format!(
+        "segment  {}  {} record(s), {lsns}, {} bytes: {}{}",
+        name(&s.path),
+        s.records,
+        s.file_len,
+        status_text(s),
+        if s.covered { " [covered by the snapshot: open removes it]" } else { "" }
+    )
+}
+
+fn verify_json(r: &VerifyReport) -> Value {
+    json!({
+        "dir": r.dir,
+        "intact": r.is_intact(),
+        "problem": r.problem.as_ref().map(|p| json!({
+            "kind": match p.kind { ProblemKind::Corruption => "corruption", ProblemKind::UnsupportedVersion => "unsupported-version" },
+            "file": p.file,
+            "offset": p.offset,
+            "reason": p.reason,
+            "valid_records_after": p.valid_records_after,
+        })),
+        "torn_tail": r.torn_tail.as_ref().map(|t| json!({"file": t.file, "offset": t.offset, "bytes": t.discarded})),
+        "last_lsn": r.replayed.as_ref().map(|x| x.last_lsn),
+        "records": r.replayed.as_ref().map(|x| x.records),
+        "epoch": r.replayed.as_ref().map(|x| x.epoch),
+        "locks": r.replayed.as_ref().map(|x| x.locks),
+        "clients": r.replayed.as_ref().map(|x| x.clients),
+        "clean_shutdown": r.replayed.as_ref().map(|x| x.clean_shutdown),
+        "snapshots": r.snapshots.iter().map(|s| json!({
+            "file": s.path,
+            "bytes": s.bytes,
+            "lsn": s.header.map(|h| h.lsn),
+            "in_use": s.in_use,
+            "ok": s.damage.is_none(),
+            "damage": s.damage.as_ref().map(|(offset, reason)| json!({"offset": offset, "reason": reason})),
+        })).collect::<Vec<_>>(),
+        "segments": r.segments.iter().map(status_json).collect::<Vec<_>>(),
+        "temporary_files": r.temporaries,
+    })
+}
+
+pub(super) fn verify(dir: &Path, json: bool) -> CliResult {
+    require_store(dir)?;
+    let report = inspect::retry_while_changing(&copying(), dir, || inspect::verify(&copying(), dir))?;
+    if json {
+        out_json(&verify_json(&report))?;
+    } else {
+        for s in &report.snapshots {
+            let what = match (&s.header, &s.damage) {
+                (Some(h), _) => format!(
+                    "LSN {}, epoch {}, {} lock(s), {} client(s): ok{}",
+                    h.lsn,
+                    h.epoch,
+                    h.locks,
+                    h.clients,
+                    if s.in_use { "" } else { " [older snapshot: open removes it]" }
+                ),
+                (None, Some((offset, reason))) => format!("DAMAGED at byte offset {offset}: {reason}"),
+                (None, None) => "unreadable".to_owned(),
+            };
+            out(format_args!("snapshot {}  {} bytes, {what}", name(&s.path), s.bytes))?;
+        }
+        for s in &report.segments {
+            out(segment_text(s))?;
+        }
+        for t in &report.temporaries {
+            out(format_args!("temporary {}  (an interrupted write; open removes it)", name(t)))?;
+        }
+        if let Some(r) = &report.replayed {
+            out(format_args!(
+                "intact: replays {} log record(s) to LSN {}: epoch {}, {} lock(s), {} client(s), clean shutdown: {}",
+                r.records,
+                r.last_lsn,
+                r.epoch,
+                r.locks,
+                r.clients,
+                if r.clean_shutdown { "yes" } else { "no" }
+            ))?;
+        }
+    }
+    match &report.problem {
+        None => Ok(ExitCode::SUCCESS),
+        Some(p) => Err(CliError::refused(format!(
+            "{}: {} at byte offset {}: {}; {} valid record(s) cannot be replayed past it",
+            match p.kind {
+                ProblemKind::Corruption => "corruption",
+                ProblemKind::UnsupportedVersion => "unsupported format",
+            },
+            p.file.display(),
+            p.offset,
+            p.reason,
+            p.valid_records_after
+        ))),
+    }
+}
+
+pub(super) fn dump(dir: &Path, from: u64, json: bool) -> CliResult {
+    require_store(dir)?;
+    let mut stdout = std::io::stdout().lock();
+    let summary = inspect::dump(&copying(), dir, from, |r: DumpRecord<'_>| -> Result<(), CliError> {
+        use std::io::Write;
+        let line = match (&r.commands, json) {
+            (Ok(commands), true) => json!({
+                "lsn": r.lsn,
+                "segment": name(r.segment),
+                "offset": r.offset,
+                "commands": commands.iter().map(command_json).collect::<Vec<_>>(),
+            })
+            .to_string(),
+            (Err(e), true) => {
+                json!({"lsn": r.lsn, "segment": name(r.segment), "offset": r.offset, "error": e}).to_string()
+            }
+            (Ok(commands), false) => format!(
+                "LSN {:<8} {} @{:<10} {}",
+                r.lsn,
+                name(r.segment),
+                r.offset,
+                commands.iter().map(command_text).collect::<Vec<_>>().join(" | ")
+            ),
+            (Err(e), false) => format!("LSN {:<8} {} @{:<10} UNDECODABLE: {e}", r.lsn, name(r.segment), r.offset),
+        };
+        writeln!(stdout, "{line}")?;
+        Ok(())
+    })?;
+    drop(stdout);
+    let mut damaged = None;
+    for s in &summary.segments {
+        match &s.status {
+            SegmentStatus::Damaged { offset, reason, valid_after } => {
+                damaged.get_or_insert_with(|| {
+                    format!(
+                        "damage in {} at byte offset {offset}: {reason}; {valid_after} valid record(s) after it not dumped",
+                        s.path.display()
+                    )
+                });
+            }
+            SegmentStatus::TornTail { offset } => eprintln!(
+                "lockwal: note: {} ends in a torn tail at byte offset {offset} (a write in flight, not a record)",
+                plain(&name(&s.path))
+            ),
+            _ => {}
+        }
+    }
+    match damaged {
+        Some(message) => Err(CliError::refused(message)),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}

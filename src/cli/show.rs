@@ -1,0 +1,374 @@
+//! How records look on the command line: the JSON shapes (stable, documented
+//! in the README) and the human-readable lines.
+
+use lockwal::model::{
+    ClientKind, ClientRecord, DelegationType, LeaseState, LockKind, LockType, PersistedLock, ShareAccess, ShareDeny,
+    Timestamp,
+};
+use lockwal::op::Op;
+use lockwal::state::Command;
+use serde_json::{Value, json};
+
+/// `2025-11-24T16:00:00.123456Z`: RFC 3339, UTC, always six fractional
+/// digits (the store keeps microseconds).
+pub fn rfc3339(t: Timestamp) -> String {
+    let micros = t.unix_micros;
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z", sod / 3600, sod % 3600 / 60, sod % 60)
+}
+
+/// Year, month, day of a day count since 1970-01-01 (H. Hinnant's
+/// `civil_from_days`, proleptic Gregorian).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March first
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Lower-case hex of opaque bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `kind` field: `byte-range`, `share`, `lease` or `delegation`.
+pub fn kind_name(kind: &LockKind) -> &'static str {
+    match kind {
+        LockKind::ByteRange(_) => "byte-range",
+        LockKind::Share(_) => "share",
+        LockKind::Lease(_) => "lease",
+        LockKind::Delegation(_) => "delegation",
+    }
+}
+
+fn lock_type_name(t: LockType) -> &'static str {
+    match t {
+        LockType::Shared => "shared",
+        LockType::Exclusive => "exclusive",
+    }
+}
+
+fn lease_bits(s: LeaseState) -> String {
+    let mut out = String::new();
+    for (on, c) in [(s.read, 'R'), (s.write, 'W'), (s.handle, 'H')] {
+        if on {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A lock as JSON: the fields every kind has (byte-range fields `null` for
+/// other kinds), then the kind's own fields.
+pub fn lock_json(l: &PersistedLock) -> Value {
+    let mut v = json!({
+        "id": l.id,
+        "share": l.share,
+        "file_id": l.file_id,
+        "owner_id": l.owner_id,
+        "client_id": l.client_id,
+        "kind": kind_name(&l.kind),
+        "lock_type": null,
+        "offset": null,
+        "length": null,
+        "server_epoch": l.server_epoch,
+        "acquired_at": rfc3339(l.acquired_at),
+        "acquired_at_micros": l.acquired_at.unix_micros,
+    });
+    let extra = match &l.kind {
+        LockKind::ByteRange(r) => json!({
+            "lock_type": lock_type_name(r.lock_type),
+            "offset": r.offset,
+            "length": r.length,
+            "zero_byte": r.zero_byte,
+        }),
+        LockKind::Share(s) => json!({
+            "access": match s.access {
+                ShareAccess::Read => "read",
+                ShareAccess::Write => "write",
+                ShareAccess::ReadWrite => "read-write",
+            },
+            "deny": match s.deny {
+                ShareDeny::None => "none",
+                ShareDeny::Read => "read",
+                ShareDeny::Write => "write",
+                ShareDeny::All => "all",
+            },
+        }),
+        LockKind::Lease(l) => json!({
+            "lease_key": hex(&l.key),
+            "lease_state": lease_bits(l.state),
+            "lease_epoch": l.epoch,
+            "parent_lease_key": l.parent_key.map(|k| hex(&k)),
+            "is_directory": l.is_directory,
+            "is_traditional_oplock": l.is_traditional_oplock,
+            "breaking": l.breaking.map(|b| json!({
+                "to": lease_bits(b.to),
+                "required": lease_bits(b.required),
+                "started_at": rfc3339(b.started_at),
+            })),
+        }),
+        LockKind::Delegation(d) => json!({
+            "delegation_id": d.delegation_id,
+            "delegation_type": match d.delegation_type {
+                DelegationType::Read => "read",
+                DelegationType::Write => "write",
+            },
+            "breaking": d.breaking,
+            "recalled": d.recalled,
+            "revoked": d.revoked,
+            "notification_mask": d.notification_mask,
+        }),
+    };
+    if let (Value::Object(base), Value::Object(more)) = (&mut v, extra) {
+        base.extend(more);
+    }
+    v
+}
+
+/// The `kind` field of a client record: `nsm`, `nfs4` or `smb`.
+pub fn client_kind_name(kind: ClientKind) -> &'static str {
+    match kind {
+        ClientKind::Nsm => "nsm",
+        ClientKind::Nfs4 => "nfs4",
+        ClientKind::Smb => "smb",
+    }
+}
+
+/// A client record as JSON (opaque byte fields in hex).
+pub fn client_json(c: &ClientRecord) -> Value {
+    json!({
+        "client_id": c.client_id,
+        "kind": client_kind_name(c.kind),
+        "name": c.name,
+        "verifier": hex(&c.verifier),
+        "principal": c.principal,
+        "callback": hex(&c.callback),
+        "registered_at": rfc3339(c.registered_at),
+        "registered_at_micros": c.registered_at.unix_micros,
+        "epoch": c.epoch,
+        "reclaim_complete": c.reclaim_complete,
+    })
+}
+
+fn op_json(op: &Op) -> Value {
+    match op {
+        Op::PutLock(lock) => json!({"op": "put_lock", "lock": lock_json(lock)}),
+        Op::DeleteLock { id } => json!({"op": "delete_lock", "id": id}),
+        Op::DeleteLocksByClient { client_id } => json!({"op": "delete_locks_by_client", "client_id": client_id}),
+        Op::DeleteLocksByFile { file_id } => json!({"op": "delete_locks_by_file", "file_id": file_id}),
+        Op::PutClient(c) => json!({"op": "put_client", "client": client_json(c)}),
+        Op::DeleteClient { client_id } => json!({"op": "delete_client", "client_id": client_id}),
+        Op::Reclaim { id, client_id } => json!({"op": "reclaim", "id": id, "client_id": client_id}),
+        Op::EndGrace => json!({"op": "end_grace"}),
+    }
+}
+
+/// A logged command as JSON.
+pub fn command_json(c: &Command) -> Value {
+    match c {
+        Command::Txn(ops) => json!({"command": "txn", "ops": ops.iter().map(op_json).collect::<Vec<_>>()}),
+        Command::Open { epoch } => json!({"command": "open", "epoch": epoch}),
+        Command::CleanShutdown => json!({"command": "clean_shutdown"}),
+    }
+}
+
+/// A string as it appears in human output: as is when plain, quoted and
+/// escaped when it holds spaces, quotes or control characters (ids are
+/// opaque and may hold anything).
+pub fn plain(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '\\') {
+        s.to_owned()
+    } else {
+        format!("{s:?}")
+    }
+}
+
+/// The kind-specific part of a lock in human output.
+pub fn kind_text(kind: &LockKind) -> String {
+    match kind {
+        LockKind::ByteRange(r) => {
+            let range = if r.zero_byte {
+                format!("{}+0 (zero-byte)", r.offset)
+            } else if r.length == 0 {
+                format!("{}..EOF", r.offset)
+            } else {
+                format!("{}+{}", r.offset, r.length)
+            };
+            format!("byte-range {} {range}", lock_type_name(r.lock_type))
+        }
+        LockKind::Share(s) => format!("share access={:?} deny={:?}", s.access, s.deny).to_lowercase(),
+        LockKind::Lease(l) => format!("lease {} key={} epoch={}", lease_bits(l.state), hex(&l.key), l.epoch),
+        LockKind::Delegation(d) => format!(
+            "delegation {} id={}{}{}{}",
+            match d.delegation_type {
+                DelegationType::Read => "read",
+                DelegationType::Write => "write",
+            },
+            d.delegation_id,
+            if d.breaking { " breaking" } else { "" },
+            if d.recalled { " recalled" } else { "" },
+            if d.revoked { " revoked" } else { "" },
+        ),
+    }
+}
+
+/// One lock on one line.
+pub fn lock_line(l: &PersistedLock) -> String {
+    format!(
+        "{}  {}  file={} owner={} client={} share={} epoch={} acquired={}",
+        plain(&l.id),
+        kind_text(&l.kind),
+        plain(&l.file_id),
+        plain(&l.owner_id),
+        plain(&l.client_id),
+        plain(&l.share),
+        l.server_epoch,
+        rfc3339(l.acquired_at)
+    )
+}
+
+/// One client record on one line.
+pub fn client_line(c: &ClientRecord) -> String {
+    format!(
+        "{}  {}  name={} principal={} epoch={} registered={} reclaim_complete={} verifier={} callback={}",
+        plain(&c.client_id),
+        client_kind_name(c.kind),
+        plain(&c.name),
+        plain(&c.principal),
+        c.epoch,
+        rfc3339(c.registered_at),
+        c.reclaim_complete,
+        hex(&c.verifier),
+        hex(&c.callback)
+    )
+}
+
+fn op_text(op: &Op) -> String {
+    match op {
+        Op::PutLock(l) => format!(
+            "put_lock {} {} file={} owner={} client={} share={}",
+            plain(&l.id),
+            kind_text(&l.kind),
+            plain(&l.file_id),
+            plain(&l.owner_id),
+            plain(&l.client_id),
+            plain(&l.share)
+        ),
+        Op::DeleteLock { id } => format!("delete_lock {}", plain(id)),
+        Op::DeleteLocksByClient { client_id } => format!("delete_locks_by_client {}", plain(client_id)),
+        Op::DeleteLocksByFile { file_id } => format!("delete_locks_by_file {}", plain(file_id)),
+        Op::PutClient(c) => format!("put_client {} {}", plain(&c.client_id), client_kind_name(c.kind)),
+        Op::DeleteClient { client_id } => format!("delete_client {}", plain(client_id)),
+        Op::Reclaim { id, client_id } => format!("reclaim {} by {}", plain(id), plain(client_id)),
+        Op::EndGrace => "end_grace".to_owned(),
+    }
+}
+
+/// A logged command in human output.
+pub fn command_text(c: &Command) -> String {
+    match c {
+        Command::Txn(ops) if ops.len() == 1 => op_text(&ops[0]),
+        Command::Txn(ops) => format!("txn [{}]", ops.iter().map(op_text).collect::<Vec<_>>().join("; ")),
+        Command::Open { epoch } => format!("open epoch={epoch}"),
+        Command::CleanShutdown => "clean_shutdown".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        let cases = [
+            (0, "1970-01-01T00:00:00.000000Z"),
+            (1_764_000_000_123_456, "2025-11-24T16:00:00.123456Z"),
+            (951_782_400_000_000, "2000-02-29T00:00:00.000000Z"),
+            (-86_401_000_000, "1969-12-30T23:59:59.000000Z"),
+            (-1, "1969-12-31T23:59:59.999999Z"),
+        ];
+        for (micros, want) in cases {
+            assert_eq!(rfc3339(Timestamp::from_unix_micros(micros)), want, "{micros}");
+        }
+    }
+
+    #[test]
+    fn every_day_of_four_centuries_round_trips_through_the_calendar() {
+        // Independent check: count days forward with month lengths.
+        let (mut y, mut m, mut d) = (1970i64, 1u32, 1u32);
+        let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        for days in 0..146_097 {
+            assert_eq!(civil_from_days(days), (y, m, d), "day {days}");
+            let len = match m {
+                2 if leap(y) => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            d += 1;
+            if d > len {
+                d = 1;
+                m += 1;
+                if m > 12 {
+                    m = 1;
+                    y += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn byte_range_json_has_the_documented_fields() {
+        let lock = lockwal::testing::sample::byte_range("a", "s", "f", "o", "c");
+        let v = lock_json(&lock);
+        for field in [
+            "id",
+            "share",
+            "file_id",
+            "owner_id",
+            "client_id",
+            "kind",
+            "lock_type",
+            "offset",
+            "length",
+            "server_epoch",
+            "acquired_at",
+        ] {
+            assert!(v.get(field).is_some(), "missing {field} in {v}");
+        }
+        assert_eq!(v["lock_type"], "exclusive");
+        assert_eq!(v["offset"], 4096);
+        assert_eq!(v["length"], 512);
+        assert_eq!(v["acquired_at_micros"], 1_764_000_000_123_456i64);
+    }
+
+    #[test]
+    fn every_kind_renders_with_null_byte_range_fields_except_byte_ranges() {
+        for lock in lockwal::testing::sample::every_kind() {
+            let v = lock_json(&lock);
+            assert_eq!(v["kind"], kind_name(&lock.kind));
+            let is_range = matches!(lock.kind, LockKind::ByteRange(_));
+            assert_eq!(!v["lock_type"].is_null(), is_range, "{v}");
+            assert!(!lock_line(&lock).contains('\0'), "control characters are escaped");
+        }
+    }
+
+    #[test]
+    fn plain_quotes_only_what_needs_it() {
+        assert_eq!(plain("nlm:host:1"), "nlm:host:1");
+        assert_eq!(plain("a b"), "\"a b\"");
+        assert_eq!(plain("x\u{0}y"), "\"x\\0y\"");
+        assert_eq!(plain(""), "\"\"");
+    }
+}

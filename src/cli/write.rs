@@ -1,0 +1,207 @@
+//! The mutating commands: `init`, `grant`, `release`, `compact`, `repair`.
+//!
+//! They take the writer lock like a server (a second writer gets `Locked`,
+//! exit 1). Opening a store starts a new incarnation, so each of them bumps
+//! the epoch. They keep the clean-shutdown marker as they found it: after an
+//! unclean shutdown they exit without `close()`, so the server's next start
+//! still runs the grace period its clients need.
+
+use super::read::require_store;
+use super::show::{lock_json, lock_line};
+use super::{CliError, CliResult, GrantArgs, out, out_json, runtime};
+use lockwal::LockStore;
+use lockwal::io::{FileSystem, RealFs};
+use lockwal::model::{ByteRange, LockKind, LockType, PersistedLock, Timestamp};
+use lockwal::wal::inspect::{self, ProblemKind, RepairAction, RepairPlan};
+use lockwal::wal::{WalLockStore, WalOptions};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Opens an existing store for writing.
+async fn open(dir: &Path) -> Result<WalLockStore, CliError> {
+    require_store(dir)?;
+    Ok(WalLockStore::open(dir, WalOptions::default()).await?)
+}
+
+/// Ends the incarnation: cleanly when the previous one was clean, otherwise
+/// like a crash (the marker stays "unclean").
+async fn finish(store: WalLockStore) -> Result<(), CliError> {
+    if store.previous_shutdown_was_clean().await? {
+        store.close().await?;
+    }
+    Ok(())
+}
+
+pub(super) fn init(dir: &Path) -> CliResult {
+    if let Ok(true) = inspect::is_store(&RealFs, dir) {
+        return Err(CliError::refused(format!("{} already holds a lockwal store", dir.display())));
+    }
+    runtime()?.block_on(async {
+        let store = WalLockStore::open(dir, WalOptions::default()).await?;
+        let epoch = store.epoch().await?;
+        // An empty store has nothing to reclaim: close it cleanly.
+        store.close().await?;
+        out(format_args!("initialized an empty store in {} (epoch {epoch})", dir.display()))?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub(super) fn grant(a: GrantArgs) -> CliResult {
+    let lock = PersistedLock {
+        id: a.id,
+        share: a.share,
+        file_id: a.file,
+        owner_id: a.owner,
+        client_id: a.client,
+        kind: LockKind::ByteRange(ByteRange {
+            lock_type: if a.exclusive { LockType::Exclusive } else { LockType::Shared },
+            offset: a.offset,
+            length: a.length,
+            zero_byte: false,
+        }),
+        acquired_at: Timestamp::now(),
+        server_epoch: 0,
+    };
+    lockwal::model::validate::lock(&lock)?;
+    runtime()?.block_on(async {
+        let store = open(&a.dir).await?;
+        store.put_lock(lock.clone()).await?;
+        let stored = store.get_lock(&lock.id).await?;
+        finish(store).await?;
+        if a.json {
+            out_json(&lock_json(&stored))?;
+        } else {
+            out(format_args!("granted {}", lock_line(&stored)))?;
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub(super) fn release(dir: &Path, id: &str, json: bool) -> CliResult {
+    runtime()?.block_on(async {
+        let store = open(dir).await?;
+        let result = store.delete_lock(id).await;
+        finish(store).await?;
+        result?;
+        if json {
+            out_json(&json!({"released": id}))?;
+        } else {
+            out(format_args!("released {}", super::show::plain(id)))?;
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub(super) fn compact(dir: &Path, json: bool) -> CliResult {
+    runtime()?.block_on(async {
+        let store = open(dir).await?;
+        let result = store.compact().await;
+        finish(store).await?;
+        let r = result?;
+        if json {
+            out_json(&json!({
+                "snapshot_lsn": r.snapshot_lsn,
+                "snapshot_bytes": r.snapshot_bytes,
+                "bytes_before": r.bytes_before,
+                "bytes_after": r.bytes_after,
+                "files_removed": r.files_removed,
+                "duration_ms": r.duration.as_secs_f64() * 1e3,
+            }))?;
+        } else {
+            out(format_args!(
+                "compacted: snapshot at LSN {} ({} bytes); log and snapshot files {} -> {} bytes, {} file(s) removed",
+                r.snapshot_lsn, r.snapshot_bytes, r.bytes_before, r.bytes_after, r.files_removed
+            ))?;
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn action_json(a: &RepairAction) -> Value {
+    match a {
+        RepairAction::Truncate { file, offset, bytes, records, backup, reason } => json!({
+            "action": "truncate", "file": file, "offset": offset, "bytes": bytes,
+            "records_dropped": records, "backup": backup, "reason": reason,
+        }),
+        RepairAction::MoveAside { file, bytes, records, backup, reason } => json!({
+            "action": "move", "file": file, "offset": 0, "bytes": bytes,
+            "records_dropped": records, "backup": backup, "reason": reason,
+        }),
+    }
+}
+
+fn action_text(a: &RepairAction) -> String {
+    match a {
+        RepairAction::Truncate { file, offset, bytes, records, backup, reason } => format!(
+            "truncate {} at byte offset {offset}: drops {records} valid record(s); {bytes} byte(s) go to {} ({reason})",
+            file.display(),
+            backup.display()
+        ),
+        RepairAction::MoveAside { file, bytes, records, backup, reason } => format!(
+            "move {} ({bytes} bytes, {records} valid record(s)) to {} ({reason})",
+            file.display(),
+            backup.display()
+        ),
+    }
+}
+
+fn plan_json(p: &RepairPlan) -> Value {
+    json!({
+        "dir": p.dir,
+        "problem": p.problem.as_ref().map(|x| json!({
+            "kind": match x.kind { ProblemKind::Corruption => "corruption", ProblemKind::UnsupportedVersion => "unsupported-version" },
+            "file": x.file, "offset": x.offset, "reason": x.reason, "valid_records_after": x.valid_records_after,
+        })),
+        "actions": p.actions.iter().map(action_json).collect::<Vec<_>>(),
+        "records_dropped": p.records_dropped(),
+        "applied": p.applied,
+        "after": p.after.as_ref().map(|r| json!({
+            "last_lsn": r.last_lsn, "epoch": r.epoch, "locks": r.locks, "clients": r.clients,
+        })),
+    })
+}
+
+pub(super) fn repair(dir: &Path, yes: bool, json: bool) -> CliResult {
+    require_store(dir)?;
+    // Planning holds no lock: read by copying, like the read-only commands.
+    let fs: Arc<dyn FileSystem> = Arc::new(super::fs::copying());
+    let plan = inspect::repair(fs, dir, yes)?;
+    if plan.actions.is_empty() {
+        if json {
+            out_json(&plan_json(&plan))?;
+        }
+        return Err(CliError::refused(format!(
+            "nothing to repair: {} opens as it is (verify reports no corruption; a torn tail is truncated by open itself)",
+            dir.display()
+        )));
+    }
+    if json {
+        out_json(&plan_json(&plan))?;
+    } else {
+        if let Some(p) = &plan.problem {
+            out(format_args!("problem: {} at byte offset {}: {}", p.file.display(), p.offset, p.reason))?;
+        }
+        for a in &plan.actions {
+            out(format_args!("{}{}", if plan.applied { "done: " } else { "would " }, action_text(a)))?;
+        }
+        if let Some(r) = &plan.after {
+            out(format_args!(
+                "{}: the log ends at LSN {}; epoch {}, {} lock(s), {} client(s), no clean-shutdown record (grace period at the next start); {} valid record(s) dropped",
+                if plan.applied { "repaired" } else { "after the repair" },
+                r.last_lsn,
+                r.epoch,
+                r.locks,
+                r.clients,
+                plan.records_dropped()
+            ))?;
+        }
+        if !plan.applied {
+            out(
+                "nothing was changed; run again with --yes to make these cuts (backups are kept in the store directory)",
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
