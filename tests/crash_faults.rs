@@ -86,7 +86,7 @@ fn after_a_permanent_fault_at_any_call_nothing_more_is_acknowledged_and_nothing_
 /// Injects a transient fault at each call `calls` selects, runs the workload
 /// reopening after each failure, then cuts the power: the store must open
 /// with every acknowledged step.
-fn transient_faults(select: impl Fn(u64, &[Call]) -> bool) {
+fn transient_faults(select: impl Fn(u64, &[Call]) -> bool, crash_window: u64) {
     let steps = workload();
     let (first, end, kinds) = calls_of(&steps);
     let mut failures = Vec::new();
@@ -97,19 +97,35 @@ fn transient_faults(select: impl Fn(u64, &[Call]) -> bool) {
         let fs = SimFs::new();
         prepare_dir(&fs, &store_dir()).unwrap();
         fs.fail_once(k, if k % 2 == 0 { Fault::Eio } else { Fault::NoSpace });
-        let expected = match run_with_reopen(&fs, &store_dir(), &crash_options(), &steps) {
-            Ok(expected) => expected,
+        // Power cuts at each of the `crash_window` calls from the fault on:
+        // while the store reacts, reopens and carries on.
+        let images = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&images);
+        fs.set_observer(move |point| {
+            if (k..k + crash_window).contains(&point.index()) {
+                for loss in [Loss::DropUnsynced, Loss::KeepPrefix(usize::MAX)] {
+                    sink.lock().unwrap().push((point.index(), loss, point.image(loss)));
+                }
+            }
+        });
+        let trace = match run_with_reopen(&fs, &store_dir(), &crash_options(), &steps) {
+            Ok(trace) => trace,
             Err(e) => {
                 failures.push(format!("transient fault at call {k} ({:?}): {e}", kinds[k as usize]));
                 continue;
             }
         };
+        fs.clear_observer();
+        let mut images = std::mem::take(&mut *images.lock().unwrap());
         for loss in [Loss::DropUnsynced, Loss::KeepPrefix(usize::MAX)] {
-            let image = fs.crash(loss);
-            match check_image(&image, &store_dir(), &crash_options(), std::slice::from_ref(&expected), None) {
+            images.push((trace.calls, loss, fs.crash(loss)));
+        }
+        for (at, loss, image) in images {
+            let window = trace.window_at(at);
+            match check_image(&image, &store_dir(), &crash_options(), trace.allowed(window), None) {
                 Ok(c) => checked += c.states,
                 Err(e) => failures.push(format!(
-                    "transient fault at call {k} ({:?}), run finished, then {loss:?}: {e}",
+                    "transient fault at call {k} ({:?}), power cut at call {at} with {loss:?} ({window:?}): {e}",
                     kinds[k as usize]
                 )),
             }
@@ -122,22 +138,23 @@ fn transient_faults(select: impl Fn(u64, &[Call]) -> bool) {
         failures[..failures.len().min(8)].join("\n")
     );
     println!("{points} transient fault points, {checked} crash images checked");
-    assert!(points > 100 && checked == 2 * points);
+    assert!(points > 100 && checked >= 2 * points * crash_window.min(10));
 }
 
-/// A failed fdatasync right after a write (a frame or a snapshot) is left
-/// to the next test: the store has an open bug there.
+/// A failed fdatasync right after a write (a frame or a snapshot): the
+/// "fsyncgate" case, where the written pages are marked clean but never
+/// reach the disk.
 fn fsync_after_write(k: u64, kinds: &[Call]) -> bool {
     kinds[k as usize] == Call::SyncData && k > 0 && kinds[k as usize - 1] == Call::WriteAt
 }
 
 #[test]
 fn reopening_after_a_transient_fault_at_any_call_loses_nothing_acknowledged() {
-    transient_faults(|k, kinds| !fsync_after_write(k, kinds));
+    transient_faults(|k, kinds| !fsync_after_write(k, kinds), 12);
 }
 
 /// See `crash_regressions::a_reopen_after_a_failed_fsync_does_not_build_on_data_that_never_reached_the_disk`.
 #[test]
 fn reopening_after_a_failed_fsync_of_a_write_loses_nothing_acknowledged() {
-    transient_faults(fsync_after_write);
+    transient_faults(fsync_after_write, 40);
 }

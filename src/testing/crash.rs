@@ -199,7 +199,7 @@ pub struct Trace {
     /// `calls()` when each step was issued.
     pub issued_at: Vec<u64>,
     /// `calls()` when each step was acknowledged; `None` when it failed
-    /// with an I/O error (and the run stopped).
+    /// with an I/O error (and the run stopped, or the store was reopened).
     pub acked_at: Vec<Option<u64>>,
     /// `calls()` when the run ended.
     pub calls: u64,
@@ -218,14 +218,17 @@ pub struct Window {
 impl Trace {
     /// The window for a crash at call `k` (the image before call `k`).
     pub fn window_at(&self, k: u64) -> Window {
-        let acked = self.acked_at.iter().take_while(|a| a.is_some_and(|at| at <= k)).count();
+        // Steps run one after another, so everything before the last step
+        // acknowledged by then is settled (a failed step before it was
+        // resolved by the reopen that followed it).
+        let acked = self.acked_at.iter().rposition(|a| a.is_some_and(|at| at <= k)).map_or(0, |i| i + 1);
         let issued = self.issued_at.iter().filter(|&&at| at < k).count().max(acked);
         Window { acked, issued }
     }
 
     /// The window after the run ended (a fault stopped it or it finished).
     pub fn window_at_end(&self) -> Window {
-        let acked = self.acked_at.iter().take_while(|a| a.is_some()).count();
+        let acked = self.acked_at.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
         Window { acked, issued: self.issued_at.len() }
     }
 
@@ -322,18 +325,22 @@ fn refuses_after_failure(
 /// Runs `steps` on `fs` like an operator who reopens the store after every
 /// I/O failure (a transient fault, [`SimFs::fail_once`]): the step that
 /// failed is in doubt, and the reopened store must show it whole or not at
-/// all; the run goes on from whichever it shows. Returns the state that
-/// must be durable at the end (every step answered by then).
-pub fn run_with_reopen(fs: &SimFs, dir: &Path, options: &WalOptions, steps: &[Step]) -> Result<Expected, String> {
+/// all; the run goes on from whichever it shows. The trace holds, after the
+/// failed step (`acked_at` `None`, expected state with it applied), the
+/// reopen as a step of its own, whose expected state follows what the
+/// reopened store showed.
+pub fn run_with_reopen(fs: &SimFs, dir: &Path, options: &WalOptions, steps: &[Step]) -> Result<Trace, String> {
     let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| e.to_string())?;
     let fs_dyn: Arc<dyn FileSystem> = Arc::new(fs.clone());
     let open = || WalLockStore::open_blocking(Arc::clone(&fs_dyn), dir.to_owned(), options.clone());
     let mut now = Expected::initial();
+    let mut trace = Trace { expected: vec![now.clone()], issued_at: Vec::new(), acked_at: Vec::new(), calls: 0 };
     let mut store: Option<WalLockStore> = None;
     let mut failures = 0;
     for (i, step) in steps.iter().enumerate() {
         let mut next = now.clone();
         let want = next.apply(step);
+        trace.issued_at.push(fs.calls());
         let outcome: Result<(), Error> = match step {
             Step::Open => open().map(|s| store = Some(s)),
             Step::Txn(ops) => {
@@ -358,15 +365,21 @@ pub fn run_with_reopen(fs: &SimFs, dir: &Path, options: &WalOptions, steps: &[St
                 Ok(())
             }
         };
+        trace.expected.push(next.clone());
         match outcome {
-            Ok(()) => now = next,
+            Ok(()) => {
+                trace.acked_at.push(Some(fs.calls()));
+                now = next;
+            }
             Err(Error::Io { .. } | Error::Poisoned { .. }) => {
+                trace.acked_at.push(None);
                 failures += 1;
                 if failures > 4 {
                     return Err(format!("step {i} {step:?}: still failing after {failures} reopens"));
                 }
                 drop(store.take());
                 // In doubt: the reopened store decides, and must show one.
+                trace.issued_at.push(fs.calls());
                 let reopened = open().or_else(|_| open()).map_err(|e| format!("reopen after step {i}: {e}"))?;
                 let observed = observe(&reopened).map_err(|e| e.to_string())?;
                 let candidates = [now.clone(), next.clone()];
@@ -374,19 +387,21 @@ pub fn run_with_reopen(fs: &SimFs, dir: &Path, options: &WalOptions, steps: &[St
                     .map_err(|e| format!("after step {i} {step:?} failed and the store was reopened: {e}"))?;
                 now = candidates[matched].clone();
                 now.apply(&Step::Open);
-                let keep_open = !matches!(step, Step::Close | Step::Drop);
-                if keep_open {
-                    store = Some(reopened);
-                } else {
+                if matches!(step, Step::Close | Step::Drop) {
                     drop(reopened);
                     now.open = false;
+                } else {
+                    store = Some(reopened);
                 }
+                trace.acked_at.push(Some(fs.calls()));
+                trace.expected.push(now.clone());
             }
             Err(e) => return Err(format!("step {i} {step:?} failed: {e}")),
         }
     }
     drop(store);
-    Ok(now)
+    trace.calls = fs.calls();
+    Ok(trace)
 }
 
 /// One crash image to check.
