@@ -174,3 +174,48 @@ fn a_flipped_bit_in_a_store_stopped_without_close_is_refused_or_harmless() {
     assert_eq!(tally.exact + tally.refused + tally.last_record_dropped, FLIPS);
     assert!(tally.refused > FLIPS / 2, "{tally:?}");
 }
+
+/// Guards (open question for the WAL): a bit flipped in the last record of
+/// a store stopped without `close()` is, today, taken for a torn write: the
+/// store opens without that record, although it was acknowledged, and says
+/// so only in `stats().torn_tail` and a warning. A torn write could only be
+/// a record never acknowledged; telling the two apart needs an assumption
+/// about the disk (for example: a torn write leaves zeros from a sector
+/// boundary to the frame's end, a flip leaves the frame's full extent
+/// written), which DESIGN.md does not make yet.
+#[test]
+#[ignore = "design question reported to the lead: a damaged last record is indistinguishable from a torn write"]
+fn a_flipped_bit_in_the_last_acknowledged_record_is_not_taken_for_a_torn_write() {
+    use lockwal::wal::scan::scan_segment;
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let granted = lockwal::testing::workload::lock(2, 2);
+    runtime.block_on(async {
+        let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+        store.put_lock(lockwal::testing::workload::lock(1, 1)).await.unwrap();
+        store.put_lock(granted.clone()).await.unwrap();
+    });
+    let files = read_files(dir.path());
+    let (name, bytes) = files.iter().rfind(|(n, _)| n.ends_with(".wal")).unwrap();
+    let mut last = 0;
+    scan_segment::<()>(bytes, None, true, |offset, _, _| {
+        last = offset;
+        Ok(())
+    })
+    .unwrap()
+    .unwrap();
+    let mut damaged = bytes.clone();
+    damaged[last as usize + 16 + 3] ^= 0x04;
+    std::fs::write(dir.path().join(name), damaged).unwrap();
+    match runtime.block_on(WalLockStore::open(dir.path(), options())) {
+        Err(Error::Corruption { offset, .. }) => assert_eq!(offset, last),
+        Err(e) => panic!("{e}"),
+        Ok(store) => {
+            let torn = store.stats().torn_tail;
+            assert!(
+                runtime.block_on(store.get_lock(&granted.id)).is_ok(),
+                "the acknowledged grant was dropped as a torn tail ({torn:?})"
+            );
+        }
+    }
+}
