@@ -52,8 +52,8 @@ pub enum SyncMode {
 pub struct WalOptions {
     /// When writes are acknowledged.
     pub sync: SyncMode,
-    /// Size segments are pre-sized to; a segment is rotated when the next
-    /// frame would not fit. Default 64 MiB; at least [`MIN_SEGMENT_SIZE`].
+    /// A segment is rotated when the next frame would take it past this
+    /// size. Default 64 MiB; at least [`MIN_SEGMENT_SIZE`].
     pub segment_size: u64,
     /// Open without the writer lock and without changing any byte: no epoch
     /// bump, no truncation; writes fail with `ReadOnly`. A torn tail is
@@ -261,7 +261,7 @@ impl WalLockStore {
         let epoch = state.epoch() + 1;
         let next_number =
             segments.last().map_or(1, |s| if kept.len() < segments.len() { s.number } else { s.number + 1 });
-        let segment = create_segment(&*fs, &dir, next_number, last_lsn + 1, options.segment_size)?;
+        let segment = create_segment(&*fs, &dir, next_number, last_lsn + 1)?;
         let mut segment_bytes: BTreeMap<u64, u64> = kept.iter().map(|s| (s.number, s.scan.valid_end)).collect();
         segment_bytes.insert(next_number, SEGMENT_HEADER_LEN as u64);
         let snapshot_stats = SnapshotStats {

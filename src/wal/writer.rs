@@ -159,27 +159,32 @@ pub(crate) struct Segment {
     pub header: SegmentHeader,
     /// Where the next frame goes.
     pub offset: u64,
+    /// The file holds written zeros (or frames) up to here.
+    pub zeroed_until: u64,
 }
 
-/// Creates segment `number` starting at `first_lsn`: header written, file
-/// pre-sized to `size` (so an fdatasync does not also have to persist a new
-/// file size), synced, and its directory entry synced.
-pub(crate) fn create_segment(
-    fs: &dyn FileSystem,
-    dir: &Path,
-    number: u64,
-    first_lsn: u64,
-    size: u64,
-) -> Result<Segment> {
+/// How far ahead of the frames a segment is zero-filled at a time.
+///
+/// An fdatasync that must also persist a newly allocated block or a new file
+/// size costs a journal commit; overwriting blocks already written does not.
+/// Writing zeros a mebibyte at a time pays that commit once per mebibyte
+/// instead of once per 4 KiB block. A sparse file pre-sized with `set_len`
+/// does not help: its blocks are allocated on first write (measured in the
+/// comparison run: 3.2k ops/s against 12.5k for a zero-filled file).
+const ZERO_AHEAD: u64 = 1 << 20;
+
+/// Creates segment `number` starting at `first_lsn`: header written and
+/// synced, and its directory entry synced.
+pub(crate) fn create_segment(fs: &dyn FileSystem, dir: &Path, number: u64, first_lsn: u64) -> Result<Segment> {
     let path = dir.join(segment_name(number));
     let header = SegmentHeader { number, salt: random_salt(), first_lsn };
     let mut file = fs.open(&path, OpenMode::CreateNew).map_err(io_error("create", &path))?;
     file.write_at(0, &header.encode()).map_err(io_error("write", &path))?;
-    file.set_len(size.max(SEGMENT_HEADER_LEN as u64)).map_err(io_error("set_len", &path))?;
     file.sync_data().map_err(io_error("fdatasync", &path))?;
     fs.sync_dir(dir).map_err(io_error("fsync directory", dir))?;
     tracing::debug!(segment = number, first_lsn, "segment created");
-    Ok(Segment { file, path, header, offset: SEGMENT_HEADER_LEN as u64 })
+    let start = SEGMENT_HEADER_LEN as u64;
+    Ok(Segment { file, path, header, offset: start, zeroed_until: start })
 }
 
 /// The writer thread's state.
@@ -371,8 +376,10 @@ impl Writer {
             out.extend_from_slice(commands);
         });
         debug_assert_eq!(self.buf.len() as u64, needed);
+        let zeroed = self.zero_ahead(self.segment.offset + needed);
         let path = &self.segment.path;
-        let written = self.segment.file.write_at(self.segment.offset, &self.buf).map_err(io_error("write", path));
+        let written = zeroed
+            .and_then(|()| self.segment.file.write_at(self.segment.offset, &self.buf).map_err(io_error("write", path)));
         let synced = written.and_then(|()| {
             if self.options.sync == SyncMode::Always {
                 self.shared.counters.fsyncs.fetch_add(1, Relaxed);
@@ -395,23 +402,39 @@ impl Writer {
         Ok(())
     }
 
+    /// Makes sure the file holds written zeros up to at least `end`, writing
+    /// the next [`ZERO_AHEAD`] bytes (not past the segment size) when it
+    /// does not. The zeros become durable with the frame's fdatasync.
+    fn zero_ahead(&mut self, end: u64) -> Result<()> {
+        let segment = &mut self.segment;
+        if end <= segment.zeroed_until {
+            return Ok(());
+        }
+        let target = end.max((segment.zeroed_until + ZERO_AHEAD).min(self.options.segment_size));
+        let zeros = vec![0u8; (target - segment.zeroed_until).min(ZERO_AHEAD) as usize];
+        let mut at = segment.zeroed_until;
+        while at < target {
+            let n = (target - at).min(zeros.len() as u64) as usize;
+            segment.file.write_at(at, &zeros[..n]).map_err(io_error("write", &segment.path))?;
+            at += n as u64;
+        }
+        segment.zeroed_until = target;
+        Ok(())
+    }
+
     /// After a failed write or sync, cuts the frame that may not be on disk
     /// out of the file. Linux marks the pages of a failed fdatasync clean
     /// ("fsyncgate"): left alone, the frame would stay readable in the page
     /// cache, and a reopen in the same boot would replay it and append after
     /// it, over a hole on the disk (regression:
     /// `a_reopen_after_a_failed_fsync_does_not_build_on_data_that_never_reached_the_disk`).
-    /// Truncating drops those cached bytes; extending again restores the
-    /// pre-sized length. Best effort: the store is poisoned either way, and
-    /// if the disk refuses even this, the frame can at worst come back as a
-    /// torn tail.
+    /// Truncating drops those cached bytes. Best effort: the store is
+    /// poisoned either way, and if the disk refuses even this, the frame can
+    /// at worst come back as a torn tail.
     fn forget_unsynced_frame(&mut self) {
         let (offset, path) = (self.segment.offset, &self.segment.path);
-        let cut = self
-            .segment
-            .file
-            .set_len(offset)
-            .and_then(|()| self.segment.file.set_len(self.options.segment_size.max(offset)));
+        self.segment.zeroed_until = offset;
+        let cut = self.segment.file.set_len(offset);
         match cut {
             Ok(()) => tracing::warn!(file = %path.display(), offset, "cut the unsynced frame out of the segment"),
             Err(e) => tracing::error!(file = %path.display(), offset, error = %e, "could not cut the unsynced frame"),
@@ -422,7 +445,7 @@ impl Writer {
     /// sync: every frame in it was synced when it was written.
     pub(crate) fn rotate(&mut self, first_lsn: u64) -> Result<()> {
         let number = self.segment.header.number + 1;
-        let next = create_segment(&*self.fs, &self.dir, number, first_lsn, self.options.segment_size)?;
+        let next = create_segment(&*self.fs, &self.dir, number, first_lsn)?;
         tracing::info!(segment = number, first_lsn, "rotated to a new segment");
         self.segment = next;
         self.shared.add_segment_bytes(number, SEGMENT_HEADER_LEN as u64);
