@@ -384,6 +384,8 @@ async fn run(s: Settings) -> Result<Value> {
     let data = Arc::new(Dataset::new(Shape::default()));
     let started = Instant::now();
     let cpu_before = machine::CpuTimes::now();
+    let device = machine::device_of(&s.dir).unwrap_or_default();
+    let disk_before = machine::DiskTimes::now(&device);
     let mut report = Report::default();
     if s.runs("w1") {
         w1(&s, &data, &mut report).await;
@@ -398,7 +400,12 @@ async fn run(s: Settings) -> Result<Value> {
         w5(&s, &data, &mut report).await;
     }
     let (others, steal) = cpu_before.others_since(&machine::CpuTimes::now());
+    let (others_written, flushes) = disk_before.since(&machine::DiskTimes::now(&device));
     eprintln!("other processes used {:.0}% of the CPUs during the run ({:.0}% stolen)", others * 100.0, steal * 100.0);
+    eprintln!(
+        "other processes wrote {} MiB to {device}; the device completed {flushes} flushes in all",
+        others_written >> 20
+    );
     let peers: Vec<Value> = engines::all()
         .iter()
         .map(|p| {
@@ -413,6 +420,9 @@ async fn run(s: Settings) -> Result<Value> {
         "load_after": machine::loadavg(),
         "cpu_others": others,
         "cpu_steal": steal,
+        "disk_device": device,
+        "disk_others_written_bytes": others_written,
+        "disk_flushes": flushes,
         "seconds": started.elapsed().as_secs_f64(),
         "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
         "settings": s,
