@@ -137,6 +137,9 @@ def machine_section(res):
         ["kernel", m["kernel"]],
         ["load average (1, 5, 15 min)", f"before: {load_before}; after: {load_after}"],
         ["CPU used by other processes during the run", f"{d['cpu_others'] * 100:.0f}% of all CPUs ({d['cpu_steal'] * 100:.1f}% stolen by the hypervisor)"],
+        ["disk writes by other processes during the run",
+         f"{d.get('disk_others_written_bytes', 0) / 2**20:,.0f} MiB to {d.get('disk_device', '?')} "
+         f"(the device completed {d.get('disk_flushes', 0):,} flushes in all, this run's included)"],
         ["settings", f"{s['locks']:,} locks for W3/W4/W5; tasks {', '.join(map(str, s['tasks']))}; "
                      f"{s['timing']['warmup']['secs'] + s['timing']['warmup']['nanos'] / 1e9:g} s warm-up + "
                      f"{s['timing']['measure']['secs'] + s['timing']['measure']['nanos'] / 1e9:g} s measured per point; "
@@ -440,7 +443,7 @@ def render(res, rel_json):
         parts += ["Failures during the run:", "", table(["workload", "store", "error"], [[e["workload"], e["peer"], e["error"]] for e in res.doc["errors"]]), ""]
     parts += [
         "## Machine and noise", "", machine_section(res), "",
-        "The machine has 2 cores shared with other work; see the CPU used by other processes above for how quiet it was. "
+        "The machine has 2 cores and one virtual disk shared with other work; the CPU time and disk writes of other processes above say how quiet it was. "
         "Between runs on this kind of virtual disk figures move by up to a third, so compare figures of one run only.", "",
         "## Targets", "", targets_section(res), "",
         "## Plots", "", "![throughput against concurrency](bench/throughput.svg)", "", "![restore time per store](bench/restore.svg)", "",

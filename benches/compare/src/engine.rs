@@ -106,6 +106,10 @@ pub trait SyncStore: Send + Sync + 'static {
     fn delete(&self, lock: &PersistedLock) -> Result<()>;
     /// See [`Store::load`].
     fn load(&self, locks: Vec<PersistedLock>) -> Result<()>;
+    /// See [`Store::settle`].
+    fn settle(&self) -> Result<()> {
+        Ok(())
+    }
     /// See [`Store::by_client`].
     fn by_client(&self, client: &str) -> Result<Vec<PersistedLock>>;
     /// See [`Store::by_file`].
@@ -163,6 +167,10 @@ impl<S: SyncStore> Store for BlockingStore<S> {
 
     async fn load(&self, locks: Vec<PersistedLock>) -> Result<()> {
         blocking(&self.0, move |s| s.load(locks)).await
+    }
+
+    async fn settle(&self) -> Result<()> {
+        blocking(&self.0, |s| s.settle()).await
     }
 
     async fn by_client(&self, client: &str) -> Result<Vec<PersistedLock>> {

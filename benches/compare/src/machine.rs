@@ -153,3 +153,55 @@ impl CpuTimes {
         (others as f64 / total, later.steal.saturating_sub(self.steal) as f64 / total)
     }
 }
+
+/// Write activity of the block device under a directory, and this
+/// process's own share, for telling whether other work used the disk.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiskTimes {
+    /// Bytes written to the device.
+    pub written: u64,
+    /// Flush requests the device completed (fdatasync and journal commits
+    /// of everyone).
+    pub flushes: u64,
+    /// Bytes this process (and its reaped children: they only read) sent
+    /// to storage (`write_bytes` of /proc/self/io).
+    pub own_written: u64,
+}
+
+/// The device name (`vda`) of the mount holding `dir`.
+pub fn device_of(dir: &Path) -> Option<String> {
+    let fs = file_system(dir);
+    let source = fs.split_whitespace().nth(2)?;
+    Some(source.strip_prefix("/dev/")?.to_owned())
+}
+
+impl DiskTimes {
+    /// Reads /proc/diskstats for `device` and /proc/self/io.
+    pub fn now(device: &str) -> Self {
+        let stats = read("/proc/diskstats");
+        let fields: Vec<u64> = stats
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.get(2) == Some(&device))
+            .map(|f| f[3..].iter().map(|v| v.parse().unwrap_or(0)).collect())
+            .unwrap_or_default();
+        // After major, minor, name: reads, merged, sectors read, ms,
+        // writes, merged, sectors written (6), ms, in flight, io ms, weighted
+        // ms, discards (4 fields), flushes (15), flush ms.
+        let field = |i: usize| fields.get(i).copied().unwrap_or(0);
+        let own_written = read("/proc/self/io")
+            .lines()
+            .find_map(|l| l.strip_prefix("write_bytes:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        Self { written: field(6) * 512, flushes: field(15), own_written }
+    }
+
+    /// (bytes written by others, device flushes in total) between `self`
+    /// and `later`.
+    pub fn since(&self, later: &DiskTimes) -> (u64, u64) {
+        let all = later.written.saturating_sub(self.written);
+        let own = later.own_written.saturating_sub(self.own_written);
+        (all.saturating_sub(own), later.flushes.saturating_sub(self.flushes))
+    }
+}

@@ -8,6 +8,13 @@
 //!
 //! W3/W4 run in a fresh child process per restore (this binary, with
 //! `child-restore`), so that its peak RSS is the restore's alone.
+//!
+//! For profiling one store's restore by hand:
+//!
+//! ```text
+//! compare build --peer lockwal-wal --dir /tmp/s --locks 1000000
+//! perf record -g compare child-restore --peer lockwal-wal --dir /tmp/s --locks 1000000 --queries 0
+//! ```
 
 use lockwal_compare::data::Shape;
 use lockwal_compare::engines;
@@ -377,6 +384,8 @@ async fn run(s: Settings) -> Result<Value> {
     let data = Arc::new(Dataset::new(Shape::default()));
     let started = Instant::now();
     let cpu_before = machine::CpuTimes::now();
+    let device = machine::device_of(&s.dir).unwrap_or_default();
+    let disk_before = machine::DiskTimes::now(&device);
     let mut report = Report::default();
     if s.runs("w1") {
         w1(&s, &data, &mut report).await;
@@ -391,7 +400,12 @@ async fn run(s: Settings) -> Result<Value> {
         w5(&s, &data, &mut report).await;
     }
     let (others, steal) = cpu_before.others_since(&machine::CpuTimes::now());
+    let (others_written, flushes) = disk_before.since(&machine::DiskTimes::now(&device));
     eprintln!("other processes used {:.0}% of the CPUs during the run ({:.0}% stolen)", others * 100.0, steal * 100.0);
+    eprintln!(
+        "other processes wrote {} MiB to {device}; the device completed {flushes} flushes in all",
+        others_written >> 20
+    );
     let peers: Vec<Value> = engines::all()
         .iter()
         .map(|p| {
@@ -406,6 +420,9 @@ async fn run(s: Settings) -> Result<Value> {
         "load_after": machine::loadavg(),
         "cpu_others": others,
         "cpu_steal": steal,
+        "disk_device": device,
+        "disk_others_written_bytes": others_written,
+        "disk_flushes": flushes,
         "seconds": started.elapsed().as_secs_f64(),
         "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs(),
         "settings": s,
@@ -419,7 +436,8 @@ async fn run(s: Settings) -> Result<Value> {
     }))
 }
 
-async fn child(args: &[String]) -> Result<()> {
+/// Parses `--peer`, `--dir`, `--locks`, `--queries` of the subcommands.
+fn sub_args(args: &[String]) -> Result<(Arc<dyn Peer>, PathBuf, u64, usize)> {
     let (mut peer, mut dir, mut locks, mut queries) = (None, None, 0u64, 0usize);
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -432,7 +450,19 @@ async fn child(args: &[String]) -> Result<()> {
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
-    let (peer, dir) = (peer.ok_or("unknown or missing --peer")?, dir.ok_or("missing --dir")?);
+    Ok((peer.ok_or("unknown or missing --peer")?, dir.ok_or("missing --dir")?, locks, queries))
+}
+
+async fn build(args: &[String]) -> Result<()> {
+    let (peer, dir, locks, _) = sub_args(args)?;
+    fresh_dir(&dir)?;
+    let took = workload::build(&*peer, &dir, &Dataset::new(Shape::default()), locks).await?;
+    eprintln!("built {} with {locks} locks in {took:.1?}", peer.name());
+    Ok(())
+}
+
+async fn child(args: &[String]) -> Result<()> {
+    let (peer, dir, locks, queries) = sub_args(args)?;
     let data = Dataset::new(Shape::default());
     let (restore, store, resident) = workload::restore(&*peer, &dir, &data).await?;
     if restore.locks != locks {
@@ -448,8 +478,10 @@ async fn child(args: &[String]) -> Result<()> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    if args.first().map(String::as_str) == Some("child-restore") {
-        return runtime.block_on(child(&args[1..]));
+    match args.first().map(String::as_str) {
+        Some("child-restore") => return runtime.block_on(child(&args[1..])),
+        Some("build") => return runtime.block_on(build(&args[1..])),
+        _ => {}
     }
     let settings = Settings::parse(&args)?;
     let out = settings.out.clone();

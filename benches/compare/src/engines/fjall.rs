@@ -2,7 +2,8 @@
 //! keyspaces (`key 0x00 id` -> empty) written in one atomic write batch that
 //! is committed with `PersistMode::SyncData` (fdatasync of the journal
 //! before the commit returns). A put reads the old record first so that a
-//! replaced lock leaves no stale index entry.
+//! replaced lock leaves no stale index entry. After the bulk load of W3 the
+//! memtables are flushed, so a reopen reads tables rather than the journal.
 
 use crate::engine::{SyncPeer, SyncStore};
 use crate::{Error, Result};
@@ -119,6 +120,24 @@ impl SyncStore for FjallStore {
             self.upsert(&mut batch, lock)?;
         }
         batch.commit()?;
+        Ok(())
+    }
+
+    /// Flushes the memtables to tables on disk, so that a reopen does not
+    /// replay the journal (the steady state; lockwal writes its snapshot).
+    fn settle(&self) -> Result<()> {
+        let keyspaces: Vec<&Keyspace> = std::iter::once(&self.locks).chain(&self.indexes).collect();
+        for keyspace in &keyspaces {
+            keyspace.rotate_memtable()?;
+        }
+        // Flushes run on fjall's workers; wait for them (bounded: 10 min).
+        for _ in 0..60_000 {
+            if keyspaces.iter().all(|k| k.sealed_memtable_count() == 0) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.db.persist(PersistMode::SyncAll)?;
         Ok(())
     }
 

@@ -71,26 +71,35 @@ fn delete_frame(lock: &PersistedLock) -> Vec<u8> {
     buf
 }
 
-/// Decodes every put frame of `bytes` (stopping at a zero length, the
-/// unwritten part of a preallocated file); tombstones are skipped.
-pub fn decode_log(bytes: &[u8]) -> Result<Vec<PersistedLock>> {
+/// Decodes every put frame read from `input` (stopping at the end or at a
+/// zero length, the unwritten part of a preallocated file); tombstones are
+/// skipped.
+pub fn decode_log(mut input: impl std::io::Read) -> Result<Vec<PersistedLock>> {
     let mut out = Vec::new();
-    let mut at = 0;
-    while at + 8 <= bytes.len() {
-        let word = u32::from_le_bytes(bytes[at..at + 4].try_into()?);
+    let mut header = [0u8; 8];
+    let mut payload = Vec::new();
+    let mut at = 0u64;
+    loop {
+        match input.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(e.into()),
+        }
+        let word = u32::from_le_bytes(header[..4].try_into()?);
         let len = (word & !TOMBSTONE) as usize;
         if len == 0 {
             break;
         }
-        let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into()?);
-        let payload = bytes.get(at + 8..at + 8 + len).ok_or("raw: torn frame")?;
-        if crc32fast::hash(payload) != crc {
+        let crc = u32::from_le_bytes(header[4..].try_into()?);
+        payload.resize(len, 0);
+        input.read_exact(&mut payload)?;
+        if crc32fast::hash(&payload) != crc {
             return Err(format!("raw: bad checksum at {at}").into());
         }
         if word & TOMBSTONE == 0 {
-            out.push(rmp_serde::from_slice(payload)?);
+            out.push(rmp_serde::from_slice(&payload)?);
         }
-        at += 8 + len;
+        at += 8 + len as u64;
     }
     Ok(out)
 }
@@ -144,7 +153,10 @@ impl Peer for Raw {
                 "leader/follower group commit: one pwrite + one fdatasync per group, {} MiB zero-filled, synced file",
                 RING_BYTES >> 20
             ),
-            Raw::Log => "framed log (length, CRC32, MessagePack record) read whole and decoded into a Vec".into(),
+            Raw::Log => {
+                "framed log (length, CRC32, MessagePack record) streamed through a 1 MiB buffer and decoded into a Vec"
+                    .into()
+            }
         }
     }
 
@@ -312,7 +324,8 @@ impl Store for RawStore {
     }
 
     async fn read_all(&self, _data: &Dataset) -> Result<Restored> {
-        let locks = decode_log(&std::fs::read(&self.path)?)?;
+        let file = File::open(&self.path)?;
+        let locks = decode_log(std::io::BufReader::with_capacity(1 << 20, file))?;
         Ok(Restored { locks: locks.len() as u64, resident: Box::new(locks) })
     }
 
@@ -336,6 +349,7 @@ mod tests {
         }
         log.extend(delete_frame(&data.lock(3)));
         log.extend([0u8; 64]);
-        assert_eq!(decode_log(&log).unwrap(), data.locks(0..10));
+        assert_eq!(decode_log(&log[..]).unwrap(), data.locks(0..10));
+        assert_eq!(decode_log(&log[..log.len() - 64]).unwrap(), data.locks(0..10));
     }
 }

@@ -49,6 +49,10 @@ fn connect(path: &Path) -> Result<Connection> {
         return Err(format!("SQLite refused WAL mode ({mode})").into());
     }
     conn.execute_batch("PRAGMA synchronous = FULL;")?;
+    let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+    if synchronous != 2 {
+        return Err(format!("SQLite synchronous is {synchronous}, not FULL (2)").into());
+    }
     Ok(conn)
 }
 
