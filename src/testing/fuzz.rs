@@ -10,7 +10,7 @@
 //! - [`ops_crash`]: an operation sequence, a fault at some call, and a loss
 //!   pattern, on the power-loss simulator; the recovered store is checked
 //!   against the model as in `tests/crash_enumeration.rs` (one input in
-//!   four also crashes that recovery at each of its calls).
+//!   four also crashes that recovery, at every eighth call).
 //! - [`record_roundtrip`]: commands through frames and snapshots and back.
 
 use crate::error::Error;
@@ -18,7 +18,7 @@ use crate::io::sim::{Fault, SimFs};
 use crate::io::{FileSystem, OpenMode};
 use crate::model::LockQuery;
 use crate::state::{Command, State};
-use crate::testing::crash::{check_image, crash_options, default_losses, losses, observe, prepare_dir, run, store_dir};
+use crate::testing::crash::{SelectLosses, check_image, crash_options, losses, observe, prepare_dir, run, store_dir};
 use crate::testing::workload::{Step, decode_steps, generate};
 use crate::wal::format::{SegmentHeader, append_frame, decode_commands, decode_frame, encode_commands, segment_name};
 use crate::wal::scan::scan_segment;
@@ -216,12 +216,28 @@ pub fn ops_crash(data: &[u8]) {
     let candidates = losses(&fs.pending(), u64::from(*loss), 4, 2);
     let loss = candidates[usize::from(*loss) % candidates.len()];
     let image = fs.crash(loss);
-    // One input in four also crashes the recovery at each of its calls.
-    let nested = (data[3] & 0xC0 == 0xC0).then(default_losses);
+    // One input in four also crashes the recovery, at every eighth of its
+    // calls (from a phase the input picks) with one loss pattern each: the
+    // exhaustive sweep over every recovery call and pattern is
+    // `tests/crash_enumeration.rs`; here inputs stay cheap so that the
+    // fuzzer tries more operation sequences.
+    let nested = (data[3] & 0xC0 == 0xC0).then(|| every_eighth_call(u64::from(data[3] >> 3) & 7));
     let window = trace.window_at_end();
     if let Err(e) = check_image(&image, &dir, &crash_options(), trace.allowed(window), nested) {
         panic!("fault at call {k}, then {loss:?} ({window:?}), steps {steps:?}: {e}");
     }
+}
+
+/// Crash points at recovery calls `phase`, `phase + 8`, ..., one loss
+/// pattern each (varying with the call).
+fn every_eighth_call(phase: u64) -> SelectLosses {
+    Arc::new(move |k, pending| {
+        if k % 8 != phase {
+            return Vec::new();
+        }
+        let candidates = losses(pending, k, 4, 2);
+        vec![candidates[(k / 8) as usize % candidates.len()]]
+    })
 }
 
 /// Commands from the bytes go through a frame and back unchanged, and the
