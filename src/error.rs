@@ -123,10 +123,10 @@ pub enum Error {
         current: u64,
     },
     /// The store was opened read-only; writes are refused.
-    #[error("store {dir} is open read-only")]
+    #[error("store {store} is open read-only")]
     ReadOnly {
-        /// The store directory.
-        dir: PathBuf,
+        /// Which store: its directory, or its PostgreSQL schema.
+        store: String,
     },
     /// The store was closed.
     #[error("store is closed")]

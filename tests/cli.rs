@@ -140,6 +140,20 @@ fn usage_errors_and_missing_stores_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(lockwal(&[]).code, 2);
     assert_eq!(lockwal(&["stat"]).code, 2, "DIR is required");
+    let both = lockwal(&["stat", p(dir.path()), "--url", "postgres://127.0.0.1:1/x"]);
+    assert_eq!(both.code, 2);
+    assert!(both.stderr.contains("cannot be used with"), "DIR or --url, not both: {}", both.stderr);
+    let schema = lockwal(&["list", p(dir.path()), "--schema", "s"]);
+    assert_eq!(schema.code, 2);
+    assert!(schema.stderr.contains("--url"), "--schema needs --url: {}", schema.stderr);
+    // Nothing listens on port 1: a clear error, exit 2 (with the PostgreSQL
+    // backend built in: a connection error; without it: how to build it).
+    let unreachable = fails(&["clients", "--url", "postgres://lockwal@127.0.0.1:1/x"], 2);
+    assert!(
+        unreachable.stderr.contains("connect") || unreachable.stderr.contains("--features postgres"),
+        "{}",
+        unreachable.stderr
+    );
     assert_eq!(lockwal(&["list", p(dir.path()), "--kind", "spaceship"]).code, 2);
     assert_eq!(lockwal(&["grant", p(dir.path()), "--id", "x"]).code, 2, "missing required options");
     let run = fails(&["stat", p(dir.path())], 2);

@@ -222,6 +222,76 @@ async fn two_nodes_share_state_and_the_replaced_node_is_fenced() {
     assert_eq!(all_ids(&c).await, ["a1", "b1"]);
 }
 
+/// A read-only handle (what `lockwal stat --url` opens) sees the live
+/// node's state and epoch, bumps nothing, fences no one, refuses every
+/// write, and its close records nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_open_fences_no_one_and_writes_nothing() {
+    let Some(scratch) = Scratch::new() else { return };
+    let live = scratch.open().await;
+    let epoch = live.epoch().await.unwrap();
+    live.put_lock(lock("l1")).await.unwrap();
+
+    let reader = PostgresLockStore::open_read_only(scratch.config()).await.unwrap();
+    assert_eq!(reader.epoch().await.unwrap(), epoch, "the live node's epoch, not a new one");
+    assert!(!reader.previous_shutdown_was_clean().await.unwrap(), "the live node has not closed");
+    assert_eq!(all_ids(&reader).await, ["l1"]);
+    for result in [
+        reader.put_lock(lock("r1")).await,
+        reader.delete_lock("l1").await,
+        reader.delete_locks_by_client("c").await.map(drop),
+        reader.end_grace().await.map(drop),
+    ] {
+        assert!(matches!(result, Err(Error::ReadOnly { .. })), "{result:?}");
+    }
+    reader.close().await.unwrap();
+
+    live.put_lock(lock("l2")).await.expect("the live node is not fenced by a reader");
+    assert_eq!(all_ids(&live).await, ["l1", "l2"], "no write of the reader landed");
+    live.close().await.unwrap();
+    let after = PostgresLockStore::open_read_only(scratch.config()).await.unwrap();
+    assert_eq!(after.epoch().await.unwrap(), epoch);
+    assert!(after.previous_shutdown_was_clean().await.unwrap(), "the live node's clean close stands");
+    after.close().await.unwrap();
+    let next = scratch.open().await;
+    assert_eq!(next.epoch().await.unwrap(), epoch + 1, "read-only opens took no epoch");
+}
+
+/// `lockwal stat|list|clients --url` read a PostgreSQL store without
+/// bumping its epoch.
+#[cfg(feature = "cli")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reads_a_postgres_store_with_url() {
+    let Some(scratch) = Scratch::new() else { return };
+    let live = scratch.open().await;
+    let epoch = live.epoch().await.unwrap();
+    live.put_lock(lock("l1")).await.unwrap();
+    live.put_lock(sample::byte_range("l2", "s", "f-other", "o", "c2")).await.unwrap();
+    live.put_client(sample::client("c2")).await.unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockwal"))
+            .args(args)
+            .args(["--url", &scratch.url, "--schema", &scratch.schema, "--json"])
+            .output()
+            .expect("run lockwal");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("one JSON value")
+    };
+    let stat = run(&["stat"]);
+    assert_eq!(stat["backend"], "postgres");
+    assert_eq!(stat["schema"], scratch.schema.as_str());
+    assert_eq!(stat["epoch"], epoch);
+    assert_eq!((stat["locks"].as_u64(), stat["clients"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(stat["clean_shutdown"], false);
+    let listed = run(&["list", "--client", "c2"]);
+    let listed: Vec<&str> = listed.as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(listed, ["l2"]);
+    let clients = run(&["clients"]);
+    assert_eq!(clients.as_array().unwrap().len(), 1);
+    assert_eq!(clients[0]["client_id"], "c2");
+    live.put_lock(lock("l3")).await.expect("the CLI fenced no one");
+}
+
 /// Every write path (one-statement puts and deletes, multi-operation
 /// transactions, reclaim, end of grace, close) checks the epoch in the
 /// database itself: each stale handle here has never been refused before,

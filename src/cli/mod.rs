@@ -33,11 +33,11 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Summary of a store: epoch, counts, log size, snapshot, last LSN, clean shutdown (read-only)
-    Stat(JsonArgs),
+    Stat(StatArgs),
     /// Locks matching every given filter, sorted by id (read-only)
     List(ListArgs),
     /// Client records, sorted by client id (read-only)
-    Clients(JsonArgs),
+    Clients(StatArgs),
     /// Every log record with its LSN, segment and byte offset (read-only)
     Dump(DumpArgs),
     /// Check every segment and snapshot; exit 1 on corruption (read-only)
@@ -65,6 +65,31 @@ enum Cmd {
 struct DirArgs {
     /// The store directory
     dir: PathBuf,
+}
+
+/// Where a read-only command reads: a store directory, or (`--url`) a
+/// PostgreSQL store.
+#[derive(Args, Debug)]
+struct SourceArgs {
+    /// The store directory
+    #[arg(required_unless_present = "url", conflicts_with = "url")]
+    dir: Option<PathBuf>,
+    /// Read the PostgreSQL store at this URL instead of a directory (without
+    /// bumping its epoch; needs a build with `--features postgres`)
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// The PostgreSQL schema that holds the store [default: public]
+    #[arg(long, value_name = "NAME", requires = "url")]
+    schema: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct StatArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Print JSON (field names are documented in the README)
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -97,8 +122,8 @@ impl From<Kind> for KindFilter {
 
 #[derive(Args, Debug)]
 struct ListArgs {
-    /// The store directory
-    dir: PathBuf,
+    #[command(flatten)]
+    source: SourceArgs,
     /// Only locks on this file id
     #[arg(long)]
     file: Option<String>,
@@ -271,9 +296,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Stat(a) => read::stat(&a.dir, a.json),
+        Cmd::Stat(a) => read::stat(&a.source, a.json),
         Cmd::List(a) => read::list(a),
-        Cmd::Clients(a) => read::clients(&a.dir, a.json),
+        Cmd::Clients(a) => read::clients(&a.source, a.json),
         Cmd::Dump(a) => read::dump(&a.dir, a.from, a.json),
         Cmd::Verify(a) => read::verify(&a.dir, a.json),
         Cmd::Init(a) => write::init(&a.dir),

@@ -10,16 +10,19 @@
 
 use super::fs::copying;
 use super::show::{client_json, client_line, command_json, command_text, lock_json, lock_line, plain};
-use super::{CliError, CliResult, ListArgs, out, out_json, runtime};
+use super::{CliError, CliResult, ListArgs, SourceArgs, out, out_json, runtime};
 use lockwal::LockStore;
+#[cfg(feature = "postgres")]
+use lockwal::backend::postgres::{PostgresConfig, PostgresLockStore};
 use lockwal::io::FileSystem;
 use lockwal::model::LockQuery;
 use lockwal::wal::inspect::{self, DumpRecord, ProblemKind, SegmentCheck, SegmentStatus, VerifyReport};
 use lockwal::wal::{WalLockStore, WalOptions};
 use serde_json::{Value, json};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use tokio::runtime::Runtime;
 
 /// Refuses a directory that holds no store (a typo must not look like an
 /// empty store).
@@ -49,8 +52,62 @@ fn name(path: &Path) -> String {
     path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
-pub(super) fn stat(dir: &Path, json: bool) -> CliResult {
-    let store = open_read_only(dir)?;
+/// A store opened for reading by `stat`, `list` or `clients`.
+enum Source {
+    Dir(PathBuf, WalLockStore),
+    #[cfg(feature = "postgres")]
+    Postgres(String, PostgresLockStore),
+}
+
+impl Source {
+    fn open(args: &SourceArgs, rt: &Runtime) -> Result<Self, CliError> {
+        match (&args.dir, &args.url) {
+            // clap does not enforce `requires` next to a present DIR.
+            (Some(_), None) if args.schema.is_some() => Err(CliError::unusable("--schema needs --url")),
+            (Some(dir), None) => Ok(Self::Dir(dir.clone(), open_read_only(dir)?)),
+            (None, Some(url)) => Self::open_postgres(url, args.schema.as_deref().unwrap_or("public"), rt),
+            // clap refuses both and neither.
+            _ => Err(CliError::unusable("give either DIR or --url")),
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    fn open_postgres(url: &str, schema: &str, rt: &Runtime) -> Result<Self, CliError> {
+        let config = PostgresConfig::new(url).with_schema(schema).with_pool_size(1);
+        let store = rt.block_on(PostgresLockStore::open_read_only(config))?;
+        Ok(Self::Postgres(schema.to_owned(), store))
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    fn open_postgres(_url: &str, _schema: &str, _rt: &Runtime) -> Result<Self, CliError> {
+        Err(CliError::unusable(
+            "--url needs the PostgreSQL backend, and this lockwal was built without it: \
+             build with `cargo build --release --features postgres`",
+        ))
+    }
+
+    fn store(&self) -> &dyn LockStore {
+        match self {
+            Self::Dir(_, store) => store,
+            #[cfg(feature = "postgres")]
+            Self::Postgres(_, store) => store,
+        }
+    }
+
+    /// Lets go of the store (a read-only close records nothing).
+    fn close(self, rt: &Runtime) -> Result<(), CliError> {
+        Ok(rt.block_on(self.store().close())?)
+    }
+}
+
+pub(super) fn stat(source: &SourceArgs, json: bool) -> CliResult {
+    let rt = runtime()?;
+    let (dir, store) = match Source::open(source, &rt)? {
+        Source::Dir(dir, store) => (dir, store),
+        #[cfg(feature = "postgres")]
+        Source::Postgres(schema, store) => return stat_postgres(&schema, store, json, &rt),
+    };
+    let dir = dir.as_path();
     let s = store.stats();
     if json {
         out_json(&json!({
@@ -91,8 +148,39 @@ pub(super) fn stat(dir: &Path, json: bool) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `stat --url`: what a PostgreSQL store has (no log, segments or LSNs).
+#[cfg(feature = "postgres")]
+fn stat_postgres(schema: &str, store: PostgresLockStore, json: bool, rt: &Runtime) -> CliResult {
+    let (epoch, clean, locks, clients) = rt.block_on(async {
+        let epoch = store.epoch().await?;
+        let clean = store.previous_shutdown_was_clean().await?;
+        let locks = store.count().await?;
+        let clients = store.list_clients().await?.len();
+        store.close().await?;
+        Ok::<_, lockwal::Error>((epoch, clean, locks, clients))
+    })?;
+    if json {
+        out_json(&json!({
+            "backend": "postgres",
+            "schema": schema,
+            "epoch": epoch,
+            "locks": locks,
+            "clients": clients,
+            "clean_shutdown": clean,
+        }))?;
+    } else {
+        out(format_args!("store           PostgreSQL schema {schema}"))?;
+        out(format_args!("epoch           {epoch}"))?;
+        out(format_args!("locks           {locks}"))?;
+        out(format_args!("clients         {clients}"))?;
+        out(format_args!("clean shutdown  {}", if clean { "yes" } else { "no (or still open)" }))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(super) fn list(a: ListArgs) -> CliResult {
-    let store = open_read_only(&a.dir)?;
+    let rt = runtime()?;
+    let source = Source::open(&a.source, &rt)?;
     let query = LockQuery {
         file_id: a.file,
         owner_id: a.owner,
@@ -100,7 +188,8 @@ pub(super) fn list(a: ListArgs) -> CliResult {
         share: a.share,
         kind: a.kind.map(Into::into),
     };
-    let locks = runtime()?.block_on(store.list_locks(&query))?;
+    let locks = rt.block_on(source.store().list_locks(&query))?;
+    source.close(&rt)?;
     if a.json {
         out_json(&Value::Array(locks.iter().map(lock_json).collect()))?;
     } else {
@@ -111,9 +200,11 @@ pub(super) fn list(a: ListArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn clients(dir: &Path, json: bool) -> CliResult {
-    let store = open_read_only(dir)?;
-    let clients = runtime()?.block_on(store.list_clients())?;
+pub(super) fn clients(args: &SourceArgs, json: bool) -> CliResult {
+    let rt = runtime()?;
+    let source = Source::open(args, &rt)?;
+    let clients = rt.block_on(source.store().list_clients())?;
+    source.close(&rt)?;
     if json {
         out_json(&Value::Array(clients.iter().map(client_json).collect()))?;
     } else {

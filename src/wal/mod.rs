@@ -411,7 +411,7 @@ impl WalLockStore {
 
     fn check_writable(&self) -> Result<()> {
         if self.read_only {
-            return Err(Error::ReadOnly { dir: self.dir.clone() });
+            return Err(Error::ReadOnly { store: self.dir.display().to_string() });
         }
         if self.closed.load(Relaxed) {
             return Err(Error::Closed);

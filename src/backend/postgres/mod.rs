@@ -235,6 +235,8 @@ pub struct PostgresLockStore {
     epoch: u64,
     epoch_sql: i64,
     previous_clean: bool,
+    /// Opened by [`open_read_only`](Self::open_read_only): writes refused.
+    read_only: bool,
     closed: AtomicBool,
     /// The newer epoch that fenced this handle, or [`NOT_FENCED`].
     fenced_by: AtomicU64,
@@ -255,6 +257,36 @@ impl PostgresLockStore {
     /// `auto_migrate` is set, checks the schema version, and starts the next
     /// epoch (which fences every handle opened before).
     pub async fn open(config: PostgresConfig) -> Result<Self> {
+        let (pool, mut conn) = Self::connect(&config, config.auto_migrate).await?;
+        let during = "opening the store";
+        let tx = conn.transaction().await.map_err(pg_error(during))?;
+        tx.batch_execute(sql::OPEN_LOCK).await.map_err(pg_error(during))?;
+        let (_, previous_clean) = read_meta(&tx, sql::OPEN_READ, during).await?;
+        let epoch_sql: i64 = tx.query_one(sql::OPEN_BUMP, &[]).await.map_err(pg_error(during))?.get(0);
+        tx.commit().await.map_err(pg_error(during))?;
+        drop(conn);
+        let epoch = epoch_from_sql(epoch_sql, during)?;
+        tracing::info!(schema = %config.schema, epoch, previous_clean, "lockwal: opened PostgreSQL store");
+        Ok(Self::new(pool, config.schema, epoch, previous_clean, false))
+    }
+
+    /// Opens the store for reading only, as operators' tools do: no epoch
+    /// bump (so no live node is fenced), no migration; every write fails
+    /// with [`Error::ReadOnly`], and `close` records nothing. `epoch()` and
+    /// `previous_shutdown_was_clean()` report the stored epoch and clean
+    /// flag as they were at open.
+    pub async fn open_read_only(config: PostgresConfig) -> Result<Self> {
+        let (pool, conn) = Self::connect(&config, false).await?;
+        let during = "opening the store read-only";
+        let (epoch_sql, clean) = read_meta(&conn, sql::META, during).await?;
+        drop(conn);
+        let epoch = epoch_from_sql(epoch_sql, during)?;
+        Ok(Self::new(pool, config.schema, epoch, clean, true))
+    }
+
+    /// The pool and one connection from it, after migrating (when asked)
+    /// and checking the schema version.
+    async fn connect(config: &PostgresConfig, migrate: bool) -> Result<(Pool, Object)> {
         if config.pool_size == 0 {
             return Err(Error::InvalidInput { field: "pool_size", reason: "must be at least 1".into() });
         }
@@ -271,40 +303,27 @@ impl PostgresLockStore {
                 Error::Postgres { during: "creating the connection pool", sqlstate: None, message: e.to_string() }
             })?;
         let mut conn = pool.get().await.map_err(pool_error("connect"))?;
-        if config.auto_migrate {
+        if migrate {
             migrate::migrate_to(&mut conn, &config.schema, SCHEMA_VERSION).await?;
         }
         let found = migrate::current_version(&**conn).await?;
         if found != SCHEMA_VERSION {
-            return Err(Error::SchemaVersion { schema: config.schema, found, expected: SCHEMA_VERSION });
+            return Err(Error::SchemaVersion { schema: config.schema.clone(), found, expected: SCHEMA_VERSION });
         }
-        let during = "opening the store";
-        let tx = conn.transaction().await.map_err(pg_error(during))?;
-        tx.batch_execute(sql::OPEN_LOCK).await.map_err(pg_error(during))?;
-        let row = tx
-            .query_opt(sql::OPEN_READ, &[])
-            .await
-            .map_err(pg_error(during))?
-            .ok_or_else(|| Error::Postgres { during, sqlstate: None, message: "lockwal_meta has no row".into() })?;
-        let previous_clean: bool = row.get(1);
-        let epoch_sql: i64 = tx.query_one(sql::OPEN_BUMP, &[]).await.map_err(pg_error(during))?.get(0);
-        tx.commit().await.map_err(pg_error(during))?;
-        drop(conn);
-        let epoch = u64::try_from(epoch_sql).map_err(|_| Error::Postgres {
-            during,
-            sqlstate: None,
-            message: format!("negative epoch {epoch_sql}"),
-        })?;
-        tracing::info!(schema = %config.schema, epoch, previous_clean, "lockwal: opened PostgreSQL store");
-        Ok(Self {
+        Ok((pool, conn))
+    }
+
+    fn new(pool: Pool, schema: String, epoch: u64, previous_clean: bool, read_only: bool) -> Self {
+        Self {
             pool,
-            schema: config.schema,
+            schema,
             epoch,
-            epoch_sql,
+            epoch_sql: epoch as i64,
             previous_clean,
+            read_only,
             closed: AtomicBool::new(false),
             fenced_by: AtomicU64::new(NOT_FENCED),
-        })
+        }
     }
 
     /// Applies every migration the schema lacks (creating the schema when it
@@ -336,6 +355,9 @@ impl PostgresLockStore {
 
     fn check_writable(&self) -> Result<()> {
         self.check_open()?;
+        if self.read_only {
+            return Err(Error::ReadOnly { store: format!("PostgreSQL schema {}", self.schema) });
+        }
         match self.fenced_by.load(Ordering::Acquire) {
             NOT_FENCED => Ok(()),
             current => Err(Error::Fenced { ours: self.epoch, current }),
@@ -631,6 +653,11 @@ impl LockStore for PostgresLockStore {
         if self.closed.load(Ordering::Acquire) {
             return Ok(());
         }
+        if self.read_only {
+            self.closed.store(true, Ordering::Release);
+            self.pool.close();
+            return Ok(());
+        }
         if let Err(e) = self.check_writable() {
             self.closed.store(true, Ordering::Release);
             self.pool.close();
@@ -648,6 +675,28 @@ impl LockStore for PostgresLockStore {
         }
         result
     }
+}
+
+/// The epoch and clean flag of `lockwal_meta`, read with `text`.
+async fn read_meta(
+    client: &impl deadpool_postgres::GenericClient,
+    text: &str,
+    during: &'static str,
+) -> Result<(i64, bool)> {
+    let row = client.query_opt(text, &[]).await.map_err(pg_error(during))?.ok_or_else(|| Error::Postgres {
+        during,
+        sqlstate: None,
+        message: "lockwal_meta has no row".into(),
+    })?;
+    Ok((row.get(0), row.get(1)))
+}
+
+fn epoch_from_sql(epoch_sql: i64, during: &'static str) -> Result<u64> {
+    u64::try_from(epoch_sql).map_err(|_| Error::Postgres {
+        during,
+        sqlstate: None,
+        message: format!("negative epoch {epoch_sql}"),
+    })
 }
 
 #[cfg(test)]

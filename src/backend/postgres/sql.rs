@@ -35,6 +35,9 @@ pub(crate) const OPEN_LOCK: &str = "LOCK TABLE lockwal_meta IN EXCLUSIVE MODE";
 /// Locks the epoch row for an open.
 pub(crate) const OPEN_READ: &str = "SELECT epoch, clean FROM lockwal_meta FOR UPDATE";
 
+/// The epoch row, for a read-only open (no lock, no bump).
+pub(crate) const META: &str = "SELECT epoch, clean FROM lockwal_meta";
+
 /// Starts the next epoch, not yet cleanly shut down.
 pub(crate) const OPEN_BUMP: &str = "UPDATE lockwal_meta SET epoch = epoch + 1, clean = false RETURNING epoch";
 
