@@ -158,7 +158,7 @@ impl Compactor {
         drop(file);
         self.fs.rename(&tmp, &path).map_err(io_error("rename", &tmp))?;
         self.fs.sync_dir(&self.dir).map_err(io_error("fsync directory", &self.dir))?;
-        tracing::info!(file = %path.display(), bytes = len, locks = point.view.slots.len(), "snapshot installed");
+        tracing::info!(file = %path.display(), bytes = len, locks = point.view.locks, "snapshot installed");
         Ok(len)
     }
 

@@ -192,7 +192,7 @@ pub(crate) fn encode_snapshot<E>(
     // every `Arc` alive (so no address is reused) while this runs.
     let mut strings: HashMap<*const u8, u32> = HashMap::new();
     let mut entry = Vec::with_capacity(4096);
-    for slot in &view.slots {
+    for slot in view.slots() {
         let mut refs = [0u32; 4];
         for (r, s) in refs.iter_mut().zip([&slot.share, &slot.file, &slot.owner, &slot.client]) {
             if let Some(&known) = strings.get(&s.as_ptr()) {
@@ -230,7 +230,7 @@ pub(crate) fn encode_snapshot<E>(
         lsn,
         epoch: view.epoch,
         clean: view.clean,
-        locks: view.slots.len() as u64,
+        locks: view.locks as u64,
         clients: view.clients.len() as u64,
         strings: strings.len() as u64,
         blocks: blocks.index,
