@@ -183,7 +183,7 @@ impl Chunks {
     }
 
     fn push(&mut self, slot: Option<Slot>) {
-        if self.len % CHUNK == 0 {
+        if self.len.is_multiple_of(CHUNK) {
             self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
         }
         let last = self.chunks.last_mut().expect("a chunk with room");
