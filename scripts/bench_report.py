@@ -18,7 +18,9 @@ import os
 import sys
 
 LOCKWAL = "lockwal-wal"
+POSTGRES = "lockwal-postgres"  # lockwal's PostgreSQL backend: W1/W2 only, when the run had a server
 PEERS = ["sqlite", "redb", "fjall"]  # the stores a user would pick instead
+DURABLE = [LOCKWAL, POSTGRES] + PEERS  # the durable stores, for the bold "best" in W1/W2
 LABELS = {
     "raw-growing": "raw: write+fdatasync, growing file",
     "raw-prealloc": "raw: pwrite+fdatasync, preallocated file",
@@ -28,6 +30,7 @@ LABELS = {
     "lockwal-wal": "lockwal WAL",
     "lockwal-wal-log": "lockwal WAL, log replay only",
     "lockwal-memory": "lockwal memory (volatile)",
+    "lockwal-postgres": "lockwal PostgreSQL",
     "sqlite": "SQLite",
     "redb": "redb",
     "fjall": "fjall",
@@ -38,12 +41,14 @@ SHORT = {  # plot legends
     "lockwal-wal": "lockwal WAL",
     "lockwal-wal-log": "lockwal WAL, log only",
     "lockwal-memory": "lockwal memory",
+    "lockwal-postgres": "lockwal PostgreSQL",
 }
 COLORS = {
     "raw-group": "#888888",
     "lockwal-wal": "#d62728",
     "lockwal-wal-log": "#ff9896",
     "lockwal-memory": "#f7b6d2",
+    "lockwal-postgres": "#8c564b",
     "sqlite": "#1f77b4",
     "redb": "#2ca02c",
     "fjall": "#9467bd",
@@ -145,6 +150,9 @@ def machine_section(res):
                      f"{s['timing']['measure']['secs'] + s['timing']['measure']['nanos'] / 1e9:g} s measured per point; "
                      f"{s['queries']:,} queries of each kind; {s['restores']} warm restores (median shown) + 1 cold"],
     ]
+    if POSTGRES in res.w1 or POSTGRES in res.w2:
+        rows.append(["PostgreSQL server", "ran on this machine for the lockwal PostgreSQL rows: its own CPU time and disk writes "
+                                          "are counted among the other processes' above"])
     return table(["", ""], rows)
 
 
@@ -158,13 +166,13 @@ def w1_section(res):
     floor = res.w1_ops("raw-prealloc")
     fastest_raw = max((res.w1_ops(p) or 0 for p in res.w1 if p.startswith("raw-")), default=0)
     lw = res.w1_ops(LOCKWAL)
-    best = max((res.w1_ops(p) or 0 for p in [LOCKWAL] + PEERS), default=0)
+    best = max((res.w1_ops(p) or 0 for p in DURABLE), default=0)
     rows = []
     for peer, run in res.w1.items():
         ops = run["ops_per_sec"]
         rows.append([
             label(peer),
-            bold_if(num(ops), peer in [LOCKWAL] + PEERS and ops == best),
+            bold_if(num(ops), peer in DURABLE and ops == best),
             us(run["latency"]["p50_us"]),
             us(run["latency"]["p99_us"]),
             ratio(ops, floor),
@@ -178,7 +186,7 @@ def w1_section(res):
 def w2_section(res):
     header = ["store"] + [f"{t} task{'s' if t > 1 else ''}" for t in res.tasks]
     rows = []
-    best = {t: max((res.w2_ops(p, t) or 0 for p in [LOCKWAL] + PEERS), default=0) for t in res.tasks}
+    best = {t: max((res.w2_ops(p, t) or 0 for p in DURABLE), default=0) for t in res.tasks}
     for peer, runs in res.w2.items():
         row = [label(peer)]
         for t in res.tasks:
@@ -187,7 +195,7 @@ def w2_section(res):
                 row.append("–")
                 continue
             ops = run["ops_per_sec"]
-            row.append(bold_if(num(ops), peer in [LOCKWAL] + PEERS and ops == best[t]))
+            row.append(bold_if(num(ops), peer in DURABLE and ops == best[t]))
         rows.append(row)
     throughput = table(header, rows)
 
@@ -200,16 +208,18 @@ def w2_section(res):
         rows.append(row)
     latency = table(header, rows)
 
+    # lockwal's PostgreSQL backend gets a column when it ran, but is not a peer.
+    others = ([POSTGRES] if res.w2.get(POSTGRES) else []) + PEERS
     rows = []
     for t in res.tasks:
         lw = res.w2_ops(LOCKWAL, t)
         row = [str(t), ratio(lw, res.w2_ops("raw-group", t))]
-        row += [ratio(lw, res.w2_ops(p, t)) for p in PEERS]
+        row += [ratio(lw, res.w2_ops(p, t)) for p in others]
         lwrun = res.w2.get(LOCKWAL, {}).get(t)
         eng = lwrun and lwrun.get("engine")
         row.append(f"{eng['mean_batch_size']:.1f}" if eng else "–")
         rows.append(row)
-    ratios = table(["tasks", "lockwal ÷ raw group commit"] + [f"lockwal ÷ {label(p)}" for p in PEERS] + ["lockwal ops per fdatasync"], rows)
+    ratios = table(["tasks", "lockwal ÷ raw group commit"] + [f"lockwal ÷ {label(p)}" for p in others] + ["lockwal ops per fdatasync"], rows)
     return f"Throughput (durable grants/s):\n\n{throughput}\n\nLatency of one grant, p50 / p99:\n\n{latency}\n\nRatios:\n\n{ratios}"
 
 
@@ -458,7 +468,9 @@ def render(res, rel_json):
         "## W2: concurrent durable grants",
         "",
         "N tasks each grant fresh locks, each grant durable before that task's next one, on a fresh store per point. "
-        "Synchronous engines (SQLite, redb, fjall) run on tokio's blocking pool, one thread per call in flight, as an async file server would call them.",
+        "Synchronous engines (SQLite, redb, fjall) run on tokio's blocking pool, one thread per call in flight, as an async file server would call them."
+        + (" lockwal's PostgreSQL backend is async; its tasks share the store's connection pool (size under Configurations)."
+           if res.w2.get(POSTGRES) else ""),
         "", w2_section(res), "",
         f"## W3: restore {res.locks:,} locks",
         "",
@@ -478,6 +490,8 @@ def render(res, rel_json):
         "```sh",
         "scripts/compare            # full run (about 15 minutes), rewrites docs/benchmarks.md and docs/bench/",
         "scripts/compare --quick    # seconds: tiny sizes, output to a temporary directory",
+        "# lockwal PostgreSQL (W1/W2): scripts/compare starts a throwaway cluster (scripts/pg-throwaway) when the server",
+        "# binaries are installed, or uses LOCKWAL_TEST_PG_URL when set; otherwise that row is left out",
         "cargo bench -p lockwal-compare            # the criterion benches (W1-W5, every peer)",
         "cargo bench -p lockwal-compare -- --test  # each criterion bench once, on tiny stores (CI)",
         "```",
@@ -489,7 +503,7 @@ def render(res, rel_json):
 def readme_block(res):
     rows = []
     t = 64 if 64 in res.tasks else max(res.tasks)
-    for peer in ["raw-prealloc", "raw-group", LOCKWAL] + PEERS:
+    for peer in ["raw-prealloc", "raw-group", LOCKWAL, POSTGRES] + PEERS:
         w1 = res.w1_ops(peer)
         w2 = res.w2_ops(peer, t)
         w3 = res.restore_s(peer if peer != "raw-prealloc" else "raw-log")

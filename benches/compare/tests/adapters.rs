@@ -109,3 +109,33 @@ async fn the_group_commit_floor_acknowledges_every_writer() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// lockwal's PostgreSQL backend: each open is a fresh, empty store (W2
+/// reopens the same directory for every task count), and a grant and a
+/// release go through. Skipped without `LOCKWAL_TEST_PG_URL`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_peer_opens_a_fresh_store_each_time() {
+    let Some(peer) = engines::by_name("lockwal-postgres") else {
+        assert!(
+            engines::postgres::Postgres::from_env().is_none(),
+            "LOCKWAL_TEST_PG_URL is set but engines::all() has no lockwal-postgres"
+        );
+        eprintln!("skipped: LOCKWAL_TEST_PG_URL is not set (scripts/pg-throwaway run cargo test -p lockwal-compare)");
+        return;
+    };
+    let data = Dataset::new(Shape::default());
+    let dir = scratch("postgres");
+    let lock = data.lock(1);
+    let first = peer.open(&dir).await.unwrap();
+    first.put(lock.clone()).await.unwrap();
+    assert_eq!(unstamped(first.by_client(&lock.client_id).await.unwrap()), vec![lock.clone()]);
+    first.close().await.unwrap();
+    let second = peer.open(&dir).await.unwrap();
+    assert_eq!(second.by_client(&lock.client_id).await.unwrap(), vec![], "a reopen must be empty");
+    second.put(lock.clone()).await.unwrap();
+    second.delete(&lock).await.unwrap();
+    assert_eq!(second.by_file(&lock.file_id).await.unwrap(), vec![]);
+    second.close().await.unwrap();
+    assert!(peer.config().contains("PostgreSQL "), "{}", peer.config());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -6,6 +6,9 @@
 //!         [--queries N] [--restores N] [--no-cold]
 //! ```
 //!
+//! `lockwal-postgres` (W1 and W2 only) takes part when `LOCKWAL_TEST_PG_URL`
+//! names a PostgreSQL server; `scripts/compare` starts a throwaway one.
+//!
 //! W3/W4 run in a fresh child process per restore (this binary, with
 //! `child-restore`), so that its peak RSS is the restore's alone.
 //!
@@ -381,6 +384,15 @@ async fn run(s: Settings) -> Result<Value> {
         "{} x {}, {}, kernel {}, load {:?}",
         machine.nproc, machine.cpu, machine.fs, machine.kernel, machine.loadavg
     );
+    let available: Vec<&str> = engines::all().iter().map(|p| p.name()).collect();
+    let postgres = engines::postgres::Postgres::from_env().is_none().then_some("lockwal-postgres");
+    let wanted = |name: &str| s.peers.as_ref().is_none_or(|names| names.iter().any(|n| n == name));
+    if let Some(name) = postgres.filter(|&n| wanted(n) && (s.runs("w1") || s.runs("w2"))) {
+        eprintln!("{name} skipped: {} is not set (scripts/pg-throwaway run ... sets it)", engines::postgres::URL_VAR);
+    }
+    for name in s.peers.iter().flatten().filter(|n| !available.contains(&n.as_str()) && Some(n.as_str()) != postgres) {
+        eprintln!("unknown peer {name}, ignored");
+    }
     let data = Arc::new(Dataset::new(Shape::default()));
     let started = Instant::now();
     let cpu_before = machine::CpuTimes::now();

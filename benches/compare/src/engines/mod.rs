@@ -2,6 +2,7 @@
 
 pub mod fjall;
 pub mod memory;
+pub mod postgres;
 pub mod raw;
 pub mod redb;
 pub mod sqlite;
@@ -11,9 +12,11 @@ use crate::engine::{Blocking, Peer};
 use std::sync::Arc;
 
 /// Every peer, in table order: the floor first, then lockwal, then the
-/// stores a user would pick instead.
+/// stores a user would pick instead. lockwal's PostgreSQL backend is there
+/// only when `LOCKWAL_TEST_PG_URL` names a server (see [`postgres`]).
 pub fn all() -> Vec<Arc<dyn Peer>> {
-    vec![
+    let postgres = postgres::Postgres::from_env().map(|p| Arc::new(p) as Arc<dyn Peer>);
+    let peers: Vec<Arc<dyn Peer>> = vec![
         Arc::new(raw::Raw::Growing),
         Arc::new(raw::Raw::Prealloc),
         Arc::new(raw::Raw::Sparse),
@@ -22,10 +25,10 @@ pub fn all() -> Vec<Arc<dyn Peer>> {
         Arc::new(wal::Wal::Snapshot),
         Arc::new(wal::Wal::LogOnly),
         Arc::new(memory::Memory),
-        Arc::new(Blocking(sqlite::Sqlite)),
-        Arc::new(Blocking(redb::Redb)),
-        Arc::new(Blocking(fjall::Fjall)),
-    ]
+    ];
+    let others: Vec<Arc<dyn Peer>> =
+        vec![Arc::new(Blocking(sqlite::Sqlite)), Arc::new(Blocking(redb::Redb)), Arc::new(Blocking(fjall::Fjall))];
+    peers.into_iter().chain(postgres).chain(others).collect()
 }
 
 /// The peer called `name`.
