@@ -458,6 +458,15 @@ fn decode_kind(c: &mut Cursor<'_>) -> Result<LockKind, SnapshotDamage> {
 
 /// Verifies every byte of a snapshot and loads it into a [`State`].
 pub fn decode_snapshot(bytes: &[u8]) -> Result<(SnapshotHeader, State), SnapshotDamage> {
+    decode_snapshot_with(bytes, |_| {})
+}
+
+/// [`decode_snapshot`], calling `done(end)` after each block: the bytes
+/// before `end` are not read again.
+pub(crate) fn decode_snapshot_with(
+    bytes: &[u8],
+    mut done: impl FnMut(usize),
+) -> Result<(SnapshotHeader, State), SnapshotDamage> {
     let header = decode_header(bytes)?;
     let capacity = usize::try_from(header.locks).unwrap_or(usize::MAX).min(bytes.len() / 32);
     let mut restorer = State::restorer(header.epoch, header.clean, capacity);
@@ -520,6 +529,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(SnapshotHeader, State), Snapshot
             }
         }
         at = padded;
+        done(at);
     }
     if at != bytes.len() {
         return Err(damage(at, format!("{} bytes after the last block", bytes.len().saturating_sub(at))));
