@@ -40,9 +40,7 @@ impl FileBytes {
         let map = unsafe { memmap2::Mmap::map(file)? };
         Ok(FileBytes::Mapped(map))
     }
-}
 
-impl FileBytes {
     /// Tells the kernel that the first `end` bytes (rounded down to whole
     /// pages) will not be read again, so their pages leave this process's
     /// resident set at once (loading a snapshot: its blocks are decoded in
@@ -58,14 +56,14 @@ impl FileBytes {
         }
         // SAFETY: `MADV_DONTNEED` drops this process's page-table entries
         // for the range; it does not change the file. The map is a
-        // read-only, private map of a file that nothing modifies while it is
-        // mapped (see `map`), and this process never writes to it, so it
-        // holds no private copies of pages: a later read of the range,
-        // through any outstanding borrow of the map, faults the same bytes
-        // back in from the file. The bytes behind every `&[u8]` therefore
-        // never change, which is what memmap2's caution about `DontNeed`
-        // (written for anonymous and written-to private pages, which would
-        // read back as zeros or as the file) guards.
+        // read-only shared map (`PROT_READ`, `MAP_SHARED`) of a file that
+        // nothing modifies while it is mapped (see `map`), so it holds no
+        // private copies of pages: a later read of the range, through any
+        // outstanding borrow of the map, faults the same bytes back in from
+        // the file. The bytes behind every `&[u8]` therefore never change,
+        // which is what memmap2's caution about `DontNeed` (written for
+        // anonymous and written-to private pages, which would read back as
+        // zeros or as the file) guards.
         let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len) };
     }
 }

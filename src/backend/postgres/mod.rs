@@ -364,6 +364,12 @@ impl PostgresLockStore {
         }
     }
 
+    /// Marks the handle closed and closes its pool.
+    fn shut(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.pool.close();
+    }
+
     /// Latches the fence: this handle never writes again.
     fn fence_at(&self, current: u64) -> Error {
         self.fenced_by.store(current, Ordering::Release);
@@ -654,13 +660,11 @@ impl LockStore for PostgresLockStore {
             return Ok(());
         }
         if self.read_only {
-            self.closed.store(true, Ordering::Release);
-            self.pool.close();
+            self.shut();
             return Ok(());
         }
         if let Err(e) = self.check_writable() {
-            self.closed.store(true, Ordering::Release);
-            self.pool.close();
+            self.shut();
             return Err(e);
         }
         let during = "close";
@@ -668,8 +672,7 @@ impl LockStore for PostgresLockStore {
         let updated = conn.execute(sql::CLOSE, &[&self.epoch_sql]).await.map_err(pg_error(during))?;
         let result = if updated == 1 { Ok(()) } else { Err(self.fenced(&conn).await) };
         drop(conn);
-        self.closed.store(true, Ordering::Release);
-        self.pool.close();
+        self.shut();
         if result.is_ok() {
             tracing::info!(schema = %self.schema, epoch = self.epoch, "lockwal: closed PostgreSQL store cleanly");
         }
