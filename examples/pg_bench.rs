@@ -134,11 +134,11 @@ fn parse_args() -> Args {
 /// pass the same bytes through its integer variables.
 fn lock(id: u64, file: u64, owner: u64) -> PersistedLock {
     PersistedLock {
-        id: id.to_string(),
+        id: id.to_string().into(),
         share: "s".into(),
-        file_id: file.to_string(),
-        owner_id: owner.to_string(),
-        client_id: owner.to_string(),
+        file_id: file.to_string().into(),
+        owner_id: owner.to_string().into(),
+        client_id: owner.to_string().into(),
         kind: LockKind::ByteRange(ByteRange {
             lock_type: LockType::Exclusive,
             offset: 4096,

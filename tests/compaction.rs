@@ -48,7 +48,7 @@ async fn observe(store: &WalLockStore) -> (Vec<PersistedLock>, Vec<ClientRecord>
     for q in
         [LockQuery::by_file("f3"), LockQuery::by_client("c7"), LockQuery::by_owner("o2"), LockQuery::by_share("s1")]
     {
-        queries.push(store.list_locks(&q).await.unwrap().into_iter().map(|l| l.id).collect());
+        queries.push(store.list_locks(&q).await.unwrap().into_iter().map(|l| l.id.to_string()).collect());
     }
     (locks, clients, queries)
 }

@@ -43,7 +43,7 @@ fn group_locks(task: usize, round: usize) -> Vec<PersistedLock> {
     (0..1 + (task + round) % 3)
         .map(|i| {
             let mut l = lock((task * 1000 + round * 10 + i) as u64, (task * 7 + round) as u64);
-            l.id = format!("t{task}-r{round}-{i}");
+            l.id = format!("t{task}-r{round}-{i}").into();
             l.server_epoch = 1;
             l
         })
@@ -67,7 +67,7 @@ async fn writer(store: Arc<WalLockStore>, fs: SimFs, task: usize, groups: Arc<Mu
         if round % 2 == 1
             && let Some(p) = previous.take()
         {
-            let ids: Vec<String> = groups.lock().unwrap()[p].locks.iter().map(|l| l.id.clone()).collect();
+            let ids: Vec<String> = groups.lock().unwrap()[p].locks.iter().map(|l| l.id.to_string()).collect();
             let issued_at = fs.calls();
             let ops = ids.into_iter().map(|id| Op::DeleteLock { id }).collect();
             let acked_at = store.transaction(ops).await.ok().map(|_| fs.calls());
@@ -83,14 +83,14 @@ async fn writer(store: Arc<WalLockStore>, fs: SimFs, task: usize, groups: Arc<Mu
 /// Checks one recovered set of locks against the groups for a cut at call
 /// `k`; returns how many groups were in flight at the cut.
 fn check(k: u64, locks: &[PersistedLock], groups: &[Group]) -> Result<usize, String> {
-    let by_id: BTreeMap<&str, &PersistedLock> = locks.iter().map(|l| (l.id.as_str(), l)).collect();
+    let by_id: BTreeMap<&str, &PersistedLock> = locks.iter().map(|l| (&*l.id, l)).collect();
     let mut known = BTreeSet::new();
     let mut in_flight = 0;
     let acked = |t: &Txn| t.acked_at.is_some_and(|a| a <= k);
     let issued = |t: &Txn| t.issued_at < k;
     for g in groups {
-        let present: Vec<bool> = g.locks.iter().map(|l| by_id.contains_key(l.id.as_str())).collect();
-        known.extend(g.locks.iter().map(|l| l.id.as_str()));
+        let present: Vec<bool> = g.locks.iter().map(|l| by_id.contains_key(&*l.id)).collect();
+        known.extend(g.locks.iter().map(|l| &*l.id));
         let all = present.iter().all(|&p| p);
         if !all && present.iter().any(|&p| p) {
             return Err(format!("transaction torn apart: {:?} present {present:?}", g.locks[0].id));
@@ -109,7 +109,7 @@ fn check(k: u64, locks: &[PersistedLock], groups: &[Group]) -> Result<usize, Str
         }
         if all {
             for l in &g.locks {
-                if by_id[l.id.as_str()] != l {
+                if by_id[&*l.id] != l {
                     return Err(format!("{} recovered with other contents", l.id));
                 }
             }

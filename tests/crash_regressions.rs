@@ -29,7 +29,7 @@ fn a_grant_acknowledged_after_the_first_open_survives_power_loss() {
     let image = fs.crash(Loss::DropUnsynced);
     assert!(image.list(&dir).is_ok(), "the store directory vanished in the crash");
     let observed = open_and_observe(&image, &dir, &crash_options()).unwrap();
-    assert_eq!(observed.locks.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), [granted.id.as_str()]);
+    assert_eq!(observed.locks.iter().map(|l| &*l.id).collect::<Vec<_>>(), [&*granted.id]);
     assert_eq!(observed.epoch, 2);
 }
 
@@ -66,7 +66,7 @@ fn a_reopen_after_a_failed_fsync_does_not_build_on_data_that_never_reached_the_d
     // Power loss.
     let image = fs.crash(Loss::DropUnsynced);
     let observed = open_and_observe(&image, &dir, &options).expect("the store opens after the power loss");
-    let ids: Vec<&str> = observed.locks.iter().map(|l| l.id.as_str()).collect();
+    let ids: Vec<&str> = observed.locks.iter().map(|l| &*l.id).collect();
     let expected: &[&str] = if shown { &["l1", "l2", "l3"] } else { &["l1", "l3"] };
     assert_eq!(ids, expected, "the reopened store showed l2: {shown}");
 }

@@ -157,7 +157,7 @@ macro_rules! pg_or_skip {
 conformance_suite!(pg_or_skip!());
 
 fn ids(locks: &[PersistedLock]) -> Vec<String> {
-    locks.iter().map(|l| l.id.clone()).collect()
+    locks.iter().map(|l| l.id.to_string()).collect()
 }
 
 async fn all_ids(store: &impl LockStore) -> Vec<String> {
@@ -526,8 +526,8 @@ async fn u64_fields_are_exact_numerics_in_the_database() {
         let mut range = lock(&format!("r{i}"));
         range.kind =
             LockKind::ByteRange(ByteRange { lock_type: LockType::Shared, offset: v, length: 0, zero_byte: false });
-        let mut deleg = sample::every_kind().into_iter().find(|l| l.id == "kind-delegation").unwrap();
-        deleg.id = format!("d{i}");
+        let mut deleg = sample::every_kind().into_iter().find(|l| &*l.id == "kind-delegation").unwrap();
+        deleg.id = format!("d{i}").into();
         if let LockKind::Delegation(d) = &mut deleg.kind {
             d.delegation_id = v;
         }
@@ -592,7 +592,7 @@ async fn a_row_that_does_not_decode_is_an_error_not_skipped() {
             other => panic!("expected a decoding error, got {other:?}"),
         }
     }
-    assert_eq!(store.get_lock("good").await.unwrap().owner_id, "o");
+    assert_eq!(&*store.get_lock("good").await.unwrap().owner_id, "o");
 }
 
 /// A transaction whose future is dropped part way leaves nothing behind, and

@@ -93,7 +93,7 @@ fn snapshot_dir(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 async fn ids(store: &WalLockStore) -> Vec<String> {
-    store.list_locks(&LockQuery::all()).await.unwrap().into_iter().map(|l| l.id).collect()
+    store.list_locks(&LockQuery::all()).await.unwrap().into_iter().map(|l| l.id.to_string()).collect()
 }
 
 /// The epoch rises strictly on every open, clean or not.

@@ -56,11 +56,12 @@ pub(crate) struct BenchArgs {
 fn lock(n: u64) -> PersistedLock {
     let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     PersistedLock {
-        id: format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", n as u32, (h >> 48) as u16, n % 4096, h % 4096, h >> 16),
-        share: format!("export{}", n % 4),
-        file_id: format!("{:032x}", h % 10_000),
-        owner_id: format!("nlm:client{:04}.example.com:{:05}:{:08x}", n % 5000, n % 5000, (n % 5000) * 7919),
-        client_id: format!("client{:04}.local", n % 1000),
+        id: format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", n as u32, (h >> 48) as u16, n % 4096, h % 4096, h >> 16)
+            .into(),
+        share: format!("export{}", n % 4).into(),
+        file_id: format!("{:032x}", h % 10_000).into(),
+        owner_id: format!("nlm:client{:04}.example.com:{:05}:{:08x}", n % 5000, n % 5000, (n % 5000) * 7919).into(),
+        client_id: format!("client{:04}.local", n % 1000).into(),
         kind: LockKind::ByteRange(ByteRange {
             lock_type: LockType::Exclusive,
             offset: (n % 64) * 4096,

@@ -171,11 +171,11 @@ impl TaskView {
             templates[rng.below(templates.len() as u64) as usize].kind.clone()
         };
         PersistedLock {
-            id: lock_id(self.task, slot),
-            share: format!("share-{}", rng.below(3)),
-            file_id: format!("file-{}", rng.below(16)),
-            owner_id: format!("owner-{}-{}", self.task, rng.below(4)),
-            client_id: client_id(self.task),
+            id: lock_id(self.task, slot).into(),
+            share: format!("share-{}", rng.below(3)).into(),
+            file_id: format!("file-{}", rng.below(16)).into(),
+            owner_id: format!("owner-{}-{}", self.task, rng.below(4)).into(),
+            client_id: client_id(self.task).into(),
             kind,
             acquired_at: Timestamp::now(),
             server_epoch: 0,
@@ -487,7 +487,7 @@ fn check(
     for lock in locks {
         match owner_task(&lock.id).and_then(|t| actual.get_mut(t as usize)) {
             Some(r) => {
-                r.locks.insert(lock.id.clone(), lock);
+                r.locks.insert(lock.id.to_string(), lock);
             }
             None => {
                 totals.unexpected += 1;
@@ -849,7 +849,7 @@ mod tests {
         let text = format!("E 2\n{}A 0 1\n", intent(0, 1, std::slice::from_ref(&a)));
         absorb(&lines(&text), &mut None, &mut tasks, &mut totals);
         let mut changed = stamped(&a, 2);
-        changed.file_id.push('!');
+        changed.file_id = format!("{}!", changed.file_id).into();
         let stranger = sample::byte_range("zz", "s", "f", "o", "c");
         check(vec![changed, stranger], vec![], &mut tasks, &mut totals, 1);
         assert_eq!((totals.lost, totals.unexpected), (1, 1));

@@ -50,11 +50,11 @@ pub(super) fn init(dir: &Path) -> CliResult {
 
 pub(super) fn grant(a: GrantArgs) -> CliResult {
     let lock = PersistedLock {
-        id: a.id,
-        share: a.share,
-        file_id: a.file,
-        owner_id: a.owner,
-        client_id: a.client,
+        id: a.id.into(),
+        share: a.share.into(),
+        file_id: a.file.into(),
+        owner_id: a.owner.into(),
+        client_id: a.client.into(),
         kind: LockKind::ByteRange(ByteRange {
             lock_type: if a.exclusive { LockType::Exclusive } else { LockType::Shared },
             offset: a.offset,

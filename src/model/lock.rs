@@ -1,5 +1,6 @@
 use super::Timestamp;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// One lock, share reservation, lease or delegation as the store persists it.
 ///
@@ -9,15 +10,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersistedLock {
     /// Unique id of the lock (e.g. a UUID).
-    pub id: String,
+    pub id: Arc<str>,
     /// The share (export) the file belongs to.
-    pub share: String,
+    pub share: Arc<str>,
     /// The opaque file handle.
-    pub file_id: String,
+    pub file_id: Arc<str>,
     /// The lock owner (e.g. `nlm:{caller}:{svid}:{oh-hex}` or an SMB open id).
-    pub owner_id: String,
+    pub owner_id: Arc<str>,
     /// The client that holds it (NLM caller name, `nfs4:{clientid}`, ...).
-    pub client_id: String,
+    pub client_id: Arc<str>,
     /// What kind of lock this is, with its kind-specific fields.
     pub kind: LockKind,
     /// When the lock was granted.

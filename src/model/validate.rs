@@ -104,11 +104,11 @@ mod tests {
     #[test]
     fn empty_and_oversized_ids_name_the_field() {
         let mut l = range(0, 1, false);
-        l.owner_id.clear();
+        l.owner_id = "".into();
         assert!(matches!(lock(&l), Err(Error::InvalidInput { field: "owner_id", .. })));
-        l.owner_id = "x".repeat(MAX_ID_LEN);
+        l.owner_id = "x".repeat(MAX_ID_LEN).into();
         assert!(lock(&l).is_ok());
-        l.owner_id.push('x');
+        l.owner_id = "x".repeat(MAX_ID_LEN + 1).into();
         assert!(matches!(lock(&l), Err(Error::InvalidInput { field: "owner_id", .. })));
     }
 }

@@ -58,33 +58,21 @@ impl Index {
         Self { which, map: HashMap::default() }
     }
 
-    /// Puts `slot` at the head of `key`'s list, interning the key if it is
-    /// new. Returns the interned key and the new slot's link; the old head's
-    /// `prev` is updated through `links` (the new slot need not be in the
-    /// slab yet).
-    pub(crate) fn attach(&mut self, key: &str, slot: SlotId, links: &mut impl Links) -> (Arc<str>, Link) {
-        self.attach_shared(key, None, slot, links)
-    }
-
-    /// [`attach`](Self::attach) with the key already shared: a new key keeps
-    /// `shared` instead of copying the string.
-    pub(crate) fn attach_shared(
-        &mut self,
-        key: &str,
-        shared: Option<&Arc<str>>,
-        slot: SlotId,
-        links: &mut impl Links,
-    ) -> (Arc<str>, Link) {
-        if let Some(posting) = self.map.get_mut(key) {
+    /// Puts `slot` at the head of `key`'s list; a new key is interned as
+    /// `key` itself (no copy). Returns the interned key (an existing key's
+    /// allocation when there is one, so equal strings share one) and the
+    /// new slot's link; the old head's `prev` is updated through `links`
+    /// (the new slot need not be in the slab yet).
+    pub(crate) fn attach(&mut self, key: &Arc<str>, slot: SlotId, links: &mut impl Links) -> (Arc<str>, Link) {
+        if let Some(posting) = self.map.get_mut(&**key) {
             let link = Link { prev: NIL, next: posting.head };
             links.link(posting.head, self.which).prev = slot;
             posting.head = slot;
             posting.len += 1;
             return (Arc::clone(&posting.key), link);
         }
-        let interned: Arc<str> = shared.map_or_else(|| Arc::from(key), Arc::clone);
-        self.map.insert(Arc::clone(&interned), Posting { key: Arc::clone(&interned), head: slot, len: 1 });
-        (interned, Link::DETACHED)
+        self.map.insert(Arc::clone(key), Posting { key: Arc::clone(key), head: slot, len: 1 });
+        (Arc::clone(key), Link::DETACHED)
     }
 
     /// Removes a slot whose link was `link` from `key`'s list; drops the key

@@ -90,11 +90,11 @@ impl StoredKind {
 impl Slot {
     fn to_lock(&self) -> PersistedLock {
         PersistedLock {
-            id: self.id.to_string(),
-            share: self.share.to_string(),
-            file_id: self.file.to_string(),
-            owner_id: self.owner.to_string(),
-            client_id: self.client.to_string(),
+            id: Arc::clone(&self.id),
+            share: Arc::clone(&self.share),
+            file_id: Arc::clone(&self.file),
+            owner_id: Arc::clone(&self.owner),
+            client_id: Arc::clone(&self.client),
             kind: self.kind.to_kind(),
             acquired_at: self.acquired_at,
             server_epoch: self.epoch,
@@ -413,7 +413,7 @@ impl State {
             Op::PutLock(lock) => {
                 let prev = self.remove_slot(&lock.id);
                 let id = prev.as_ref().map(|s| Arc::clone(&s.id));
-                undo.push(UndoStep::Lock { id: id.clone().unwrap_or_else(|| Arc::from(lock.id.as_str())), prev });
+                undo.push(UndoStep::Lock { id: id.clone().unwrap_or_else(|| Arc::clone(&lock.id)), prev });
                 self.insert_lock(lock, id);
                 Ok(Outcome::Done)
             }
@@ -491,7 +491,7 @@ impl State {
         let (client, l2) = self.by_client.attach(&lock.client_id, slot_id, &mut self.slots);
         let (share, l3) = self.by_share.attach(&lock.share, slot_id, &mut self.slots);
         let slot = Slot {
-            id: id.unwrap_or_else(|| Arc::from(lock.id.as_str())),
+            id: id.unwrap_or_else(|| Arc::clone(&lock.id)),
             share,
             file,
             owner,
@@ -511,7 +511,7 @@ impl State {
         for (which, link) in links.iter_mut().enumerate() {
             let key = Arc::clone(slot.key(which));
             let (index, slab) = self.index_mut(which);
-            let (interned, new_link) = index.attach_shared(&key, Some(&key), slot_id, slab);
+            let (interned, new_link) = index.attach(&key, slot_id, slab);
             debug_assert_eq!(*interned, *key);
             *link = new_link;
         }
@@ -827,7 +827,7 @@ mod tests {
             .map(|id| crate::op::Op::PutLock(crate::testing::sample::byte_range(id, "s", "f", "o", "c")))
             .collect();
         state.apply(&Command::Txn(ops)).unwrap();
-        let got: Vec<String> = state.list(&LockQuery::all()).into_iter().map(|l| l.id).collect();
+        let got: Vec<String> = state.list(&LockQuery::all()).into_iter().map(|l| l.id.to_string()).collect();
         let mut want: Vec<String> = ids.iter().filter(|id| !id.is_empty()).map(|s| s.to_string()).collect();
         want.sort();
         assert_eq!(got, want);
@@ -849,13 +849,13 @@ mod tests {
         let view = state.view();
         state.apply(&Command::Open { epoch: 2 }).unwrap();
         for i in (0..count).step_by(5) {
-            state.apply(&Command::Txn(vec![Op::DeleteLock { id: lock(i).id }])).unwrap();
+            state.apply(&Command::Txn(vec![Op::DeleteLock { id: lock(i).id.to_string() }])).unwrap();
         }
         for i in (1..count).step_by(7) {
             let moved = byte_range(&lock(i).id, "s2", "elsewhere", "o2", "c9");
             state.apply(&Command::Txn(vec![Op::PutLock(moved)])).unwrap();
         }
-        state.apply(&Command::Txn(vec![Op::Reclaim { id: lock(3).id, client_id: "c0".into() }])).unwrap();
+        state.apply(&Command::Txn(vec![Op::Reclaim { id: lock(3).id.to_string(), client_id: "c0".into() }])).unwrap();
         state.apply(&Command::Txn(vec![Op::DeleteLocksByClient { client_id: "c1".into() }])).unwrap();
         state.apply(&Command::Txn((0..CHUNK).map(|i| Op::PutLock(lock(count + i))).collect())).unwrap();
         state.check_invariants();

@@ -134,8 +134,7 @@ fn matches(observed: &Observed, expected: &Expected) -> bool {
 /// failure messages.
 pub fn describe_difference(observed: &Observed, expected: &Expected) -> String {
     let mut out = Vec::new();
-    let got: std::collections::BTreeMap<&str, &PersistedLock> =
-        observed.locks.iter().map(|l| (l.id.as_str(), l)).collect();
+    let got: std::collections::BTreeMap<&str, &PersistedLock> = observed.locks.iter().map(|l| (&*l.id, l)).collect();
     let lost: Vec<&str> =
         expected.model.locks.keys().filter(|id| !got.contains_key(id.as_str())).map(|s| s.as_str()).collect();
     let extra: Vec<&str> = got.keys().filter(|id| !expected.model.locks.contains_key(**id)).copied().collect();

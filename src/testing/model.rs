@@ -43,7 +43,7 @@ impl Model {
             Op::PutLock(lock) => {
                 let mut lock = lock.clone();
                 lock.server_epoch = self.epoch;
-                self.locks.insert(lock.id.clone(), lock);
+                self.locks.insert(lock.id.to_string(), lock);
                 Outcome::Done
             }
             Op::DeleteLock { id } => {
@@ -52,12 +52,12 @@ impl Model {
             }
             Op::DeleteLocksByClient { client_id } => {
                 let before = self.locks.len();
-                self.locks.retain(|_, l| &l.client_id != client_id);
+                self.locks.retain(|_, l| *l.client_id != **client_id);
                 Outcome::Count((before - self.locks.len()) as u64)
             }
             Op::DeleteLocksByFile { file_id } => {
                 let before = self.locks.len();
-                self.locks.retain(|_, l| &l.file_id != file_id);
+                self.locks.retain(|_, l| *l.file_id != **file_id);
                 Outcome::Count((before - self.locks.len()) as u64)
             }
             Op::PutClient(record) => {
@@ -72,7 +72,7 @@ impl Model {
                 let epoch = self.epoch;
                 let lock = self.locks.get_mut(id).ok_or_else(|| Error::lock_not_found(id))?;
                 let refuse = |reason| Error::ReclaimRefused { id: id.clone(), client_id: client_id.clone(), reason };
-                if &lock.client_id != client_id {
+                if *lock.client_id != **client_id {
                     return Err(refuse(ReclaimRefusal::WrongClient));
                 }
                 if lock.server_epoch >= epoch {

@@ -250,8 +250,9 @@ impl Generator {
             return Step::Txn(vec![Op::PutLock(self.new_lock())]);
         }
         let lock = &old[self.rng.below(old.len() as u64) as usize];
-        let client_id = if self.rng.chance(20) { format!("{}-thief", lock.client_id) } else { lock.client_id.clone() };
-        Step::Txn(vec![Op::Reclaim { id: lock.id.clone(), client_id }])
+        let client_id =
+            if self.rng.chance(20) { format!("{}-thief", lock.client_id) } else { lock.client_id.to_string() };
+        Step::Txn(vec![Op::Reclaim { id: lock.id.to_string(), client_id }])
     }
 
     fn normal(&mut self) -> Step {
@@ -263,7 +264,7 @@ impl Generator {
                 // Overwrite: same id, other keys (every index must follow).
                 Some(id) if r < 38 => {
                     let mut lock = self.new_lock();
-                    lock.id = id;
+                    lock.id = id.into();
                     vec![Op::PutLock(lock)]
                 }
                 Some(id) => vec![Op::DeleteLock { id }],

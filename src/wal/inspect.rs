@@ -900,7 +900,7 @@ mod tests {
     fn locks_after_open(dir: &Path) -> Vec<String> {
         let store = WalLockStore::open_blocking(fs(), dir.to_owned(), WalOptions::default()).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        rt.block_on(store.list_locks(&crate::LockQuery::all())).unwrap().into_iter().map(|l| l.id).collect()
+        rt.block_on(store.list_locks(&crate::LockQuery::all())).unwrap().into_iter().map(|l| l.id.to_string()).collect()
     }
 
     fn prefix(n: u64) -> Vec<String> {

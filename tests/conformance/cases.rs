@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 fn ids(locks: &[PersistedLock]) -> Vec<String> {
-    locks.iter().map(|l| l.id.clone()).collect()
+    locks.iter().map(|l| l.id.to_string()).collect()
 }
 
 fn stamped(mut lock: PersistedLock, epoch: u64) -> PersistedLock {
@@ -91,7 +91,7 @@ pub async fn upsert_moves_every_index(mut h: impl Harness) {
         assert_eq!(ids(&store.list_locks(&q).await.unwrap()), ["L"], "{q:?}");
     }
     assert_eq!(store.delete_locks_by_file("f1").await.unwrap(), 1);
-    assert_eq!(store.get_lock("L").await.unwrap().file_id, "f2");
+    assert_eq!(&*store.get_lock("L").await.unwrap().file_id, "f2");
     assert_eq!(store.delete_locks_by_client("c1").await.unwrap(), 0);
     assert_eq!(store.delete_locks_by_client("c2").await.unwrap(), 1);
     assert_eq!(store.count().await.unwrap(), 0);
@@ -125,11 +125,12 @@ pub async fn bulk_deletes_remove_exactly_the_right_locks(mut h: impl Harness) {
     }
     assert_eq!(store.delete_locks_by_client("c1").await.unwrap(), 6);
     let left: BTreeSet<String> = ids(&all(&store).await).into_iter().collect();
-    let want: BTreeSet<String> = grid().into_iter().filter(|l| l.client_id != "c1").map(|l| l.id).collect();
+    let want: BTreeSet<String> =
+        grid().into_iter().filter(|l| &*l.client_id != "c1").map(|l| l.id.to_string()).collect();
     assert_eq!(left, want);
     assert_eq!(store.delete_locks_by_file("f2").await.unwrap(), 4);
     let want: Vec<String> =
-        grid().into_iter().filter(|l| l.client_id != "c1" && l.file_id != "f2").map(|l| l.id).collect();
+        grid().into_iter().filter(|l| &*l.client_id != "c1" && &*l.file_id != "f2").map(|l| l.id.to_string()).collect();
     assert_eq!(ids(&all(&store).await), want);
     assert_eq!(store.delete_locks_by_file("f2").await.unwrap(), 0);
     assert_eq!(store.delete_locks_by_client("nobody").await.unwrap(), 0);
@@ -154,10 +155,10 @@ pub async fn query_filters_and_ordering(mut h: impl Harness) {
         v.push(Some("absent".into()));
         v
     };
-    let files = values(|l| l.file_id.clone());
-    let owners = values(|l| l.owner_id.clone());
-    let clients = values(|l| l.client_id.clone());
-    let shares = values(|l| l.share.clone());
+    let files = values(|l| l.file_id.to_string());
+    let owners = values(|l| l.owner_id.to_string());
+    let clients = values(|l| l.client_id.to_string());
+    let shares = values(|l| l.share.to_string());
     let kinds = [None, Some(KindFilter::ByteRange), Some(KindFilter::Lease)];
     let mut checked = 0;
     for file_id in &files {
@@ -214,11 +215,11 @@ pub async fn invalid_input_changes_nothing(mut h: impl Harness) {
         f(&mut l);
         vec![Op::PutLock(l)]
     };
-    cases.push((with(|l| l.id.clear()), "id"));
-    cases.push((with(|l| l.share.clear()), "share"));
-    cases.push((with(|l| l.file_id.clear()), "file_id"));
-    cases.push((with(|l| l.client_id = "x".repeat(1025)), "client_id"));
-    cases.push((with(|l| l.owner_id = "x".repeat(5000)), "owner_id"));
+    cases.push((with(|l| l.id = "".into()), "id"));
+    cases.push((with(|l| l.share = "".into()), "share"));
+    cases.push((with(|l| l.file_id = "".into()), "file_id"));
+    cases.push((with(|l| l.client_id = "x".repeat(1025).into()), "client_id"));
+    cases.push((with(|l| l.owner_id = "x".repeat(5000).into()), "owner_id"));
     cases.push((
         with(|l| {
             l.kind = LockKind::ByteRange(ByteRange {
@@ -237,7 +238,7 @@ pub async fn invalid_input_changes_nothing(mut h: impl Harness) {
     cases.push((vec![Op::PutClient(bad_client)], "verifier"));
     cases.push((vec![Op::DeleteLock { id: "keep".into() }; 5000], "ops"));
     let mut valid_then_bad = vec![Op::DeleteLock { id: "keep".into() }];
-    valid_then_bad.extend(with(|l| l.id.clear()));
+    valid_then_bad.extend(with(|l| l.id = "".into()));
     cases.push((valid_then_bad, "id"));
     for (ops, field) in cases {
         match store.transaction(ops).await {
@@ -451,8 +452,8 @@ pub async fn released_lock_stays_released(mut h: impl Harness) {
     store.delete_lock("g-0-0-0").await.unwrap();
     let want: Vec<String> = grid()
         .into_iter()
-        .filter(|l| l.id != "g-0-0-0" && l.client_id != "c2" && l.file_id != "f1")
-        .map(|l| l.id)
+        .filter(|l| &*l.id != "g-0-0-0" && &*l.client_id != "c2" && &*l.file_id != "f1")
+        .map(|l| l.id.to_string())
         .collect();
     for _ in 0..2 {
         store = h.reopen(store).await;

@@ -50,11 +50,11 @@ pub fn lock() -> impl Strategy<Value = PersistedLock> {
                 }
             };
             PersistedLock {
-                id,
-                share,
-                file_id,
-                owner_id,
-                client_id,
+                id: id.into(),
+                share: share.into(),
+                file_id: file_id.into(),
+                owner_id: owner_id.into(),
+                client_id: client_id.into(),
                 kind,
                 acquired_at: Timestamp::from_unix_micros(micros),
                 server_epoch: 0,
@@ -73,7 +73,7 @@ pub fn op() -> impl Strategy<Value = Op> {
         1 => key("c", 3).prop_map(|client_id| Op::DeleteClient { client_id }),
         2 => (key("l", 10), key("c", 3)).prop_map(|(id, client_id)| Op::Reclaim { id, client_id }),
         1 => Just(Op::EndGrace),
-        1 => lock().prop_map(|mut l| { l.owner_id.clear(); Op::PutLock(l) }),
+        1 => lock().prop_map(|mut l| { l.owner_id = "".into(); Op::PutLock(l) }),
     ]
 }
 

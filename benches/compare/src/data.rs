@@ -125,11 +125,11 @@ impl Dataset {
         let client = owner % self.shape.clients;
         let share = file % self.shape.shares;
         PersistedLock {
-            id: Self::lock_id(n),
-            share: self.shares[share as usize].clone(),
-            file_id: self.files[file as usize].clone(),
-            owner_id: self.owners[owner as usize].clone(),
-            client_id: self.clients[client as usize].clone(),
+            id: Self::lock_id(n).into(),
+            share: self.shares[share as usize].as_str().into(),
+            file_id: self.files[file as usize].as_str().into(),
+            owner_id: self.owners[owner as usize].as_str().into(),
+            client_id: self.clients[client as usize].as_str().into(),
             kind: LockKind::ByteRange(ByteRange {
                 lock_type: if rng.next_u64() & 1 == 0 { LockType::Shared } else { LockType::Exclusive },
                 offset: u64::from(rng.below(1 << 20)) * 4096,
@@ -162,7 +162,7 @@ mod tests {
             assert!(lock.file_id.bytes().all(|b| b.is_ascii_hexdigit()));
             assert_eq!(lock.owner_id.len(), 40, "{}", lock.owner_id);
             assert_eq!(lock.client_id.len(), 16);
-            assert!(lock.owner_id.contains(&lock.client_id), "an owner belongs to its client");
+            assert!(lock.owner_id.contains(&*lock.client_id), "an owner belongs to its client");
             assert_eq!(lock, data.lock(n), "deterministic");
         }
         let ids: std::collections::HashSet<_> = (0..10_000).map(Dataset::lock_id).collect();

@@ -469,14 +469,14 @@ pub(crate) fn decode_lock(row: &Row) -> Result<PersistedLock> {
     };
     let epoch: i64 = r.get(7)?;
     Ok(PersistedLock {
-        share: r.string(1)?,
-        file_id: r.string(2)?,
-        owner_id: r.string(3)?,
-        client_id: r.string(4)?,
+        share: r.string(1)?.into(),
+        file_id: r.string(2)?.into(),
+        owner_id: r.string(3)?.into(),
+        client_id: r.string(4)?.into(),
         kind,
         acquired_at: Timestamp::from_unix_micros(r.get(6)?),
         server_epoch: u64::try_from(epoch).map_err(|_| r.error(7, format!("negative epoch {epoch}")))?,
-        id,
+        id: id.into(),
     })
 }
 

@@ -68,7 +68,7 @@ impl FjallStore {
     /// entries of the record it replaces.
     fn upsert(&self, batch: &mut WriteBatch, lock: &PersistedLock) -> Result<()> {
         let new_keys = index_keys(lock);
-        if let Some(old) = self.locks.get(&lock.id)? {
+        if let Some(old) = self.locks.get(&*lock.id)? {
             let old: PersistedLock = rmp_serde::from_slice(&old)?;
             for ((index, old_key), new_key) in self.indexes.iter().zip(index_keys(&old)).zip(&new_keys) {
                 if old_key != *new_key {
@@ -76,7 +76,7 @@ impl FjallStore {
                 }
             }
         }
-        batch.insert(&self.locks, lock.id.as_str(), rmp_serde::to_vec(lock)?);
+        batch.insert(&self.locks, &*lock.id, rmp_serde::to_vec(lock)?);
         for (index, key) in self.indexes.iter().zip(new_keys) {
             batch.insert(index, key, []);
         }
@@ -106,7 +106,7 @@ impl SyncStore for FjallStore {
 
     fn delete(&self, lock: &PersistedLock) -> Result<()> {
         let mut batch = self.batch();
-        batch.remove(&self.locks, lock.id.as_str());
+        batch.remove(&self.locks, &*lock.id);
         for (index, key) in self.indexes.iter().zip(index_keys(lock)) {
             batch.remove(index, key);
         }

@@ -52,7 +52,7 @@ impl<'txn> Tables<'txn> {
     /// the record it replaces.
     fn upsert(&mut self, lock: &PersistedLock) -> Result<()> {
         let value = rmp_serde::to_vec(lock)?;
-        let old = self.locks.insert(lock.id.as_str(), value.as_slice())?;
+        let old = self.locks.insert(&*lock.id, value.as_slice())?;
         let old: Option<PersistedLock> = old.map(|v| rmp_serde::from_slice(v.value())).transpose()?;
         let new_keys = index_keys(lock);
         let old_keys = old.as_ref().map(index_keys);
@@ -61,9 +61,9 @@ impl<'txn> Tables<'txn> {
                 if old_keys[i] == new_keys[i] {
                     continue;
                 }
-                index.remove(old_keys[i], lock.id.as_str())?;
+                index.remove(old_keys[i], &*lock.id)?;
             }
-            index.insert(new_keys[i], lock.id.as_str())?;
+            index.insert(new_keys[i], &*lock.id)?;
         }
         Ok(())
     }
