@@ -1,54 +1,44 @@
-//! Secondary indexes: for each key (a file id, owner, client or share), a
-//! doubly-linked list threaded through the slots that hold it.
+//! Secondary indexes: for each key (a file id, owner, client or share), the
+//! slots that hold it in one contiguous array.
 //!
 //! The map holds one entry per distinct key: the key itself (the one
 //! `Arc<str>` every lock with that key shares, so a string repeated across a
-//! million locks costs one allocation) and the head and length of its list.
-//! Each slot carries a `prev`/`next` link per index, so adding or removing a
-//! lock is O(1) with no per-key set to grow, and listing one key's locks
-//! costs the length of its list. A key disappears with its last lock.
+//! million locks costs one allocation) and the key's slots. Each slot
+//! records its position in the array of each of its four keys, so removing
+//! a lock is O(1) (swap-remove, then fix the position of the slot moved into
+//! the hole), and listing one key's locks reads one array instead of chasing
+//! a pointer per lock. A key disappears with its last lock.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Slot number of a lock in the state's slab.
 pub(crate) type SlotId = u32;
-/// "No slot": the end of a list.
+/// "No slot" / "on no list": the position of a free slot.
 pub(crate) const NIL: SlotId = SlotId::MAX;
 
 /// The hasher of every map in the state: fast, randomly seeded per map.
 pub(crate) type Hasher = foldhash::fast::RandomState;
 
-/// One slot's place in one index's list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Link {
-    pub(crate) prev: SlotId,
-    pub(crate) next: SlotId,
-}
-
-impl Link {
-    pub(crate) const DETACHED: Link = Link { prev: NIL, next: NIL };
-}
-
-/// The head and length of one key's list.
+/// One key's slots, in no particular order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Posting {
-    /// The key (the same allocation as the map's key): found with the list
+    /// The key (the same allocation as the map's key): found with the slots
     /// in one lookup.
     pub(crate) key: Arc<str>,
-    pub(crate) head: SlotId,
-    pub(crate) len: u32,
+    pub(crate) slots: Vec<SlotId>,
 }
 
-/// Access to the links of slots, implemented by the state's slab.
-pub(crate) trait Links {
-    /// The link of `slot` in index `which`.
-    fn link(&mut self, slot: SlotId, which: usize) -> &mut Link;
+/// Access to the slots' positions in the index arrays, implemented by the
+/// state's slab.
+pub(crate) trait Positions {
+    /// Where `slot` sits in the array of its key in index `which`.
+    fn position(&mut self, slot: SlotId, which: usize) -> &mut u32;
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct Index {
-    /// Which of a slot's links this index uses.
+    /// Which of a slot's positions this index uses.
     which: usize,
     map: HashMap<Arc<str>, Posting, Hasher>,
 }
@@ -58,55 +48,52 @@ impl Index {
         Self { which, map: HashMap::default() }
     }
 
-    /// Puts `slot` at the head of `key`'s list; a new key is interned as
-    /// `key` itself (no copy). Returns the interned key (an existing key's
+    /// Appends `slot` to `key`'s array; a new key is interned as `key`
+    /// itself (no copy). Returns the interned key (an existing key's
     /// allocation when there is one, so equal strings share one) and the
-    /// new slot's link; the old head's `prev` is updated through `links`
-    /// (the new slot need not be in the slab yet).
-    pub(crate) fn attach(&mut self, key: &Arc<str>, slot: SlotId, links: &mut impl Links) -> (Arc<str>, Link) {
+    /// slot's position in the array.
+    pub(crate) fn attach(&mut self, key: &Arc<str>, slot: SlotId) -> (Arc<str>, u32) {
         if let Some(posting) = self.map.get_mut(&**key) {
-            let link = Link { prev: NIL, next: posting.head };
-            links.link(posting.head, self.which).prev = slot;
-            posting.head = slot;
-            posting.len += 1;
-            return (Arc::clone(&posting.key), link);
+            let position = u32::try_from(posting.slots.len()).expect("fewer than 2^32 locks per key");
+            posting.slots.push(slot);
+            return (Arc::clone(&posting.key), position);
         }
-        self.map.insert(Arc::clone(key), Posting { key: Arc::clone(key), head: slot, len: 1 });
-        (Arc::clone(key), Link::DETACHED)
+        self.map.insert(Arc::clone(key), Posting { key: Arc::clone(key), slots: vec![slot] });
+        (Arc::clone(key), 0)
     }
 
-    /// Removes a slot whose link was `link` from `key`'s list; drops the key
-    /// with its last slot. The slot itself need no longer be in the slab.
-    pub(crate) fn detach(&mut self, key: &str, slot: SlotId, link: Link, links: &mut impl Links) {
-        let posting = self.map.get_mut(key).expect("a linked slot's key is indexed");
-        if link.prev == NIL {
-            debug_assert_eq!(posting.head, slot);
-            posting.head = link.next;
-        } else {
-            links.link(link.prev, self.which).next = link.next;
+    /// Removes `slot`, at `position` in `key`'s array; the last slot of the
+    /// array moves into the hole and its position is updated through
+    /// `positions`. Drops the key with its last slot, and gives back memory
+    /// when an array shrinks to a quarter of its capacity.
+    pub(crate) fn detach(&mut self, key: &str, slot: SlotId, position: u32, positions: &mut impl Positions) {
+        let posting = self.map.get_mut(key).expect("an indexed slot's key is indexed");
+        let at = position as usize;
+        debug_assert_eq!(posting.slots.get(at), Some(&slot), "a slot's recorded position is its place");
+        posting.slots.swap_remove(at);
+        if let Some(&moved) = posting.slots.get(at) {
+            *positions.position(moved, self.which) = position;
         }
-        if link.next != NIL {
-            links.link(link.next, self.which).prev = link.prev;
-        }
-        posting.len -= 1;
-        if posting.len == 0 {
+        if posting.slots.is_empty() {
             self.map.remove(key);
+        } else if posting.slots.capacity() > 16 && posting.slots.len() < posting.slots.capacity() / 4 {
+            posting.slots.shrink_to(posting.slots.len() * 2);
         }
     }
 
-    /// The list of `key`.
+    /// The slots of `key`.
     pub(crate) fn get(&self, key: &str) -> Option<&Posting> {
         self.map.get(key)
     }
 
-    /// Every list.
+    /// Every key with its slots.
     pub(crate) fn postings(&self) -> impl Iterator<Item = &Posting> {
         self.map.values()
     }
 
-    /// Installs a list built elsewhere (snapshot restore).
+    /// Installs an array built elsewhere (snapshot restore).
     pub(crate) fn install(&mut self, posting: Posting) {
-        debug_assert!(posting.len > 0);
+        debug_assert!(!posting.slots.is_empty());
         let previous = self.map.insert(Arc::clone(&posting.key), posting);
         debug_assert!(previous.is_none(), "a key is installed once");
     }
@@ -118,10 +105,10 @@ impl Index {
 
     /// Number of (key, slot) entries, for invariant checks.
     pub(crate) fn entries(&self) -> usize {
-        self.map.values().map(|p| p.len as usize).sum()
+        self.map.values().map(|p| p.slots.len()).sum()
     }
 
-    /// Which of a slot's links this index uses.
+    /// Which of a slot's positions this index uses.
     pub(crate) fn which(&self) -> usize {
         self.which
     }

@@ -1,4 +1,4 @@
-use super::index::{Hasher, Index, Link, Links, NIL, Posting, SlotId};
+use super::index::{Hasher, Index, NIL, Positions, Posting, SlotId};
 use crate::error::{Error, ReclaimRefusal, Result};
 use crate::model::{
     ByteRange, ClientRecord, Delegation, KindFilter, Lease, LockKind, LockQuery, PersistedLock, ShareReservation,
@@ -24,14 +24,14 @@ pub enum Command {
     CleanShutdown,
 }
 
-/// Index numbers: which of a slot's links each secondary index uses.
+/// Index numbers: which of a slot's positions each secondary index uses.
 const FILE: usize = 0;
 const OWNER: usize = 1;
 const CLIENT: usize = 2;
 const SHARE: usize = 3;
 
 /// A lock as the state keeps it: shared strings are interned through the
-/// indexes, the slot is threaded on one list per index, and the large lease
+/// indexes, the slot is in one key array per index, and the large lease
 /// variant is boxed so the common byte-range lock stays small.
 #[derive(Debug, Clone)]
 pub(crate) struct Slot {
@@ -143,14 +143,14 @@ fn sort_by_id(slots: &mut Vec<&Slot>) {
     slots.extend(keyed.into_iter().map(|(_, s)| s));
 }
 
-/// The slab of slots, and beside it each slot's place in the file, owner,
-/// client and share lists. The links live in four compact arrays rather than
-/// in the slots: updating a neighbour's link touches an 8-byte entry in an
-/// array a twentieth of the slab's size, which mostly stays in cache.
+/// The slab of slots, and beside it each slot's position in the arrays of
+/// its file, owner, client and share. The positions live in four compact
+/// arrays rather than in the slots: fixing the position of a slot moved by a
+/// removal touches a 4-byte entry, not the slot.
 #[derive(Debug, Clone, Default)]
 struct Slab {
     slots: Chunks,
-    links: [Vec<Link>; 4],
+    positions: [Vec<u32>; 4],
 }
 
 /// Slots per chunk of [`Chunks`].
@@ -207,27 +207,23 @@ impl StateView {
     }
 }
 
-impl Links for Slab {
-    fn link(&mut self, slot: SlotId, which: usize) -> &mut Link {
-        &mut self.links[which][slot as usize]
+impl Positions for Slab {
+    fn position(&mut self, slot: SlotId, which: usize) -> &mut u32 {
+        &mut self.positions[which][slot as usize]
     }
 }
 
 impl Slab {
-    /// Puts a live slot (allocated before) in place with its links.
-    fn set(&mut self, slot_id: SlotId, slot: Slot, links: [Link; 4]) {
-        for (which, link) in links.into_iter().enumerate() {
-            self.links[which][slot_id as usize] = link;
+    /// Puts a live slot (allocated before) in place with its positions.
+    fn set(&mut self, slot_id: SlotId, slot: Slot, positions: [u32; 4]) {
+        for (which, position) in positions.into_iter().enumerate() {
+            self.positions[which][slot_id as usize] = position;
         }
         *self.slots.get_mut(slot_id as usize) = Some(slot);
     }
 
     fn get(&self, slot: SlotId) -> Option<&Slot> {
         self.slots.get(slot as usize).as_ref()
-    }
-
-    fn next(&self, slot: SlotId, which: usize) -> SlotId {
-        self.links[which][slot as usize].next
     }
 }
 
@@ -282,8 +278,8 @@ pub(crate) struct StateView {
 /// The complete lock state with its indexes.
 ///
 /// Invariants (checked by [`State::check_invariants`] in tests): every lock
-/// in the slab is in `by_id` and on exactly the lists of its own keys, with
-/// consistent links; nothing else is on any list.
+/// in the slab is in `by_id` and in exactly the arrays of its own keys, at
+/// the positions the slab records; nothing else is in any array.
 #[derive(Debug, Clone)]
 pub struct State {
     slots: Slab,
@@ -486,10 +482,10 @@ impl State {
     /// id when the lock replaced one with the same id.
     fn insert_lock(&mut self, lock: &PersistedLock, id: Option<Arc<str>>) {
         let slot_id = self.alloc_slot();
-        let (file, l0) = self.by_file.attach(&lock.file_id, slot_id, &mut self.slots);
-        let (owner, l1) = self.by_owner.attach(&lock.owner_id, slot_id, &mut self.slots);
-        let (client, l2) = self.by_client.attach(&lock.client_id, slot_id, &mut self.slots);
-        let (share, l3) = self.by_share.attach(&lock.share, slot_id, &mut self.slots);
+        let (file, p0) = self.by_file.attach(&lock.file_id, slot_id);
+        let (owner, p1) = self.by_owner.attach(&lock.owner_id, slot_id);
+        let (client, p2) = self.by_client.attach(&lock.client_id, slot_id);
+        let (share, p3) = self.by_share.attach(&lock.share, slot_id);
         let slot = Slot {
             id: id.unwrap_or_else(|| Arc::clone(&lock.id)),
             share,
@@ -501,22 +497,22 @@ impl State {
             epoch: self.epoch,
         };
         self.by_id.insert(Arc::clone(&slot.id), slot_id);
-        self.slots.set(slot_id, slot, [l0, l1, l2, l3]);
+        self.slots.set(slot_id, slot, [p0, p1, p2, p3]);
     }
 
     /// Re-inserts a slot taken out earlier (undo), keys and epoch unchanged.
     fn insert_slot(&mut self, slot: Slot) {
         let slot_id = self.alloc_slot();
-        let mut links = [Link::DETACHED; 4];
-        for (which, link) in links.iter_mut().enumerate() {
+        let mut positions = [NIL; 4];
+        for (which, position) in positions.iter_mut().enumerate() {
             let key = Arc::clone(slot.key(which));
-            let (index, slab) = self.index_mut(which);
-            let (interned, new_link) = index.attach(&key, slot_id, slab);
+            let (index, _) = self.index_mut(which);
+            let (interned, at) = index.attach(&key, slot_id);
             debug_assert_eq!(*interned, *key);
-            *link = new_link;
+            *position = at;
         }
         self.by_id.insert(Arc::clone(&slot.id), slot_id);
-        self.slots.set(slot_id, slot, links);
+        self.slots.set(slot_id, slot, positions);
     }
 
     fn alloc_slot(&mut self) -> SlotId {
@@ -526,8 +522,8 @@ impl State {
         let slot =
             SlotId::try_from(self.slots.slots.len()).ok().filter(|&s| s != NIL).expect("fewer than 2^32-1 live locks");
         self.slots.slots.push(None);
-        for links in &mut self.slots.links {
-            links.push(Link::DETACHED);
+        for positions in &mut self.slots.positions {
+            positions.push(NIL);
         }
         slot
     }
@@ -542,24 +538,17 @@ impl State {
         let slot = self.slots.slots.get_mut(slot_id as usize).take().expect("indexed slot is live");
         self.by_id.remove(&*slot.id);
         for which in [FILE, OWNER, CLIENT, SHARE] {
-            let link = std::mem::replace(&mut self.slots.links[which][slot_id as usize], Link::DETACHED);
+            let position = std::mem::replace(&mut self.slots.positions[which][slot_id as usize], NIL);
             let (index, slab) = self.index_mut(which);
-            index.detach(slot.key(which), slot_id, link, slab);
+            index.detach(slot.key(which), slot_id, position, slab);
         }
         self.free.push(slot_id);
         slot
     }
 
-    /// The slots on `key`'s list in `index`.
+    /// The slots of `key` in `index`.
     fn list_slots(&self, index: &Index, key: &str) -> Vec<SlotId> {
-        let Some(posting) = index.get(key) else { return Vec::new() };
-        let mut out = Vec::with_capacity(posting.len as usize);
-        let mut at = posting.head;
-        while at != NIL {
-            out.push(at);
-            at = self.slots.next(at, index.which());
-        }
-        out
+        index.get(key).map_or_else(Vec::new, |posting| posting.slots.clone())
     }
 
     fn live_slots(&self) -> impl Iterator<Item = (SlotId, &Slot)> {
@@ -585,8 +574,8 @@ impl State {
         state.epoch = epoch;
         state.clean = clean;
         state.slots.slots.reserve_exact(locks);
-        for links in &mut state.slots.links {
-            links.reserve_exact(locks);
+        for positions in &mut state.slots.positions {
+            positions.reserve_exact(locks);
         }
         state.by_id.reserve(locks);
         Restorer { state, strings: Vec::new(), lists: Default::default() }
@@ -613,12 +602,13 @@ impl State {
         ]
         .into_iter()
         .filter_map(|(key, index)| key.map(|k| (k, index)))
-        .min_by_key(|(k, index)| index.get(k).map_or(0, |p| p.len));
+        .min_by_key(|(k, index)| index.get(k).map_or(0, |p| p.slots.len()));
         let mut hits: Vec<&Slot> = match narrowest {
-            Some((key, index)) => self
-                .list_slots(index, key)
-                .into_iter()
-                .filter_map(|i| self.slots.get(i))
+            Some((key, index)) => index
+                .get(key)
+                .map_or(&[][..], |p| &p.slots)
+                .iter()
+                .filter_map(|&i| self.slots.get(i))
                 .filter(|s| s.matches(query))
                 .collect(),
             None => self.live_slots().map(|(_, s)| s).filter(|s| s.matches(query)).collect(),
@@ -675,7 +665,7 @@ impl State {
         let live: Vec<(SlotId, &Slot)> = self.live_slots().collect();
         assert_eq!(live.len(), self.by_id.len(), "by_id size differs from live slots");
         assert_eq!(live.len() + self.free.len(), self.slots.slots.len(), "free list out of step");
-        assert!(self.slots.links.iter().all(|l| l.len() == self.slots.slots.len()), "link arrays out of step");
+        assert!(self.slots.positions.iter().all(|p| p.len() == self.slots.slots.len()), "position arrays out of step");
         for (i, slot) in &live {
             assert_eq!(self.by_id.get(&*slot.id), Some(i), "by_id entry of {:?}", slot.id);
         }
@@ -683,20 +673,16 @@ impl State {
             let which = index.which();
             let mut seen = 0;
             for posting in index.postings() {
-                let mut prev = NIL;
-                let mut at = posting.head;
-                let mut len = 0;
-                while at != NIL {
+                assert!(!posting.slots.is_empty(), "key {:?} is kept without a lock", posting.key);
+                for (position, &at) in posting.slots.iter().enumerate() {
                     let slot = self.slots.get(at).expect("listed slot is live");
                     assert_eq!(**slot.key(which), *posting.key, "slot {at} on the wrong list");
-                    assert_eq!(self.slots.links[which][at as usize].prev, prev, "broken prev link at slot {at}");
-                    prev = at;
-                    at = self.slots.next(at, which);
-                    len += 1;
-                    assert!(len <= posting.len, "list of {:?} is longer than its length", posting.key);
+                    assert_eq!(
+                        self.slots.positions[which][at as usize] as usize, position,
+                        "slot {at} is not where its position says"
+                    );
                 }
-                assert_eq!(len, posting.len, "list of {:?} has the wrong length", posting.key);
-                seen += len as usize;
+                seen += posting.slots.len();
             }
             assert_eq!(seen, live.len(), "index {which} does not hold every lock exactly once");
             assert_eq!(index.entries(), live.len());
@@ -705,13 +691,13 @@ impl State {
 }
 
 /// Rebuilds a state from a snapshot's entries without hashing the keys of
-/// each lock: lists are built per string-table entry, then installed in the
+/// each lock: key arrays are built per string-table entry, then installed in the
 /// indexes once per distinct key.
 pub(crate) struct Restorer {
     state: State,
     strings: Vec<Arc<str>>,
-    /// Per index, per string-table entry: the list built so far.
-    lists: [Vec<(SlotId, u32)>; 4],
+    /// Per index, per string-table entry: the slots found so far.
+    lists: [Vec<Vec<SlotId>>; 4],
 }
 
 /// Why a snapshot entry does not restore.
@@ -729,7 +715,7 @@ impl Restorer {
     pub(crate) fn add_string(&mut self, s: &str) {
         self.strings.push(Arc::from(s));
         for list in &mut self.lists {
-            list.push((NIL, 0));
+            list.push(Vec::new());
         }
     }
 
@@ -752,18 +738,14 @@ impl Restorer {
         if self.state.by_id.insert(Arc::clone(&id), slot_id).is_some() {
             return Err(RestoreError::DuplicateId(id));
         }
-        let mut links = [Link::DETACHED; 4];
+        let mut positions = [NIL; 4];
         for (which, &r) in refs.iter().enumerate() {
-            let (head, len) = &mut self.lists[which][r as usize];
-            links[which] = Link { prev: NIL, next: *head };
-            if *head != NIL {
-                self.state.slots.link(*head, which).prev = slot_id;
-            }
-            *head = slot_id;
-            *len += 1;
+            let list = &mut self.lists[which][r as usize];
+            positions[which] = u32::try_from(list.len()).expect("fewer than 2^32 locks per key");
+            list.push(slot_id);
         }
         let kind = StoredKind::from(&kind);
-        self.state.slots.set(slot_id, Slot { id, share, file, owner, client, kind, acquired_at, epoch }, links);
+        self.state.slots.set(slot_id, Slot { id, share, file, owner, client, kind, acquired_at, epoch }, positions);
         Ok(())
     }
 
@@ -783,12 +765,13 @@ impl Restorer {
 
     /// Installs the lists in the indexes and returns the state.
     pub(crate) fn finish(mut self) -> State {
-        for (which, lists) in self.lists.iter().enumerate() {
+        for (which, lists) in std::mem::take(&mut self.lists).into_iter().enumerate() {
             let (index, _) = self.state.index_mut(which);
-            index.reserve(lists.iter().filter(|(_, len)| *len > 0).count());
-            for (r, &(head, len)) in lists.iter().enumerate() {
-                if len > 0 {
-                    index.install(Posting { key: Arc::clone(&self.strings[r]), head, len });
+            index.reserve(lists.iter().filter(|slots| !slots.is_empty()).count());
+            for (r, mut slots) in lists.into_iter().enumerate() {
+                if !slots.is_empty() {
+                    slots.shrink_to_fit();
+                    index.install(Posting { key: Arc::clone(&self.strings[r]), slots });
                 }
             }
         }
