@@ -288,14 +288,17 @@ impl Writer {
             }
             return;
         }
-        // Step 1: find each request's outcome without publishing it.
-        let verdicts: Vec<Result<Vec<Outcome>>> = {
+        // Step 1: find each request's outcome without publishing it. A group
+        // of puts (the common grant) needs no state for it; otherwise apply
+        // the group to the state and roll it back.
+        let fixed: Option<Vec<Result<Vec<Outcome>>>> = requests.iter().map(|(cmd, _)| cmd.fixed_outcome()).collect();
+        let verdicts: Vec<Result<Vec<Outcome>>> = fixed.unwrap_or_else(|| {
             let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
             let mut undo = Undo::recording();
             let verdicts = requests.iter().map(|(cmd, _)| state.apply_undoable(cmd, &mut undo)).collect();
             state.rollback(undo);
             verdicts
-        };
+        });
         let accepted: Vec<&Command> =
             requests.iter().zip(&verdicts).filter(|(_, v)| v.is_ok()).map(|((cmd, _), _)| cmd).collect();
         // Step 2: make them durable.
