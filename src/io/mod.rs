@@ -6,11 +6,11 @@
 //! proves that nothing bypasses the seam: a store opened on the simulator
 //! cannot touch the disk.
 
-mod mmap;
+mod os;
 mod real;
 pub mod sim;
 
-pub use mmap::FileBytes;
+pub use os::{FileBytes, lower_this_thread_priority};
 pub use real::RealFs;
 
 use std::any::Any;

@@ -301,7 +301,17 @@ impl WalLockStore {
         };
         let threads = vec![
             spawn("lockwal-writer", Box::new(move || writer.run(writer_rx)))?,
-            spawn("lockwal-compactor", Box::new(move || compactor.run(compactor_rx)))?,
+            spawn(
+                "lockwal-compactor",
+                Box::new(move || {
+                    // Like RocksDB's low-priority background pool: a
+                    // compaction runs on CPU time the writer does not need.
+                    if !crate::io::lower_this_thread_priority() {
+                        tracing::debug!("could not lower the compactor thread's priority");
+                    }
+                    compactor.run(compactor_rx)
+                }),
+            )?,
         ];
         let store = Self {
             dir,

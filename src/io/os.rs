@@ -1,4 +1,5 @@
-//! Read-only memory maps: the only unsafe code in the crate.
+//! What std does not offer: read-only memory maps and a thread's CPU
+//! priority. The only unsafe code in the crate.
 
 #![allow(unsafe_code)]
 
@@ -84,6 +85,20 @@ impl Deref for FileBytes {
     }
 }
 
+/// Lowers the calling thread's CPU priority to nice 19 (on Linux the nice
+/// value belongs to the thread, not the process). Background work such as
+/// compaction then takes only CPU time that the writer and the caller's
+/// tasks leave idle. Best effort: `false` when the system refused.
+pub fn lower_this_thread_priority() -> bool {
+    // SAFETY: two system calls that take and return plain integers (no
+    // pointers, no memory shared with Rust); they change only the
+    // scheduling weight of the calling thread.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +119,23 @@ mod tests {
         assert_eq!(borrowed, &pattern[..], "after releasing two pages");
         bytes.release_before(usize::MAX);
         assert_eq!(&*bytes, &pattern[..], "after releasing everything");
+    }
+
+    /// The nice value (field 19 of `/proc/thread-self/stat`) of the calling
+    /// thread.
+    fn own_nice() -> i64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // The command name (field 2) may hold spaces; fields after it are
+        // plain numbers.
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        after_name.split(' ').nth(16).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn a_lowered_thread_runs_at_nice_19_and_only_that_thread() {
+        let before = own_nice();
+        let lowered = std::thread::spawn(|| (lower_this_thread_priority(), own_nice())).join().unwrap();
+        assert_eq!(lowered, (true, 19));
+        assert_eq!(own_nice(), before, "the calling thread is unchanged");
     }
 }
