@@ -90,6 +90,7 @@ impl Deref for FileBytes {
 /// compaction then takes only CPU time that the writer and the caller's
 /// tasks leave idle. Best effort: `false` when the system refused.
 pub fn lower_this_thread_priority() -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     // SAFETY: two system calls that take and return plain integers (no
     // pointers, no memory shared with Rust); they change only the
     // scheduling weight of the calling thread.
@@ -97,6 +98,9 @@ pub fn lower_this_thread_priority() -> bool {
         let tid = libc::gettid();
         libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) == 0
     }
+    // Elsewhere the nice value belongs to the whole process: leave it.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    false
 }
 
 #[cfg(test)]
@@ -123,6 +127,7 @@ mod tests {
 
     /// The nice value (field 19 of `/proc/thread-self/stat`) of the calling
     /// thread.
+    #[cfg(target_os = "linux")]
     fn own_nice() -> i64 {
         let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
         // The command name (field 2) may hold spaces; fields after it are
@@ -132,6 +137,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_os = "linux")]
     fn a_lowered_thread_runs_at_nice_19_and_only_that_thread() {
         let before = own_nice();
         let lowered = std::thread::spawn(|| (lower_this_thread_priority(), own_nice())).join().unwrap();

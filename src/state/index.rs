@@ -1,5 +1,6 @@
 //! Secondary indexes: for each key (a file id, owner, client or share), the
-//! slots that hold it in one contiguous array.
+//! slots that hold it in one contiguous array (held inline when there is
+//! one, the common case of a file or an owner with a single lock).
 //!
 //! The map holds one entry per distinct key: the key itself (the one
 //! `Arc<str>` every lock with that key shares, so a string repeated across a
@@ -26,7 +27,41 @@ pub(crate) struct Posting {
     /// The key (the same allocation as the map's key): found with the slots
     /// in one lookup.
     pub(crate) key: Arc<str>,
-    pub(crate) slots: Vec<SlotId>,
+    pub(crate) slots: Slots,
+}
+
+/// A key's slots: one inline, or an array of two or more. Never empty in an
+/// index (a key goes with its last slot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Slots {
+    One(SlotId),
+    Many(Vec<SlotId>),
+}
+
+const _: () = assert!(std::mem::size_of::<Slots>() <= 24);
+
+impl Slots {
+    /// The slots as a slice.
+    pub(crate) fn as_slice(&self) -> &[SlotId] {
+        match self {
+            Slots::One(slot) => std::slice::from_ref(slot),
+            Slots::Many(slots) => slots,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Appends `slot`; returns its position.
+    pub(crate) fn push(&mut self, slot: SlotId) -> u32 {
+        let position = u32::try_from(self.len()).expect("fewer than 2^32 locks per key");
+        match self {
+            Slots::One(first) => *self = Slots::Many(vec![*first, slot]),
+            Slots::Many(slots) => slots.push(slot),
+        }
+        position
+    }
 }
 
 /// Access to the slots' positions in the index arrays, implemented by the
@@ -54,30 +89,34 @@ impl Index {
     /// slot's position in the array.
     pub(crate) fn attach(&mut self, key: &Arc<str>, slot: SlotId) -> (Arc<str>, u32) {
         if let Some(posting) = self.map.get_mut(&**key) {
-            let position = u32::try_from(posting.slots.len()).expect("fewer than 2^32 locks per key");
-            posting.slots.push(slot);
+            let position = posting.slots.push(slot);
             return (Arc::clone(&posting.key), position);
         }
-        self.map.insert(Arc::clone(key), Posting { key: Arc::clone(key), slots: vec![slot] });
+        self.map.insert(Arc::clone(key), Posting { key: Arc::clone(key), slots: Slots::One(slot) });
         (Arc::clone(key), 0)
     }
 
     /// Removes `slot`, at `position` in `key`'s array; the last slot of the
     /// array moves into the hole and its position is updated through
-    /// `positions`. Drops the key with its last slot, and gives back memory
-    /// when an array shrinks to a quarter of its capacity.
+    /// `positions`. Drops the key with its last slot, goes back to the
+    /// inline form at one slot, and gives back memory when an array shrinks
+    /// to a quarter of its capacity.
     pub(crate) fn detach(&mut self, key: &str, slot: SlotId, position: u32, positions: &mut impl Positions) {
         let posting = self.map.get_mut(key).expect("an indexed slot's key is indexed");
         let at = position as usize;
-        debug_assert_eq!(posting.slots.get(at), Some(&slot), "a slot's recorded position is its place");
-        posting.slots.swap_remove(at);
-        if let Some(&moved) = posting.slots.get(at) {
+        debug_assert_eq!(posting.slots.as_slice().get(at), Some(&slot), "a slot's recorded position is its place");
+        let Slots::Many(slots) = &mut posting.slots else {
+            self.map.remove(key);
+            return;
+        };
+        slots.swap_remove(at);
+        if let Some(&moved) = slots.get(at) {
             *positions.position(moved, self.which) = position;
         }
-        if posting.slots.is_empty() {
-            self.map.remove(key);
-        } else if posting.slots.capacity() > 16 && posting.slots.len() < posting.slots.capacity() / 4 {
-            posting.slots.shrink_to(posting.slots.len() * 2);
+        if let [last] = slots[..] {
+            posting.slots = Slots::One(last);
+        } else if slots.capacity() > 16 && slots.len() < slots.capacity() / 4 {
+            slots.shrink_to(slots.len() * 2);
         }
     }
 
@@ -91,11 +130,18 @@ impl Index {
         self.map.values()
     }
 
-    /// Installs an array built elsewhere (snapshot restore).
-    pub(crate) fn install(&mut self, posting: Posting) {
-        debug_assert!(!posting.slots.is_empty());
-        let previous = self.map.insert(Arc::clone(&posting.key), posting);
-        debug_assert!(previous.is_none(), "a key is installed once");
+    /// Installs an array built elsewhere (snapshot restore). Refuses (and
+    /// changes nothing) when the key is already there: two entries of one
+    /// key would lose the first one's slots.
+    pub(crate) fn install(&mut self, posting: Posting) -> Result<(), Posting> {
+        debug_assert!(posting.slots.len() > 0);
+        match self.map.entry(Arc::clone(&posting.key)) {
+            std::collections::hash_map::Entry::Occupied(_) => Err(posting),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(posting);
+                Ok(())
+            }
+        }
     }
 
     /// Reserves room for `keys` more keys.

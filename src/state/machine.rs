@@ -1,4 +1,4 @@
-use super::index::{Hasher, Index, NIL, Positions, Posting, SlotId};
+use super::index::{Hasher, Index, NIL, Positions, Posting, SlotId, Slots};
 use crate::error::{Error, ReclaimRefusal, Result};
 use crate::model::{
     ByteRange, ClientRecord, Delegation, KindFilter, Lease, LockKind, LockQuery, PersistedLock, ShareReservation,
@@ -134,6 +134,15 @@ impl Slot {
             _ => &self.share,
         }
     }
+
+    fn key_mut(&mut self, which: usize) -> &mut Arc<str> {
+        match which {
+            FILE => &mut self.file,
+            OWNER => &mut self.owner,
+            CLIENT => &mut self.client,
+            _ => &mut self.share,
+        }
+    }
 }
 
 /// The first 8 bytes of `id`, big-endian, zero-padded: comparing these and
@@ -260,9 +269,9 @@ enum UndoStep {
 
 /// The steps that undo applied commands, newest last.
 ///
-/// The WAL writer applies a batch with recording on to learn each command's
-/// outcome, rolls it back, makes the log durable, then applies it for real;
-/// see `wal::writer`.
+/// When a batch's outcomes depend on the state, the WAL writer applies it
+/// with recording on to learn each command's outcome, rolls it back, makes
+/// the log durable, then applies it for real; see `wal::writer`.
 pub struct Undo {
     recording: bool,
     steps: Vec<UndoStep>,
@@ -523,7 +532,10 @@ impl State {
     }
 
     /// Re-inserts a slot taken out earlier (undo), keys and epoch unchanged.
-    fn insert_slot(&mut self, slot: Slot) {
+    /// The slot takes the index's own copy of each key, so that every lock
+    /// with one key shares one allocation (the snapshot's string table
+    /// relies on it).
+    fn insert_slot(&mut self, mut slot: Slot) {
         let slot_id = self.alloc_slot();
         let mut positions = [NIL; 4];
         for (which, position) in positions.iter_mut().enumerate() {
@@ -531,6 +543,7 @@ impl State {
             let (index, _) = self.index_mut(which);
             let (interned, at) = index.attach(&key, slot_id);
             debug_assert_eq!(*interned, *key);
+            *slot.key_mut(which) = interned;
             *position = at;
         }
         self.by_id.insert(Arc::clone(&slot.id), slot_id);
@@ -570,7 +583,7 @@ impl State {
 
     /// The slots of `key` in `index`.
     fn list_slots(&self, index: &Index, key: &str) -> Vec<SlotId> {
-        index.get(key).map_or_else(Vec::new, |posting| posting.slots.clone())
+        index.get(key).map_or_else(Vec::new, |posting| posting.slots.as_slice().to_vec())
     }
 
     fn live_slots(&self) -> impl Iterator<Item = (SlotId, &Slot)> {
@@ -596,11 +609,14 @@ impl State {
         state.epoch = epoch;
         state.clean = clean;
         state.slots.slots.reserve_exact(locks);
-        for positions in &mut state.slots.positions {
-            positions.reserve_exact(locks);
-        }
         state.by_id.reserve(locks);
-        Restorer { state, strings: Vec::new(), lists: Default::default(), chunk: Vec::with_capacity(CHUNK) }
+        Restorer {
+            state,
+            strings: Vec::new(),
+            string_at: Vec::new(),
+            refs: std::array::from_fn(|_| Vec::with_capacity(locks)),
+            chunk: Vec::with_capacity(CHUNK),
+        }
     }
 
     // ---- reads ------------------------------------------------------------
@@ -614,7 +630,7 @@ impl State {
     /// Locks matching `query`, sorted by id. The candidates come from the
     /// smallest index that the query names, so the cost follows the answer.
     pub fn list(&self, query: &LockQuery) -> Vec<PersistedLock> {
-        // The shortest list among the indexed filters the query names;
+        // The shortest key array among the indexed filters the query names;
         // `None` when it names none (then every lock is a candidate).
         let narrowest = [
             (query.file_id.as_deref(), &self.by_file),
@@ -628,7 +644,7 @@ impl State {
         let mut hits: Vec<&Slot> = match narrowest {
             Some((key, index)) => index
                 .get(key)
-                .map_or(&[][..], |p| &p.slots)
+                .map_or(&[][..], |p| p.slots.as_slice())
                 .iter()
                 .filter_map(|&i| self.slots.get(i))
                 .filter(|s| s.matches(query))
@@ -695,10 +711,14 @@ impl State {
             let which = index.which();
             let mut seen = 0;
             for posting in index.postings() {
-                assert!(!posting.slots.is_empty(), "key {:?} is kept without a lock", posting.key);
-                for (position, &at) in posting.slots.iter().enumerate() {
+                assert!(posting.slots.len() > 0, "key {:?} is kept without a lock", posting.key);
+                if let Slots::Many(slots) = &posting.slots {
+                    assert!(slots.len() > 1, "key {:?}: one slot is held inline", posting.key);
+                }
+                for (position, &at) in posting.slots.as_slice().iter().enumerate() {
                     let slot = self.slots.get(at).expect("listed slot is live");
                     assert_eq!(**slot.key(which), *posting.key, "slot {at} on the wrong list");
+                    assert!(Arc::ptr_eq(slot.key(which), &posting.key), "slot {at} holds its own copy of its key");
                     assert_eq!(
                         self.slots.positions[which][at as usize] as usize, position,
                         "slot {at} is not where its position says"
@@ -713,13 +733,17 @@ impl State {
 }
 
 /// Rebuilds a state from a snapshot's entries without hashing the keys of
-/// each lock: key arrays are built per string-table entry, then installed in the
-/// indexes once per distinct key.
+/// each lock: the string-table entries each lock names are recorded as it
+/// is added; at the end the key arrays are counted, built at their exact
+/// sizes, and installed in the indexes once per distinct key.
 pub(crate) struct Restorer {
     state: State,
     strings: Vec<Arc<str>>,
-    /// Per index, per string-table entry: the slots found so far.
-    lists: [Vec<Vec<SlotId>>; 4],
+    /// Where each string-table entry is in the snapshot, for errors.
+    string_at: Vec<usize>,
+    /// Per index, per lock in slot order: the string-table entry of its key
+    /// (file, owner, client, share). Each becomes that index's positions.
+    refs: [Vec<u32>; 4],
     /// The slots of the chunk being filled: built in a plain vector and
     /// handed to the slab whole, so restoring does not go through the
     /// copy-on-write check per slot.
@@ -736,13 +760,19 @@ pub(crate) enum RestoreError {
     DuplicateClient(String),
 }
 
+/// Two string-table entries hold the same text and both name a key of one
+/// index (a writer never does that: it would split the key's locks).
+pub(crate) struct RepeatedString {
+    pub(crate) text: Arc<str>,
+    /// Offset of the second entry in the snapshot.
+    pub(crate) at: usize,
+}
+
 impl Restorer {
-    /// Defines the next string-table entry.
-    pub(crate) fn add_string(&mut self, s: &str) {
+    /// Defines the next string-table entry, found at offset `at`.
+    pub(crate) fn add_string(&mut self, s: &str, at: usize) {
         self.strings.push(Arc::from(s));
-        for list in &mut self.lists {
-            list.push(Vec::new());
-        }
+        self.string_at.push(at);
     }
 
     /// Adds a lock whose file, owner, client and share are string-table
@@ -767,11 +797,8 @@ impl Restorer {
         if self.state.by_id.insert(Arc::clone(&id), slot_id).is_some() {
             return Err(RestoreError::DuplicateId(id));
         }
-        for (which, &r) in refs.iter().enumerate() {
-            let list = &mut self.lists[which][r as usize];
-            let position = u32::try_from(list.len()).expect("fewer than 2^32 locks per key");
-            list.push(slot_id);
-            self.state.slots.positions[which].push(position);
+        for (list, r) in self.refs.iter_mut().zip(refs) {
+            list.push(r);
         }
         let kind = StoredKind::from(&kind);
         self.chunk.push(Some(Slot { id, share, file, owner, client, kind, acquired_at, epoch }));
@@ -796,22 +823,45 @@ impl Restorer {
         self.strings.len()
     }
 
-    /// Installs the lists in the indexes and returns the state.
-    pub(crate) fn finish(mut self) -> State {
+    /// Builds the key arrays, installs them in the indexes and returns the
+    /// state.
+    pub(crate) fn finish(mut self) -> std::result::Result<State, RepeatedString> {
         if !self.chunk.is_empty() {
             self.state.slots.slots.push_chunk(std::mem::take(&mut self.chunk));
         }
-        for (which, lists) in std::mem::take(&mut self.lists).into_iter().enumerate() {
+        for which in [FILE, OWNER, CLIENT, SHARE] {
+            // Each entry is overwritten with the lock's position in its key's
+            // array: no second array of that size exists while it is built.
+            let mut refs = std::mem::take(&mut self.refs[which]);
+            let mut counts = vec![0u32; self.strings.len()];
+            for &r in &refs {
+                counts[r as usize] += 1;
+            }
+            let mut lists: Vec<Option<Slots>> =
+                counts.iter().map(|&n| (n > 1).then(|| Slots::Many(Vec::with_capacity(n as usize)))).collect();
+            drop(counts);
+            for (slot, entry) in refs.iter_mut().enumerate() {
+                let list = &mut lists[*entry as usize];
+                *entry = match list {
+                    Some(slots) => slots.push(slot as SlotId),
+                    None => {
+                        *list = Some(Slots::One(slot as SlotId));
+                        0
+                    }
+                };
+            }
+            self.state.slots.positions[which] = refs;
             let (index, _) = self.state.index_mut(which);
-            index.reserve(lists.iter().filter(|slots| !slots.is_empty()).count());
-            for (r, mut slots) in lists.into_iter().enumerate() {
-                if !slots.is_empty() {
-                    slots.shrink_to_fit();
-                    index.install(Posting { key: Arc::clone(&self.strings[r]), slots });
+            index.reserve(lists.iter().filter(|l| l.is_some()).count());
+            for (r, slots) in lists.into_iter().enumerate() {
+                let Some(slots) = slots else { continue };
+                let key = Arc::clone(&self.strings[r]);
+                if index.install(Posting { key, slots }).is_err() {
+                    return Err(RepeatedString { text: Arc::clone(&self.strings[r]), at: self.string_at[r] });
                 }
             }
         }
-        self.state
+        Ok(self.state)
     }
 }
 
@@ -886,29 +936,51 @@ mod tests {
     }
 
     /// `fixed_outcome` must agree with applying the command to whatever
-    /// state it meets (random workloads with puts, deletes, bulk deletes,
-    /// reclaims, invalid input and multi-op transactions).
+    /// state it meets: random workloads (puts, deletes, bulk deletes,
+    /// reclaims, multi-op transactions) and, in between, invalid and edge
+    /// cases the generator does not make.
     #[test]
     fn a_fixed_outcome_is_what_applying_gives() {
-        let (mut fixed, mut total) = (0, 0);
+        let bad = |id: &str| crate::testing::sample::byte_range(id, "s", "f", "o", "c");
+        let mut empty_owner = bad("x");
+        empty_owner.owner_id = "".into();
+        let edge_cases = [
+            Command::Txn(Vec::new()),
+            Command::Txn(vec![Op::PutLock(bad(""))]),
+            Command::Txn(vec![Op::PutLock(bad("y")), Op::PutLock(empty_owner)]),
+            Command::Txn(vec![Op::PutLock(bad("z")); crate::model::validate::MAX_TXN_OPS + 1]),
+            Command::Txn(vec![Op::PutLock(bad("z")), Op::DeleteLock { id: "z".into() }]),
+            Command::Txn(vec![Op::DeleteLock { id: "absent".into() }]),
+            Command::CleanShutdown,
+        ];
+        let (mut fixed, mut state_decides, mut invalid) = (0, 0, 0);
         for seed in 0..20 {
             let mut state = State::new();
             state.apply(&Command::Open { epoch: 1 }).unwrap();
-            for step in crate::testing::workload::generate(seed, 400, 0) {
-                let cmd = match step {
-                    crate::testing::workload::Step::Txn(ops) => Command::Txn(ops),
-                    crate::testing::workload::Step::Open => Command::Open { epoch: state.epoch() + 1 },
-                    _ => continue,
-                };
-                let predicted = cmd.fixed_outcome();
-                let applied = state.apply(&cmd);
-                total += 1;
-                if let Some(predicted) = predicted {
-                    fixed += 1;
-                    assert_eq!(format!("{predicted:?}"), format!("{applied:?}"), "seed {seed}: {cmd:?}");
+            let steps = crate::testing::workload::generate(seed, 400, 0);
+            let generated = steps.into_iter().filter_map(|step| match step {
+                crate::testing::workload::Step::Txn(ops) => Some(Command::Txn(ops)),
+                _ => None,
+            });
+            for (n, cmd) in generated.enumerate() {
+                let edge = edge_cases[n % edge_cases.len()].clone();
+                for cmd in [cmd, edge] {
+                    let predicted = cmd.fixed_outcome();
+                    let applied = state.apply(&cmd);
+                    match predicted {
+                        Some(predicted) => {
+                            fixed += 1;
+                            invalid += usize::from(predicted.is_err());
+                            assert_eq!(format!("{predicted:?}"), format!("{applied:?}"), "seed {seed}: {cmd:?}");
+                        }
+                        None => state_decides += 1,
+                    }
                 }
             }
         }
-        assert!(fixed > 0 && fixed < total, "the workloads must hold both kinds ({fixed} of {total})");
+        assert!(
+            fixed > 0 && state_decides > 0 && invalid > 0,
+            "{fixed} fixed ({invalid} invalid), {state_decides} not"
+        );
     }
 }

@@ -26,7 +26,7 @@ use crate::model::{
     ByteRange, ClientRecord, Delegation, DelegationType, Lease, LeaseBreak, LeaseState, LockKind, LockType,
     ShareAccess, ShareDeny, ShareReservation, Timestamp,
 };
-use crate::state::{RestoreError, State, StateView};
+use crate::state::{RepeatedString, RestoreError, State, StateView};
 use std::collections::HashMap;
 
 /// Magic bytes at the start of every snapshot.
@@ -493,7 +493,10 @@ pub(crate) fn decode_snapshot_with(
         let mut c = Cursor { bytes: payload, at: 0, base: at + BLOCK_HEADER_LEN };
         while c.at < payload.len() {
             match c.u8()? {
-                TAG_STRING => restorer.add_string(c.str16()?),
+                TAG_STRING => {
+                    let entry_at = c.base + c.at - 1;
+                    restorer.add_string(c.str16()?, entry_at)
+                }
                 TAG_LOCK => {
                     let entry_at = c.base + c.at - 1;
                     let id = c.str16()?;
@@ -537,7 +540,10 @@ pub(crate) fn decode_snapshot_with(
     if (locks, clients, restorer.strings() as u64) != (header.locks, header.clients, header.strings) {
         return Err(damage(32, "entry counts differ from the header"));
     }
-    Ok((header, restorer.finish()))
+    let state = restorer.finish().map_err(|RepeatedString { text, at }| {
+        damage(at, format!("string {text:?} repeats an earlier entry that names a key of the same index"))
+    })?;
+    Ok((header, state))
 }
 
 #[cfg(test)]
@@ -609,5 +615,31 @@ mod tests {
         assert_eq!(parse_snapshot_name(&snapshot_name(42)), Some(42));
         assert_eq!(parse_snapshot_name("snap-42.snap"), None);
         assert_eq!(parse_snapshot_name("snap-00000000000000000042.snap.tmp"), None);
+    }
+
+    /// Regression (found in review): two string-table entries with the same
+    /// text, both naming files, used to install the second one's locks
+    /// over the first's in the file index (release builds): a restored
+    /// store listed one of three locks on the file, and deleting another
+    /// then panicked in the writer. Now it is damage at the second entry.
+    #[test]
+    fn a_repeated_string_naming_one_index_twice_is_damage() {
+        let mut state = State::new();
+        let ops = ["a", "b", "c"]
+            .iter()
+            .zip(["f", "g", "f"])
+            .map(|(id, file)| Op::PutLock(sample::byte_range(id, "s", file, "o", "c")))
+            .collect();
+        state.apply(&Command::Txn(ops)).unwrap();
+        let mut file = encode(&state, 1);
+        let entry = file.windows(4).position(|w| w == [TAG_STRING, 1, 0, b'g']).expect("the entry of \"g\"");
+        file[entry + 3] = b'f';
+        let at = SNAPSHOT_HEADER_LEN;
+        let len = u32_at(&file, at);
+        let crc = block_crc(0, len, &file[at + BLOCK_HEADER_LEN..at + BLOCK_HEADER_LEN + len as usize]);
+        file[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+        let damage = decode_snapshot(&file).expect_err("a repeated key string is refused");
+        assert_eq!(damage.offset, entry as u64, "{}", damage.reason);
+        assert!(damage.reason.contains("repeats"), "{}", damage.reason);
     }
 }

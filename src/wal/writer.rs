@@ -3,10 +3,12 @@
 //! queued, then every request of the group is acknowledged.
 //!
 //! A group is committed in three steps:
-//! 1. under the state's write lock, apply each request with an undo log to
-//!    learn its outcome (a request that fails is answered with its error and
-//!    never logged), then roll everything back: readers must not see a write
-//!    before it is durable;
+//! 1. learn each request's outcome without publishing it: a group whose
+//!    every request has an outcome no state can change (puts only, or
+//!    invalid input: `Command::fixed_outcome`) takes that; otherwise, under
+//!    the state's write lock, apply each request with an undo log and roll
+//!    everything back (readers must not see a write before it is durable). A
+//!    request that fails is answered with its error and never logged;
 //! 2. encode the successful commands as one frame, write it, fdatasync;
 //! 3. apply them for real (the state machine is deterministic and only this
 //!    thread mutates, so the outcomes are the ones found in step 1) and
