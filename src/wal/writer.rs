@@ -89,6 +89,8 @@ pub(crate) struct Shared {
     pub log_since_snapshot: AtomicU64,
     /// An automatic compaction is queued or running.
     pub compaction_requested: AtomicBool,
+    /// Writes submitted and not yet answered.
+    pub in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -101,6 +103,7 @@ impl Shared {
             snapshot: Mutex::new(snapshot),
             log_since_snapshot: AtomicU64::new(0),
             compaction_requested: AtomicBool::new(false),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
