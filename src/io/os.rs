@@ -87,8 +87,10 @@ impl Deref for FileBytes {
 
 /// Lowers the calling thread's CPU priority to nice 19 (on Linux the nice
 /// value belongs to the thread, not the process). Background work such as
-/// compaction then takes only CPU time that the writer and the caller's
-/// tasks leave idle. Best effort: `false` when the system refused.
+/// compaction then gets a small share of the CPU while busy threads at the
+/// default priority want it (weight 15 against 1024 each), and all of it
+/// when they are idle. Best effort: `false` when the system refused or is
+/// not Linux.
 pub fn lower_this_thread_priority() -> bool {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     // SAFETY: two system calls that take and return plain integers (no

@@ -166,6 +166,11 @@ fn sort_by_id(slots: &mut Vec<&Slot>) {
     slots.extend(keyed.into_iter().map(|(_, s)| s));
 }
 
+/// The number of the slot at `index` of the slab.
+fn slot_number(index: usize) -> SlotId {
+    SlotId::try_from(index).ok().filter(|&s| s != NIL).expect("fewer than 2^32-1 live locks")
+}
+
 /// The slab of slots, and beside it each slot's position in the arrays of
 /// its file, owner, client and share. The positions live in four compact
 /// arrays rather than in the slots: fixing the position of a slot moved by a
@@ -554,8 +559,7 @@ impl State {
         if let Some(slot) = self.free.pop() {
             return slot;
         }
-        let slot =
-            SlotId::try_from(self.slots.slots.len()).ok().filter(|&s| s != NIL).expect("fewer than 2^32-1 live locks");
+        let slot = slot_number(self.slots.slots.len());
         self.slots.slots.push(None);
         for positions in &mut self.slots.positions {
             positions.push(NIL);
@@ -790,10 +794,7 @@ impl Restorer {
             return Err(RestoreError::UnknownString(*refs.iter().max().expect("four refs")));
         };
         let id: Arc<str> = Arc::from(id);
-        let slot_id = SlotId::try_from(self.state.slots.slots.len() + self.chunk.len())
-            .ok()
-            .filter(|&s| s != NIL)
-            .expect("fewer than 2^32-1 live locks");
+        let slot_id = slot_number(self.state.slots.slots.len() + self.chunk.len());
         if self.state.by_id.insert(Arc::clone(&id), slot_id).is_some() {
             return Err(RestoreError::DuplicateId(id));
         }

@@ -492,13 +492,11 @@ pub(crate) fn decode_snapshot_with(
         }
         let mut c = Cursor { bytes: payload, at: 0, base: at + BLOCK_HEADER_LEN };
         while c.at < payload.len() {
+            // Where this entry starts, for errors about the entry as a whole.
+            let entry_at = c.base + c.at;
             match c.u8()? {
-                TAG_STRING => {
-                    let entry_at = c.base + c.at - 1;
-                    restorer.add_string(c.str16()?, entry_at)
-                }
+                TAG_STRING => restorer.add_string(c.str16()?, entry_at),
                 TAG_LOCK => {
-                    let entry_at = c.base + c.at - 1;
                     let id = c.str16()?;
                     // On disk: share, file, owner, client; the restorer
                     // takes file, owner, client, share.
@@ -519,7 +517,6 @@ pub(crate) fn decode_snapshot_with(
                     locks += 1;
                 }
                 TAG_CLIENT => {
-                    let entry_at = c.base + c.at - 1;
                     let len = c.u32()? as usize;
                     let record: ClientRecord = rmp_serde::from_slice(c.take(len)?)
                         .map_err(|e| damage(entry_at, format!("client record does not decode: {e}")))?;
