@@ -42,17 +42,17 @@ impl FileBytes {
         Ok(FileBytes::Mapped(map))
     }
 
-    /// Tells the kernel that the first `end` bytes (rounded down to whole
-    /// pages) will not be read again, so their pages leave this process's
-    /// resident set at once (loading a snapshot: its blocks are decoded in
-    /// order and never revisited, and without this the whole mapped file
-    /// stays resident until the map is dropped, about 90 bytes per lock on
-    /// top of the state). Owned bytes are kept as they are. A failure only
-    /// means the pages stay resident, so it is ignored.
-    pub fn release_before(&self, end: usize) {
+    /// Tells the kernel that the bytes from `start` to `end` (the whole
+    /// pages among them) will not be read again, so their pages leave this
+    /// process's resident set at once (loading a snapshot: its blocks are
+    /// decoded once and never revisited, and without this the whole mapped
+    /// file stays resident until the map is dropped, about 90 bytes per lock
+    /// on top of the state). Owned bytes are kept as they are. A failure
+    /// only means the pages stay resident, so it is ignored.
+    pub fn release(&self, start: usize, end: usize) {
         let FileBytes::Mapped(map) = self else { return };
-        let len = end.min(map.len()) / PAGE * PAGE;
-        if len == 0 {
+        let (start, end) = (start.next_multiple_of(PAGE), end.min(map.len()) / PAGE * PAGE);
+        if start >= end {
             return;
         }
         // SAFETY: `MADV_DONTNEED` drops this process's page-table entries
@@ -65,7 +65,7 @@ impl FileBytes {
         // which is what memmap2's caution about `DontNeed` (written for
         // anonymous and written-to private pages, which would read back as
         // zeros or as the file) guards.
-        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len) };
+        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
     }
 }
 
@@ -110,7 +110,7 @@ mod tests {
     use super::*;
 
     /// Released pages read back the same bytes: the map's contents never
-    /// change under a borrow (the safety argument of `release_before`).
+    /// change under a borrow (the safety argument of `release`).
     #[test]
     fn released_pages_read_back_the_same_bytes() {
         let pattern: Vec<u8> = (0..3 * PAGE + 100).map(|i| (i * 7 % 251) as u8).collect();
@@ -121,9 +121,9 @@ mod tests {
         assert!(matches!(bytes, FileBytes::Mapped(_)));
         let borrowed: &[u8] = &bytes;
         assert_eq!(borrowed, &pattern[..]);
-        bytes.release_before(2 * PAGE + 5);
-        assert_eq!(borrowed, &pattern[..], "after releasing two pages");
-        bytes.release_before(usize::MAX);
+        bytes.release(5, 2 * PAGE + 5);
+        assert_eq!(borrowed, &pattern[..], "after releasing the second page");
+        bytes.release(0, usize::MAX);
         assert_eq!(&*bytes, &pattern[..], "after releasing everything");
     }
 

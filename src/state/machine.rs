@@ -1,4 +1,4 @@
-use super::index::{Hasher, Index, NIL, Positions, Posting, SlotId, Slots};
+use super::index::{ById, Index, NIL, Positions, Posting, SlotId, Slots};
 use crate::error::{Error, ReclaimRefusal, Result};
 use crate::model::{
     ByteRange, ClientRecord, Delegation, KindFilter, Lease, LockKind, LockQuery, PersistedLock, ShareReservation,
@@ -6,7 +6,7 @@ use crate::model::{
 };
 use crate::op::{Op, Outcome};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The input of the state machine: what the WAL logs, one per record.
@@ -261,6 +261,11 @@ impl Slab {
     fn get(&self, slot: SlotId) -> Option<&Slot> {
         self.slots.get(slot as usize).as_ref()
     }
+
+    /// The id of the live slot `slot` (what [`ById`] compares and hashes).
+    fn id(&self, slot: SlotId) -> &str {
+        &self.get(slot).expect("an indexed slot is live").id
+    }
 }
 
 enum UndoStep {
@@ -320,7 +325,7 @@ pub(crate) struct StateView {
 pub struct State {
     slots: Slab,
     free: Vec<SlotId>,
-    by_id: HashMap<Arc<str>, SlotId, Hasher>,
+    by_id: ById,
     by_file: Index,
     by_owner: Index,
     by_client: Index,
@@ -342,7 +347,7 @@ impl State {
         Self {
             slots: Slab::default(),
             free: Vec::new(),
-            by_id: HashMap::default(),
+            by_id: ById::default(),
             by_file: Index::new(FILE),
             by_owner: Index::new(OWNER),
             by_client: Index::new(CLIENT),
@@ -490,7 +495,7 @@ impl State {
     }
 
     fn reclaim(&mut self, id: &str, client_id: &str, undo: &mut Undo) -> Result<Outcome> {
-        let slot_id = *self.by_id.get(id).ok_or_else(|| Error::lock_not_found(id))?;
+        let slot_id = self.by_id.get(id, |s| self.slots.id(s)).ok_or_else(|| Error::lock_not_found(id))?;
         let current = self.epoch;
         let slot = self.slots.slots.get_mut(slot_id as usize).as_mut().expect("indexed slot is live");
         let refuse = |reason| Error::ReclaimRefused { id: id.to_owned(), client_id: client_id.to_owned(), reason };
@@ -532,7 +537,8 @@ impl State {
             acquired_at: lock.acquired_at,
             epoch: self.epoch,
         };
-        self.by_id.insert(Arc::clone(&slot.id), slot_id);
+        let indexed = self.by_id.insert(&slot.id, slot_id, |s| self.slots.id(s));
+        debug_assert!(indexed.is_ok(), "a put removes the lock it replaces first");
         self.slots.set(slot_id, slot, [p0, p1, p2, p3]);
     }
 
@@ -551,7 +557,8 @@ impl State {
             *slot.key_mut(which) = interned;
             *position = at;
         }
-        self.by_id.insert(Arc::clone(&slot.id), slot_id);
+        let indexed = self.by_id.insert(&slot.id, slot_id, |s| self.slots.id(s));
+        debug_assert!(indexed.is_ok(), "undo removes the lock before it puts back the one before");
         self.slots.set(slot_id, slot, positions);
     }
 
@@ -569,13 +576,13 @@ impl State {
 
     /// Removes the lock `id` with all its index entries; `None` when absent.
     fn remove_slot(&mut self, id: &str) -> Option<Slot> {
-        let slot_id = *self.by_id.get(id)?;
+        let slot_id = self.by_id.get(id, |s| self.slots.id(s))?;
         Some(self.take_slot(slot_id))
     }
 
     fn take_slot(&mut self, slot_id: SlotId) -> Slot {
         let slot = self.slots.slots.get_mut(slot_id as usize).take().expect("indexed slot is live");
-        self.by_id.remove(&*slot.id);
+        self.by_id.remove(&slot.id, slot_id);
         for which in [FILE, OWNER, CLIENT, SHARE] {
             let position = std::mem::replace(&mut self.slots.positions[which][slot_id as usize], NIL);
             let (index, slab) = self.index_mut(which);
@@ -612,22 +619,17 @@ impl State {
         let mut state = Self::new();
         state.epoch = epoch;
         state.clean = clean;
-        state.slots.slots.reserve_exact(locks);
-        state.by_id.reserve(locks);
-        Restorer {
-            state,
-            strings: Vec::new(),
-            string_at: Vec::new(),
-            refs: std::array::from_fn(|_| Vec::with_capacity(locks)),
-            chunk: Vec::with_capacity(CHUNK),
-        }
+        state.by_id.reserve(locks, |s| state.slots.id(s));
+        // Room for the free slots a join may add (one chunk at most).
+        let part = Part::new(locks + CHUNK);
+        Restorer { state, strings: Vec::new(), string_at: Vec::new(), part, indexed: 0, forked: false }
     }
 
     // ---- reads ------------------------------------------------------------
 
     /// The lock with this id.
     pub fn get(&self, id: &str) -> Option<PersistedLock> {
-        let slot = *self.by_id.get(id)?;
+        let slot = self.by_id.get(id, |s| self.slots.id(s))?;
         self.slots.get(slot).map(Slot::to_lock)
     }
 
@@ -709,7 +711,7 @@ impl State {
         assert_eq!(live.len() + self.free.len(), self.slots.slots.len(), "free list out of step");
         assert!(self.slots.positions.iter().all(|p| p.len() == self.slots.slots.len()), "position arrays out of step");
         for (i, slot) in &live {
-            assert_eq!(self.by_id.get(&*slot.id), Some(i), "by_id entry of {:?}", slot.id);
+            assert_eq!(self.by_id.get(&slot.id, |s| self.slots.id(s)), Some(*i), "by_id entry of {:?}", slot.id);
         }
         for index in [&self.by_file, &self.by_owner, &self.by_client, &self.by_share] {
             let which = index.which();
@@ -740,19 +742,39 @@ impl State {
 /// each lock: the string-table entries each lock names are recorded as it
 /// is added; at the end the key arrays are counted, built at their exact
 /// sizes, and installed in the indexes once per distinct key.
+///
+/// Entries arrive in file order. Once the string table is complete, the
+/// rest of the file may be restored in two [`Part`]s at once (see
+/// [`Restorer::fork`]): then ids are indexed in [`Restorer::finish`], in
+/// parallel with the key arrays, instead of as each lock arrives.
 pub(crate) struct Restorer {
     state: State,
     strings: Vec<Arc<str>>,
     /// Where each string-table entry is in the snapshot, for errors.
     string_at: Vec<usize>,
-    /// Per index, per lock in slot order: the string-table entry of its key
-    /// (file, owner, client, share). Each becomes that index's positions.
-    refs: [Vec<u32>; 4],
-    /// The slots of the chunk being filled: built in a plain vector and
-    /// handed to the slab whole, so restoring does not go through the
-    /// copy-on-write check per slot.
-    chunk: Vec<Option<Slot>>,
+    /// The locks in file order (all of them, once a fork is joined).
+    part: Part,
+    /// How many of `part`'s slots are in `by_id` already: every one until
+    /// a fork; the rest are indexed in `finish`.
+    indexed: usize,
+    forked: bool,
 }
+
+/// Locks restored in file order: their slots, filled a chunk at a time
+/// (handed to the slab whole, so restoring does not go through the
+/// copy-on-write check per slot), and per index the string-table entry of
+/// each lock's key (file, owner, client, share), which becomes that index's
+/// positions.
+pub(crate) struct Part {
+    slots: Chunks,
+    chunk: Vec<Option<Slot>>,
+    refs: [Vec<u32>; 4],
+    clients: Vec<ClientRecord>,
+}
+
+/// The string-table entry recorded for a padding slot (see
+/// [`Restorer::join`]): names no key.
+const NO_KEY: u32 = u32::MAX;
 
 /// Why a snapshot entry does not restore.
 pub(crate) enum RestoreError {
@@ -764,12 +786,86 @@ pub(crate) enum RestoreError {
     DuplicateClient(String),
 }
 
-/// Two string-table entries hold the same text and both name a key of one
-/// index (a writer never does that: it would split the key's locks).
-pub(crate) struct RepeatedString {
-    pub(crate) text: Arc<str>,
-    /// Offset of the second entry in the snapshot.
-    pub(crate) at: usize,
+/// Why the restored entries do not make a state.
+pub(crate) enum FinishError {
+    /// Two string-table entries hold the same text and both name a key of
+    /// one index (a writer never does that: it would split the key's
+    /// locks). `at` is the offset of the second entry.
+    RepeatedString { text: Arc<str>, at: usize },
+    /// Two locks of a forked restore have the same id; which entry came
+    /// second is found by restoring again without forking.
+    DuplicateId,
+    /// Two client records of a forked restore have the same client id.
+    DuplicateClient,
+}
+
+impl Part {
+    fn new(locks: usize) -> Self {
+        let mut slots = Chunks::default();
+        slots.reserve_exact(locks);
+        Part {
+            slots,
+            chunk: Vec::with_capacity(CHUNK),
+            refs: std::array::from_fn(|_| Vec::with_capacity(locks)),
+            clients: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len() + self.chunk.len()
+    }
+
+    /// The id of slot `s` of this part (what [`ById`] compares and hashes).
+    fn id(&self, s: SlotId) -> &str {
+        let s = s as usize;
+        let slot = if s < self.slots.len() { self.slots.get(s) } else { &self.chunk[s - self.slots.len()] };
+        &slot.as_ref().expect("a restored slot is live").id
+    }
+
+    fn push(&mut self, slot: Option<Slot>) {
+        self.chunk.push(slot);
+        if self.chunk.len() == CHUNK {
+            let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+            self.slots.push_chunk(full);
+        }
+    }
+
+    /// Adds a lock whose file, owner, client and share are entries `refs`
+    /// of `strings`.
+    pub(crate) fn add_lock(
+        &mut self,
+        strings: &[Arc<str>],
+        id: &str,
+        refs: [u32; 4],
+        kind: LockKind,
+        acquired_at: Timestamp,
+        epoch: u64,
+    ) -> std::result::Result<(), RestoreError> {
+        let [file, owner, client, share] = refs.map(|r| strings.get(r as usize).cloned());
+        let (Some(file), Some(owner), Some(client), Some(share)) = (file, owner, client, share) else {
+            return Err(RestoreError::UnknownString(*refs.iter().max().expect("four refs")));
+        };
+        slot_number(self.len());
+        for (list, r) in self.refs.iter_mut().zip(refs) {
+            list.push(r);
+        }
+        let kind = StoredKind::from(&kind);
+        self.push(Some(Slot { id: Arc::from(id), share, file, owner, client, kind, acquired_at, epoch }));
+        Ok(())
+    }
+
+    /// Adds a client record (checked against the others in
+    /// [`Restorer::join`]).
+    pub(crate) fn add_client(&mut self, record: ClientRecord) {
+        self.clients.push(record);
+    }
+
+    /// Hands the chunk being filled to the slab.
+    fn close(&mut self) {
+        if !self.chunk.is_empty() {
+            self.slots.push_chunk(std::mem::take(&mut self.chunk));
+        }
+    }
 }
 
 impl Restorer {
@@ -789,23 +885,14 @@ impl Restorer {
         acquired_at: Timestamp,
         epoch: u64,
     ) -> std::result::Result<(), RestoreError> {
-        let [file, owner, client, share] = refs.map(|r| self.strings.get(r as usize).cloned());
-        let (Some(file), Some(owner), Some(client), Some(share)) = (file, owner, client, share) else {
-            return Err(RestoreError::UnknownString(*refs.iter().max().expect("four refs")));
-        };
-        let id: Arc<str> = Arc::from(id);
-        let slot_id = slot_number(self.state.slots.slots.len() + self.chunk.len());
-        if self.state.by_id.insert(Arc::clone(&id), slot_id).is_some() {
-            return Err(RestoreError::DuplicateId(id));
-        }
-        for (list, r) in self.refs.iter_mut().zip(refs) {
-            list.push(r);
-        }
-        let kind = StoredKind::from(&kind);
-        self.chunk.push(Some(Slot { id, share, file, owner, client, kind, acquired_at, epoch }));
-        if self.chunk.len() == CHUNK {
-            let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
-            self.state.slots.slots.push_chunk(full);
+        let slot_id = slot_number(self.part.len());
+        self.part.add_lock(&self.strings, id, refs, kind, acquired_at, epoch)?;
+        if !self.forked {
+            let part = &self.part;
+            if self.state.by_id.insert(id, slot_id, |s| part.id(s)).is_err() {
+                return Err(RestoreError::DuplicateId(Arc::from(id)));
+            }
+            self.indexed += 1;
         }
         Ok(())
     }
@@ -824,46 +911,147 @@ impl Restorer {
         self.strings.len()
     }
 
-    /// Builds the key arrays, installs them in the indexes and returns the
-    /// state.
-    pub(crate) fn finish(mut self) -> std::result::Result<State, RepeatedString> {
-        if !self.chunk.is_empty() {
-            self.state.slots.slots.push_chunk(std::mem::take(&mut self.chunk));
-        }
-        for which in [FILE, OWNER, CLIENT, SHARE] {
-            // Each entry is overwritten with the lock's position in its key's
-            // array: no second array of that size exists while it is built.
-            let mut refs = std::mem::take(&mut self.refs[which]);
-            let mut counts = vec![0u32; self.strings.len()];
-            for &r in &refs {
-                counts[r as usize] += 1;
-            }
-            let mut lists: Vec<Option<Slots>> =
-                counts.iter().map(|&n| (n > 1).then(|| Slots::Many(Vec::with_capacity(n as usize)))).collect();
-            drop(counts);
-            for (slot, entry) in refs.iter_mut().enumerate() {
-                let list = &mut lists[*entry as usize];
-                *entry = match list {
-                    Some(slots) => slots.push(slot as SlotId),
-                    None => {
-                        *list = Some(Slots::One(slot as SlotId));
-                        0
-                    }
-                };
-            }
-            self.state.slots.positions[which] = refs;
-            let (index, _) = self.state.index_mut(which);
-            index.reserve(lists.iter().filter(|l| l.is_some()).count());
-            for (r, slots) in lists.into_iter().enumerate() {
-                let Some(slots) = slots else { continue };
-                let key = Arc::clone(&self.strings[r]);
-                if index.install(Posting { key, slots }).is_err() {
-                    return Err(RepeatedString { text: Arc::clone(&self.strings[r]), at: self.string_at[r] });
-                }
-            }
-        }
-        Ok(self.state)
+    /// Number of locks so far (free slots a join added are not locks).
+    pub(crate) fn locks(&self) -> usize {
+        self.part.len() - self.state.free.len()
     }
+
+    /// Number of client records so far.
+    pub(crate) fn clients(&self) -> usize {
+        self.state.clients.len() + self.part.clients.len()
+    }
+
+    /// From here on, locks are added to two parts that may be filled at
+    /// once (on two threads): [`Restorer::parts`] gives this restorer's own
+    /// part, which continues the file, and the returned one (room for
+    /// `locks`) takes the entries after it; [`Restorer::join`] puts them
+    /// together. The string table must be complete: a part cannot add to
+    /// it.
+    pub(crate) fn fork(&mut self, locks: usize) -> Part {
+        self.forked = true;
+        Part::new(locks)
+    }
+
+    /// The string table and this restorer's own part, for filling the part
+    /// on one thread while `other` (from [`Restorer::fork`]) is filled on
+    /// another.
+    pub(crate) fn parts(&mut self) -> (&[Arc<str>], &mut Part) {
+        (&self.strings, &mut self.part)
+    }
+
+    /// Appends the locks of `other` after this restorer's own. The own
+    /// part's last chunk is filled up with free slots first, so that every
+    /// chunk of the slab but the last stays full (slot `i` is in chunk
+    /// `i / CHUNK`); a free slot names no key and is in no index.
+    pub(crate) fn join(&mut self, mut other: Part) {
+        let padding = self.part.len().next_multiple_of(CHUNK) - self.part.len();
+        for _ in 0..padding {
+            self.state.free.push(slot_number(self.part.len()));
+            self.part.push(None);
+            for refs in &mut self.part.refs {
+                refs.push(NO_KEY);
+            }
+        }
+        other.close();
+        let Part { slots, chunk: _, refs, clients } = other;
+        self.part.slots.chunks.extend(slots.chunks);
+        self.part.slots.len += slots.len;
+        slot_number(self.part.slots.len.saturating_sub(1));
+        for (mine, theirs) in self.part.refs.iter_mut().zip(refs) {
+            mine.extend_from_slice(&theirs);
+        }
+        self.part.clients.extend(clients);
+    }
+
+    /// Builds the key arrays, installs them in the indexes, indexes the ids
+    /// not yet indexed (in parallel with the key arrays when there are
+    /// many), and returns the state.
+    pub(crate) fn finish(mut self) -> std::result::Result<State, FinishError> {
+        self.part.close();
+        let Restorer { mut state, strings, string_at, part, indexed, forked: _ } = self;
+        let Part { slots, chunk: _, refs, clients } = part;
+        for record in clients {
+            let id = record.client_id.clone();
+            if state.clients.insert(id, record).is_some() {
+                return Err(FinishError::DuplicateClient);
+            }
+        }
+        state.slots.slots = slots;
+        let State { slots, by_id, by_file, by_owner, by_client, by_share, .. } = &mut state;
+        let Slab { slots, positions } = slots;
+        let slots = &*slots;
+        let mut index_ids = move || -> std::result::Result<(), FinishError> {
+            let id_of = |s: SlotId| &*slots.get(s as usize).as_ref().expect("an indexed slot is live").id;
+            for (i, slot) in slots.iter().enumerate().skip(indexed) {
+                let Some(slot) = slot else { continue };
+                by_id.insert(&slot.id, slot_number(i), id_of).map_err(|_| FinishError::DuplicateId)?;
+            }
+            Ok(())
+        };
+        let indexes = [by_file, by_owner, by_client, by_share];
+        let build_arrays = move || -> std::result::Result<(), FinishError> {
+            for ((index, refs), positions) in indexes.into_iter().zip(refs).zip(positions.iter_mut()) {
+                *positions = install_arrays(index, refs, &strings, &string_at)?;
+            }
+            Ok(())
+        };
+        if slots.len() - indexed < PARALLEL_IDS {
+            index_ids()?;
+            build_arrays()?;
+        } else {
+            std::thread::scope(|scope| {
+                let ids = scope.spawn(index_ids);
+                let arrays = build_arrays();
+                ids.join().expect("indexing ids does not panic").and(arrays)
+            })?;
+        }
+        Ok(state)
+    }
+}
+
+/// Below this many ids left to index, `finish` does not start a thread.
+const PARALLEL_IDS: usize = 1 << 14;
+
+/// Installs in `index` the key arrays of the locks whose keys are the
+/// string-table entries `refs` (one per slot, [`NO_KEY`] for a free slot)
+/// and returns the slots' positions in them. Each entry of `refs` is
+/// overwritten with the position: no second array of that size exists while
+/// it is built.
+fn install_arrays(
+    index: &mut Index,
+    mut refs: Vec<u32>,
+    strings: &[Arc<str>],
+    string_at: &[usize],
+) -> std::result::Result<Vec<u32>, FinishError> {
+    let mut counts = vec![0u32; strings.len()];
+    for &r in refs.iter().filter(|&&r| r != NO_KEY) {
+        counts[r as usize] += 1;
+    }
+    let mut lists: Vec<Option<Slots>> =
+        counts.iter().map(|&n| (n > 1).then(|| Slots::Many(Vec::with_capacity(n as usize)))).collect();
+    drop(counts);
+    for (slot, entry) in refs.iter_mut().enumerate() {
+        if *entry == NO_KEY {
+            *entry = NIL;
+            continue;
+        }
+        let list = &mut lists[*entry as usize];
+        *entry = match list {
+            Some(slots) => slots.push(slot as SlotId),
+            None => {
+                *list = Some(Slots::One(slot as SlotId));
+                0
+            }
+        };
+    }
+    index.reserve(lists.iter().filter(|l| l.is_some()).count());
+    for (r, slots) in lists.into_iter().enumerate() {
+        let Some(slots) = slots else { continue };
+        if index.install(Posting { key: Arc::clone(&strings[r]), slots }).is_err() {
+            return Err(FinishError::RepeatedString { text: Arc::clone(&strings[r]), at: string_at[r] });
+        }
+    }
+    Ok(refs)
 }
 
 #[cfg(test)]

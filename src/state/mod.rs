@@ -9,4 +9,4 @@ mod index;
 mod machine;
 
 pub use machine::{Command, State, Undo};
-pub(crate) use machine::{RepeatedString, RestoreError, StateView};
+pub(crate) use machine::{FinishError, Part, RestoreError, Restorer, StateView};

@@ -22,7 +22,9 @@ use crate::testing::crash::{SelectLosses, check_image, crash_options, losses, ob
 use crate::testing::workload::{Step, decode_steps, generate};
 use crate::wal::format::{SegmentHeader, append_frame, decode_commands, decode_frame, encode_commands, segment_name};
 use crate::wal::scan::scan_segment;
-use crate::wal::snapshot::{BLOCK_HEADER_LEN, SNAPSHOT_MAGIC, SNAPSHOT_VERSION, decode_snapshot, snapshot_name};
+use crate::wal::snapshot::{
+    BLOCK_HEADER_LEN, SNAPSHOT_MAGIC, SNAPSHOT_VERSION, Threads, decode_snapshot, decode_snapshot_with, snapshot_name,
+};
 use crate::wal::{WalLockStore, WalOptions};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -156,6 +158,19 @@ fn fuzz_options(read_only: bool) -> WalOptions {
     WalOptions { read_only, ..crash_options() }
 }
 
+/// A snapshot decodes to the same state, or the same damage, on one thread
+/// and on two (where the two-thread path applies, it must agree exactly).
+fn snapshot_threads_agree(bytes: &[u8]) {
+    let decode = |threads| {
+        decode_snapshot_with(bytes, threads, |_, _| {}).map(|(header, state)| {
+            state.check_invariants();
+            let clients: Vec<_> = state.clients().cloned().collect();
+            (header, state.list(&LockQuery::all()), clients, state.epoch(), state.clean())
+        })
+    };
+    assert_eq!(decode(Threads::One), decode(Threads::Two), "one and two threads disagree");
+}
+
 /// Opens arbitrary store files. Never panics; a damaged store is refused
 /// with `Corruption` or `UnsupportedVersion`; a store that opens, opens
 /// again with the same locks and clients.
@@ -164,7 +179,7 @@ pub fn replay_bytes(data: &[u8]) {
     // The pure decoders on the raw bytes.
     let _ = scan_segment::<()>(body, None, true, |_, _, _| Ok(()));
     let _ = scan_segment::<()>(body, Some(1), false, |_, _, _| Ok(()));
-    let _ = decode_snapshot(body);
+    snapshot_threads_agree(body);
     let _ = decode_commands(body);
     let files = match mode % 6 {
         0 => vec![(segment_name(1), body.to_vec())],
@@ -173,6 +188,7 @@ pub fn replay_bytes(data: &[u8]) {
         3 => vec![(segment_name(1), framed(body))],
         4 => {
             let snapshot = blocked_snapshot(body);
+            snapshot_threads_agree(&snapshot);
             vec![(snapshot_file_name(&snapshot), snapshot)]
         }
         _ => mutated_store(body),

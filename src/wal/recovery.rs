@@ -6,7 +6,7 @@
 
 use super::format::{SegmentHeader, TMP_SUFFIX, decode_commands, parse_segment_name, segment_name};
 use super::scan::{SegmentEnd, SegmentScan, scan_segment};
-use super::snapshot::{SnapshotHeader, decode_snapshot_with, parse_snapshot_name};
+use super::snapshot::{SnapshotHeader, Threads, decode_snapshot_with, parse_snapshot_name};
 use crate::error::{Error, Result};
 use crate::io::FileSystem;
 use crate::state::{Command, State};
@@ -205,8 +205,8 @@ pub(crate) fn load_snapshot(fs: &dyn FileSystem, dir: &Path) -> Result<(State, O
     let older = snapshots.into_iter().map(|(_, p)| p).collect();
     let bytes = fs.read(&path).map_err(|source| Error::Io { op: "read", path: path.clone(), source })?;
     // Decoded blocks leave the resident set as the decoder moves on.
-    let (header, state) =
-        decode_snapshot_with(&bytes, |end| bytes.release_before(end)).map_err(|d| match d.version {
+    let (header, state) = decode_snapshot_with(&bytes, Threads::available(), |start, end| bytes.release(start, end))
+        .map_err(|d| match d.version {
             Some(found) => {
                 Error::UnsupportedVersion { file: path.clone(), found, supported: super::snapshot::SNAPSHOT_VERSION }
             }

@@ -26,8 +26,9 @@ use crate::model::{
     ByteRange, ClientRecord, Delegation, DelegationType, Lease, LeaseBreak, LeaseState, LockKind, LockType,
     ShareAccess, ShareDeny, ShareReservation, Timestamp,
 };
-use crate::state::{RepeatedString, RestoreError, State, StateView};
+use crate::state::{FinishError, Part, RestoreError, Restorer, State, StateView};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Magic bytes at the start of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"LWALSNP\0";
@@ -184,37 +185,42 @@ fn encode_kind(out: &mut Vec<u8>, kind: &LockKind) {
 pub(crate) fn encode_snapshot<E>(
     view: &StateView,
     lsn: u64,
+    write_at: impl FnMut(u64, &[u8]) -> Result<(), E>,
+) -> Result<(SnapshotHeader, u64), E> {
+    encode_snapshot_in(view, lsn, MAX_BLOCK, write_at)
+}
+
+/// [`encode_snapshot`] in blocks of at most `max_block` bytes (tests use
+/// small ones to span many blocks with few locks).
+fn encode_snapshot_in<E>(
+    view: &StateView,
+    lsn: u64,
+    max_block: usize,
     mut write_at: impl FnMut(u64, &[u8]) -> Result<(), E>,
 ) -> Result<(SnapshotHeader, u64), E> {
-    let mut blocks = BlockWriter { block: Vec::with_capacity(MAX_BLOCK), index: 0, offset: SNAPSHOT_HEADER_LEN as u64 };
+    let mut blocks = BlockWriter::new(max_block);
     // The string table, keyed by the address of the shared string: every
     // lock with the same owner holds the same `Arc`, and the view keeps
-    // every `Arc` alive (so no address is reused) while this runs.
+    // every `Arc` alive (so no address is reused) while this runs. It is
+    // written whole before the first lock, so that a loader can split the
+    // locks between threads.
     let mut strings: HashMap<*const u8, u32> = HashMap::new();
     let mut entry = Vec::with_capacity(4096);
     for slot in view.slots() {
-        let mut refs = [0u32; 4];
-        for (r, s) in refs.iter_mut().zip([&slot.share, &slot.file, &slot.owner, &slot.client]) {
-            if let Some(&known) = strings.get(&s.as_ptr()) {
-                *r = known;
-                continue;
+        for s in [&slot.share, &slot.file, &slot.owner, &slot.client] {
+            let next = u32::try_from(strings.len()).expect("fewer than 2^32 strings");
+            if let std::collections::hash_map::Entry::Vacant(v) = strings.entry(s.as_ptr()) {
+                v.insert(next);
+                entry.clear();
+                entry.push(TAG_STRING);
+                put_str16(&mut entry, s);
+                blocks.add(&entry, &mut write_at)?;
             }
-            *r = u32::try_from(strings.len()).expect("fewer than 2^32 strings");
-            strings.insert(s.as_ptr(), *r);
-            entry.clear();
-            entry.push(TAG_STRING);
-            put_str16(&mut entry, s);
-            blocks.add(&entry, &mut write_at)?;
         }
-        entry.clear();
-        entry.push(TAG_LOCK);
-        put_str16(&mut entry, &slot.id);
-        for r in refs {
-            entry.extend_from_slice(&r.to_le_bytes());
-        }
-        entry.extend_from_slice(&slot.acquired_at.unix_micros.to_le_bytes());
-        entry.extend_from_slice(&slot.epoch.to_le_bytes());
-        encode_kind(&mut entry, &slot.kind.to_kind());
+    }
+    for slot in view.slots() {
+        let refs = [&slot.share, &slot.file, &slot.owner, &slot.client].map(|s| strings[&s.as_ptr()]);
+        encode_lock(&mut entry, &slot.id, refs, slot.acquired_at, slot.epoch, &slot.kind.to_kind());
         blocks.add(&entry, &mut write_at)?;
     }
     for client in &view.clients {
@@ -239,17 +245,37 @@ pub(crate) fn encode_snapshot<E>(
     Ok((header, blocks.offset))
 }
 
+/// Encodes a lock entry into `entry`; `refs` are the string-table entries
+/// of its share, file, owner and client.
+fn encode_lock(entry: &mut Vec<u8>, id: &str, refs: [u32; 4], acquired_at: Timestamp, epoch: u64, kind: &LockKind) {
+    entry.clear();
+    entry.push(TAG_LOCK);
+    put_str16(entry, id);
+    for r in refs {
+        entry.extend_from_slice(&r.to_le_bytes());
+    }
+    entry.extend_from_slice(&acquired_at.unix_micros.to_le_bytes());
+    entry.extend_from_slice(&epoch.to_le_bytes());
+    encode_kind(entry, kind);
+}
+
 /// Fills blocks with whole entries and hands each full one to the sink.
 struct BlockWriter {
     block: Vec<u8>,
+    max: usize,
     index: u32,
     offset: u64,
 }
 
 impl BlockWriter {
+    fn new(max: usize) -> Self {
+        assert!(max <= MAX_BLOCK);
+        BlockWriter { block: Vec::with_capacity(max), max, index: 0, offset: SNAPSHOT_HEADER_LEN as u64 }
+    }
+
     fn add<E>(&mut self, entry: &[u8], write_at: &mut impl FnMut(u64, &[u8]) -> Result<(), E>) -> Result<(), E> {
-        debug_assert!(entry.len() <= MAX_BLOCK - BLOCK_HEADER_LEN, "an entry always fits a block");
-        if BLOCK_HEADER_LEN + self.block.len() + entry.len() > MAX_BLOCK {
+        debug_assert!(entry.len() <= self.max - BLOCK_HEADER_LEN, "an entry always fits a block");
+        if BLOCK_HEADER_LEN + self.block.len() + entry.len() > self.max {
             self.flush(write_at)?;
         }
         if self.block.is_empty() {
@@ -458,89 +484,267 @@ fn decode_kind(c: &mut Cursor<'_>) -> Result<LockKind, SnapshotDamage> {
 
 /// Verifies every byte of a snapshot and loads it into a [`State`].
 pub fn decode_snapshot(bytes: &[u8]) -> Result<(SnapshotHeader, State), SnapshotDamage> {
-    decode_snapshot_with(bytes, |_| {})
+    decode_snapshot_with(bytes, Threads::available(), |_, _| {})
 }
 
-/// [`decode_snapshot`], calling `done(end)` after each block: the bytes
-/// before `end` are not read again.
+/// How many threads a snapshot may be decoded on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// One: every entry in file order on the calling thread.
+    One,
+    /// Two when the locks span two blocks or more after the string table.
+    Two,
+}
+
+impl Threads {
+    /// Two when the machine has more than one CPU.
+    pub(crate) fn available() -> Self {
+        if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) { Threads::Two } else { Threads::One }
+    }
+}
+
+/// [`decode_snapshot`], calling `done(start, end)` once the bytes from
+/// `start` to `end` are read: they are not read again.
+///
+/// The string table comes first in a snapshot this build writes; once it is
+/// read, the blocks left are split in two halves decoded at once, one on a
+/// second thread (see `Restorer::fork`). The fast path only ever succeeds:
+/// on any damage (and on a file whose string table is not all before its
+/// locks, which the format allows) the snapshot is decoded again on one
+/// thread, so an error is always the one of the first damaged entry.
 pub(crate) fn decode_snapshot_with(
     bytes: &[u8],
-    mut done: impl FnMut(usize),
+    threads: Threads,
+    done: impl Fn(usize, usize) + Sync,
 ) -> Result<(SnapshotHeader, State), SnapshotDamage> {
     let header = decode_header(bytes)?;
-    let capacity = usize::try_from(header.locks).unwrap_or(usize::MAX).min(bytes.len() / 32);
-    let mut restorer = State::restorer(header.epoch, header.clean, capacity);
-    let (mut locks, mut clients) = (0u64, 0u64);
-    let mut at = SNAPSHOT_HEADER_LEN;
-    for index in 0..header.blocks {
-        let h = bytes.get(at..at + BLOCK_HEADER_LEN).ok_or_else(|| damage(at, "file ends before its last block"))?;
-        let len = u32_at(h, 0);
-        if len == 0 || len as usize > MAX_BLOCK - BLOCK_HEADER_LEN {
-            return Err(damage(at, format!("bad block length {len}")));
+    let mut restorer = new_restorer(bytes, header);
+    let (mut index, mut at) = (0, SNAPSHOT_HEADER_LEN);
+    if threads == Threads::Two {
+        // In file order up to the block where locks start: the string table
+        // is then complete.
+        while index < header.blocks && restorer.locks() == 0 {
+            let end = decode_block(bytes, index, at, &mut restorer)?;
+            done(at, end);
+            (index, at) = (index + 1, end);
         }
-        if u32_at(h, 8) != index || u32_at(h, 12) != 0 {
-            return Err(damage(at + 8, "bad block index"));
-        }
-        let end = at + BLOCK_HEADER_LEN + len as usize;
-        let payload = bytes.get(at + BLOCK_HEADER_LEN..end).ok_or_else(|| damage(at, "block runs past end of file"))?;
-        if block_crc(index, len, payload) != u32_at(h, 4) {
-            return Err(damage(at, "block checksum mismatch"));
-        }
-        let padded = end.next_multiple_of(8);
-        if bytes.get(end..padded).is_none_or(|p| p.iter().any(|&b| b != 0)) {
-            return Err(damage(end, "bad block padding"));
-        }
-        let mut c = Cursor { bytes: payload, at: 0, base: at + BLOCK_HEADER_LEN };
-        while c.at < payload.len() {
-            // Where this entry starts, for errors about the entry as a whole.
-            let entry_at = c.base + c.at;
-            match c.u8()? {
-                TAG_STRING => restorer.add_string(c.str16()?, entry_at),
-                TAG_LOCK => {
-                    let id = c.str16()?;
-                    // On disk: share, file, owner, client; the restorer
-                    // takes file, owner, client, share.
-                    let [share, file, owner, client] = [c.u32()?, c.u32()?, c.u32()?, c.u32()?];
-                    let acquired_at = Timestamp::from_unix_micros(c.u64()? as i64);
-                    let epoch = c.u64()?;
-                    let kind = decode_kind(&mut c)?;
-                    restorer.add_lock(id, [file, owner, client, share], kind, acquired_at, epoch).map_err(|e| {
-                        damage(
-                            entry_at,
-                            match e {
-                                RestoreError::UnknownString(r) => format!("lock refers to string {r}, not yet defined"),
-                                RestoreError::DuplicateId(id) => format!("duplicate lock id {id:?}"),
-                                RestoreError::DuplicateClient(id) => format!("duplicate client {id:?}"),
-                            },
-                        )
-                    })?;
-                    locks += 1;
-                }
-                TAG_CLIENT => {
-                    let len = c.u32()? as usize;
-                    let record: ClientRecord = rmp_serde::from_slice(c.take(len)?)
-                        .map_err(|e| damage(entry_at, format!("client record does not decode: {e}")))?;
-                    if restorer.add_client(record).is_err() {
-                        return Err(damage(entry_at, "duplicate client record"));
-                    }
-                    clients += 1;
-                }
-                _ => return Err(c.bad("unknown entry tag")),
+        if let Some(starts) = block_starts(bytes, index..header.blocks, at) {
+            if let Some(state) = decode_halves(bytes, header, restorer, index, &starts, &done) {
+                return Ok((header, state));
             }
+            // Again on one thread, for the error at the first damaged entry.
+            restorer = new_restorer(bytes, header);
+            (index, at) = (0, SNAPSHOT_HEADER_LEN);
         }
-        at = padded;
-        done(at);
     }
+    for index in index..header.blocks {
+        let end = decode_block(bytes, index, at, &mut restorer)?;
+        done(at, end);
+        at = end;
+    }
+    finish(bytes, header, at, restorer).map(|state| (header, state))
+}
+
+fn new_restorer(bytes: &[u8], header: SnapshotHeader) -> Restorer {
+    let capacity = usize::try_from(header.locks).unwrap_or(usize::MAX).min(bytes.len() / 32);
+    State::restorer(header.epoch, header.clean, capacity)
+}
+
+/// The checks after the last block (which ended at `at`), then the state.
+fn finish(bytes: &[u8], header: SnapshotHeader, at: usize, restorer: Restorer) -> Result<State, SnapshotDamage> {
     if at != bytes.len() {
         return Err(damage(at, format!("{} bytes after the last block", bytes.len().saturating_sub(at))));
     }
-    if (locks, clients, restorer.strings() as u64) != (header.locks, header.clients, header.strings) {
+    let counts = (restorer.locks() as u64, restorer.clients() as u64, restorer.strings() as u64);
+    if counts != (header.locks, header.clients, header.strings) {
         return Err(damage(32, "entry counts differ from the header"));
     }
-    let state = restorer.finish().map_err(|RepeatedString { text, at }| {
-        damage(at, format!("string {text:?} repeats an earlier entry that names a key of the same index"))
-    })?;
-    Ok((header, state))
+    restorer.finish().map_err(|e| match e {
+        FinishError::RepeatedString { text, at } => {
+            damage(at, format!("string {text:?} repeats an earlier entry that names a key of the same index"))
+        }
+        // Only a forked restore finds these here, and it is never reported.
+        FinishError::DuplicateId | FinishError::DuplicateClient => damage(32, "duplicate ids"),
+    })
+}
+
+/// Where each of `blocks` starts (the first at `at`) and where the last
+/// ends, from the block headers alone (each is checked again when it is
+/// decoded); `None` when there are fewer than two or a header is cut off.
+fn block_starts(bytes: &[u8], blocks: std::ops::Range<u32>, at: usize) -> Option<Vec<usize>> {
+    if blocks.len() < 2 {
+        return None;
+    }
+    let mut starts = vec![at];
+    for _ in blocks {
+        let start = *starts.last().expect("one start");
+        let len = u32_at(bytes.get(start..start + BLOCK_HEADER_LEN)?, 0) as usize;
+        starts.push((start + BLOCK_HEADER_LEN + len).next_multiple_of(8));
+    }
+    Some(starts)
+}
+
+/// The fast path of [`decode_snapshot_with`]: blocks `first..` (starting at
+/// `starts`) decoded in two halves at once into `restorer`, whose string
+/// table is complete. `None` when anything fails.
+fn decode_halves(
+    bytes: &[u8],
+    header: SnapshotHeader,
+    mut restorer: Restorer,
+    first: u32,
+    starts: &[usize],
+    done: &(impl Fn(usize, usize) + Sync),
+) -> Option<State> {
+    let blocks = starts.len() - 1;
+    let (half, split) = (first + (blocks / 2) as u32, starts[blocks / 2]);
+    let (at, end) = (starts[0], starts[blocks]);
+    // Room for the second half's share of the locks, by bytes.
+    let share = (end - split) as f64 / (end - at).max(1) as f64;
+    let mut other = restorer.fork((header.locks as f64 * share * 1.05) as usize + CHUNK_SLACK);
+    let (strings, mine) = restorer.parts();
+    let (first, second) = std::thread::scope(|scope| {
+        let second = scope.spawn(|| {
+            let mut sink = PartSink { strings, part: &mut other };
+            decode_blocks(bytes, half..header.blocks, split, &mut sink, done)
+        });
+        let first = decode_blocks(bytes, first..half, at, &mut PartSink { strings, part: mine }, done);
+        (first, second.join())
+    });
+    if first.ok()? != split {
+        return None;
+    }
+    let at = second.ok()?.ok()?;
+    restorer.join(other);
+    finish(bytes, header, at, restorer).ok()
+}
+
+/// Spare room for a part's slots, over its estimated share.
+const CHUNK_SLACK: usize = 1024;
+
+/// Decodes blocks `blocks`, the first at `at`; returns where they end.
+fn decode_blocks(
+    bytes: &[u8],
+    blocks: std::ops::Range<u32>,
+    mut at: usize,
+    sink: &mut impl Entries,
+    done: &impl Fn(usize, usize),
+) -> Result<usize, SnapshotDamage> {
+    for index in blocks {
+        let end = decode_block(bytes, index, at, sink)?;
+        done(at, end);
+        at = end;
+    }
+    Ok(at)
+}
+
+/// Where decoded entries go.
+trait Entries {
+    fn string(&mut self, text: &str, at: usize) -> Result<(), SnapshotDamage>;
+    fn lock(&mut self, at: usize, lock: LockEntry<'_>) -> Result<(), SnapshotDamage>;
+    fn client(&mut self, at: usize, record: ClientRecord) -> Result<(), SnapshotDamage>;
+}
+
+/// A lock entry; `refs` are the string-table entries of its file, owner,
+/// client and share.
+struct LockEntry<'a> {
+    id: &'a str,
+    refs: [u32; 4],
+    acquired_at: Timestamp,
+    epoch: u64,
+    kind: LockKind,
+}
+
+fn restore_damage(at: usize, e: RestoreError) -> SnapshotDamage {
+    damage(
+        at,
+        match e {
+            RestoreError::UnknownString(r) => format!("lock refers to string {r}, not yet defined"),
+            RestoreError::DuplicateId(id) => format!("duplicate lock id {id:?}"),
+            RestoreError::DuplicateClient(id) => format!("duplicate client {id:?}"),
+        },
+    )
+}
+
+impl Entries for Restorer {
+    fn string(&mut self, text: &str, at: usize) -> Result<(), SnapshotDamage> {
+        self.add_string(text, at);
+        Ok(())
+    }
+    fn lock(&mut self, at: usize, l: LockEntry<'_>) -> Result<(), SnapshotDamage> {
+        self.add_lock(l.id, l.refs, l.kind, l.acquired_at, l.epoch).map_err(|e| restore_damage(at, e))
+    }
+    fn client(&mut self, at: usize, record: ClientRecord) -> Result<(), SnapshotDamage> {
+        self.add_client(record).map_err(|e| restore_damage(at, e))
+    }
+}
+
+/// One half of a forked restore: the string table is complete.
+struct PartSink<'a> {
+    strings: &'a [Arc<str>],
+    part: &'a mut Part,
+}
+
+impl Entries for PartSink<'_> {
+    fn string(&mut self, _: &str, at: usize) -> Result<(), SnapshotDamage> {
+        Err(damage(at, "a string entry after the first lock: decoded on one thread"))
+    }
+    fn lock(&mut self, at: usize, l: LockEntry<'_>) -> Result<(), SnapshotDamage> {
+        self.part
+            .add_lock(self.strings, l.id, l.refs, l.kind, l.acquired_at, l.epoch)
+            .map_err(|e| restore_damage(at, e))
+    }
+    fn client(&mut self, _: usize, record: ClientRecord) -> Result<(), SnapshotDamage> {
+        self.part.add_client(record);
+        Ok(())
+    }
+}
+
+/// Checks block `index` at offset `at` and hands its entries to `sink`;
+/// returns where the next block starts.
+fn decode_block(bytes: &[u8], index: u32, at: usize, sink: &mut impl Entries) -> Result<usize, SnapshotDamage> {
+    let h = bytes.get(at..at + BLOCK_HEADER_LEN).ok_or_else(|| damage(at, "file ends before its last block"))?;
+    let len = u32_at(h, 0);
+    if len == 0 || len as usize > MAX_BLOCK - BLOCK_HEADER_LEN {
+        return Err(damage(at, format!("bad block length {len}")));
+    }
+    if u32_at(h, 8) != index || u32_at(h, 12) != 0 {
+        return Err(damage(at + 8, "bad block index"));
+    }
+    let end = at + BLOCK_HEADER_LEN + len as usize;
+    let payload = bytes.get(at + BLOCK_HEADER_LEN..end).ok_or_else(|| damage(at, "block runs past end of file"))?;
+    if block_crc(index, len, payload) != u32_at(h, 4) {
+        return Err(damage(at, "block checksum mismatch"));
+    }
+    let padded = end.next_multiple_of(8);
+    if bytes.get(end..padded).is_none_or(|p| p.iter().any(|&b| b != 0)) {
+        return Err(damage(end, "bad block padding"));
+    }
+    let mut c = Cursor { bytes: payload, at: 0, base: at + BLOCK_HEADER_LEN };
+    while c.at < payload.len() {
+        // Where this entry starts, for errors about the entry as a whole.
+        let entry_at = c.base + c.at;
+        match c.u8()? {
+            TAG_STRING => sink.string(c.str16()?, entry_at)?,
+            TAG_LOCK => {
+                let id = c.str16()?;
+                // On disk: share, file, owner, client; the restorer takes
+                // file, owner, client, share.
+                let [share, file, owner, client] = [c.u32()?, c.u32()?, c.u32()?, c.u32()?];
+                let acquired_at = Timestamp::from_unix_micros(c.u64()? as i64);
+                let epoch = c.u64()?;
+                let kind = decode_kind(&mut c)?;
+                sink.lock(entry_at, LockEntry { id, refs: [file, owner, client, share], acquired_at, epoch, kind })?;
+            }
+            TAG_CLIENT => {
+                let len = c.u32()? as usize;
+                let record: ClientRecord = rmp_serde::from_slice(c.take(len)?)
+                    .map_err(|e| damage(entry_at, format!("client record does not decode: {e}")))?;
+                sink.client(entry_at, record)?;
+            }
+            _ => return Err(c.bad("unknown entry tag")),
+        }
+    }
+    Ok(padded)
 }
 
 #[cfg(test)]
@@ -638,5 +842,170 @@ mod tests {
         let damage = decode_snapshot(&file).expect_err("a repeated key string is refused");
         assert_eq!(damage.offset, entry as u64, "{}", damage.reason);
         assert!(damage.reason.contains("repeats"), "{}", damage.reason);
+    }
+
+    /// A block size that makes a few thousand locks span dozens of blocks.
+    const SMALL_BLOCK: usize = 4096;
+
+    fn encode_small(state: &State, lsn: u64) -> Vec<u8> {
+        let mut file = Vec::new();
+        encode_snapshot_in::<()>(&state.view(), lsn, SMALL_BLOCK, |at, bytes| {
+            let end = at as usize + bytes.len();
+            if file.len() < end {
+                file.resize(end, 0);
+            }
+            file[at as usize..end].copy_from_slice(bytes);
+            Ok(())
+        })
+        .unwrap();
+        file
+    }
+
+    fn decode(bytes: &[u8], threads: Threads) -> Result<(SnapshotHeader, State), SnapshotDamage> {
+        decode_snapshot_with(bytes, threads, |_, _| {})
+    }
+
+    /// Decodes on two threads; also says whether that took the fast path,
+    /// in which every block is read (and released) exactly once.
+    fn decode_two(bytes: &[u8]) -> (Result<(SnapshotHeader, State), SnapshotDamage>, bool) {
+        let released = std::sync::Mutex::new(Vec::new());
+        let decoded =
+            decode_snapshot_with(bytes, Threads::Two, |start, end| released.lock().unwrap().push((start, end)));
+        let mut released = released.into_inner().unwrap();
+        released.sort();
+        let once = released.windows(2).all(|w| w[0].1 == w[1].0);
+        (decoded, once)
+    }
+
+    /// Recomputes the checksum of the block holding offset `at`.
+    fn fix_block_crc(file: &mut [u8], at: usize) {
+        let (mut start, mut index) = (SNAPSHOT_HEADER_LEN, 0u32);
+        loop {
+            let len = u32_at(file, start) as usize;
+            let end = start + BLOCK_HEADER_LEN + len;
+            if at < end {
+                let crc = block_crc(index, len as u32, &file[start + BLOCK_HEADER_LEN..end]);
+                file[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+                return;
+            }
+            (start, index) = (end.next_multiple_of(8), index + 1);
+        }
+    }
+
+    #[test]
+    fn two_threads_restore_the_same_state_as_one() {
+        let mut state = sample_state(3000);
+        // Free slots in the source too.
+        state.apply(&Command::Txn((0..300).map(|i| Op::DeleteLock { id: format!("id-{}", i * 7) }).collect())).unwrap();
+        let file = encode_small(&state, 9);
+        let header = decode_header(&file).unwrap();
+        assert!(header.blocks >= 10, "the locks must span blocks");
+        let (two, fast) = decode_two(&file);
+        let (_, two) = two.unwrap();
+        assert!(fast, "a snapshot this build writes takes the fast path");
+        let (_, one) = decode(&file, Threads::One).unwrap();
+        for restored in [&two, &one] {
+            restored.check_invariants();
+            assert_eq!(restored.list(&crate::LockQuery::all()), state.list(&crate::LockQuery::all()));
+            assert_eq!(restored.clients().collect::<Vec<_>>(), state.clients().collect::<Vec<_>>());
+            assert_eq!((restored.epoch(), restored.clean()), (state.epoch(), state.clean()));
+            assert_eq!(
+                restored.list(&crate::LockQuery::by_file("f3")).len(),
+                state.list(&crate::LockQuery::by_file("f3")).len()
+            );
+        }
+        // The restored state keeps working: the free slots a join leaves
+        // are reused.
+        let mut two = two;
+        let more: Vec<Op> =
+            (0..600).map(|i| Op::PutLock(sample::byte_range(&format!("new-{i}"), "s", "f1", "o", "c"))).collect();
+        two.apply(&Command::Txn(more)).unwrap();
+        two.apply(&Command::Txn(vec![Op::DeleteLocksByFile { file_id: "f1".into() }])).unwrap();
+        two.check_invariants();
+    }
+
+    /// Damage anywhere in a snapshot loaded on two threads is reported
+    /// exactly as on one: the first damaged entry, by offset.
+    #[test]
+    fn damage_is_reported_the_same_on_two_threads() {
+        let file = encode_small(&sample_state(3000), 4);
+        assert!(decode_header(&file).unwrap().blocks >= 10);
+        for n in 0..48 {
+            let at = SNAPSHOT_HEADER_LEN + (file.len() - SNAPSHOT_HEADER_LEN) * n / 48 + n % 5;
+            let mut bad = file.clone();
+            bad[at] ^= 0x41;
+            let one = decode(&bad, Threads::One).map(|_| ()).expect_err("a flipped byte is damage");
+            assert_eq!(decode(&bad, Threads::Two).map(|_| ()), Err(one), "byte {at}");
+        }
+    }
+
+    #[test]
+    fn a_duplicate_id_across_the_halves_is_damage_at_the_second() {
+        let mut file = encode_small(&sample_state(3000), 4);
+        let find = |file: &[u8], id: &[u8]| file.windows(id.len()).position(|w| w == id).expect("the id");
+        let second = find(&file, b"id-2999");
+        file[second..second + 7].copy_from_slice(b"id-1000");
+        fix_block_crc(&mut file, second);
+        assert!(!decode_two(&file).1, "the fast path finds the duplicate and declines");
+        for threads in [Threads::One, Threads::Two] {
+            let damage = decode(&file, threads).map(|_| ()).expect_err("a duplicate id is damage");
+            // The entry starts with its tag and the id's length.
+            assert_eq!(damage.offset, (second - 3) as u64, "{}", damage.reason);
+            assert!(damage.reason.contains("duplicate lock id"), "{}", damage.reason);
+        }
+    }
+
+    /// The format lets a string entry follow locks (it only has to come
+    /// before the locks that use it); such a file loads on one thread.
+    #[test]
+    fn a_string_after_the_first_lock_still_loads() {
+        let mut file = vec![0u8; SNAPSHOT_HEADER_LEN];
+        let mut write_at = |at: u64, bytes: &[u8]| -> Result<(), ()> {
+            let end = at as usize + bytes.len();
+            if file.len() < end {
+                file.resize(end, 0);
+            }
+            file[at as usize..end].copy_from_slice(bytes);
+            Ok(())
+        };
+        let mut blocks = BlockWriter::new(SMALL_BLOCK);
+        let mut entry = Vec::new();
+        let string = |entry: &mut Vec<u8>, text: &str| {
+            entry.clear();
+            entry.push(TAG_STRING);
+            put_str16(entry, text);
+        };
+        for text in ["s", "f", "o", "c"] {
+            string(&mut entry, text);
+            blocks.add(&entry, &mut write_at).unwrap();
+        }
+        let kind = sample::byte_range("x", "s", "f", "o", "c").kind;
+        let locks = 3000u32;
+        for i in 0..locks {
+            encode_lock(&mut entry, &format!("id-{i}"), [0, 1, 2, 3], Timestamp::from_unix_micros(1), 1, &kind);
+            blocks.add(&entry, &mut write_at).unwrap();
+        }
+        string(&mut entry, "late");
+        blocks.add(&entry, &mut write_at).unwrap();
+        encode_lock(&mut entry, "last", [0, 4, 2, 3], Timestamp::from_unix_micros(1), 1, &kind);
+        blocks.add(&entry, &mut write_at).unwrap();
+        blocks.flush(&mut write_at).unwrap();
+        let header = SnapshotHeader {
+            lsn: 1,
+            epoch: 1,
+            clean: true,
+            locks: u64::from(locks) + 1,
+            clients: 0,
+            strings: 5,
+            blocks: blocks.index,
+        };
+        write_at(0, &header.encode()).unwrap();
+        assert!(header.blocks >= 10);
+        let (decoded, fast) = decode_two(&file);
+        assert!(!fast, "the fast path declines");
+        let (_, state) = decoded.unwrap();
+        state.check_invariants();
+        assert_eq!(state.lock_count(), locks as usize + 1);
+        assert_eq!(state.list(&crate::LockQuery::by_file("late")).len(), 1);
     }
 }
