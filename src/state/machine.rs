@@ -845,7 +845,7 @@ impl Part {
         let (Some(file), Some(owner), Some(client), Some(share)) = (file, owner, client, share) else {
             return Err(RestoreError::UnknownString(*refs.iter().max().expect("four refs")));
         };
-        slot_number(self.len());
+        slot_number(self.len()); // panics past the last slot number
         for (list, r) in self.refs.iter_mut().zip(refs) {
             list.push(r);
         }
@@ -956,7 +956,7 @@ impl Restorer {
         let Part { slots, chunk: _, refs, clients } = other;
         self.part.slots.chunks.extend(slots.chunks);
         self.part.slots.len += slots.len;
-        slot_number(self.part.slots.len.saturating_sub(1));
+        slot_number(self.part.slots.len.saturating_sub(1)); // panics past the last slot number
         for (mine, theirs) in self.part.refs.iter_mut().zip(refs) {
             mine.extend_from_slice(&theirs);
         }

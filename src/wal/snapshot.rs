@@ -604,9 +604,11 @@ fn decode_halves(
     let blocks = starts.len() - 1;
     let (half, split) = (first + (blocks / 2) as u32, starts[blocks / 2]);
     let (at, end) = (starts[0], starts[blocks]);
-    // Room for the second half's share of the locks, by bytes.
+    // Room for the second half's share of the locks, by bytes (and never
+    // more than its bytes could hold, whatever the header says).
     let share = (end - split) as f64 / (end - at).max(1) as f64;
-    let mut other = restorer.fork((header.locks as f64 * share * 1.05) as usize + CHUNK_SLACK);
+    let estimate = (header.locks as f64 * share * 1.05) as usize + CHUNK_SLACK;
+    let mut other = restorer.fork(estimate.min((end - split) / 32));
     let (strings, mine) = restorer.parts();
     let (first, second) = std::thread::scope(|scope| {
         let second = scope.spawn(|| {
@@ -1041,6 +1043,22 @@ mod tests {
             assert_eq!(clients.len(), 700);
             assert_eq!(clients.windows(2).filter(|w| w[0] != w[1]).count(), 6, "one run per client: {clients:?}");
             assert_eq!(restored.list(&crate::LockQuery::all()), state.list(&crate::LockQuery::all()));
+        }
+    }
+
+    /// Regression (found in review of the two-thread load): the second
+    /// half's room was sized from the header's lock count alone, so a header
+    /// claiming 2^62 locks (checksum intact) overflowed instead of being
+    /// refused as damage.
+    #[test]
+    fn a_header_claiming_too_many_locks_is_damage_on_two_threads() {
+        let mut file = encode_small(&sample_state(3000), 4);
+        let mut header = decode_header(&file).unwrap();
+        header.locks = 1 << 62;
+        file[..SNAPSHOT_HEADER_LEN].copy_from_slice(&header.encode());
+        for threads in [Threads::One, Threads::Two] {
+            let damage = decode(&file, threads).map(|_| ()).expect_err("counts differ from the header");
+            assert_eq!(damage.offset, 32, "{}", damage.reason);
         }
     }
 }
