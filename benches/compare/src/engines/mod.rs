@@ -24,6 +24,7 @@ pub fn all() -> Vec<Arc<dyn Peer>> {
         Arc::new(raw::Raw::Log),
         Arc::new(wal::Wal::Snapshot),
         Arc::new(wal::Wal::LogOnly),
+        Arc::new(wal::Wal::Tail),
         Arc::new(memory::Memory),
     ];
     let others: Vec<Arc<dyn Peer>> =

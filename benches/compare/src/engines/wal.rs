@@ -3,11 +3,13 @@
 //! holding it). Its indexes are in memory, rebuilt at open from the
 //! snapshot and the log, so a write is one log record.
 //!
-//! Two variants differ only in how the 1M-lock store of W3/W4 was built:
+//! Three variants differ only in how the 1M-lock store of W3/W4 was built:
 //! `Snapshot` compacts after the bulk load (what a long-running store looks
-//! like: a snapshot plus a short log), `LogOnly` writes the locks as
-//! individual puts with compaction off, so open must replay a million log
-//! records.
+//! like: a snapshot plus a short log), `Tail` then releases and grants again
+//! 50,000 of the locks one by one, so open replays 100,000 log records after
+//! the snapshot (issue 4's restore target), and `LogOnly` writes the locks
+//! as individual puts with compaction off, so open must replay a million
+//! log records.
 
 use crate::engine::{Caps, Peer, Restored, Store};
 use crate::{Dataset, Result};
@@ -25,20 +27,30 @@ pub enum Wal {
     Snapshot,
     /// Automatic compaction off; the bulk load is a million single puts.
     LogOnly,
+    /// Default options; the bulk load is followed by a compaction, then
+    /// 100,000 single releases and grants (the same locks again).
+    Tail,
 }
+
+/// Locks released and granted again after the snapshot by [`Wal::Tail`]:
+/// two log records each.
+pub const TAIL_LOCKS: usize = 50_000;
 
 /// An open WAL store (public for W5, which drives compactions itself).
 pub struct WalStore {
     /// The store.
     pub store: Arc<WalLockStore>,
     variant: Wal,
+    /// [`Wal::Tail`]: the first locks loaded, released and granted again
+    /// after the snapshot.
+    tail: std::sync::Mutex<Vec<PersistedLock>>,
 }
 
 impl Wal {
     /// The options this variant opens with.
     pub fn options(self) -> WalOptions {
         match self {
-            Wal::Snapshot => WalOptions::default(),
+            Wal::Snapshot | Wal::Tail => WalOptions::default(),
             Wal::LogOnly => WalOptions { compact_after_bytes: None, ..WalOptions::default() },
         }
     }
@@ -50,7 +62,8 @@ impl Wal {
 
     /// Opens the concrete store with other options.
     pub async fn open_with(self, dir: &Path, options: WalOptions) -> Result<WalStore> {
-        Ok(WalStore { store: Arc::new(WalLockStore::open(dir, options).await?), variant: self })
+        let store = Arc::new(WalLockStore::open(dir, options).await?);
+        Ok(WalStore { store, variant: self, tail: Default::default() })
     }
 }
 
@@ -60,6 +73,7 @@ impl Peer for Wal {
         match self {
             Wal::Snapshot => "lockwal-wal",
             Wal::LogOnly => "lockwal-wal-log",
+            Wal::Tail => "lockwal-wal-tail",
         }
     }
 
@@ -80,18 +94,43 @@ impl Peer for Wal {
                 "{common}, compaction off; the 1M-lock store is a million single puts \
                  (restore = replay of the whole log)"
             ),
+            Wal::Tail => format!(
+                "{common}; the 1M-lock store is compacted after loading, then {TAIL_LOCKS} of its locks are \
+                 released and granted again one by one (restore = snapshot + {} log records)",
+                2 * TAIL_LOCKS
+            ),
         }
     }
 
     fn caps(&self) -> Caps {
         match self {
             Wal::Snapshot => Caps::ALL,
-            Wal::LogOnly => Caps { serial: false, concurrent: false, restore: true, queries: false },
+            Wal::LogOnly | Wal::Tail => Caps { serial: false, concurrent: false, restore: true, queries: false },
         }
     }
 
     async fn open(&self, dir: &Path) -> Result<Arc<dyn Store>> {
         Ok(Arc::new(self.open_wal(dir).await?))
+    }
+}
+
+impl WalStore {
+    /// Puts (or deletes) `locks` one per call, all in flight at once: group
+    /// commit packs them into frames, each stays its own log record.
+    async fn one_by_one(&self, locks: Vec<PersistedLock>, delete: bool) -> Result<()> {
+        let tasks: Vec<_> = locks
+            .into_iter()
+            .map(|lock| {
+                let store = Arc::clone(&self.store);
+                tokio::spawn(async move {
+                    if delete { store.delete_lock(&lock.id).await } else { store.put_lock(lock).await }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await??;
+        }
+        Ok(())
     }
 }
 
@@ -108,27 +147,30 @@ impl Store for WalStore {
     async fn load(&self, locks: Vec<PersistedLock>) -> Result<()> {
         match self.variant {
             Wal::Snapshot => super::memory::load_in_transactions(&*self.store, locks).await,
-            Wal::LogOnly => {
-                // Single puts, all in flight at once: group commit packs
-                // them into frames, each put stays its own log record.
-                let tasks: Vec<_> = locks
-                    .into_iter()
-                    .map(|lock| {
-                        let store = Arc::clone(&self.store);
-                        tokio::spawn(async move { store.put_lock(lock).await })
-                    })
-                    .collect();
-                for task in tasks {
-                    task.await??;
+            Wal::LogOnly => self.one_by_one(locks, false).await,
+            Wal::Tail => {
+                {
+                    let mut tail = self.tail.lock().expect("not poisoned");
+                    let room = TAIL_LOCKS - tail.len();
+                    tail.extend(locks.iter().take(room).cloned());
                 }
-                Ok(())
+                super::memory::load_in_transactions(&*self.store, locks).await
             }
         }
     }
 
     async fn settle(&self) -> Result<()> {
-        if self.variant == Wal::Snapshot {
-            self.store.compact().await?;
+        match self.variant {
+            Wal::Snapshot => {
+                self.store.compact().await?;
+            }
+            Wal::LogOnly => {}
+            Wal::Tail => {
+                self.store.compact().await?;
+                let again = std::mem::take(&mut *self.tail.lock().expect("not poisoned"));
+                self.one_by_one(again.clone(), true).await?;
+                self.one_by_one(again, false).await?;
+            }
         }
         Ok(())
     }
