@@ -772,6 +772,16 @@ pub(crate) struct Part {
     clients: Vec<ClientRecord>,
 }
 
+/// A lock entry of a snapshot; `refs` are the string-table entries of its
+/// file, owner, client and share.
+pub(crate) struct LockEntry<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) refs: [u32; 4],
+    pub(crate) acquired_at: Timestamp,
+    pub(crate) epoch: u64,
+    pub(crate) kind: LockKind,
+}
+
 /// The string-table entry recorded for a padding slot (see
 /// [`Restorer::join`]): names no key.
 const NO_KEY: u32 = u32::MAX;
@@ -830,17 +840,13 @@ impl Part {
         }
     }
 
-    /// Adds a lock whose file, owner, client and share are entries `refs`
-    /// of `strings`.
+    /// Adds a lock whose keys are entries of `strings`.
     pub(crate) fn add_lock(
         &mut self,
         strings: &[Arc<str>],
-        id: &str,
-        refs: [u32; 4],
-        kind: LockKind,
-        acquired_at: Timestamp,
-        epoch: u64,
+        lock: LockEntry<'_>,
     ) -> std::result::Result<(), RestoreError> {
+        let LockEntry { id, refs, acquired_at, epoch, kind } = lock;
         let [file, owner, client, share] = refs.map(|r| strings.get(r as usize).cloned());
         let (Some(file), Some(owner), Some(client), Some(share)) = (file, owner, client, share) else {
             return Err(RestoreError::UnknownString(*refs.iter().max().expect("four refs")));
@@ -875,18 +881,11 @@ impl Restorer {
         self.string_at.push(at);
     }
 
-    /// Adds a lock whose file, owner, client and share are string-table
-    /// entries `refs`.
-    pub(crate) fn add_lock(
-        &mut self,
-        id: &str,
-        refs: [u32; 4],
-        kind: LockKind,
-        acquired_at: Timestamp,
-        epoch: u64,
-    ) -> std::result::Result<(), RestoreError> {
+    /// Adds a lock whose keys are string-table entries.
+    pub(crate) fn add_lock(&mut self, lock: LockEntry<'_>) -> std::result::Result<(), RestoreError> {
         let slot_id = slot_number(self.part.len());
-        self.part.add_lock(&self.strings, id, refs, kind, acquired_at, epoch)?;
+        let id = lock.id;
+        self.part.add_lock(&self.strings, lock)?;
         if !self.forked {
             let part = &self.part;
             if self.state.by_id.insert(id, slot_id, |s| part.id(s)).is_err() {

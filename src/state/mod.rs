@@ -9,4 +9,4 @@ mod index;
 mod machine;
 
 pub use machine::{Command, State, Undo};
-pub(crate) use machine::{FinishError, Part, RestoreError, Restorer, StateView};
+pub(crate) use machine::{FinishError, LockEntry, Part, RestoreError, Restorer, StateView};

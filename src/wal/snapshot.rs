@@ -26,7 +26,7 @@ use crate::model::{
     ByteRange, ClientRecord, Delegation, DelegationType, Lease, LeaseBreak, LeaseState, LockKind, LockType,
     ShareAccess, ShareDeny, ShareReservation, Timestamp,
 };
-use crate::state::{FinishError, Part, RestoreError, Restorer, State, StateView};
+use crate::state::{FinishError, LockEntry, Part, RestoreError, Restorer, State, StateView};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -652,16 +652,6 @@ trait Entries {
     fn client(&mut self, at: usize, record: ClientRecord) -> Result<(), SnapshotDamage>;
 }
 
-/// A lock entry; `refs` are the string-table entries of its file, owner,
-/// client and share.
-struct LockEntry<'a> {
-    id: &'a str,
-    refs: [u32; 4],
-    acquired_at: Timestamp,
-    epoch: u64,
-    kind: LockKind,
-}
-
 fn restore_damage(at: usize, e: RestoreError) -> SnapshotDamage {
     damage(
         at,
@@ -679,7 +669,7 @@ impl Entries for Restorer {
         Ok(())
     }
     fn lock(&mut self, at: usize, l: LockEntry<'_>) -> Result<(), SnapshotDamage> {
-        self.add_lock(l.id, l.refs, l.kind, l.acquired_at, l.epoch).map_err(|e| restore_damage(at, e))
+        self.add_lock(l).map_err(|e| restore_damage(at, e))
     }
     fn client(&mut self, at: usize, record: ClientRecord) -> Result<(), SnapshotDamage> {
         self.add_client(record).map_err(|e| restore_damage(at, e))
@@ -697,9 +687,7 @@ impl Entries for PartSink<'_> {
         Err(damage(at, "a string entry after the first lock: decoded on one thread"))
     }
     fn lock(&mut self, at: usize, l: LockEntry<'_>) -> Result<(), SnapshotDamage> {
-        self.part
-            .add_lock(self.strings, l.id, l.refs, l.kind, l.acquired_at, l.epoch)
-            .map_err(|e| restore_damage(at, e))
+        self.part.add_lock(self.strings, l).map_err(|e| restore_damage(at, e))
     }
     fn client(&mut self, _: usize, record: ClientRecord) -> Result<(), SnapshotDamage> {
         self.part.add_client(record);
@@ -777,8 +765,12 @@ mod tests {
     }
 
     fn encode(state: &State, lsn: u64) -> Vec<u8> {
+        encode_in(state, lsn, MAX_BLOCK)
+    }
+
+    fn encode_in(state: &State, lsn: u64, max_block: usize) -> Vec<u8> {
         let mut file = Vec::new();
-        encode_snapshot::<()>(&state.view(), lsn, |at, bytes| {
+        encode_snapshot_in::<()>(&state.view(), lsn, max_block, |at, bytes| {
             let end = at as usize + bytes.len();
             if file.len() < end {
                 file.resize(end, 0);
@@ -856,17 +848,7 @@ mod tests {
     const SMALL_BLOCK: usize = 4096;
 
     fn encode_small(state: &State, lsn: u64) -> Vec<u8> {
-        let mut file = Vec::new();
-        encode_snapshot_in::<()>(&state.view(), lsn, SMALL_BLOCK, |at, bytes| {
-            let end = at as usize + bytes.len();
-            if file.len() < end {
-                file.resize(end, 0);
-            }
-            file[at as usize..end].copy_from_slice(bytes);
-            Ok(())
-        })
-        .unwrap();
-        file
+        encode_in(state, lsn, SMALL_BLOCK)
     }
 
     fn decode(bytes: &[u8], threads: Threads) -> Result<(SnapshotHeader, State), SnapshotDamage> {
