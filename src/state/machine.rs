@@ -688,6 +688,12 @@ impl State {
         self.clients.values()
     }
 
+    /// Number of free slots (tests: a two-thread restore leaves some).
+    #[cfg(test)]
+    pub(crate) fn free_slot_count(&self) -> usize {
+        self.free.len()
+    }
+
     /// Number of client records.
     pub fn client_count(&self) -> usize {
         self.clients.len()

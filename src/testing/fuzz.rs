@@ -23,7 +23,8 @@ use crate::testing::workload::{Step, decode_steps, generate};
 use crate::wal::format::{SegmentHeader, append_frame, decode_commands, decode_frame, encode_commands, segment_name};
 use crate::wal::scan::scan_segment;
 use crate::wal::snapshot::{
-    BLOCK_HEADER_LEN, SNAPSHOT_MAGIC, SNAPSHOT_VERSION, Threads, decode_snapshot, decode_snapshot_with, snapshot_name,
+    BLOCK_HEADER_LEN, MAX_BLOCK, SNAPSHOT_MAGIC, SNAPSHOT_VERSION, Threads, decode_snapshot, decode_snapshot_with,
+    encode_snapshot_in, snapshot_name,
 };
 use crate::wal::{WalLockStore, WalOptions};
 use std::path::Path;
@@ -286,17 +287,28 @@ pub fn record_roundtrip(data: &[u8]) {
         assert_eq!(decode_commands(decoded.payload), Ok(vec![command.clone()]));
         let _ = state.apply(&command);
     }
-    let mut snapshot = Vec::new();
-    let (header, len) = crate::wal::snapshot::encode_snapshot::<()>(&state.view(), lsn, |at, bytes| {
-        let end = at as usize + bytes.len();
-        if snapshot.len() < end {
-            snapshot.resize(end, 0);
-        }
-        snapshot[at as usize..end].copy_from_slice(bytes);
-        Ok(())
-    })
-    .expect("writing to memory");
-    assert_eq!(len, snapshot.len() as u64);
+    let encode = |max_block| {
+        let mut snapshot = Vec::new();
+        let (header, len) = encode_snapshot_in::<()>(&state.view(), lsn, max_block, |at, bytes| {
+            let end = at as usize + bytes.len();
+            if snapshot.len() < end {
+                snapshot.resize(end, 0);
+            }
+            snapshot[at as usize..end].copy_from_slice(bytes);
+            Ok(())
+        })
+        .expect("writing to memory");
+        assert_eq!(len, snapshot.len() as u64);
+        (header, snapshot)
+    };
+    // Tiny blocks: a few locks span enough blocks for the two-thread load,
+    // which must agree with the one-thread load, also on a damaged byte.
+    let (_, mut small) = encode(256);
+    snapshot_threads_agree(&small);
+    let at = data.iter().fold(0usize, |h, &b| h.wrapping_mul(31).wrapping_add(b.into())) % small.len();
+    small[at] ^= data.first().copied().unwrap_or(1) | 1;
+    snapshot_threads_agree(&small);
+    let (header, snapshot) = encode(MAX_BLOCK);
     let (decoded_header, restored) = decode_snapshot(&snapshot).expect("a snapshot just encoded");
     assert_eq!(decoded_header, header);
     assert_eq!(restored.list(&LockQuery::all()), state.list(&LockQuery::all()));

@@ -190,9 +190,10 @@ pub(crate) fn encode_snapshot<E>(
     encode_snapshot_in(view, lsn, MAX_BLOCK, write_at)
 }
 
-/// [`encode_snapshot`] in blocks of at most `max_block` bytes (tests use
-/// small ones to span many blocks with few locks).
-fn encode_snapshot_in<E>(
+/// [`encode_snapshot`] in blocks of at most `max_block` bytes, or one
+/// entry when that is larger (tests use small blocks to span many with few
+/// locks).
+pub(crate) fn encode_snapshot_in<E>(
     view: &StateView,
     lsn: u64,
     max_block: usize,
@@ -280,8 +281,9 @@ impl BlockWriter {
     }
 
     fn add<E>(&mut self, entry: &[u8], write_at: &mut impl FnMut(u64, &[u8]) -> Result<(), E>) -> Result<(), E> {
-        debug_assert!(entry.len() <= self.max - BLOCK_HEADER_LEN, "an entry always fits a block");
-        if BLOCK_HEADER_LEN + self.block.len() + entry.len() > self.max {
+        debug_assert!(entry.len() <= MAX_BLOCK - BLOCK_HEADER_LEN, "an entry always fits a block");
+        // An entry larger than a (test-sized) block gets a block of its own.
+        if !self.block.is_empty() && self.block.len() + entry.len() > self.max {
             self.flush(write_at)?;
         }
         if self.block.is_empty() {
@@ -576,7 +578,8 @@ fn finish(bytes: &[u8], header: SnapshotHeader, at: usize, restorer: Restorer) -
 
 /// Where each of `blocks` starts (the first at `at`) and where the last
 /// ends, from the block headers alone (each is checked again when it is
-/// decoded); `None` when there are fewer than two or a header is cut off.
+/// decoded); `None` when there are fewer than two, or a header or a block
+/// runs past the end of the file.
 fn block_starts(bytes: &[u8], blocks: std::ops::Range<u32>, at: usize) -> Option<Vec<usize>> {
     if blocks.len() < 2 {
         return None;
@@ -585,7 +588,11 @@ fn block_starts(bytes: &[u8], blocks: std::ops::Range<u32>, at: usize) -> Option
     for _ in blocks {
         let start = *starts.last().expect("one start");
         let len = u32_at(bytes.get(start..start + BLOCK_HEADER_LEN)?, 0) as usize;
-        starts.push((start + BLOCK_HEADER_LEN + len).next_multiple_of(8));
+        let end = start + BLOCK_HEADER_LEN + len;
+        if end > bytes.len() {
+            return None;
+        }
+        starts.push(end.next_multiple_of(8));
     }
     Some(starts)
 }
@@ -607,8 +614,8 @@ fn decode_halves(
     // Room for the second half's share of the locks, by bytes (and never
     // more than its bytes could hold, whatever the header says).
     let share = (end - split) as f64 / (end - at).max(1) as f64;
-    let estimate = (header.locks as f64 * share * 1.05) as usize + CHUNK_SLACK;
-    let mut other = restorer.fork(estimate.min((end - split) / 32));
+    let estimate = ((header.locks as f64 * share * 1.05) as usize).saturating_add(CHUNK_SLACK);
+    let mut other = restorer.fork(estimate.min(bytes.len().saturating_sub(split) / 32));
     let (strings, mine) = restorer.parts();
     let (first, second) = std::thread::scope(|scope| {
         let second = scope.spawn(|| {
@@ -749,6 +756,17 @@ mod tests {
     use crate::op::Op;
     use crate::state::Command;
     use crate::testing::sample;
+
+    #[test]
+    fn block_starts_refuses_a_block_past_the_end_of_the_file() {
+        let file = encode_small(&sample_state(3000), 4);
+        let header = decode_header(&file).unwrap();
+        assert!(block_starts(&file, 0..header.blocks, SNAPSHOT_HEADER_LEN).is_some());
+        let mut lying = file.clone();
+        let last = *block_starts(&file, 0..header.blocks - 1, SNAPSHOT_HEADER_LEN).unwrap().last().unwrap();
+        lying[last..last + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(block_starts(&lying, 0..header.blocks, SNAPSHOT_HEADER_LEN), None);
+    }
 
     fn sample_state(n: usize) -> State {
         let mut state = State::new();
@@ -1044,3 +1062,8 @@ mod tests {
         }
     }
 }
+
+/// Adversarial tests of the two-thread load (written in review).
+#[cfg(test)]
+#[path = "snapshot_adversarial.rs"]
+mod adversarial;
