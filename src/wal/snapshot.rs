@@ -979,60 +979,6 @@ mod tests {
         }
     }
 
-    /// The format lets a string entry follow locks (it only has to come
-    /// before the locks that use it); such a file loads on one thread.
-    #[test]
-    fn a_string_after_the_first_lock_still_loads() {
-        let mut file = vec![0u8; SNAPSHOT_HEADER_LEN];
-        let mut write_at = |at: u64, bytes: &[u8]| -> Result<(), ()> {
-            let end = at as usize + bytes.len();
-            if file.len() < end {
-                file.resize(end, 0);
-            }
-            file[at as usize..end].copy_from_slice(bytes);
-            Ok(())
-        };
-        let mut blocks = BlockWriter::new(SMALL_BLOCK);
-        let mut entry = Vec::new();
-        let string = |entry: &mut Vec<u8>, text: &str| {
-            entry.clear();
-            entry.push(TAG_STRING);
-            put_str16(entry, text);
-        };
-        for text in ["s", "f", "o", "c"] {
-            string(&mut entry, text);
-            blocks.add(&entry, &mut write_at).unwrap();
-        }
-        let kind = sample::byte_range("x", "s", "f", "o", "c").kind;
-        let locks = 3000u32;
-        for i in 0..locks {
-            encode_lock(&mut entry, &format!("id-{i}"), [0, 1, 2, 3], Timestamp::from_unix_micros(1), 1, &kind);
-            blocks.add(&entry, &mut write_at).unwrap();
-        }
-        string(&mut entry, "late");
-        blocks.add(&entry, &mut write_at).unwrap();
-        encode_lock(&mut entry, "last", [0, 4, 2, 3], Timestamp::from_unix_micros(1), 1, &kind);
-        blocks.add(&entry, &mut write_at).unwrap();
-        blocks.flush(&mut write_at).unwrap();
-        let header = SnapshotHeader {
-            lsn: 1,
-            epoch: 1,
-            clean: true,
-            locks: u64::from(locks) + 1,
-            clients: 0,
-            strings: 5,
-            blocks: blocks.index,
-        };
-        write_at(0, &header.encode()).unwrap();
-        assert!(header.blocks >= 10);
-        let (decoded, fast) = decode_two(&file);
-        assert!(!fast, "the fast path declines");
-        let (_, state) = decoded.unwrap();
-        state.check_invariants();
-        assert_eq!(state.lock_count(), locks as usize + 1);
-        assert_eq!(state.list(&crate::LockQuery::by_file("late")).len(), 1);
-    }
-
     /// A snapshot lists each client's locks together, so a restored slab
     /// holds them side by side.
     #[test]

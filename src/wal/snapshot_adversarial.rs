@@ -386,3 +386,19 @@ fn header_block_count_wrong() {
         let _ = agree(&f);
     }
 }
+
+/// The format lets a string entry follow locks (it only has to come before
+/// the locks that use it); such a file loads on one thread.
+#[test]
+fn a_string_after_the_first_lock_still_loads() {
+    let mut e = base(3000);
+    e.push(E::Str("late"));
+    e.push(E::Lock("last".into(), [0, 4, 2, 3]));
+    let b = build(&e, SMALL);
+    assert!(b.header.blocks >= 10);
+    let (decoded, fast) = agree(&b.file);
+    assert!(!fast, "the fast path declines");
+    let (_, state) = decoded.unwrap();
+    assert_eq!(state.lock_count(), 3001);
+    assert_eq!(state.list(&crate::LockQuery::by_file("late")).len(), 1);
+}
