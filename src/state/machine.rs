@@ -205,6 +205,11 @@ impl Chunks {
         &self.chunks[i / CHUNK][i % CHUNK]
     }
 
+    /// The id of the live slot `slot` (what [`ById`] compares and hashes).
+    fn id(&self, slot: SlotId) -> &str {
+        &self.get(slot as usize).as_ref().expect("an indexed slot is live").id
+    }
+
     /// The slot `i`, writable: copies its chunk first if a view shares it.
     fn get_mut(&mut self, i: usize) -> &mut Option<Slot> {
         &mut Arc::make_mut(&mut self.chunks[i / CHUNK])[i % CHUNK]
@@ -262,9 +267,9 @@ impl Slab {
         self.slots.get(slot as usize).as_ref()
     }
 
-    /// The id of the live slot `slot` (what [`ById`] compares and hashes).
+    /// The id of the live slot `slot`.
     fn id(&self, slot: SlotId) -> &str {
-        &self.get(slot).expect("an indexed slot is live").id
+        self.slots.id(slot)
     }
 }
 
@@ -833,9 +838,10 @@ impl Part {
 
     /// The id of slot `s` of this part (what [`ById`] compares and hashes).
     fn id(&self, s: SlotId) -> &str {
-        let s = s as usize;
-        let slot = if s < self.slots.len() { self.slots.get(s) } else { &self.chunk[s - self.slots.len()] };
-        &slot.as_ref().expect("a restored slot is live").id
+        match (s as usize).checked_sub(self.slots.len()) {
+            None => self.slots.id(s),
+            Some(i) => &self.chunk[i].as_ref().expect("a restored slot is live").id,
+        }
     }
 
     fn push(&mut self, slot: Option<Slot>) {
@@ -986,10 +992,9 @@ impl Restorer {
         let Slab { slots, positions } = slots;
         let slots = &*slots;
         let mut index_ids = move || -> std::result::Result<(), FinishError> {
-            let id_of = |s: SlotId| &*slots.get(s as usize).as_ref().expect("an indexed slot is live").id;
             for (i, slot) in slots.iter().enumerate().skip(indexed) {
                 let Some(slot) = slot else { continue };
-                by_id.insert(&slot.id, slot_number(i), id_of).map_err(|_| FinishError::DuplicateId)?;
+                by_id.insert(&slot.id, slot_number(i), |s| slots.id(s)).map_err(|_| FinishError::DuplicateId)?;
             }
             Ok(())
         };

@@ -24,7 +24,7 @@ use crate::wal::format::{SegmentHeader, append_frame, decode_commands, decode_fr
 use crate::wal::scan::scan_segment;
 use crate::wal::snapshot::{
     BLOCK_HEADER_LEN, MAX_BLOCK, SNAPSHOT_MAGIC, SNAPSHOT_VERSION, Threads, decode_snapshot, decode_snapshot_with,
-    encode_snapshot_in, snapshot_name,
+    encode_snapshot_to_vec, snapshot_name,
 };
 use crate::wal::{WalLockStore, WalOptions};
 use std::path::Path;
@@ -161,7 +161,7 @@ fn fuzz_options(read_only: bool) -> WalOptions {
 
 /// A snapshot decodes to the same state, or the same damage, on one thread
 /// and on two (where the two-thread path applies, it must agree exactly).
-fn snapshot_threads_agree(bytes: &[u8]) {
+pub(crate) fn snapshot_threads_agree(bytes: &[u8]) {
     let decode = |threads| {
         decode_snapshot_with(bytes, threads, |_, _| {}).map(|(header, state)| {
             state.check_invariants();
@@ -287,20 +287,7 @@ pub fn record_roundtrip(data: &[u8]) {
         assert_eq!(decode_commands(decoded.payload), Ok(vec![command.clone()]));
         let _ = state.apply(&command);
     }
-    let encode = |max_block| {
-        let mut snapshot = Vec::new();
-        let (header, len) = encode_snapshot_in::<()>(&state.view(), lsn, max_block, |at, bytes| {
-            let end = at as usize + bytes.len();
-            if snapshot.len() < end {
-                snapshot.resize(end, 0);
-            }
-            snapshot[at as usize..end].copy_from_slice(bytes);
-            Ok(())
-        })
-        .expect("writing to memory");
-        assert_eq!(len, snapshot.len() as u64);
-        (header, snapshot)
-    };
+    let encode = |max_block| encode_snapshot_to_vec(&state.view(), lsn, max_block);
     // Tiny blocks: a few locks span enough blocks for the two-thread load,
     // which must agree with the one-thread load, also on a damaged byte.
     let (_, mut small) = encode(256);

@@ -268,6 +268,22 @@ pub(crate) fn encode_snapshot_in<E>(
     Ok((header, blocks.offset))
 }
 
+/// [`encode_snapshot_in`] into memory: the header and the whole file.
+pub(crate) fn encode_snapshot_to_vec(view: &StateView, lsn: u64, max_block: usize) -> (SnapshotHeader, Vec<u8>) {
+    let mut file = Vec::new();
+    let written = encode_snapshot_in::<std::convert::Infallible>(view, lsn, max_block, |at, bytes| {
+        let end = at as usize + bytes.len();
+        if file.len() < end {
+            file.resize(end, 0);
+        }
+        file[at as usize..end].copy_from_slice(bytes);
+        Ok(())
+    });
+    let Ok((header, len)) = written;
+    assert_eq!(len, file.len() as u64, "the length returned is the file's");
+    (header, file)
+}
+
 /// Encodes a lock entry into `entry`; `refs` are the string-table entries
 /// of its share, file, owner and client.
 fn encode_lock(entry: &mut Vec<u8>, id: &str, refs: [u32; 4], acquired_at: Timestamp, epoch: u64, kind: &LockKind) {
@@ -561,11 +577,7 @@ pub(crate) fn decode_snapshot_with(
             (index, at) = (0, SNAPSHOT_HEADER_LEN);
         }
     }
-    for index in index..header.blocks {
-        let end = decode_block(bytes, index, at, &mut restorer)?;
-        done(at, end);
-        at = end;
-    }
+    let at = decode_blocks(bytes, index..header.blocks, at, &mut restorer, &done)?;
     finish(bytes, header, at, restorer).map(|state| (header, state))
 }
 
@@ -803,17 +815,7 @@ mod tests {
     }
 
     fn encode_in(state: &State, lsn: u64, max_block: usize) -> Vec<u8> {
-        let mut file = Vec::new();
-        encode_snapshot_in::<()>(&state.view(), lsn, max_block, |at, bytes| {
-            let end = at as usize + bytes.len();
-            if file.len() < end {
-                file.resize(end, 0);
-            }
-            file[at as usize..end].copy_from_slice(bytes);
-            Ok(())
-        })
-        .unwrap();
-        file
+        encode_snapshot_to_vec(&state.view(), lsn, max_block).1
     }
 
     #[test]
@@ -885,13 +887,13 @@ mod tests {
         encode_in(state, lsn, SMALL_BLOCK)
     }
 
-    fn decode(bytes: &[u8], threads: Threads) -> Result<(SnapshotHeader, State), SnapshotDamage> {
+    pub(super) fn decode(bytes: &[u8], threads: Threads) -> Result<(SnapshotHeader, State), SnapshotDamage> {
         decode_snapshot_with(bytes, threads, |_, _| {})
     }
 
     /// Decodes on two threads; also says whether that took the fast path,
     /// in which every block is read (and released) exactly once.
-    fn decode_two(bytes: &[u8]) -> (Result<(SnapshotHeader, State), SnapshotDamage>, bool) {
+    pub(super) fn decode_two(bytes: &[u8]) -> (Result<(SnapshotHeader, State), SnapshotDamage>, bool) {
         let released = std::sync::Mutex::new(Vec::new());
         let decoded =
             decode_snapshot_with(bytes, Threads::Two, |start, end| released.lock().unwrap().push((start, end)));

@@ -1,6 +1,7 @@
 //! Adversarial tests of the two-thread snapshot load: crafted files on
 //! which one and two threads must agree (written in review; the first two
 //! found a crash, see `header_u64_max_locks_skewed_halves`).
+use super::tests::{decode, decode_two};
 use super::*;
 use crate::testing::sample;
 
@@ -71,35 +72,11 @@ fn set_header(file: &mut [u8], h: SnapshotHeader) {
     file[..SNAPSHOT_HEADER_LEN].copy_from_slice(&h.encode());
 }
 
-fn dec(bytes: &[u8], threads: Threads) -> Result<(SnapshotHeader, State), SnapshotDamage> {
-    decode_snapshot_with(bytes, threads, |_, _| {})
-}
-
-/// Decodes on two threads; whether the fast path took it (each range once).
-fn dec_two(bytes: &[u8]) -> (Result<(SnapshotHeader, State), SnapshotDamage>, bool) {
-    let released = std::sync::Mutex::new(Vec::new());
-    let r = decode_snapshot_with(bytes, Threads::Two, |s, e| released.lock().unwrap().push((s, e)));
-    let mut v = released.into_inner().unwrap();
-    v.sort();
-    (r, v.windows(2).all(|w| w[0].1 == w[1].0))
-}
-
-fn summary(
-    r: &Result<(SnapshotHeader, State), SnapshotDamage>,
-) -> Result<(SnapshotHeader, Vec<crate::model::PersistedLock>, Vec<crate::model::ClientRecord>), SnapshotDamage> {
-    r.as_ref()
-        .map(|(h, s)| {
-            s.check_invariants();
-            (*h, s.list(&crate::LockQuery::all()), s.clients().cloned().collect())
-        })
-        .map_err(Clone::clone)
-}
-
+/// Asserts that one and two threads agree on `bytes`; the two-thread
+/// result, and whether it took the fast path.
 fn agree(bytes: &[u8]) -> (Result<(SnapshotHeader, State), SnapshotDamage>, bool) {
-    let one = dec(bytes, Threads::One);
-    let (two, fast) = dec_two(bytes);
-    assert_eq!(summary(&one), summary(&two), "one and two threads disagree");
-    (two, fast)
+    crate::testing::fuzz::snapshot_threads_agree(bytes);
+    decode_two(bytes)
 }
 
 /// Strings s,f,o,c, then `n` locks (ids l0..), flush after the first lock so
@@ -151,9 +128,9 @@ fn header_u64_max_locks_skewed_halves() {
     let mut h = b.header;
     h.locks = u64::MAX;
     set_header(&mut b.file, h);
-    let one = dec(&b.file, Threads::One).map(|_| ()).expect_err("counts");
+    let one = decode(&b.file, Threads::One).map(|_| ()).expect_err("counts");
     assert_eq!(one.offset, 32);
-    let two = dec(&b.file, Threads::Two).map(|_| ()).expect_err("counts");
+    let two = decode(&b.file, Threads::Two).map(|_| ()).expect_err("counts");
     assert_eq!(two, one);
 }
 
@@ -352,8 +329,8 @@ fn lying_last_block_length_room() {
     let mut h = b.header;
     h.locks = 1 << 40;
     set_header(&mut b.file, h);
-    let one = dec(&b.file, Threads::One).map(|_| ()).unwrap_err();
-    let two = dec(&b.file, Threads::Two).map(|_| ()).unwrap_err();
+    let one = decode(&b.file, Threads::One).map(|_| ()).unwrap_err();
+    let two = decode(&b.file, Threads::Two).map(|_| ()).unwrap_err();
     assert_eq!(one, two);
 }
 
