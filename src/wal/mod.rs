@@ -432,7 +432,7 @@ impl WalLockStore {
         Ok(())
     }
 
-    fn send(&self, command: Command) -> Result<tokio::sync::oneshot::Receiver<Result<Vec<Outcome>>>> {
+    fn send(&self, command: Command) -> Result<tokio::sync::oneshot::Receiver<writer::Answer>> {
         self.check_writable()?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or(Error::Closed)?;
@@ -451,17 +451,17 @@ impl WalLockStore {
             let started = std::time::Instant::now();
             while started.elapsed() < POLL_FOR_ANSWER {
                 match answer.try_recv() {
-                    Ok(result) => return result,
+                    Ok(answer) => return answer.into_result(),
                     Err(tokio::sync::oneshot::error::TryRecvError::Closed) => return Err(Error::Closed),
                     Err(tokio::sync::oneshot::error::TryRecvError::Empty) => tokio::task::yield_now().await,
                 }
             }
         }
-        answer.await.map_err(|_| Error::Closed)?
+        answer.await.map_err(|_| Error::Closed)?.into_result()
     }
 
     fn submit_blocking(&self, command: Command) -> Result<Vec<Outcome>> {
-        self.send(command)?.blocking_recv().map_err(|_| Error::Closed)?
+        self.send(command)?.blocking_recv().map_err(|_| Error::Closed)?.into_result()
     }
 
     fn read_state(&self) -> Result<RwLockReadGuard<'_, State>> {

@@ -40,7 +40,30 @@ const MAX_GROUP_REQUESTS: usize = 4096;
 const MAX_GROUP_BYTES: usize = 4 << 20;
 
 /// A reply channel for one request.
-pub(crate) type Reply = tokio::sync::oneshot::Sender<Result<Vec<Outcome>>>;
+pub(crate) type Reply = tokio::sync::oneshot::Sender<Answer>;
+
+/// The writer's answer to one request. It hands the command back so that
+/// the caller's thread, which allocated it, also frees it: freed on the
+/// writer thread, its strings went back to the caller's allocator arena
+/// under that arena's lock, contended by the callers themselves (the
+/// writer's profile at 64 concurrent callers showed the drops and the lock
+/// waits; W2 at 64 tasks gained 3-21% in 4 alternated rounds).
+pub(crate) struct Answer {
+    result: Result<Vec<Outcome>>,
+    spent: Command,
+}
+
+impl Answer {
+    /// The result, after freeing the command on this (the caller's) thread.
+    pub(crate) fn into_result(self) -> Result<Vec<Outcome>> {
+        drop(self.spent);
+        self.result
+    }
+}
+
+fn answer(reply: Reply, spent: Command, result: Result<Vec<Outcome>>) {
+    let _ = reply.send(Answer { result, spent });
+}
 
 /// Messages to the writer thread.
 pub(crate) enum Msg {
@@ -288,8 +311,8 @@ impl Writer {
 
     fn commit_group(&mut self, requests: Vec<(Command, Reply)>) {
         if let Some(cause) = self.shared.poisoned() {
-            for (_, reply) in requests {
-                let _ = reply.send(Err(Error::Poisoned { cause: cause.clone() }));
+            for (cmd, reply) in requests {
+                answer(reply, cmd, Err(Error::Poisoned { cause: cause.clone() }));
             }
             return;
         }
@@ -313,12 +336,12 @@ impl Writer {
             self.shared.poison(e.to_string());
             let cause = e.to_string();
             let mut first_error = Some(e);
-            for ((_, reply), verdict) in requests.into_iter().zip(verdicts) {
-                let answer = match verdict {
+            for ((cmd, reply), verdict) in requests.into_iter().zip(verdicts) {
+                let result = match verdict {
                     Err(own) => Err(own),
                     Ok(_) => Err(first_error.take().unwrap_or_else(|| Error::Poisoned { cause: cause.clone() })),
                 };
-                let _ = reply.send(answer);
+                answer(reply, cmd, result);
             }
             return;
         }
@@ -327,7 +350,7 @@ impl Writer {
         {
             let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
             for ((cmd, reply), verdict) in requests.into_iter().zip(verdicts) {
-                let answer = match verdict {
+                let result = match verdict {
                     Ok(expected) => {
                         let applied = state.apply(&cmd);
                         debug_assert_eq!(applied.as_ref().ok(), Some(&expected), "replay of a verdict diverged");
@@ -335,12 +358,12 @@ impl Writer {
                     }
                     Err(e) => Err(e),
                 };
-                answers.push((reply, answer));
+                answers.push((reply, cmd, result));
             }
         }
         self.shared.counters.requests.fetch_add(answers.len() as u64, Relaxed);
-        for (reply, answer) in answers {
-            let _ = reply.send(answer);
+        for (reply, cmd, result) in answers {
+            answer(reply, cmd, result);
         }
     }
 
