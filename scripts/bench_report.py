@@ -99,6 +99,11 @@ def table(header, rows):
     return "\n".join(out)
 
 
+def secs(duration):
+    """Seconds of a serialized Rust Duration."""
+    return duration["secs"] + duration["nanos"] / 1e9
+
+
 def median(values):
     values = sorted(values)
     if not values:
@@ -134,6 +139,7 @@ def machine_section(res):
     d = res.doc
     m = d["machine"]
     s = d["settings"]
+    rounds = s.get("rounds", 1)
     when = datetime.datetime.fromtimestamp(d["unix_time"], datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load_before = ", ".join(f"{x:.2f}" for x in m["loadavg"])
     load_after = ", ".join(f"{x:.2f}" for x in d["load_after"])
@@ -149,8 +155,10 @@ def machine_section(res):
          f"{d.get('disk_others_written_bytes', 0) / 2**20:,.0f} MiB to {d.get('disk_device', '?')} "
          f"(the device completed {d.get('disk_flushes', 0):,} flushes in all, this run's included)"],
         ["settings", f"{s['locks']:,} locks for W3/W4/W5; tasks {', '.join(map(str, s['tasks']))}; "
-                     f"{s['timing']['warmup']['secs'] + s['timing']['warmup']['nanos'] / 1e9:g} s warm-up + "
-                     f"{s['timing']['measure']['secs'] + s['timing']['measure']['nanos'] / 1e9:g} s measured per point; "
+                     f"W1/W2: {secs(s['timing']['measure']):g} s measured per point, in {rounds} round{'s' if rounds > 1 else ''} "
+                     f"of {secs(s['timing']['measure']) / rounds:.3g} s on a fresh store after {secs(s['timing']['warmup']):g} s of warm-up, "
+                     f"each round visiting every store and level in turn (ops and latencies of the rounds pooled); "
+                     f"W5: {secs(s['timing']['warmup']):g} s warm-up + {secs(s['timing']['measure']):g} s per phase; "
                      f"{s['queries']:,} queries of each kind; {s['restores']} warm restores (median shown) + 1 cold"],
     ]
     if POSTGRES in res.w1 or POSTGRES in res.w2:
@@ -478,7 +486,9 @@ def render(res, rel_json):
     parts += [
         "## Machine and noise", "", machine_section(res), "",
         "The machine has 2 cores and one virtual disk shared with other work; the CPU time and disk writes of other processes above say how quiet it was. "
-        "Between runs on this kind of virtual disk figures move by up to a third, so compare figures of one run only.", "",
+        "Between runs on this kind of virtual disk figures move by up to a third, so compare figures of one run only. "
+        "Within a run the disk drifts too: W1 and W2 measure every store and level in rounds, each round visiting all of them in turn, "
+        "so that no store is measured only in a slow stretch.", "",
         "## Targets", "", targets_section(res), "",
         "## Plots", "", "![throughput against concurrency](bench/throughput.svg)", "", "![restore time per store](bench/restore.svg)", "",
         "## W1: serial durable grant + release",
@@ -488,7 +498,7 @@ def render(res, rel_json):
         "", w1_section(res), "",
         "## W2: concurrent durable grants",
         "",
-        "N tasks each grant fresh locks, each grant durable before that task's next one, on a fresh store per point. "
+        "N tasks each grant fresh locks, each grant durable before that task's next one, on a fresh store per round. "
         "Synchronous engines (SQLite, redb, fjall) run on tokio's blocking pool, one thread per call in flight, as an async file server would call them."
         + (" lockwal's PostgreSQL backend is async; its tasks share the store's connection pool (size under Configurations)."
            if res.w2.get(POSTGRES) else ""),

@@ -26,21 +26,61 @@ pub struct Timing {
     pub measure: Duration,
 }
 
-/// Throughput and latency of a timed phase.
+/// Throughput and latency of a timed phase (one or more rounds).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Run {
     /// Concurrent tasks.
     pub tasks: usize,
-    /// Durable ops completed in the window.
+    /// Measured rounds joined into this run (see [`Run::of_rounds`]).
+    pub rounds: usize,
+    /// Durable ops completed in the measured windows.
     pub ops: u64,
-    /// Length of the window.
+    /// Length of the measured windows, added up.
     pub seconds: f64,
     /// `ops / seconds`.
     pub ops_per_sec: f64,
     /// Latency of single ops.
     pub latency: Latency,
-    /// The engine's counters after the phase, if it has any.
+    /// The engine's counters after the last round, if it has any.
     pub engine: Option<serde_json::Value>,
+}
+
+/// One measured window of a timed workload on a fresh store, with every
+/// latency, so that rounds run at different times can be joined.
+#[derive(Debug, Clone)]
+pub struct Round {
+    /// Concurrent tasks.
+    pub tasks: usize,
+    /// Length of the measured window.
+    pub seconds: f64,
+    /// Latency of every op counted.
+    pub samples: Vec<Duration>,
+    /// The engine's counters after the round, if it has any.
+    pub engine: Option<serde_json::Value>,
+}
+
+impl Run {
+    /// Joins the rounds of one store at one level: ops and windows add
+    /// up, latencies are pooled. `None` without rounds.
+    pub fn of_rounds(rounds: Vec<Round>) -> Option<Run> {
+        let (tasks, engine) = {
+            let last = rounds.last()?;
+            (last.tasks, last.engine.clone())
+        };
+        let count = rounds.len();
+        let seconds: f64 = rounds.iter().map(|r| r.seconds).sum();
+        let mut samples: Vec<Duration> = rounds.into_iter().flat_map(|r| r.samples).collect();
+        let ops = samples.len() as u64;
+        Some(Run {
+            tasks,
+            rounds: count,
+            ops,
+            seconds,
+            ops_per_sec: ops as f64 / seconds,
+            latency: Latency::of(&mut samples),
+            engine,
+        })
+    }
 }
 
 /// Runs `tasks` tasks, each looping `body(store, n)` (which returns the
@@ -49,7 +89,7 @@ pub struct Run {
 /// ends inside the window. Deadlines are read from the clock rather than
 /// from timers, and each task yields after each op, so a store that never
 /// waits (the memory backend) cannot starve the runtime.
-async fn timed<F, Fut>(store: Arc<dyn Store>, tasks: usize, timing: Timing, body: F) -> Result<Run>
+async fn timed<F, Fut>(store: Arc<dyn Store>, tasks: usize, timing: Timing, body: F) -> Result<Round>
 where
     F: Fn(Arc<dyn Store>, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<[Option<Duration>; 2]>> + Send,
@@ -81,21 +121,12 @@ where
     for handle in handles {
         samples.extend(handle.await??);
     }
-    let seconds = timing.measure.as_secs_f64();
-    let ops = samples.len() as u64;
-    Ok(Run {
-        tasks,
-        ops,
-        seconds,
-        ops_per_sec: ops as f64 / seconds,
-        latency: Latency::of(&mut samples),
-        engine: store.stats(),
-    })
+    Ok(Round { tasks, seconds: timing.measure.as_secs_f64(), samples, engine: store.stats() })
 }
 
 /// W1: one task grants a lock and releases it, each durable before the
 /// next; every grant and every release is one op.
-pub async fn serial(store: Arc<dyn Store>, data: Arc<Dataset>, timing: Timing) -> Result<Run> {
+pub async fn serial(store: Arc<dyn Store>, data: Arc<Dataset>, timing: Timing) -> Result<Round> {
     timed(store, 1, timing, move |store, n| {
         let lock = data.lock(n);
         async move {
@@ -112,7 +143,7 @@ pub async fn serial(store: Arc<dyn Store>, data: Arc<Dataset>, timing: Timing) -
 
 /// W2: `tasks` tasks each granting fresh locks, each grant durable before
 /// the task's next one.
-pub async fn concurrent(store: Arc<dyn Store>, data: Arc<Dataset>, tasks: usize, timing: Timing) -> Result<Run> {
+pub async fn concurrent(store: Arc<dyn Store>, data: Arc<Dataset>, tasks: usize, timing: Timing) -> Result<Round> {
     timed(store, tasks, timing, move |store, n| {
         let lock = data.lock(n);
         async move {
@@ -259,7 +290,7 @@ pub async fn during_compaction(
     let options = lockwal::wal::WalOptions { compact_after_bytes: None, ..Wal::Snapshot.options() };
     let wal = Arc::new(Wal::Snapshot.open_with(dir, options).await?);
     let live_locks = wal.store.stats().locks;
-    let without = concurrent(wal.clone(), data.clone(), tasks, timing).await?;
+    let without = Run::of_rounds(vec![concurrent(wal.clone(), data.clone(), tasks, timing).await?]).expect("one round");
 
     let stop = Arc::new(AtomicBool::new(false));
     let compactor = {
@@ -274,7 +305,7 @@ pub async fn during_compaction(
             Ok::<_, crate::Error>(spent)
         })
     };
-    let with = concurrent(wal.clone(), data, tasks, timing).await?;
+    let with = Run::of_rounds(vec![concurrent(wal.clone(), data, tasks, timing).await?]).expect("one round");
     stop.store(true, Relaxed);
     let spent = compactor.await??;
     wal.close().await?;
@@ -287,4 +318,24 @@ pub async fn during_compaction(
         compactions,
         mean_compaction_s: spent.iter().sum::<Duration>().as_secs_f64() / compactions.max(1) as f64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(seconds: f64, micros: impl Iterator<Item = u64>) -> Round {
+        Round { tasks: 4, seconds, samples: micros.map(Duration::from_micros).collect(), engine: None }
+    }
+
+    #[test]
+    fn rounds_add_up_their_ops_and_windows_and_pool_their_latencies() {
+        // A slow round and a fast one: the pooled p50 lies between them,
+        // which neither round's own p50 does.
+        let run = Run::of_rounds(vec![round(1.0, 1..=100), round(2.0, 1001..=1300)]).unwrap();
+        assert_eq!((run.tasks, run.rounds, run.ops, run.seconds), (4, 2, 400, 3.0));
+        assert_eq!(run.ops_per_sec, 400.0 / 3.0);
+        assert_eq!((run.latency.p50_us, run.latency.max_us), (1100.0, 1300.0));
+        assert!(Run::of_rounds(Vec::new()).is_none());
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! compare [--quick] [--dir DIR] [--out FILE] [--peers a,b] [--workloads w1,w2,w3,w4,w5]
-//!         [--locks N] [--tasks 1,4,16,64,256] [--warmup S] [--seconds S]
+//!         [--locks N] [--tasks 1,4,16,64,256] [--warmup S] [--seconds S] [--rounds N]
 //!         [--queries N] [--restores N] [--no-cold]
 //! ```
 //!
@@ -22,7 +22,7 @@
 use lockwal_compare::data::Shape;
 use lockwal_compare::engines;
 use lockwal_compare::machine::{self, Machine};
-use lockwal_compare::workload::{self, Queries, Restore, Run, Timing};
+use lockwal_compare::workload::{self, Queries, Restore, Round, Run, Timing};
 use lockwal_compare::{Caps, Dataset, Peer, Result};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -37,6 +37,7 @@ struct Settings {
     locks: u64,
     tasks: Vec<usize>,
     timing: Timing,
+    rounds: usize,
     queries: usize,
     restores: usize,
     cold: bool,
@@ -60,6 +61,7 @@ impl Settings {
                 locks: 4096,
                 tasks: vec![1, 4, 16],
                 timing: Timing { warmup: Duration::from_millis(50), measure: Duration::from_millis(200) },
+                rounds: 1,
                 queries: 20,
                 restores: 1,
                 cold: true,
@@ -75,6 +77,7 @@ impl Settings {
                 locks: 1_000_000,
                 tasks: vec![1, 4, 16, 64, 256],
                 timing: Timing { warmup: Duration::from_secs(1), measure: Duration::from_secs(5) },
+                rounds: 3,
                 queries: 2000,
                 restores: 3,
                 cold: true,
@@ -100,6 +103,7 @@ impl Settings {
                 "--tasks" => s.tasks = value()?.split(',').map(str::parse).collect::<std::result::Result<_, _>>()?,
                 "--warmup" => s.timing.warmup = secs(value()?)?,
                 "--seconds" => s.timing.measure = secs(value()?)?,
+                "--rounds" => s.rounds = value()?.parse::<usize>()?.max(1),
                 "--queries" => s.queries = value()?.parse()?,
                 "--restores" => s.restores = value()?.parse()?,
                 "--w5-tasks" => s.w5_tasks = value()?.parse()?,
@@ -110,6 +114,12 @@ impl Settings {
             s.workloads = ["w1", "w2", "w3", "w4", "w5"].map(String::from).to_vec();
         }
         Ok(s)
+    }
+
+    /// W1/W2: each round warms up for the full warm-up and measures its
+    /// share of the measured time.
+    fn round_timing(&self) -> Timing {
+        Timing { warmup: self.timing.warmup, measure: self.timing.measure / self.rounds as u32 }
     }
 
     fn runs(&self, workload: &str) -> bool {
@@ -174,51 +184,81 @@ fn summary(run: &Run) -> String {
     )
 }
 
-async fn w1(s: &Settings, data: &Arc<Dataset>, report: &mut Report) {
-    eprintln!("W1 serial durable grant+release ({:?} per store)", s.timing.measure);
-    for peer in s.peers(|c| c.serial) {
-        let result = async {
-            let dir = fresh_dir(&s.dir.join("w1").join(peer.name()))?;
-            let store = peer.open(&dir).await?;
-            let run = workload::serial(store.clone(), data.clone(), s.timing).await?;
-            store.close().await?;
-            std::fs::remove_dir_all(&dir)?;
-            Ok::<_, lockwal_compare::Error>(run)
-        }
-        .await;
-        match result {
-            Ok(run) => {
-                eprintln!("  {:<16} {}", peer.name(), summary(&run));
-                report.w1.push(json!({ "peer": peer.name(), "run": run }));
+/// One round of W1 or W2 for `peer` (`tasks: None` is W1) on a fresh store.
+async fn round(s: &Settings, data: &Arc<Dataset>, peer: &dyn Peer, tasks: Option<usize>) -> Result<Round> {
+    let dir = fresh_dir(&s.dir.join(if tasks.is_some() { "w2" } else { "w1" }).join(peer.name()))?;
+    let store = peer.open(&dir).await?;
+    let timing = s.round_timing();
+    let round = match tasks {
+        None => workload::serial(store.clone(), data.clone(), timing).await?,
+        Some(tasks) => workload::concurrent(store.clone(), data.clone(), tasks, timing).await?,
+    };
+    store.close().await?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(round)
+}
+
+/// Runs every (peer, level) point in `s.rounds` rounds, each round visiting
+/// every point once, so that every store is measured across the whole
+/// stretch of time rather than in one slice of it: the disk's speed drifts
+/// within a run, and a store measured only while it was slow would be
+/// compared unfairly. A point that fails is reported and skipped after.
+async fn interleaved(
+    s: &Settings,
+    data: &Arc<Dataset>,
+    workload: &str,
+    points: &[(Arc<dyn Peer>, Option<usize>)],
+    report: &mut Report,
+) -> Vec<Option<Run>> {
+    let mut rounds: Vec<Vec<Round>> = vec![Vec::new(); points.len()];
+    let mut failed = vec![false; points.len()];
+    for number in 1..=s.rounds {
+        for (i, (peer, tasks)) in points.iter().enumerate() {
+            if failed[i] {
+                continue;
             }
-            Err(e) => report.failed("w1", peer.name(), &e),
+            match round(s, data, &**peer, *tasks).await {
+                Ok(r) => {
+                    let level = tasks.map(|t| format!("{t:>3} tasks ")).unwrap_or_default();
+                    let summary = summary(Run::of_rounds(vec![r.clone()]).as_ref().expect("one round"));
+                    eprintln!("  round {number}/{}  {:<16} {level}{summary}", s.rounds, peer.name());
+                    rounds[i].push(r);
+                }
+                Err(e) => {
+                    failed[i] = true;
+                    report.failed(workload, peer.name(), &e);
+                }
+            }
+        }
+    }
+    rounds.into_iter().zip(failed).map(|(r, failed)| if failed { None } else { Run::of_rounds(r) }).collect()
+}
+
+async fn w1(s: &Settings, data: &Arc<Dataset>, report: &mut Report) {
+    eprintln!("W1 serial durable grant+release ({:?} per store in {} rounds)", s.timing.measure, s.rounds);
+    let points: Vec<_> = s.peers(|c| c.serial).into_iter().map(|p| (p, None)).collect();
+    for ((peer, _), run) in points.iter().zip(interleaved(s, data, "w1", &points, report).await) {
+        if let Some(run) = run {
+            eprintln!("  {:<16} {}", peer.name(), summary(&run));
+            report.w1.push(json!({ "peer": peer.name(), "run": run }));
         }
     }
 }
 
 async fn w2(s: &Settings, data: &Arc<Dataset>, report: &mut Report) {
-    eprintln!("W2 concurrent durable grants ({:?} per level)", s.timing.measure);
-    for peer in s.peers(|c| c.concurrent) {
-        let mut runs = Vec::new();
+    eprintln!("W2 concurrent durable grants ({:?} per level in {} rounds)", s.timing.measure, s.rounds);
+    let peers = s.peers(|c| c.concurrent);
+    let points: Vec<_> = peers.iter().flat_map(|p| s.tasks.iter().map(|&t| (Arc::clone(p), Some(t)))).collect();
+    let mut runs = interleaved(s, data, "w2", &points, report).await.into_iter();
+    for peer in &peers {
+        let mut ok = Vec::new();
         for &tasks in &s.tasks {
-            let result = async {
-                let dir = fresh_dir(&s.dir.join("w2").join(peer.name()))?;
-                let store = peer.open(&dir).await?;
-                let run = workload::concurrent(store.clone(), data.clone(), tasks, s.timing).await?;
-                store.close().await?;
-                std::fs::remove_dir_all(&dir)?;
-                Ok::<_, lockwal_compare::Error>(run)
-            }
-            .await;
-            match result {
-                Ok(run) => {
-                    eprintln!("  {:<16} {tasks:>3} tasks {}", peer.name(), summary(&run));
-                    runs.push(run);
-                }
-                Err(e) => report.failed("w2", peer.name(), &e),
+            if let Some(run) = runs.next().flatten() {
+                eprintln!("  {:<16} {tasks:>3} tasks {}", peer.name(), summary(&run));
+                ok.push(run);
             }
         }
-        report.w2.push(json!({ "peer": peer.name(), "runs": runs }));
+        report.w2.push(json!({ "peer": peer.name(), "runs": ok }));
     }
 }
 

@@ -27,6 +27,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
@@ -187,6 +188,7 @@ impl Peer for Raw {
             file,
             inner: Mutex::new(Inner { pos: 0, queue: Vec::new(), queued: 0, leader: false, spare: Vec::new() }),
             durable,
+            fsyncs: AtomicU64::new(0),
         }))
     }
 }
@@ -198,6 +200,8 @@ struct RawStore {
     inner: Mutex<Inner>,
     /// Group commit: the last ticket known durable.
     durable: watch::Sender<u64>,
+    /// fdatasyncs done.
+    fsyncs: AtomicU64,
 }
 
 struct Inner {
@@ -238,6 +242,7 @@ impl RawStore {
             }
         }
         self.file.sync_data()?;
+        self.fsyncs.fetch_add(1, Relaxed);
         Ok(())
     }
 
@@ -269,6 +274,7 @@ impl RawStore {
                 Some((mut batch, at, upto)) => {
                     let written = tokio::task::block_in_place(|| {
                         self.file.write_all_at(&batch, at)?;
+                        self.fsyncs.fetch_add(1, Relaxed);
                         self.file.sync_data()
                     });
                     batch.clear();
@@ -332,6 +338,15 @@ impl Store for RawStore {
     async fn close(&self) -> Result<()> {
         self.file.sync_all()?;
         Ok(())
+    }
+
+    fn stats(&self) -> Option<serde_json::Value> {
+        let (fsyncs, writes) = (self.fsyncs.load(Relaxed), self.inner().queued);
+        let mut stats = serde_json::json!({ "fsyncs": fsyncs });
+        if self.mode == Raw::GroupCommit && fsyncs > 0 {
+            stats["mean_batch_size"] = (writes as f64 / fsyncs as f64).into();
+        }
+        Some(stats)
     }
 }
 
