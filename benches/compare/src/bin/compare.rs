@@ -76,8 +76,8 @@ impl Settings {
                 quick,
                 locks: 1_000_000,
                 tasks: vec![1, 4, 16, 64, 256],
-                timing: Timing { warmup: Duration::from_secs(1), measure: Duration::from_secs(5) },
-                rounds: 3,
+                timing: Timing { warmup: Duration::from_millis(500), measure: Duration::from_secs(5) },
+                rounds: 5,
                 queries: 2000,
                 restores: 3,
                 cold: true,
@@ -248,12 +248,14 @@ async fn w1(s: &Settings, data: &Arc<Dataset>, report: &mut Report) {
 async fn w2(s: &Settings, data: &Arc<Dataset>, report: &mut Report) {
     eprintln!("W2 concurrent durable grants ({:?} per level in {} rounds)", s.timing.measure, s.rounds);
     let peers = s.peers(|c| c.concurrent);
-    let points: Vec<_> = peers.iter().flat_map(|p| s.tasks.iter().map(|&t| (Arc::clone(p), Some(t)))).collect();
-    let mut runs = interleaved(s, data, "w2", &points, report).await.into_iter();
-    for peer in &peers {
+    // Level by level, so that the stores compared at one level (lockwal and
+    // its raw floor above all) are measured seconds apart, not minutes.
+    let points: Vec<_> = s.tasks.iter().flat_map(|&t| peers.iter().map(move |p| (Arc::clone(p), Some(t)))).collect();
+    let runs = interleaved(s, data, "w2", &points, report).await;
+    for (i, peer) in peers.iter().enumerate() {
         let mut ok = Vec::new();
-        for &tasks in &s.tasks {
-            if let Some(run) = runs.next().flatten() {
+        for (level, &tasks) in s.tasks.iter().enumerate() {
+            if let Some(run) = runs[level * peers.len() + i].clone() {
                 eprintln!("  {:<16} {tasks:>3} tasks {}", peer.name(), summary(&run));
                 ok.push(run);
             }
