@@ -194,6 +194,22 @@ def w1_section(res):
                   "lockwal ÷ this"], rows)
 
 
+def w2_store_size(res):
+    """How many locks a W2 store holds at most when a round ends (lockwal at 64 tasks): the store's size
+    changes what each grant costs (lockwal's in-memory indexes, the peers' B-trees), and it follows from
+    the round's length."""
+    s = res.doc["settings"]
+    run = res.w2.get(LOCKWAL, {}).get(64)
+    if not run:
+        return ""
+    rounds = s.get("rounds", 1)
+    per_round = secs(s["timing"]["warmup"]) + secs(s["timing"]["measure"]) / rounds
+    held = run["ops_per_sec"] * per_round
+    return (f"A store thus holds at most what one warm-up and one round granted: at 64 tasks lockwal's held about "
+            f"{held:,.0f} locks when a round ended ({per_round:g} s at {num(run['ops_per_sec'])} grants/s); "
+            "a bigger store makes each grant cost more (lockwal's in-memory indexes miss the cache more often, the peers' B-trees grow deeper). ")
+
+
 def w2_section(res):
     header = ["store"] + [f"{t} task{'s' if t > 1 else ''}" for t in res.tasks]
     rows = []
@@ -499,6 +515,7 @@ def render(res, rel_json):
         "## W2: concurrent durable grants",
         "",
         "N tasks each grant fresh locks, each grant durable before that task's next one, on a fresh store per round. "
+        + w2_store_size(res) +
         "Synchronous engines (SQLite, redb, fjall) run on tokio's blocking pool, one thread per call in flight, as an async file server would call them."
         + (" lockwal's PostgreSQL backend is async; its tasks share the store's connection pool (size under Configurations)."
            if res.w2.get(POSTGRES) else ""),
