@@ -196,7 +196,7 @@ def w1_section(res):
 
 def w2_store_size(res):
     """How big a W2 store gets within a round, and whether lockwal compacted in it: the round's length
-    decides both, and the peers' own upkeep (SQLite's checkpoints, fjall's flushes) runs within rounds."""
+    decides both (SQLite, for one, checkpoints its WAL every 1,000 pages by default, within a round)."""
     s = res.doc["settings"]
     run = res.w2.get(LOCKWAL, {}).get(64)
     if not run:

@@ -274,8 +274,9 @@ impl RawStore {
                 Some((mut batch, at, upto)) => {
                     let written = tokio::task::block_in_place(|| {
                         self.file.write_all_at(&batch, at)?;
+                        self.file.sync_data()?;
                         self.fsyncs.fetch_add(1, Relaxed);
-                        self.file.sync_data()
+                        Ok::<_, std::io::Error>(())
                     });
                     batch.clear();
                     {
