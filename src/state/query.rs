@@ -2,8 +2,8 @@
 //! (candidates from the narrowest index, sorted by id), reclaimable locks,
 //! clients, counts, and the invariant check that tests and fuzzing run.
 
-use super::State;
 use super::index::{SlotId, Slots};
+use super::machine::State;
 use super::slab::{Slot, sort_by_id};
 use crate::model::{ClientRecord, LockQuery, PersistedLock};
 use std::sync::Arc;

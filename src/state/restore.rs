@@ -3,8 +3,8 @@
 //! the end, builds each index's key arrays at their exact sizes and
 //! installs them once per distinct key.
 
-use super::State;
 use super::index::{Index, NIL, Posting, SlotId, Slots};
+use super::machine::State;
 use super::slab::{CHUNK, Chunks, Slab, Slot, StoredKind, slot_number};
 use crate::model::{ClientRecord, LockKind, Timestamp};
 use std::sync::Arc;

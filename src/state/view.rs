@@ -2,7 +2,7 @@
 //! copy a compaction encodes, which shares the slot chunks with the live
 //! state (copy on write) instead of copying them.
 
-use super::State;
+use super::machine::State;
 use super::slab::{Chunks, Slot};
 use crate::model::ClientRecord;
 
