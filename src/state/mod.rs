@@ -4,9 +4,23 @@
 //! No I/O happens here. The memory backend, WAL replay, the WAL writer and
 //! the property-test model all apply [`Command`]s through this code, so they
 //! cannot disagree about what an operation means.
+//!
+//! From the bottom up: `index` (the key indexes), `slab` (slot storage),
+//! `command` (the input), `undo` (the undo log), `machine` (the state and
+//! `apply`), `query` (the reads), `view` and `restore` (the two sides of a
+//! snapshot).
 
+mod command;
 mod index;
 mod machine;
+mod query;
+mod restore;
+mod slab;
+mod undo;
+mod view;
 
-pub use machine::{Command, State, Undo};
-pub(crate) use machine::{FinishError, LockEntry, Part, RestoreError, Restorer, StateView};
+pub use command::Command;
+pub use machine::State;
+pub(crate) use restore::{FinishError, LockEntry, Part, RestoreError, Restorer};
+pub use undo::Undo;
+pub(crate) use view::StateView;

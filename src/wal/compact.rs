@@ -18,48 +18,14 @@
 
 use super::format::TMP_SUFFIX;
 use super::recovery::list_segments;
+use super::shared::{CompactMsg, CompactionReport, Msg, Shared, SnapshotPoint};
 use super::snapshot::{encode_snapshot, snapshot_name};
-use super::writer::{Msg, Shared};
 use crate::error::{Error, Result, io_error};
 use crate::io::{FileSystem, OpenMode};
-use crate::state::StateView;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
-
-/// What one compaction did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompactionReport {
-    /// LSN of the snapshot now in force.
-    pub snapshot_lsn: u64,
-    /// Size of the snapshot written (0 when nothing had changed).
-    pub snapshot_bytes: u64,
-    /// Bytes of log and snapshot files before and after.
-    pub bytes_before: u64,
-    /// Bytes of log and snapshot files after.
-    pub bytes_after: u64,
-    /// Segment and snapshot files removed.
-    pub files_removed: u64,
-    /// How long it took.
-    pub duration: Duration,
-}
-
-/// What the writer hands over for a snapshot.
-pub(crate) struct SnapshotPoint {
-    pub lsn: u64,
-    pub view: StateView,
-    /// Segments numbered below this hold only records up to `lsn`.
-    pub first_kept_segment: u64,
-}
-
-/// Requests to the compactor thread.
-pub(crate) enum CompactMsg {
-    /// Compact now and answer.
-    Now(tokio::sync::oneshot::Sender<Result<CompactionReport>>),
-    /// The log has grown past the threshold: compact when free.
-    Auto,
-}
 
 pub(crate) struct Compactor {
     pub fs: Arc<dyn FileSystem>,

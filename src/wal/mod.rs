@@ -12,11 +12,12 @@ pub mod format;
 pub mod inspect;
 mod recovery;
 pub mod scan;
+mod shared;
 pub mod snapshot;
 mod writer;
 
-pub use compact::CompactionReport;
 pub use recovery::TornTail;
+pub use shared::CompactionReport;
 
 use crate::error::{Error, Result, io_error};
 use crate::io::{FileSystem, LockGuard, OpenMode, RealFs};
@@ -25,16 +26,17 @@ use crate::op::{Op, Outcome, validate_batch};
 use crate::state::{Command, State};
 use crate::store::LockStore;
 use async_trait::async_trait;
-use compact::{CompactMsg, Compactor};
+use compact::Compactor;
 use format::{LOCK_FILE, SEGMENT_HEADER_LEN};
 use recovery::Recovered;
+use shared::{CompactMsg, Msg, Shared, SnapshotStats};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLockReadGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use writer::{Msg, Shared, SnapshotStats, Writer, create_segment};
+use writer::{Writer, create_segment};
 
 /// When a write is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

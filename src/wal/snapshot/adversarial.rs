@@ -1,8 +1,13 @@
 //! Adversarial tests of the two-thread snapshot load: crafted files on
 //! which one and two threads must agree (written in review; the first two
 //! found a crash, see `header_u64_max_locks_skewed_halves`).
+use super::encode::{BlockWriter, encode_lock, put_str16};
+use super::format::{TAG_CLIENT, TAG_STRING, block_crc, u32_at};
+use super::parallel::block_starts;
 use super::tests::{decode, decode_two};
 use super::*;
+use crate::model::Timestamp;
+use crate::state::State;
 use crate::testing::sample;
 
 const SMALL: usize = 4096;

@@ -1,0 +1,127 @@
+//! The read queries on a [`State`]: one lock by id, locks by query
+//! (candidates from the narrowest index, sorted by id), reclaimable locks,
+//! clients, counts, and the invariant check that tests and fuzzing run.
+
+use super::index::{SlotId, Slots};
+use super::machine::State;
+use super::slab::{Slot, sort_by_id};
+use crate::model::{ClientRecord, LockQuery, PersistedLock};
+use std::sync::Arc;
+
+impl State {
+    /// The lock with this id.
+    pub fn get(&self, id: &str) -> Option<PersistedLock> {
+        let slot = self.by_id.get(id, |s| self.slots.id(s))?;
+        self.slots.get(slot).map(Slot::to_lock)
+    }
+
+    /// Locks matching `query`, sorted by id. The candidates come from the
+    /// smallest index that the query names, so the cost follows the answer.
+    pub fn list(&self, query: &LockQuery) -> Vec<PersistedLock> {
+        // The shortest key array among the indexed filters the query names;
+        // `None` when it names none (then every lock is a candidate).
+        let narrowest = [
+            (query.file_id.as_deref(), &self.by_file),
+            (query.owner_id.as_deref(), &self.by_owner),
+            (query.client_id.as_deref(), &self.by_client),
+            (query.share.as_deref(), &self.by_share),
+        ]
+        .into_iter()
+        .filter_map(|(key, index)| key.map(|k| (k, index)))
+        .min_by_key(|(k, index)| index.get(k).map_or(0, |p| p.slots.len()));
+        let mut hits: Vec<&Slot> = match narrowest {
+            Some((key, index)) => index
+                .get(key)
+                .map_or(&[][..], |p| p.slots.as_slice())
+                .iter()
+                .filter_map(|&i| self.slots.get(i))
+                .filter(|s| s.matches(query))
+                .collect(),
+            None => self.live_slots().map(|(_, s)| s).filter(|s| s.matches(query)).collect(),
+        };
+        sort_by_id(&mut hits);
+        hits.into_iter().map(Slot::to_lock).collect()
+    }
+
+    /// Locks of `client_id` from an earlier epoch, sorted by id.
+    pub fn reclaimable(&self, client_id: &str) -> Vec<PersistedLock> {
+        let mut locks = self.list(&LockQuery::by_client(client_id));
+        locks.retain(|l| l.server_epoch < self.epoch);
+        locks
+    }
+
+    /// Every lock, in slot order (not sorted): for snapshots and exports.
+    pub fn locks(&self) -> impl Iterator<Item = PersistedLock> + '_ {
+        self.live_slots().map(|(_, s)| s.to_lock())
+    }
+
+    /// Number of locks.
+    pub fn lock_count(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// The client record with this id.
+    pub fn client(&self, client_id: &str) -> Option<ClientRecord> {
+        self.clients.get(client_id).cloned()
+    }
+
+    /// Every client record, sorted by client id.
+    pub fn clients(&self) -> impl Iterator<Item = &ClientRecord> {
+        self.clients.values()
+    }
+
+    /// Number of free slots (tests: a two-thread restore leaves some).
+    #[cfg(test)]
+    pub(crate) fn free_slot_count(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Number of client records.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Whether the last recorded shutdown was clean (no `Open` since).
+    pub fn clean(&self) -> bool {
+        self.clean
+    }
+
+    /// Checks every index invariant; panics with a description when one is
+    /// broken. For tests and fuzzing.
+    pub fn check_invariants(&self) {
+        let live: Vec<(SlotId, &Slot)> = self.live_slots().collect();
+        assert_eq!(live.len(), self.by_id.len(), "by_id size differs from live slots");
+        assert_eq!(live.len() + self.free.len(), self.slots.slots.len(), "free list out of step");
+        assert!(self.slots.positions.iter().all(|p| p.len() == self.slots.slots.len()), "position arrays out of step");
+        for (i, slot) in &live {
+            assert_eq!(self.by_id.get(&slot.id, |s| self.slots.id(s)), Some(*i), "by_id entry of {:?}", slot.id);
+        }
+        for index in [&self.by_file, &self.by_owner, &self.by_client, &self.by_share] {
+            let which = index.which();
+            let mut seen = 0;
+            for posting in index.postings() {
+                assert!(posting.slots.len() > 0, "key {:?} is kept without a lock", posting.key);
+                if let Slots::Many(slots) = &posting.slots {
+                    assert!(slots.len() > 1, "key {:?}: one slot is held inline", posting.key);
+                }
+                for (position, &at) in posting.slots.as_slice().iter().enumerate() {
+                    let slot = self.slots.get(at).expect("listed slot is live");
+                    assert_eq!(**slot.key(which), *posting.key, "slot {at} on the wrong list");
+                    assert!(Arc::ptr_eq(slot.key(which), &posting.key), "slot {at} holds its own copy of its key");
+                    assert_eq!(
+                        self.slots.positions[which][at as usize] as usize, position,
+                        "slot {at} is not where its position says"
+                    );
+                }
+                seen += posting.slots.len();
+            }
+            assert_eq!(seen, live.len(), "index {which} does not hold every lock exactly once");
+            assert_eq!(index.entries(), live.len());
+        }
+    }
+}

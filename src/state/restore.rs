@@ -1,0 +1,340 @@
+//! Loading a snapshot back into a state: the [`Restorer`] takes entries in
+//! file order (or in two [`Part`]s filled at once on two threads) and, at
+//! the end, builds each index's key arrays at their exact sizes and
+//! installs them once per distinct key.
+
+use super::index::{Index, NIL, Posting, SlotId, Slots};
+use super::machine::State;
+use super::slab::{CHUNK, Chunks, Slab, Slot, StoredKind, slot_number};
+use crate::model::{ClientRecord, LockKind, Timestamp};
+use std::sync::Arc;
+
+impl State {
+    /// A restorer that rebuilds a state from a snapshot (see [`Restorer`]).
+    pub(crate) fn restorer(epoch: u64, clean: bool, locks: usize) -> Restorer {
+        let mut state = Self::new();
+        state.epoch = epoch;
+        state.clean = clean;
+        state.by_id.reserve(locks, |s| state.slots.id(s));
+        // Room for the free slots a join may add (one chunk at most).
+        let part = Part::new(locks + CHUNK);
+        Restorer { state, strings: Vec::new(), string_at: Vec::new(), part, indexed: 0, forked: false }
+    }
+}
+
+/// Rebuilds a state from a snapshot's entries without hashing the keys of
+/// each lock: the string-table entries each lock names are recorded as it
+/// is added; at the end the key arrays are counted, built at their exact
+/// sizes, and installed in the indexes once per distinct key.
+///
+/// Entries arrive in file order. Once the string table is complete, the
+/// rest of the file may be restored in two [`Part`]s at once (see
+/// [`Restorer::fork`]): then ids are indexed in [`Restorer::finish`], in
+/// parallel with the key arrays, instead of as each lock arrives.
+pub(crate) struct Restorer {
+    state: State,
+    strings: Vec<Arc<str>>,
+    /// Where each string-table entry is in the snapshot, for errors.
+    string_at: Vec<usize>,
+    /// The locks in file order (all of them, once a fork is joined).
+    part: Part,
+    /// How many of `part`'s slots are in `by_id` already: every one until
+    /// a fork; the rest are indexed in `finish`.
+    indexed: usize,
+    forked: bool,
+}
+
+/// Locks restored in file order: their slots, filled a chunk at a time
+/// (handed to the slab whole, so restoring does not go through the
+/// copy-on-write check per slot), and per index the string-table entry of
+/// each lock's key (file, owner, client, share), which becomes that index's
+/// positions.
+pub(crate) struct Part {
+    slots: Chunks,
+    chunk: Vec<Option<Slot>>,
+    refs: [Vec<u32>; 4],
+    clients: Vec<ClientRecord>,
+}
+
+/// A lock entry of a snapshot; `refs` are the string-table entries of its
+/// file, owner, client and share.
+pub(crate) struct LockEntry<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) refs: [u32; 4],
+    pub(crate) acquired_at: Timestamp,
+    pub(crate) epoch: u64,
+    pub(crate) kind: LockKind,
+}
+
+/// The string-table entry recorded for a padding slot (see
+/// [`Restorer::join`]): names no key.
+const NO_KEY: u32 = u32::MAX;
+
+/// Why a snapshot entry does not restore.
+pub(crate) enum RestoreError {
+    /// A string index not yet defined.
+    UnknownString(u32),
+    /// A second lock with this id.
+    DuplicateId(Arc<str>),
+    /// A second client with this id.
+    DuplicateClient(String),
+}
+
+/// Why the restored entries do not make a state.
+pub(crate) enum FinishError {
+    /// Two string-table entries hold the same text and both name a key of
+    /// one index (a writer never does that: it would split the key's
+    /// locks). `at` is the offset of the second entry.
+    RepeatedString { text: Arc<str>, at: usize },
+    /// Two locks of a forked restore have the same id; which entry came
+    /// second is found by restoring again without forking.
+    DuplicateId,
+    /// Two client records of a forked restore have the same client id.
+    DuplicateClient,
+}
+
+impl Part {
+    fn new(locks: usize) -> Self {
+        let mut slots = Chunks::default();
+        slots.reserve_exact(locks);
+        Part {
+            slots,
+            chunk: Vec::with_capacity(CHUNK),
+            refs: std::array::from_fn(|_| Vec::with_capacity(locks)),
+            clients: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.slots.len() + self.chunk.len()
+    }
+
+    /// The id of slot `s` of this part (what [`ById`] compares and hashes).
+    ///
+    /// [`ById`]: super::index::ById
+    fn id(&self, s: SlotId) -> &str {
+        match (s as usize).checked_sub(self.slots.len()) {
+            None => self.slots.id(s),
+            Some(i) => &self.chunk[i].as_ref().expect("a restored slot is live").id,
+        }
+    }
+
+    fn push(&mut self, slot: Option<Slot>) {
+        self.chunk.push(slot);
+        if self.chunk.len() == CHUNK {
+            let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK));
+            self.slots.push_chunk(full);
+        }
+    }
+
+    /// Adds a lock whose keys are entries of `strings`.
+    pub(crate) fn add_lock(
+        &mut self,
+        strings: &[Arc<str>],
+        lock: LockEntry<'_>,
+    ) -> std::result::Result<(), RestoreError> {
+        let LockEntry { id, refs, acquired_at, epoch, kind } = lock;
+        let [file, owner, client, share] = refs.map(|r| strings.get(r as usize).cloned());
+        let (Some(file), Some(owner), Some(client), Some(share)) = (file, owner, client, share) else {
+            return Err(RestoreError::UnknownString(*refs.iter().max().expect("four refs")));
+        };
+        slot_number(self.len()); // panics past the last slot number
+        for (list, r) in self.refs.iter_mut().zip(refs) {
+            list.push(r);
+        }
+        let kind = StoredKind::from(&kind);
+        self.push(Some(Slot { id: Arc::from(id), share, file, owner, client, kind, acquired_at, epoch }));
+        Ok(())
+    }
+
+    /// Adds a client record (checked against the others in
+    /// [`Restorer::join`]).
+    pub(crate) fn add_client(&mut self, record: ClientRecord) {
+        self.clients.push(record);
+    }
+
+    /// Hands the chunk being filled to the slab.
+    fn close(&mut self) {
+        if !self.chunk.is_empty() {
+            self.slots.push_chunk(std::mem::take(&mut self.chunk));
+        }
+    }
+}
+
+impl Restorer {
+    /// Defines the next string-table entry, found at offset `at`.
+    pub(crate) fn add_string(&mut self, s: &str, at: usize) {
+        self.strings.push(Arc::from(s));
+        self.string_at.push(at);
+    }
+
+    /// Adds a lock whose keys are string-table entries.
+    pub(crate) fn add_lock(&mut self, lock: LockEntry<'_>) -> std::result::Result<(), RestoreError> {
+        let slot_id = slot_number(self.part.len());
+        let id = lock.id;
+        self.part.add_lock(&self.strings, lock)?;
+        if !self.forked {
+            let part = &self.part;
+            if self.state.by_id.insert(id, slot_id, |s| part.id(s)).is_err() {
+                return Err(RestoreError::DuplicateId(Arc::from(id)));
+            }
+            self.indexed += 1;
+        }
+        Ok(())
+    }
+
+    /// Adds a client record.
+    pub(crate) fn add_client(&mut self, record: ClientRecord) -> std::result::Result<(), RestoreError> {
+        let id = record.client_id.clone();
+        match self.state.clients.insert(id.clone(), record) {
+            None => Ok(()),
+            Some(_) => Err(RestoreError::DuplicateClient(id)),
+        }
+    }
+
+    /// Number of string-table entries so far.
+    pub(crate) fn strings(&self) -> usize {
+        self.strings.len()
+    }
+
+    /// Number of locks so far (free slots a join added are not locks).
+    pub(crate) fn locks(&self) -> usize {
+        self.part.len() - self.state.free.len()
+    }
+
+    /// Number of client records so far.
+    pub(crate) fn clients(&self) -> usize {
+        self.state.clients.len() + self.part.clients.len()
+    }
+
+    /// From here on, locks are added to two parts that may be filled at
+    /// once (on two threads): [`Restorer::parts`] gives this restorer's own
+    /// part, which continues the file, and the returned one (room for
+    /// `locks`) takes the entries after it; [`Restorer::join`] puts them
+    /// together. The string table must be complete: a part cannot add to
+    /// it.
+    pub(crate) fn fork(&mut self, locks: usize) -> Part {
+        self.forked = true;
+        Part::new(locks)
+    }
+
+    /// The string table and this restorer's own part, for filling the part
+    /// on one thread while `other` (from [`Restorer::fork`]) is filled on
+    /// another.
+    pub(crate) fn parts(&mut self) -> (&[Arc<str>], &mut Part) {
+        (&self.strings, &mut self.part)
+    }
+
+    /// Appends the locks of `other` after this restorer's own. The own
+    /// part's last chunk is filled up with free slots first, so that every
+    /// chunk of the slab but the last stays full (slot `i` is in chunk
+    /// `i / CHUNK`); a free slot names no key and is in no index.
+    pub(crate) fn join(&mut self, mut other: Part) {
+        let padding = self.part.len().next_multiple_of(CHUNK) - self.part.len();
+        for _ in 0..padding {
+            self.state.free.push(slot_number(self.part.len()));
+            self.part.push(None);
+            for refs in &mut self.part.refs {
+                refs.push(NO_KEY);
+            }
+        }
+        other.close();
+        let Part { slots, chunk: _, refs, clients } = other;
+        self.part.slots.chunks.extend(slots.chunks);
+        self.part.slots.len += slots.len;
+        slot_number(self.part.slots.len.saturating_sub(1)); // panics past the last slot number
+        for (mine, theirs) in self.part.refs.iter_mut().zip(refs) {
+            mine.extend_from_slice(&theirs);
+        }
+        self.part.clients.extend(clients);
+    }
+
+    /// Builds the key arrays, installs them in the indexes, indexes the ids
+    /// not yet indexed (in parallel with the key arrays when there are
+    /// many), and returns the state.
+    pub(crate) fn finish(mut self) -> std::result::Result<State, FinishError> {
+        self.part.close();
+        let Restorer { mut state, strings, string_at, part, indexed, forked: _ } = self;
+        let Part { slots, chunk: _, refs, clients } = part;
+        for record in clients {
+            let id = record.client_id.clone();
+            if state.clients.insert(id, record).is_some() {
+                return Err(FinishError::DuplicateClient);
+            }
+        }
+        state.slots.slots = slots;
+        let State { slots, by_id, by_file, by_owner, by_client, by_share, .. } = &mut state;
+        let Slab { slots, positions } = slots;
+        let slots = &*slots;
+        let mut index_ids = move || -> std::result::Result<(), FinishError> {
+            for (i, slot) in slots.iter().enumerate().skip(indexed) {
+                let Some(slot) = slot else { continue };
+                by_id.insert(&slot.id, slot_number(i), |s| slots.id(s)).map_err(|_| FinishError::DuplicateId)?;
+            }
+            Ok(())
+        };
+        let indexes = [by_file, by_owner, by_client, by_share];
+        let build_arrays = move || -> std::result::Result<(), FinishError> {
+            for ((index, refs), positions) in indexes.into_iter().zip(refs).zip(positions.iter_mut()) {
+                *positions = install_arrays(index, refs, &strings, &string_at)?;
+            }
+            Ok(())
+        };
+        if slots.len() - indexed < PARALLEL_IDS {
+            index_ids()?;
+            build_arrays()?;
+        } else {
+            std::thread::scope(|scope| {
+                let ids = scope.spawn(index_ids);
+                let arrays = build_arrays();
+                ids.join().expect("indexing ids does not panic").and(arrays)
+            })?;
+        }
+        Ok(state)
+    }
+}
+
+/// Below this many ids left to index, `finish` does not start a thread.
+const PARALLEL_IDS: usize = 1 << 14;
+
+/// Installs in `index` the key arrays of the locks whose keys are the
+/// string-table entries `refs` (one per slot, [`NO_KEY`] for a free slot)
+/// and returns the slots' positions in them. Each entry of `refs` is
+/// overwritten with the position: no second array of that size exists while
+/// it is built.
+fn install_arrays(
+    index: &mut Index,
+    mut refs: Vec<u32>,
+    strings: &[Arc<str>],
+    string_at: &[usize],
+) -> std::result::Result<Vec<u32>, FinishError> {
+    let mut counts = vec![0u32; strings.len()];
+    for &r in refs.iter().filter(|&&r| r != NO_KEY) {
+        counts[r as usize] += 1;
+    }
+    let mut lists: Vec<Option<Slots>> =
+        counts.iter().map(|&n| (n > 1).then(|| Slots::Many(Vec::with_capacity(n as usize)))).collect();
+    drop(counts);
+    for (slot, entry) in refs.iter_mut().enumerate() {
+        if *entry == NO_KEY {
+            *entry = NIL;
+            continue;
+        }
+        let list = &mut lists[*entry as usize];
+        *entry = match list {
+            Some(slots) => slots.push(slot as SlotId),
+            None => {
+                *list = Some(Slots::One(slot as SlotId));
+                0
+            }
+        };
+    }
+    index.reserve(lists.iter().filter(|l| l.is_some()).count());
+    for (r, slots) in lists.into_iter().enumerate() {
+        let Some(slots) = slots else { continue };
+        if index.install(Posting { key: Arc::clone(&strings[r]), slots }).is_err() {
+            return Err(FinishError::RepeatedString { text: Arc::clone(&strings[r]), at: string_at[r] });
+        }
+    }
+    Ok(refs)
+}

@@ -1,0 +1,275 @@
+//! Loading a snapshot on one thread: each block checked (length, index,
+//! checksum, padding) and its entries decoded in file order into a sink
+//! (the restorer, or one part of a two-thread load), then the checks after
+//! the last block and the restored state.
+
+use super::format::{
+    BLOCK_HEADER_LEN, MAX_BLOCK, SnapshotDamage, SnapshotHeader, TAG_CLIENT, TAG_LOCK, TAG_STRING, block_crc, damage,
+    u32_at,
+};
+use crate::model::{
+    ByteRange, ClientRecord, Delegation, DelegationType, Lease, LeaseBreak, LeaseState, LockKind, LockType,
+    ShareAccess, ShareDeny, ShareReservation, Timestamp,
+};
+use crate::state::{FinishError, LockEntry, RestoreError, Restorer, State};
+
+/// A cursor over one verified block's payload; every read is bounds-checked
+/// and reports the absolute offset of what it could not read.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    base: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], SnapshotDamage> {
+        let s = self
+            .bytes
+            .get(self.at..self.at + n)
+            .ok_or_else(|| damage(self.base + self.at, "entry runs past its block"))?;
+        self.at += n;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, SnapshotDamage> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, SnapshotDamage> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2")))
+    }
+    fn u32(&mut self) -> Result<u32, SnapshotDamage> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn u64(&mut self) -> Result<u64, SnapshotDamage> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+    fn key(&mut self) -> Result<[u8; 16], SnapshotDamage> {
+        Ok(self.take(16)?.try_into().expect("16"))
+    }
+    fn str16(&mut self) -> Result<&'a str, SnapshotDamage> {
+        let at = self.base + self.at;
+        let len = self.u16()? as usize;
+        std::str::from_utf8(self.take(len)?).map_err(|_| damage(at, "string is not UTF-8"))
+    }
+    fn flag(&mut self) -> Result<bool, SnapshotDamage> {
+        let at = self.base + self.at;
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => Err(damage(at, format!("flag byte {v}"))),
+        }
+    }
+    fn bad(&self, what: &str) -> SnapshotDamage {
+        damage(self.base + self.at.saturating_sub(1), what)
+    }
+}
+
+fn lease_state(bits: u8, c: &Cursor<'_>) -> Result<LeaseState, SnapshotDamage> {
+    if bits > 7 {
+        return Err(c.bad("lease state bits out of range"));
+    }
+    Ok(LeaseState { read: bits & 1 != 0, write: bits & 2 != 0, handle: bits & 4 != 0 })
+}
+
+fn decode_kind(c: &mut Cursor<'_>) -> Result<LockKind, SnapshotDamage> {
+    Ok(match c.u8()? {
+        1 => {
+            let lock_type = match c.u8()? {
+                0 => LockType::Shared,
+                1 => LockType::Exclusive,
+                _ => return Err(c.bad("bad lock type")),
+            };
+            LockKind::ByteRange(ByteRange { lock_type, offset: c.u64()?, length: c.u64()?, zero_byte: c.flag()? })
+        }
+        2 => {
+            let access = match c.u8()? {
+                0 => ShareAccess::Read,
+                1 => ShareAccess::Write,
+                2 => ShareAccess::ReadWrite,
+                _ => return Err(c.bad("bad share access")),
+            };
+            let deny = match c.u8()? {
+                0 => ShareDeny::None,
+                1 => ShareDeny::Read,
+                2 => ShareDeny::Write,
+                3 => ShareDeny::All,
+                _ => return Err(c.bad("bad share deny")),
+            };
+            LockKind::Share(ShareReservation { access, deny })
+        }
+        3 => {
+            let key = c.key()?;
+            let state = lease_state(c.u8()?, c)?;
+            let epoch = c.u16()?;
+            let flags = c.u8()?;
+            if flags > 3 {
+                return Err(c.bad("bad lease flags"));
+            }
+            let parent_key = if c.flag()? { Some(c.key()?) } else { None };
+            let breaking = if c.flag()? {
+                let to = lease_state(c.u8()?, c)?;
+                let required = lease_state(c.u8()?, c)?;
+                Some(LeaseBreak { to, required, started_at: Timestamp::from_unix_micros(c.u64()? as i64) })
+            } else {
+                None
+            };
+            LockKind::Lease(Lease {
+                key,
+                state,
+                epoch,
+                parent_key,
+                is_directory: flags & 1 != 0,
+                is_traditional_oplock: flags & 2 != 0,
+                breaking,
+            })
+        }
+        4 => {
+            let delegation_id = c.u64()?;
+            let delegation_type = match c.u8()? {
+                0 => DelegationType::Read,
+                1 => DelegationType::Write,
+                _ => return Err(c.bad("bad delegation type")),
+            };
+            let flags = c.u8()?;
+            if flags > 7 {
+                return Err(c.bad("bad delegation flags"));
+            }
+            LockKind::Delegation(Delegation {
+                delegation_id,
+                delegation_type,
+                breaking: flags & 1 != 0,
+                recalled: flags & 2 != 0,
+                revoked: flags & 4 != 0,
+                notification_mask: c.u32()?,
+            })
+        }
+        _ => return Err(c.bad("unknown lock kind")),
+    })
+}
+
+pub(super) fn new_restorer(bytes: &[u8], header: SnapshotHeader) -> Restorer {
+    let capacity = usize::try_from(header.locks).unwrap_or(usize::MAX).min(bytes.len() / 32);
+    State::restorer(header.epoch, header.clean, capacity)
+}
+
+/// The checks after the last block (which ended at `at`), then the state.
+pub(super) fn finish(
+    bytes: &[u8],
+    header: SnapshotHeader,
+    at: usize,
+    restorer: Restorer,
+) -> Result<State, SnapshotDamage> {
+    if at != bytes.len() {
+        return Err(damage(at, format!("{} bytes after the last block", bytes.len().saturating_sub(at))));
+    }
+    let counts = (restorer.locks() as u64, restorer.clients() as u64, restorer.strings() as u64);
+    if counts != (header.locks, header.clients, header.strings) {
+        return Err(damage(32, "entry counts differ from the header"));
+    }
+    restorer.finish().map_err(|e| match e {
+        FinishError::RepeatedString { text, at } => {
+            damage(at, format!("string {text:?} repeats an earlier entry that names a key of the same index"))
+        }
+        // Only a forked restore finds these here, and it is never reported.
+        FinishError::DuplicateId | FinishError::DuplicateClient => damage(32, "duplicate ids"),
+    })
+}
+
+/// Decodes blocks `blocks`, the first at `at`; returns where they end.
+pub(super) fn decode_blocks(
+    bytes: &[u8],
+    blocks: std::ops::Range<u32>,
+    mut at: usize,
+    sink: &mut impl Entries,
+    done: &impl Fn(usize, usize),
+) -> Result<usize, SnapshotDamage> {
+    for index in blocks {
+        let end = decode_block(bytes, index, at, sink)?;
+        done(at, end);
+        at = end;
+    }
+    Ok(at)
+}
+
+/// Where decoded entries go.
+pub(super) trait Entries {
+    fn string(&mut self, text: &str, at: usize) -> Result<(), SnapshotDamage>;
+    fn lock(&mut self, at: usize, lock: LockEntry<'_>) -> Result<(), SnapshotDamage>;
+    fn client(&mut self, at: usize, record: ClientRecord) -> Result<(), SnapshotDamage>;
+}
+
+pub(super) fn restore_damage(at: usize, e: RestoreError) -> SnapshotDamage {
+    damage(
+        at,
+        match e {
+            RestoreError::UnknownString(r) => format!("lock refers to string {r}, not yet defined"),
+            RestoreError::DuplicateId(id) => format!("duplicate lock id {id:?}"),
+            RestoreError::DuplicateClient(id) => format!("duplicate client {id:?}"),
+        },
+    )
+}
+
+impl Entries for Restorer {
+    fn string(&mut self, text: &str, at: usize) -> Result<(), SnapshotDamage> {
+        self.add_string(text, at);
+        Ok(())
+    }
+    fn lock(&mut self, at: usize, l: LockEntry<'_>) -> Result<(), SnapshotDamage> {
+        self.add_lock(l).map_err(|e| restore_damage(at, e))
+    }
+    fn client(&mut self, at: usize, record: ClientRecord) -> Result<(), SnapshotDamage> {
+        self.add_client(record).map_err(|e| restore_damage(at, e))
+    }
+}
+
+/// Checks block `index` at offset `at` and hands its entries to `sink`;
+/// returns where the next block starts.
+pub(super) fn decode_block(
+    bytes: &[u8],
+    index: u32,
+    at: usize,
+    sink: &mut impl Entries,
+) -> Result<usize, SnapshotDamage> {
+    let h = bytes.get(at..at + BLOCK_HEADER_LEN).ok_or_else(|| damage(at, "file ends before its last block"))?;
+    let len = u32_at(h, 0);
+    if len == 0 || len as usize > MAX_BLOCK - BLOCK_HEADER_LEN {
+        return Err(damage(at, format!("bad block length {len}")));
+    }
+    if u32_at(h, 8) != index || u32_at(h, 12) != 0 {
+        return Err(damage(at + 8, "bad block index"));
+    }
+    let end = at + BLOCK_HEADER_LEN + len as usize;
+    let payload = bytes.get(at + BLOCK_HEADER_LEN..end).ok_or_else(|| damage(at, "block runs past end of file"))?;
+    if block_crc(index, len, payload) != u32_at(h, 4) {
+        return Err(damage(at, "block checksum mismatch"));
+    }
+    let padded = end.next_multiple_of(8);
+    if bytes.get(end..padded).is_none_or(|p| p.iter().any(|&b| b != 0)) {
+        return Err(damage(end, "bad block padding"));
+    }
+    let mut c = Cursor { bytes: payload, at: 0, base: at + BLOCK_HEADER_LEN };
+    while c.at < payload.len() {
+        // Where this entry starts, for errors about the entry as a whole.
+        let entry_at = c.base + c.at;
+        match c.u8()? {
+            TAG_STRING => sink.string(c.str16()?, entry_at)?,
+            TAG_LOCK => {
+                let id = c.str16()?;
+                // On disk: share, file, owner, client; the restorer takes
+                // file, owner, client, share.
+                let [share, file, owner, client] = [c.u32()?, c.u32()?, c.u32()?, c.u32()?];
+                let acquired_at = Timestamp::from_unix_micros(c.u64()? as i64);
+                let epoch = c.u64()?;
+                let kind = decode_kind(&mut c)?;
+                sink.lock(entry_at, LockEntry { id, refs: [file, owner, client, share], acquired_at, epoch, kind })?;
+            }
+            TAG_CLIENT => {
+                let len = c.u32()? as usize;
+                let record: ClientRecord = rmp_serde::from_slice(c.take(len)?)
+                    .map_err(|e| damage(entry_at, format!("client record does not decode: {e}")))?;
+                sink.client(entry_at, record)?;
+            }
+            _ => return Err(c.bad("unknown entry tag")),
+        }
+    }
+    Ok(padded)
+}

@@ -1,0 +1,246 @@
+//! Round trips, damage detection and the two-thread load of the snapshot
+//! format as a whole: each test encodes a state and decodes it again, and
+//! the helpers here serve the adversarial tests too.
+
+use super::format::{TAG_STRING, block_crc, u32_at};
+use super::parallel::block_starts;
+use super::*;
+use crate::op::Op;
+use crate::state::Command;
+use crate::state::State;
+use crate::testing::sample;
+use std::sync::Arc;
+
+#[test]
+fn block_starts_refuses_a_block_past_the_end_of_the_file() {
+    let file = encode_small(&sample_state(3000), 4);
+    let header = decode_header(&file).unwrap();
+    assert!(block_starts(&file, 0..header.blocks, SNAPSHOT_HEADER_LEN).is_some());
+    let mut lying = file.clone();
+    let last = *block_starts(&file, 0..header.blocks - 1, SNAPSHOT_HEADER_LEN).unwrap().last().unwrap();
+    lying[last..last + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(block_starts(&lying, 0..header.blocks, SNAPSHOT_HEADER_LEN), None);
+}
+
+fn sample_state(n: usize) -> State {
+    let mut state = State::new();
+    state.apply(&Command::Open { epoch: 3 }).unwrap();
+    let mut ops: Vec<Op> = sample::every_kind().into_iter().map(Op::PutLock).collect();
+    for i in 0..n {
+        ops.push(Op::PutLock(sample::byte_range(&format!("id-{i}"), "s", &format!("f{}", i % 7), "o", "c")));
+    }
+    ops.push(Op::PutClient(sample::client("c1")));
+    for chunk in ops.chunks(1000) {
+        state.apply(&Command::Txn(chunk.to_vec())).unwrap();
+    }
+    state
+}
+
+fn encode(state: &State, lsn: u64) -> Vec<u8> {
+    encode_in(state, lsn, MAX_BLOCK)
+}
+
+fn encode_in(state: &State, lsn: u64, max_block: usize) -> Vec<u8> {
+    encode_snapshot_to_vec(&state.view(), lsn, max_block).1
+}
+
+#[test]
+fn round_trips_every_kind_and_many_blocks() {
+    let state = sample_state(30_000);
+    let file = encode(&state, 77);
+    let (header, loaded) = decode_snapshot(&file).unwrap();
+    assert_eq!((header.lsn, header.epoch, header.locks), (77, 3, 30_005));
+    assert!(header.blocks > 1, "the test must span blocks");
+    loaded.check_invariants();
+    assert_eq!(loaded.list(&crate::LockQuery::all()), state.list(&crate::LockQuery::all()));
+    assert_eq!(loaded.clients().collect::<Vec<_>>(), state.clients().collect::<Vec<_>>());
+    assert_eq!((loaded.epoch(), loaded.clean()), (3, false));
+}
+
+#[test]
+fn every_flipped_bit_and_every_truncation_is_detected() {
+    let file = encode(&sample_state(3), 5);
+    for bit in 0..file.len() * 8 {
+        let mut b = file.clone();
+        b[bit / 8] ^= 1 << (bit % 8);
+        assert!(decode_snapshot(&b).is_err(), "bit {bit} flipped undetected");
+    }
+    for cut in 0..file.len() {
+        assert!(decode_snapshot(&file[..cut]).is_err(), "cut at {cut}");
+    }
+    let mut longer = file.clone();
+    longer.extend_from_slice(&[0; 8]);
+    assert!(decode_snapshot(&longer).is_err());
+}
+
+#[test]
+fn snapshot_names_round_trip() {
+    assert_eq!(parse_snapshot_name(&snapshot_name(42)), Some(42));
+    assert_eq!(parse_snapshot_name("snap-42.snap"), None);
+    assert_eq!(parse_snapshot_name("snap-00000000000000000042.snap.tmp"), None);
+}
+
+/// Regression (found in review): two string-table entries with the same
+/// text, both naming files, used to install the second one's locks
+/// over the first's in the file index (release builds): a restored
+/// store listed one of three locks on the file, and deleting another
+/// then panicked in the writer. Now it is damage at the second entry.
+#[test]
+fn a_repeated_string_naming_one_index_twice_is_damage() {
+    let mut state = State::new();
+    let ops = ["a", "b", "c"]
+        .iter()
+        .zip(["f", "g", "f"])
+        .map(|(id, file)| Op::PutLock(sample::byte_range(id, "s", file, "o", "c")))
+        .collect();
+    state.apply(&Command::Txn(ops)).unwrap();
+    let mut file = encode(&state, 1);
+    let entry = file.windows(4).position(|w| w == [TAG_STRING, 1, 0, b'g']).expect("the entry of \"g\"");
+    file[entry + 3] = b'f';
+    let at = SNAPSHOT_HEADER_LEN;
+    let len = u32_at(&file, at);
+    let crc = block_crc(0, len, &file[at + BLOCK_HEADER_LEN..at + BLOCK_HEADER_LEN + len as usize]);
+    file[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+    let damage = decode_snapshot(&file).expect_err("a repeated key string is refused");
+    assert_eq!(damage.offset, entry as u64, "{}", damage.reason);
+    assert!(damage.reason.contains("repeats"), "{}", damage.reason);
+}
+
+/// A block size that makes a few thousand locks span dozens of blocks.
+const SMALL_BLOCK: usize = 4096;
+
+fn encode_small(state: &State, lsn: u64) -> Vec<u8> {
+    encode_in(state, lsn, SMALL_BLOCK)
+}
+
+pub(super) fn decode(bytes: &[u8], threads: Threads) -> Result<(SnapshotHeader, State), SnapshotDamage> {
+    decode_snapshot_with(bytes, threads, |_, _| {})
+}
+
+/// Decodes on two threads; also says whether that took the fast path,
+/// in which every block is read (and released) exactly once.
+pub(super) fn decode_two(bytes: &[u8]) -> (Result<(SnapshotHeader, State), SnapshotDamage>, bool) {
+    let released = std::sync::Mutex::new(Vec::new());
+    let decoded = decode_snapshot_with(bytes, Threads::Two, |start, end| released.lock().unwrap().push((start, end)));
+    let mut released = released.into_inner().unwrap();
+    released.sort();
+    let once = released.windows(2).all(|w| w[0].1 == w[1].0);
+    (decoded, once)
+}
+
+/// Recomputes the checksum of the block holding offset `at`.
+fn fix_block_crc(file: &mut [u8], at: usize) {
+    let (mut start, mut index) = (SNAPSHOT_HEADER_LEN, 0u32);
+    loop {
+        let len = u32_at(file, start) as usize;
+        let end = start + BLOCK_HEADER_LEN + len;
+        if at < end {
+            let crc = block_crc(index, len as u32, &file[start + BLOCK_HEADER_LEN..end]);
+            file[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+            return;
+        }
+        (start, index) = (end.next_multiple_of(8), index + 1);
+    }
+}
+
+#[test]
+fn two_threads_restore_the_same_state_as_one() {
+    let mut state = sample_state(3000);
+    // Free slots in the source too.
+    state.apply(&Command::Txn((0..300).map(|i| Op::DeleteLock { id: format!("id-{}", i * 7) }).collect())).unwrap();
+    let file = encode_small(&state, 9);
+    let header = decode_header(&file).unwrap();
+    assert!(header.blocks >= 10, "the locks must span blocks");
+    let (two, fast) = decode_two(&file);
+    let (_, two) = two.unwrap();
+    assert!(fast, "a snapshot this build writes takes the fast path");
+    let (_, one) = decode(&file, Threads::One).unwrap();
+    for restored in [&two, &one] {
+        restored.check_invariants();
+        assert_eq!(restored.list(&crate::LockQuery::all()), state.list(&crate::LockQuery::all()));
+        assert_eq!(restored.clients().collect::<Vec<_>>(), state.clients().collect::<Vec<_>>());
+        assert_eq!((restored.epoch(), restored.clean()), (state.epoch(), state.clean()));
+        assert_eq!(
+            restored.list(&crate::LockQuery::by_file("f3")).len(),
+            state.list(&crate::LockQuery::by_file("f3")).len()
+        );
+    }
+    // The restored state keeps working: the free slots a join leaves
+    // are reused.
+    let mut two = two;
+    let more: Vec<Op> =
+        (0..600).map(|i| Op::PutLock(sample::byte_range(&format!("new-{i}"), "s", "f1", "o", "c"))).collect();
+    two.apply(&Command::Txn(more)).unwrap();
+    two.apply(&Command::Txn(vec![Op::DeleteLocksByFile { file_id: "f1".into() }])).unwrap();
+    two.check_invariants();
+}
+
+/// Damage anywhere in a snapshot loaded on two threads is reported
+/// exactly as on one: the first damaged entry, by offset.
+#[test]
+fn damage_is_reported_the_same_on_two_threads() {
+    let file = encode_small(&sample_state(3000), 4);
+    assert!(decode_header(&file).unwrap().blocks >= 10);
+    for n in 0..48 {
+        let at = SNAPSHOT_HEADER_LEN + (file.len() - SNAPSHOT_HEADER_LEN) * n / 48 + n % 5;
+        let mut bad = file.clone();
+        bad[at] ^= 0x41;
+        let one = decode(&bad, Threads::One).map(|_| ()).expect_err("a flipped byte is damage");
+        assert_eq!(decode(&bad, Threads::Two).map(|_| ()), Err(one), "byte {at}");
+    }
+}
+
+#[test]
+fn a_duplicate_id_across_the_halves_is_damage_at_the_second() {
+    let mut file = encode_small(&sample_state(3000), 4);
+    let find = |file: &[u8], id: &[u8]| file.windows(id.len()).position(|w| w == id).expect("the id");
+    let second = find(&file, b"id-2999");
+    file[second..second + 7].copy_from_slice(b"id-1000");
+    fix_block_crc(&mut file, second);
+    assert!(!decode_two(&file).1, "the fast path finds the duplicate and declines");
+    for threads in [Threads::One, Threads::Two] {
+        let damage = decode(&file, threads).map(|_| ()).expect_err("a duplicate id is damage");
+        // The entry starts with its tag and the id's length.
+        assert_eq!(damage.offset, (second - 3) as u64, "{}", damage.reason);
+        assert!(damage.reason.contains("duplicate lock id"), "{}", damage.reason);
+    }
+}
+
+/// A snapshot lists each client's locks together, so a restored slab
+/// holds them side by side.
+#[test]
+fn a_restored_slab_holds_each_clients_locks_together() {
+    let mut state = State::new();
+    state.apply(&Command::Open { epoch: 1 }).unwrap();
+    let ops = (0..700)
+        .map(|i| {
+            Op::PutLock(sample::byte_range(&format!("l{i}"), "s", &format!("f{}", i % 5), "o", &format!("c{}", i % 7)))
+        })
+        .collect();
+    state.apply(&Command::Txn(ops)).unwrap();
+    let interleaved: Vec<Arc<str>> = state.locks().map(|l| l.client_id).collect();
+    assert!(interleaved.windows(2).filter(|w| w[0] != w[1]).count() > 7, "the live slab interleaves clients");
+    for threads in [Threads::One, Threads::Two] {
+        let (_, restored) = decode(&encode_small(&state, 2), threads).unwrap();
+        let clients: Vec<Arc<str>> = restored.locks().map(|l| l.client_id).collect();
+        assert_eq!(clients.len(), 700);
+        assert_eq!(clients.windows(2).filter(|w| w[0] != w[1]).count(), 6, "one run per client: {clients:?}");
+        assert_eq!(restored.list(&crate::LockQuery::all()), state.list(&crate::LockQuery::all()));
+    }
+}
+
+/// Regression (found in review of the two-thread load): the second
+/// half's room was sized from the header's lock count alone, so a header
+/// claiming 2^62 locks (checksum intact) overflowed instead of being
+/// refused as damage.
+#[test]
+fn a_header_claiming_too_many_locks_is_damage_on_two_threads() {
+    let mut file = encode_small(&sample_state(3000), 4);
+    let mut header = decode_header(&file).unwrap();
+    header.locks = 1 << 62;
+    file[..SNAPSHOT_HEADER_LEN].copy_from_slice(&header.encode());
+    for threads in [Threads::One, Threads::Two] {
+        let damage = decode(&file, threads).map(|_| ()).expect_err("counts differ from the header");
+        assert_eq!(damage.offset, 32, "{}", damage.reason);
+    }
+}
