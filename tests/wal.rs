@@ -443,3 +443,56 @@ async fn a_failed_write_or_sync_poisons_until_reopened() {
         }
     }
 }
+
+/// Regression (issue 15, item 2): grants racing `close` are either refused
+/// with `Closed` or logged before the clean-shutdown marker, never after it
+/// (a grant in the frame after the marker made the next open report a clean
+/// shutdown, and the server skip its grace period). Every acknowledged grant
+/// survives the reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_racing_close_never_follow_the_clean_shutdown_marker() {
+    use lockwal::state::Command;
+    for round in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WalOptions { sync: SyncMode::Never, ..options() };
+        let store = Arc::new(WalLockStore::open(dir.path(), options.clone()).await.unwrap());
+        let writers: Vec<_> = (0..8)
+            .map(|t| {
+                let store = Arc::clone(&store);
+                tokio::spawn(async move {
+                    let mut acked = Vec::new();
+                    for i in 0.. {
+                        let id = format!("r{round}-t{t}-{i}");
+                        match store.put_lock(sample::byte_range(&id, "s", "f", "o", "c")).await {
+                            Ok(()) => acked.push(id),
+                            Err(Error::Closed) => break,
+                            Err(e) => panic!("{e}"),
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    acked
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        store.close().await.unwrap();
+        let mut acked = Vec::new();
+        for w in writers {
+            acked.extend(w.await.unwrap());
+        }
+        drop(store);
+        // The log as written: nothing after the last CleanShutdown.
+        let mut commands = Vec::new();
+        lockwal::wal::inspect::dump(&lockwal::io::RealFs, dir.path(), 0, |r| {
+            commands.extend(r.commands.unwrap());
+            Ok::<(), Error>(())
+        })
+        .unwrap();
+        assert_eq!(commands.last(), Some(&Command::CleanShutdown), "round {round}: the marker is the last record");
+        let store = WalLockStore::open(dir.path(), options).await.unwrap();
+        assert!(store.previous_shutdown_was_clean().await.unwrap());
+        let present: std::collections::BTreeSet<String> = ids(&store).await.into_iter().collect();
+        assert!(acked.iter().all(|id| present.contains(id)), "round {round}: an acknowledged grant was lost");
+        store.close().await.unwrap();
+    }
+}

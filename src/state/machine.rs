@@ -119,7 +119,17 @@ impl State {
         match cmd {
             Command::Txn(ops) => {
                 crate::op::validate_batch(ops)?;
-                ops.iter().map(|op| self.apply_op(op, undo)).collect()
+                let outcomes = ops.iter().map(|op| self.apply_op(op, undo)).collect::<Result<Vec<_>>>()?;
+                if self.clean {
+                    // A write after the clean-shutdown marker (a log written
+                    // before writers were refused after it): the incarnation
+                    // served on, so its shutdown was not clean. Cleared only
+                    // once the ops applied, so a failed one-op transaction
+                    // (applied without undo) still changes nothing.
+                    undo.push(UndoStep::Meta { epoch: self.epoch, clean: true });
+                    self.clean = false;
+                }
+                Ok(outcomes)
             }
             Command::Open { epoch } => {
                 if *epoch <= self.epoch {
@@ -307,6 +317,31 @@ mod tests {
     /// rolled back leave the state as it was (every query, every invariant,
     /// keys shared with the index), and applying them for real then gives
     /// the verdicts of the trial. (Adapted from a review probe.)
+    /// Regression (issue 15, item 2): a log written before writes were
+    /// refused after the marker can hold a transaction after
+    /// `CleanShutdown`; replaying it must not report a clean shutdown. A
+    /// failed transaction after the marker changes nothing, and rolling a
+    /// successful one back restores the marker.
+    #[test]
+    fn a_write_after_the_clean_shutdown_marker_makes_the_shutdown_unclean() {
+        let lock = crate::testing::sample::byte_range("l", "s", "f", "o", "c");
+        let mut state = State::new();
+        state.apply(&Command::Open { epoch: 1 }).unwrap();
+        state.apply(&Command::CleanShutdown).unwrap();
+        assert!(state.clean());
+        let absent = Command::Txn(vec![Op::DeleteLock { id: "absent".into() }]);
+        assert!(state.apply(&absent).is_err());
+        assert!(state.clean(), "a refused write changes nothing");
+        let put = Command::Txn(vec![Op::PutLock(lock)]);
+        let mut undo = Undo::recording();
+        state.apply_undoable(&put, &mut undo).unwrap();
+        assert!(!state.clean());
+        state.rollback(undo);
+        assert!(state.clean() && state.lock_count() == 0, "rollback restores the marker");
+        state.apply(&put).unwrap();
+        assert!(!state.clean(), "replayed: the incarnation wrote after its marker");
+    }
+
     #[test]
     fn a_group_trial_rolls_back_to_the_same_state() {
         use crate::testing::workload::{Step, generate};

@@ -156,6 +156,9 @@ pub struct WalLockStore {
     /// The store's exclusive lock, released after both threads stopped.
     lock: Mutex<Option<LockGuard>>,
     closed: AtomicBool,
+    /// `close` has begun: writes are refused from then on, even when that
+    /// `close` is cancelled after its marker became durable.
+    closing: AtomicBool,
     read_only: bool,
     opened: OpenReport,
 }
@@ -323,6 +326,7 @@ impl WalLockStore {
             threads: Mutex::new(threads),
             lock: Mutex::new(Some(lock)),
             closed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             read_only: false,
             opened: OpenReport {
                 previous_clean,
@@ -360,6 +364,7 @@ impl WalLockStore {
             threads: Mutex::new(Vec::new()),
             lock: Mutex::new(None),
             closed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             read_only: true,
             opened: OpenReport {
                 previous_clean,
@@ -425,7 +430,7 @@ impl WalLockStore {
         if self.read_only {
             return Err(Error::ReadOnly { store: self.dir.display().to_string() });
         }
-        if self.closed.load(Relaxed) {
+        if self.closed.load(Relaxed) || self.closing.load(Relaxed) {
             return Err(Error::Closed);
         }
         if let Some(cause) = self.shared.poisoned() {
@@ -436,6 +441,12 @@ impl WalLockStore {
 
     fn send(&self, command: Command) -> Result<tokio::sync::oneshot::Receiver<writer::Answer>> {
         self.check_writable()?;
+        self.send_unchecked(command)
+    }
+
+    /// Queues `command` for the writer without the handle's checks (close
+    /// sends its marker after it began refusing writes).
+    fn send_unchecked(&self, command: Command) -> Result<tokio::sync::oneshot::Receiver<writer::Answer>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or(Error::Closed)?;
         writer.send(Msg::Write(command, reply)).map_err(|_| Error::Closed)?;
@@ -572,7 +583,15 @@ impl LockStore for WalLockStore {
             return Ok(());
         }
         if !self.read_only {
-            self.submit(Command::CleanShutdown).await?;
+            // The marker is sent past `check_writable`, which refuses once
+            // `closing` is set; a second close after a cancelled one sends
+            // it again, and the writer logs nothing after the first.
+            self.closing.store(true, Relaxed);
+            let answer = self.send_unchecked(Command::CleanShutdown)?;
+            match answer.await.map_err(|_| Error::Closed)?.into_result() {
+                Ok(_) | Err(Error::Closed) => {}
+                Err(e) => return Err(e),
+            }
         }
         self.closed.store(true, Relaxed);
         self.stop();

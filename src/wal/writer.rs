@@ -112,6 +112,8 @@ pub(crate) struct Writer {
     /// Where to ask for an automatic compaction.
     pub compactor: Option<mpsc::Sender<CompactMsg>>,
     buf: Vec<u8>,
+    /// A `CleanShutdown` was committed: every later write is refused.
+    shut_down_cleanly: bool,
 }
 
 impl Writer {
@@ -124,7 +126,17 @@ impl Writer {
         shared: Arc<Shared>,
         compactor: Option<mpsc::Sender<CompactMsg>>,
     ) -> Self {
-        Self { fs, dir, options, segment, next_lsn, shared, compactor, buf: Vec::with_capacity(64 << 10) }
+        Self {
+            fs,
+            dir,
+            options,
+            segment,
+            next_lsn,
+            shared,
+            compactor,
+            buf: Vec::with_capacity(64 << 10),
+            shut_down_cleanly: false,
+        }
     }
 
     /// Serves requests until told to stop or every sender is gone.
@@ -195,12 +207,30 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self, requests: Vec<(Command, Reply)>) {
+    fn commit_group(&mut self, mut requests: Vec<(Command, Reply)>) {
         if let Some(cause) = self.shared.poisoned() {
             for (cmd, reply) in requests {
                 answer(reply, cmd, Err(Error::Poisoned { cause: cause.clone() }));
             }
             return;
+        }
+        // Nothing is logged after the clean-shutdown marker: a write queued
+        // behind it (racing `close`, or sent after a cancelled `close`) is
+        // refused, so the marker stays the incarnation's last record.
+        if self.shut_down_cleanly || requests.iter().any(|(cmd, _)| matches!(cmd, Command::CleanShutdown)) {
+            let mut kept = Vec::with_capacity(requests.len());
+            for (cmd, reply) in requests {
+                if self.shut_down_cleanly {
+                    answer(reply, cmd, Err(Error::Closed));
+                    continue;
+                }
+                self.shut_down_cleanly = matches!(cmd, Command::CleanShutdown);
+                kept.push((cmd, reply));
+            }
+            requests = kept;
+            if requests.is_empty() {
+                return;
+            }
         }
         // Step 1: find each request's outcome without publishing it. A group
         // of puts (the common grant) needs no state for it; otherwise apply

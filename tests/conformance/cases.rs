@@ -284,6 +284,38 @@ pub async fn closed_store_refuses_calls(mut h: impl Harness) {
     assert!(matches!(store.epoch().await, Err(Error::Closed)));
 }
 
+/// Regression (issue 15, item 2): once `close` has begun, no write is
+/// accepted, even when that `close` is cancelled after its first poll (the
+/// marker may already be durable); a store that wrote after the marker
+/// would report a clean shutdown and the server would skip its grace
+/// period. The next open after a crash reports an unclean shutdown, and a
+/// second `close` of the same handle still records a clean one.
+pub async fn a_cancelled_close_refuses_later_writes(mut h: impl Harness) {
+    let store = h.open().await;
+    store.put_lock(sample::byte_range("before", "s", "f", "o", "c")).await.unwrap();
+    {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut close = store.close();
+        let _ = std::future::Future::poll(close.as_mut(), &mut cx);
+    } // dropped: a cancelled close
+    let after = store.put_lock(sample::byte_range("after", "s", "f", "o", "c")).await;
+    assert!(matches!(after, Err(Error::Closed)), "a write after close began: {after:?}");
+    let txn = store.transaction(vec![Op::DeleteLock { id: "before".into() }]).await;
+    assert!(matches!(txn, Err(Error::Closed)), "a transaction after close began: {txn:?}");
+    let store = h.reopen(store).await;
+    assert_eq!(ids(&all(&store).await), ["before"]);
+    // A close run to completion after a cancelled one records a clean shutdown.
+    {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut close = store.close();
+        let _ = std::future::Future::poll(close.as_mut(), &mut cx);
+    }
+    store.close().await.unwrap();
+    let store = h.reopen(store).await;
+    assert!(store.previous_shutdown_was_clean().await.unwrap(), "closed after a cancelled close");
+    assert_eq!(ids(&all(&store).await), ["before"]);
+}
+
 async fn restart_with_locks(h: &mut impl Harness) -> (Arc<dyn LockStore>, u64) {
     let store = h.open().await;
     for (id, client) in [("a1", "ca"), ("a2", "ca"), ("b1", "cb"), ("b2", "cb")] {

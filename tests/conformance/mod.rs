@@ -39,6 +39,7 @@ macro_rules! conformance_suite {
             invalid_input_changes_nothing,
             epoch_and_clean_shutdown,
             closed_store_refuses_calls,
+            a_cancelled_close_refuses_later_writes,
             reclaim_anti_steal,
             end_grace_purges_unreclaimed,
             transaction_is_all_or_nothing,

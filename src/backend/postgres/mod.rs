@@ -238,6 +238,8 @@ pub struct PostgresLockStore {
     /// Opened by [`open_read_only`](Self::open_read_only): writes refused.
     read_only: bool,
     closed: AtomicBool,
+    /// `close` has begun: writes are refused from then on.
+    closing: AtomicBool,
     /// The newer epoch that fenced this handle, or [`NOT_FENCED`].
     fenced_by: AtomicU64,
 }
@@ -322,6 +324,7 @@ impl PostgresLockStore {
             previous_clean,
             read_only,
             closed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             fenced_by: AtomicU64::new(NOT_FENCED),
         }
     }
@@ -355,6 +358,15 @@ impl PostgresLockStore {
 
     fn check_writable(&self) -> Result<()> {
         self.check_open()?;
+        if self.closing.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.check_unfenced()
+    }
+
+    /// Not read-only and not fenced (`close` checks this much: it may run
+    /// again after a cancelled close).
+    fn check_unfenced(&self) -> Result<()> {
         if self.read_only {
             return Err(Error::ReadOnly { store: format!("PostgreSQL schema {}", self.schema) });
         }
@@ -377,17 +389,27 @@ impl PostgresLockStore {
         Error::Fenced { ours: self.epoch, current }
     }
 
-    /// A fenced statement matched no epoch row: find out which epoch
-    /// replaced ours and latch the fence.
+    /// A fenced statement matched no epoch row: find out whether a newer
+    /// epoch replaced ours (latch the fence) or our own clean shutdown was
+    /// recorded (a `close` that was cancelled after it committed: closed).
     async fn fenced(&self, conn: &Object) -> Error {
         let current = async {
             let stmt = conn.prepare_cached(sql::CURRENT_EPOCH).await?;
-            conn.query_one(&stmt, &[]).await.map(|row| row.get::<_, i64>(0))
+            conn.query_one(&stmt, &[]).await.map(|row| (row.get::<_, i64>(0), row.get::<_, bool>(1)))
         };
         match current.await {
-            Ok(current) => self.fence_at(current.max(0) as u64),
+            Ok((current, clean)) => self.refusal(current, clean),
             Err(e) => pg_error("reading the epoch after a fenced write")(e),
         }
+    }
+
+    /// Why the epoch row (`current`, `clean`) refuses this handle's writes.
+    fn refusal(&self, current: i64, clean: bool) -> Error {
+        if current == self.epoch_sql && clean {
+            self.closing.store(true, Ordering::Release);
+            return Error::Closed;
+        }
+        self.fence_at(current.max(0) as u64)
     }
 
     async fn conn(&self, during: &'static str) -> Result<Object> {
@@ -469,10 +491,11 @@ impl PostgresLockStore {
         let mut conn = self.conn(during).await?;
         let tx = conn.transaction().await.map_err(pg_error(during))?;
         let fence = tx.prepare_cached(sql::FENCE).await.map_err(pg_error(during))?;
-        let current: i64 = tx.query_one(&fence, &[]).await.map_err(pg_error(during))?.get(0);
-        if current != self.epoch_sql {
+        let row = tx.query_one(&fence, &[]).await.map_err(pg_error(during))?;
+        let (current, clean): (i64, bool) = (row.get(0), row.get(1));
+        if current != self.epoch_sql || clean {
             // Dropping the transaction rolls it back; it wrote nothing.
-            return Err(self.fence_at(current.max(0) as u64));
+            return Err(self.refusal(current, clean));
         }
         let mut outcomes = Vec::with_capacity(ops.len());
         for op in ops {
@@ -663,10 +686,13 @@ impl LockStore for PostgresLockStore {
             self.shut();
             return Ok(());
         }
-        if let Err(e) = self.check_writable() {
+        if let Err(e) = self.check_unfenced() {
             self.shut();
             return Err(e);
         }
+        // From here on this handle writes nothing, even if this call is
+        // cancelled; the database refuses writes once the marker committed.
+        self.closing.store(true, Ordering::Release);
         let during = "close";
         let conn = self.conn(during).await?;
         let updated = conn.execute(sql::CLOSE, &[&self.epoch_sql]).await.map_err(pg_error(during))?;

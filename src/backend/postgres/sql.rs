@@ -20,10 +20,11 @@ use super::codec::{CLIENT_COLUMNS, LOCK_COLUMNS, LOCK_EPOCH_PARAM};
 use std::sync::LazyLock;
 
 /// Reads the epoch row and share-locks it until the transaction ends.
-pub(crate) const FENCE: &str = "SELECT epoch FROM lockwal_meta FOR SHARE";
+pub(crate) const FENCE: &str = "SELECT epoch, clean FROM lockwal_meta FOR SHARE";
 
-/// The epoch now stored (to report who fenced us).
-pub(crate) const CURRENT_EPOCH: &str = "SELECT epoch FROM lockwal_meta";
+/// The epoch and clean flag now stored (to report why a fenced write
+/// matched no row: a newer epoch, or our own clean shutdown).
+pub(crate) const CURRENT_EPOCH: &str = "SELECT epoch, clean FROM lockwal_meta";
 
 /// The first step of an open: waits for the writes in flight (their
 /// `FOR SHARE` holds the table's ROW SHARE lock) and makes writes that arrive
@@ -41,7 +42,9 @@ pub(crate) const META: &str = "SELECT epoch, clean FROM lockwal_meta";
 /// Starts the next epoch, not yet cleanly shut down.
 pub(crate) const OPEN_BUMP: &str = "UPDATE lockwal_meta SET epoch = epoch + 1, clean = false RETURNING epoch";
 
-/// Records a clean shutdown, only if the epoch is still ours.
+/// Records a clean shutdown, only if the epoch is still ours. Every fenced
+/// write matches `epoch = ours AND NOT clean`, so none lands after this
+/// commits, even from a handle whose `close` was cancelled.
 pub(crate) const CLOSE: &str = "UPDATE lockwal_meta SET clean = true WHERE epoch = $1";
 
 /// Every lock column, in [`LOCK_COLUMNS`] order.
@@ -57,7 +60,9 @@ fn upsert_set(columns: &[(&str, &str)]) -> String {
 }
 
 fn fence_cte(epoch_param: usize) -> String {
-    format!("WITH fence AS MATERIALIZED (SELECT epoch FROM lockwal_meta WHERE epoch = ${epoch_param} FOR SHARE) ")
+    format!(
+        "WITH fence AS MATERIALIZED (SELECT epoch FROM lockwal_meta WHERE epoch = ${epoch_param} AND NOT clean FOR SHARE) "
+    )
 }
 
 /// Upsert of one lock; parameters in `codec::LOCK_COLUMNS` order.
@@ -229,9 +234,9 @@ mod tests {
     #[test]
     fn statements_number_their_parameters_in_column_order() {
         assert!(PUT_LOCK.contains("$29::bigint") && !PUT_LOCK.contains("$30"));
-        assert!(PUT_LOCK_FENCED.contains(&format!("WHERE epoch = ${LOCK_EPOCH_PARAM} FOR SHARE")));
+        assert!(PUT_LOCK_FENCED.contains(&format!("WHERE epoch = ${LOCK_EPOCH_PARAM} AND NOT clean FOR SHARE")));
         assert_eq!(LOCK_COLUMNS[LOCK_EPOCH_PARAM - 1].0, "server_epoch");
-        assert!(PUT_CLIENT_FENCED.contains("WHERE epoch = $10 FOR SHARE"));
+        assert!(PUT_CLIENT_FENCED.contains("WHERE epoch = $10 AND NOT clean FOR SHARE"));
         assert_eq!(list_locks(0b10101), {
             let s = format!(
                 "SELECT {} FROM lockwal_locks WHERE file_id = $1::bytea AND client_id = $2::bytea AND kind = $3::text \
