@@ -799,10 +799,28 @@ fn plan(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<RepairPlan> {
 /// as it is: a torn tail is repaired by `open` itself). Problems that are
 /// not corruption (an unsupported format version, I/O errors) are returned
 /// as errors: repair refuses them.
+///
+/// Callable from async code: with `apply` the repair runs on a thread of its
+/// own (its last step opens the store, which blocks on the writer thread, and
+/// blocking inside a tokio runtime panics), so it never stops half way
+/// because of where it was called from. The calling thread blocks until the
+/// repair is done; from async code, call it through `spawn_blocking`.
 pub fn repair(fs: Arc<dyn FileSystem>, dir: &Path, apply: bool) -> Result<RepairPlan> {
     if !apply {
         return plan(&fs, dir);
     }
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("lockwal-repair".into())
+            .spawn_scoped(scope, || apply_repair(fs, dir))
+            .map_err(|e| Error::Io { op: "spawn thread", path: dir.to_owned(), source: e })?
+            .join()
+            .map_err(|_| Error::Internal(format!("the repair of {} panicked", dir.display())))?
+    })
+}
+
+/// [`repair`] with `apply`, on a thread outside any async runtime.
+fn apply_repair(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<RepairPlan> {
     let lock_path = dir.join(LOCK_FILE);
     let _lock = fs.try_lock(&lock_path).map_err(|e| match e.kind() {
         io::ErrorKind::WouldBlock => Error::Locked { dir: dir.to_owned() },
@@ -1010,6 +1028,23 @@ mod tests {
         assert!(report.segments.iter().filter(|s| s.covered).count() >= saved.len() - 1);
         assert_eq!(report.replayed.unwrap().locks, 120);
         assert!(repair(fs(), dir.path(), false).unwrap().actions.is_empty());
+    }
+
+    /// Regression (issue 15, item 5): `repair(.., true)` called inside a
+    /// tokio runtime panicked ("Cannot block the current thread") after its
+    /// cuts and before its epoch record; it now completes from async code.
+    #[test]
+    fn repair_applied_from_async_code_completes() {
+        let dir = store(150);
+        let seg = &segment_paths(dir.path())[1];
+        let mut bytes = std::fs::read(seg).unwrap();
+        bytes[2000] ^= 1;
+        std::fs::write(seg, bytes).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let plan = rt.block_on(async { repair(fs(), dir.path(), true) }).unwrap();
+        assert!(plan.applied && !plan.actions.is_empty());
+        assert!(plan.after.as_ref().unwrap().epoch > plan.epoch_floor, "the epoch record was written");
+        assert!(verify(&RealFs, dir.path()).unwrap().is_intact());
     }
 
     #[test]
