@@ -496,3 +496,30 @@ async fn grants_racing_close_never_follow_the_clean_shutdown_marker() {
         store.close().await.unwrap();
     }
 }
+
+/// Regression (issue 15, item 7): open deleted every `*.tmp` file in the
+/// directory (an operator's notes too) and ignored a misnamed segment that
+/// held acknowledged records. Only the store's own temporaries are removed;
+/// a file named like a segment or snapshot but not as the store names them
+/// is a `Corruption` error naming it, and nothing is changed.
+#[tokio::test]
+async fn open_removes_only_its_own_temporaries_and_refuses_misnamed_store_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+    store.put_lock(sample::byte_range("L", "s", "f", "o", "c")).await.unwrap();
+    drop(store);
+    std::fs::write(dir.path().join("notes.tmp"), b"an operator's notes").unwrap();
+    std::fs::write(dir.path().join("snap-00000000000000000001.snap.tmp"), b"half a snapshot").unwrap();
+    let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+    assert!(dir.path().join("notes.tmp").exists(), "not the store's file");
+    assert!(!dir.path().join("snap-00000000000000000001.snap.tmp").exists(), "the store's own temporary");
+    drop(store);
+    let misnamed = dir.path().join("seg-2.wal");
+    std::fs::copy(&segments(dir.path())[0], &misnamed).unwrap();
+    let before = snapshot_dir(dir.path());
+    match WalLockStore::open(dir.path(), options()).await {
+        Err(Error::Corruption { file, .. }) => assert_eq!(file, misnamed),
+        other => panic!("expected Corruption naming seg-2.wal, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(snapshot_dir(dir.path()), before, "a refused open changes nothing");
+}

@@ -103,13 +103,29 @@ pub(crate) fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Listing> 
             segments.push((number, dir.join(name)));
         } else if let Some(lsn) = parse_snapshot_name(&name) {
             snapshots.push((lsn, dir.join(name)));
-        } else if name.ends_with(TMP_SUFFIX) {
+        } else if name.strip_suffix(TMP_SUFFIX).and_then(parse_snapshot_name).is_some() {
+            // Only the store's own temporaries (a snapshot being written);
+            // any other `*.tmp` is not ours to delete.
             temporaries.push(dir.join(name));
+        } else if looks_like_store_file(&name) {
+            return Err(Error::Corruption {
+                file: dir.join(&name),
+                offset: 0,
+                reason: "named like a segment or snapshot of this store but not as the store names them                          (seg-<20 digits>.wal, snap-<20 digits>.snap): renamed by hand? Rename or move it                          before opening"
+                    .into(),
+            });
         }
     }
     segments.sort();
     snapshots.sort();
     Ok(Listing { segments, temporaries, snapshots })
+}
+
+/// Whether `name` has the shape of a segment or snapshot file name without
+/// being one: such a file may hold acknowledged records, so it is never
+/// ignored silently. Repair backups (`<name>.corrupt-...`) do not match.
+fn looks_like_store_file(name: &str) -> bool {
+    (name.starts_with("seg-") && name.ends_with(".wal")) || (name.starts_with("snap-") && name.ends_with(".snap"))
 }
 
 /// Visits every valid record of the log after `after_lsn`, segment by
