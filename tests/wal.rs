@@ -523,3 +523,25 @@ async fn open_removes_only_its_own_temporaries_and_refuses_misnamed_store_files(
     }
     assert_eq!(snapshot_dir(dir.path()), before, "a refused open changes nothing");
 }
+
+/// Regression (issue 15, item 4): a correctly checksummed `Open { epoch:
+/// u64::MAX }` record panicked open at `epoch + 1` (and wrapped in release
+/// builds); it is `Corruption` naming the segment, and nothing changes.
+#[tokio::test]
+async fn an_open_record_with_the_largest_epoch_is_corruption_not_a_panic() {
+    use lockwal::state::Command;
+    use lockwal::wal::format::{SegmentHeader, append_frame, encode_commands, segment_name};
+    let dir = tempfile::tempdir().unwrap();
+    let salt = 0x5A17;
+    let mut bytes = SegmentHeader { number: 1, salt, first_lsn: 1 }.encode().to_vec();
+    append_frame(&mut bytes, salt, 1, |out| encode_commands(out, &[&Command::Open { epoch: u64::MAX }]));
+    let path = dir.path().join(segment_name(1));
+    std::fs::write(&path, &bytes).unwrap();
+    match WalLockStore::open(dir.path(), options()).await {
+        Err(Error::Corruption { file, .. }) => assert_eq!(file, path),
+        other => panic!("expected Corruption, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing changed");
+    let report = lockwal::wal::inspect::verify(&lockwal::io::RealFs, dir.path()).unwrap();
+    assert!(!report.is_intact());
+}

@@ -7,6 +7,13 @@ use crate::error::Result;
 use crate::op::{Op, Outcome};
 use serde::{Deserialize, Serialize};
 
+/// Largest LSN, segment number and epoch a store ever holds. Values read
+/// from disk above it are damage (`Corruption`), never arithmetic that can
+/// overflow: half the `u64` range leaves room for every `+ 1` the engine
+/// does on them, and a store appending a million records a second reaches
+/// it after about 290,000 years.
+pub const MAX_COUNTER: u64 = u64::MAX >> 1;
+
 /// The input of the state machine: what the WAL logs, one per record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {

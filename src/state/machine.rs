@@ -132,6 +132,12 @@ impl State {
                 Ok(outcomes)
             }
             Command::Open { epoch } => {
+                if *epoch > super::command::MAX_COUNTER {
+                    return Err(Error::Internal(format!(
+                        "open with epoch {epoch}, above the largest epoch {}",
+                        super::command::MAX_COUNTER
+                    )));
+                }
                 if *epoch <= self.epoch {
                     return Err(Error::Internal(format!(
                         "open with epoch {epoch}, not above the current epoch {}",

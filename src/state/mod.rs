@@ -19,7 +19,7 @@ mod slab;
 mod undo;
 mod view;
 
-pub use command::Command;
+pub use command::{Command, MAX_COUNTER};
 pub use machine::State;
 pub(crate) use restore::{FinishError, LockEntry, Part, RestoreError, Restorer};
 pub use undo::Undo;

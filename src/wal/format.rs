@@ -38,6 +38,7 @@ pub const FRAME_ALIGN: usize = 8;
 /// Largest payload of one frame. A length field above it is damage, never
 /// an allocation.
 pub const MAX_PAYLOAD: u32 = 32 << 20;
+pub use crate::state::MAX_COUNTER;
 /// Name of the writer lock file in the store directory.
 pub const LOCK_FILE: &str = "LOCK";
 /// Suffix of temporary files; never trusted, removed at open.
@@ -58,7 +59,7 @@ pub fn parse_segment_name(name: &str) -> Option<u64> {
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    digits.parse().ok().filter(|n| *n <= MAX_COUNTER)
 }
 
 /// The header of a segment.
@@ -82,6 +83,9 @@ pub enum DecodeError {
     BadMagic,
     /// A format version this build does not read.
     Version(u32),
+    /// A checksummed field holds a value outside its range (an LSN or a
+    /// segment number of 0 or above [`MAX_COUNTER`]).
+    OutOfRange(&'static str, u64),
     /// The checksum does not match.
     Checksum,
     /// A length field is zero or above its bound.
@@ -98,6 +102,7 @@ impl std::fmt::Display for DecodeError {
             DecodeError::Short => f.write_str("truncated"),
             DecodeError::BadMagic => f.write_str("bad magic"),
             DecodeError::Version(v) => write!(f, "unknown format version {v}"),
+            DecodeError::OutOfRange(field, v) => write!(f, "{field} {v} is outside 1..={MAX_COUNTER}"),
             DecodeError::Checksum => f.write_str("checksum mismatch"),
             DecodeError::BadLength(n) => write!(f, "bad length {n}"),
             DecodeError::UnexpectedLsn(lsn) => write!(f, "valid frame with out-of-sequence LSN {lsn}"),
@@ -141,7 +146,13 @@ impl SegmentHeader {
         if version != FORMAT_VERSION {
             return Err(DecodeError::Version(version));
         }
-        Ok(Self { number: u64_at(b, 16), salt: u64_at(b, 24), first_lsn: u64_at(b, 32) })
+        let in_range =
+            |field, v: u64| if (1..=MAX_COUNTER).contains(&v) { Ok(v) } else { Err(DecodeError::OutOfRange(field, v)) };
+        Ok(Self {
+            number: in_range("segment number", u64_at(b, 16))?,
+            salt: u64_at(b, 24),
+            first_lsn: in_range("first LSN", u64_at(b, 32))?,
+        })
     }
 }
 
@@ -333,7 +344,11 @@ mod tests {
     #[test]
     fn segment_names_round_trip_and_reject_lookalikes() {
         assert_eq!(parse_segment_name(&segment_name(12)), Some(12));
-        assert_eq!(parse_segment_name(&segment_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(parse_segment_name(&segment_name(MAX_COUNTER)), Some(MAX_COUNTER));
+        // Above the largest segment number: a look-alike (open refuses it
+        // with `Corruption`), never a number that `+ 1` overflows.
+        assert_eq!(parse_segment_name(&segment_name(MAX_COUNTER + 1)), None);
+        assert_eq!(parse_segment_name(&segment_name(u64::MAX)), None);
         for bad in ["seg-1.wal", "seg-0000000000000000000x.wal", "seg-00000000000000000001.wal.tmp", "x"] {
             assert_eq!(parse_segment_name(bad), None, "{bad}");
         }

@@ -636,7 +636,10 @@ fn highest_epoch(fs: &dyn FileSystem, dir: &Path) -> Result<u64> {
         let bytes = read(fs, path)?;
         let _ = scan_segment::<()>(&bytes, None, false, |_, _, payload| {
             for command in decode_commands(payload).unwrap_or_default() {
-                if let Command::Open { epoch } = command {
+                // An epoch above the largest is damage: no open ever ran it.
+                if let Command::Open { epoch } = command
+                    && epoch <= super::format::MAX_COUNTER
+                {
                     highest = highest.max(epoch);
                 }
             }
@@ -662,7 +665,7 @@ fn plan(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<RepairPlan> {
                 if !actions.is_empty() {
                     // The repair ends by opening the store: a new incarnation
                     // above every epoch ever recorded.
-                    after.epoch = after.epoch.max(epoch_floor) + 1;
+                    after.epoch = after.epoch.max(epoch_floor).saturating_add(1);
                     after.clean_shutdown = false;
                 }
                 return Ok(RepairPlan {

@@ -241,6 +241,22 @@ mod tests {
         assert_eq!(scan(&b, true).unwrap_err().offset, 0);
     }
 
+    /// Regression (issue 15, item 4): a checksummed header with first LSN 0
+    /// (or a segment number out of range) panicked `open` and `verify` at
+    /// `next_lsn - 1`; it is damage at the header.
+    #[test]
+    fn an_out_of_range_header_is_damage_not_a_panic() {
+        for (number, first_lsn) in [(1, 0), (0, 1), (1, u64::MAX), (u64::MAX, 1)] {
+            let mut b = SegmentHeader { number, salt: SALT, first_lsn }.encode().to_vec();
+            append_frame(&mut b, SALT, first_lsn, |out| out.push(1));
+            for newest in [false, true] {
+                let damage = scan_segment::<()>(&b, None, newest, |_, _, _| Ok(())).unwrap().unwrap_err();
+                assert_eq!(damage.offset, 0, "number {number}, first LSN {first_lsn}");
+                assert!(matches!(damage.error, DecodeError::OutOfRange(..)), "{:?}", damage.error);
+            }
+        }
+    }
+
     #[test]
     fn an_lsn_gap_is_corruption() {
         let mut b = SegmentHeader { number: 1, salt: SALT, first_lsn: 1 }.encode().to_vec();

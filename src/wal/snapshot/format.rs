@@ -28,7 +28,7 @@ pub fn parse_snapshot_name(name: &str) -> Option<u64> {
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    digits.parse().ok().filter(|n| *n <= crate::state::MAX_COUNTER)
 }
 
 /// What a snapshot header says.
@@ -118,10 +118,17 @@ pub fn decode_header(bytes: &[u8]) -> Result<SnapshotHeader, SnapshotDamage> {
     if flags > 1 {
         return Err(damage(12, format!("unknown flags {flags:#x}")));
     }
+    let (lsn, epoch) = (u64_at(b, 16), u64_at(b, 24));
+    if lsn > crate::state::MAX_COUNTER {
+        return Err(damage(16, format!("LSN {lsn} is above {}", crate::state::MAX_COUNTER)));
+    }
+    if epoch > crate::state::MAX_COUNTER {
+        return Err(damage(24, format!("epoch {epoch} is above {}", crate::state::MAX_COUNTER)));
+    }
     Ok(SnapshotHeader {
         clean: flags == 1,
-        lsn: u64_at(b, 16),
-        epoch: u64_at(b, 24),
+        lsn,
+        epoch,
         locks: u64_at(b, 32),
         clients: u64_at(b, 40),
         strings: u64_at(b, 48),
