@@ -131,6 +131,16 @@ pub enum Error {
     /// The store was closed.
     #[error("store is closed")]
     Closed,
+    /// A repair was refused before it changed anything: its plan drops more
+    /// than the damage itself (valid records, or a snapshot and with it the
+    /// state as of its LSN), and the caller did not accept that loss.
+    #[error("repair of {dir} refused: {reason}")]
+    RepairRefused {
+        /// The store directory.
+        dir: PathBuf,
+        /// What the plan would drop.
+        reason: String,
+    },
     /// An error from the database of a shared backend.
     #[error("database error: {0}")]
     Database(String),

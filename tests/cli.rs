@@ -445,11 +445,15 @@ fn verify_and_repair_a_flipped_byte_in_the_middle_of_an_older_segment() {
         actions.iter().filter(|a| a["action"] == "move").map(|a| a["file"].as_str().unwrap()).collect();
     assert_eq!(moved.len(), segs.len() - 2, "every later segment is moved aside: {plan}");
     assert!(plan["records_dropped"].as_u64().unwrap() >= later);
-    assert!(ok(&["repair", d]).stdout.contains("--yes"));
+    assert!(ok(&["repair", d]).stdout.contains("--yes --accept-loss"));
     assert_eq!(files(dir.path()), before, "verify and a dry-run repair change nothing");
+    // It drops valid records after the damage: refused without --accept-loss.
+    let run = fails(&["repair", d, "--yes"], 1);
+    assert!(run.stderr.contains("refused") && run.stderr.contains("valid log record"), "{}", run.stderr);
+    assert_eq!(files(dir.path()), before, "a refused repair changes nothing");
 
-    // repair --yes: backups kept, store opens with exactly the records before the damage.
-    let done = ok(&["repair", d, "--yes", "--json"]).json();
+    // repair --yes --accept-loss: backups kept, store opens with exactly the records before the damage.
+    let done = ok(&["repair", d, "--yes", "--accept-loss", "--json"]).json();
     assert_eq!(done["applied"], true);
     let after = files(dir.path());
     for a in done["actions"].as_array().unwrap() {
@@ -505,7 +509,7 @@ fn repair_keeps_epochs_increasing_past_dropped_incarnations() {
     std::fs::write(seg, bytes).unwrap();
     let plan = ok(&["repair", d, "--json"]).json();
     assert_eq!(plan["after"]["epoch"], epoch + 1);
-    let done = ok(&["repair", d, "--yes", "--json"]).json();
+    let done = ok(&["repair", d, "--yes", "--accept-loss", "--json"]).json();
     assert_eq!(done["after"]["epoch"], epoch + 1);
     let stat = ok(&["stat", d, "--json"]).json();
     assert_eq!(stat["epoch"], epoch + 1, "above every epoch ever used");
@@ -551,7 +555,7 @@ fn a_torn_tail_is_reported_but_is_not_corruption() {
 }
 
 #[test]
-fn repair_of_a_damaged_snapshot_falls_back_and_says_what_is_lost() {
+fn repair_of_a_damaged_snapshot_is_refused_unless_the_loss_is_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let d = p(dir.path());
     many_segments(dir.path(), 20);
@@ -570,10 +574,23 @@ fn repair_of_a_damaged_snapshot_falls_back_and_says_what_is_lost() {
     assert_eq!(report["problem"]["file"], snap.to_str().unwrap());
     assert_eq!(report["snapshots"][0]["ok"], false);
     fails(&["verify", d], 1);
+    assert_eq!(report["recoverable"]["locks"], 0, "{report}");
+    assert!(report["recoverable"]["loss"].as_str().unwrap().contains("snapshot"), "{report}");
+    assert!(fails(&["verify", d], 1).stdout.contains("recoverable"), "verify says how much a repair keeps");
     let plan = ok(&["repair", d, "--json"]).json();
     assert!(plan["actions"].as_array().unwrap().iter().any(|a| a["file"] == snap.to_str().unwrap()), "{plan}");
     assert_eq!(plan["after"]["locks"], 0, "nothing older than the snapshot is left to rebuild it from");
-    ok(&["repair", d, "--yes"]);
+    // Regression (issue 15, item 6): one flipped byte in the snapshot made
+    // `repair --yes` empty the store. It is refused, naming the loss, and
+    // nothing changes; only --accept-loss makes those cuts.
+    let before = files(dir.path());
+    let run = fails(&["repair", d, "--yes"], 1);
+    assert!(run.stderr.contains("refused") && run.stderr.contains("snapshot"), "{}", run.stderr);
+    assert!(run.stderr.contains("0 lock(s)"), "{}", run.stderr);
+    assert!(run.stdout.contains("would"), "the refused plan is shown: {}", run.stdout);
+    assert_eq!(files(dir.path()), before, "a refused repair changes nothing");
+    assert_eq!(lockwal(&["repair", d, "--accept-loss"]).code, 2, "--accept-loss needs --yes");
+    ok(&["repair", d, "--yes", "--accept-loss"]);
     assert_eq!(ok(&["stat", d, "--json"]).json()["locks"], 0);
     assert!(files(dir.path()).keys().any(|n| n.starts_with("snap-") && n.contains(".corrupt-")));
 }

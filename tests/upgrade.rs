@@ -35,4 +35,28 @@ fn a_format_1_store_opens_with_every_record_intact() {
     lockwal(&["release", d, "--id", "new"]);
     assert_eq!(lockwal(&["list", d, "--json"]).trim_end(), expected_locks.trim_end());
     assert_eq!(lockwal(&["clients", d, "--json"]).trim_end(), expected_clients.trim_end());
+    // The upgrade rewrites nothing: the format-1 segments stay as they were
+    // written (but for the zero tail), next to the format-2 segments the new incarnations created,
+    // whose headers carry their epochs.
+    let mut versions = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    for name in names {
+        let name = name.to_str().unwrap();
+        if lockwal::wal::format::parse_segment_name(name).is_none() {
+            continue;
+        }
+        let bytes = std::fs::read(dir.path().join(name)).unwrap();
+        if let Ok(written) = std::fs::read(fixtures.join("format-1-store").join(name)) {
+            // Open truncates the newest segment's zero tail, and changes nothing else.
+            let kept = written.starts_with(&bytes) && written[bytes.len()..].iter().all(|&b| b == 0);
+            assert!(kept, "{name} was rewritten");
+        }
+        let header = lockwal::wal::format::SegmentHeader::decode(&bytes).unwrap();
+        versions.push(header.epoch);
+    }
+    let epoch: u64 =
+        serde_json::from_str::<serde_json::Value>(&lockwal(&["stat", d, "--json"])).unwrap()["epoch"].as_u64().unwrap();
+    assert_eq!(versions.first(), Some(&None), "the oldest segment is still format 1: {versions:?}");
+    assert_eq!(versions.last(), Some(&Some(epoch)), "the newest is format 2, with the epoch of its incarnation");
 }

@@ -208,6 +208,10 @@ struct RepairArgs {
     /// Make the cuts (without it, only show them)
     #[arg(long)]
     yes: bool,
+    /// With --yes: also make cuts that drop more than the damage itself
+    /// (valid records after it, or a snapshot with every lock it holds)
+    #[arg(long, requires = "yes")]
+    accept_loss: bool,
     /// Print JSON
     #[arg(long)]
     json: bool,
@@ -242,6 +246,7 @@ fn error_code(e: &Error) -> u8 {
         | Error::ReadOnly { .. }
         | Error::Fenced { .. }
         | Error::Poisoned { .. }
+        | Error::RepairRefused { .. }
         | Error::Closed => 1,
         _ => 2,
     }
@@ -305,7 +310,7 @@ pub fn main() -> ExitCode {
         Cmd::Grant(a) => write::grant(a),
         Cmd::Release(a) => write::release(&a.dir, &a.id, a.json),
         Cmd::Compact(a) => write::compact(&a.dir, a.json),
-        Cmd::Repair(a) => write::repair(&a.dir, a.yes, a.json),
+        Cmd::Repair(a) => write::repair(&a.dir, a.yes, a.accept_loss, a.json),
         Cmd::Torture(a) => torture::run(a),
         Cmd::Bench(a) => bench::bench(a),
         Cmd::TortureChild(a) => torture::child(a),

@@ -296,6 +296,14 @@ fn verify_json(r: &VerifyReport) -> Value {
         })).collect::<Vec<_>>(),
         "segments": r.segments.iter().map(status_json).collect::<Vec<_>>(),
         "temporary_files": r.temporaries,
+        "recoverable": r.repair.as_ref().map(|plan| json!({
+            "last_lsn": plan.after.as_ref().map(|a| a.last_lsn),
+            "locks": plan.after.as_ref().map(|a| a.locks),
+            "clients": plan.after.as_ref().map(|a| a.clients),
+            "records_dropped": plan.records_dropped(),
+            "snapshots_dropped": plan.snapshots_dropped(),
+            "loss": plan.loss(),
+        })),
     })
 }
 
@@ -335,6 +343,17 @@ pub(super) fn verify(dir: &Path, json: bool) -> CliResult {
                 r.locks,
                 r.clients,
                 if r.clean_shutdown { "yes" } else { "no" }
+            ))?;
+        }
+        if let Some(plan) = &report.repair
+            && let Some(after) = &plan.after
+        {
+            out(format_args!(
+                "recoverable: `lockwal repair` would keep the log to LSN {}: {} lock(s), {} client(s); {}",
+                after.last_lsn,
+                after.locks,
+                after.clients,
+                plan.loss().unwrap_or_else(|| "it drops only the damaged bytes".into())
             ))?;
         }
     }

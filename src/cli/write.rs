@@ -12,7 +12,7 @@ use super::{CliError, CliResult, GrantArgs, out, out_json, runtime};
 use lockwal::LockStore;
 use lockwal::io::{FileSystem, RealFs};
 use lockwal::model::{ByteRange, LockKind, LockType, PersistedLock, Timestamp};
-use lockwal::wal::inspect::{self, ProblemKind, RepairAction, RepairPlan};
+use lockwal::wal::inspect::{self, ProblemKind, RepairAction, RepairMode, RepairPlan};
 use lockwal::wal::{WalLockStore, WalOptions};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -156,6 +156,8 @@ fn plan_json(p: &RepairPlan) -> Value {
         })),
         "actions": p.actions.iter().map(action_json).collect::<Vec<_>>(),
         "records_dropped": p.records_dropped(),
+        "snapshots_dropped": p.snapshots_dropped(),
+        "loss": p.loss(),
         "applied": p.applied,
         "after": p.after.as_ref().map(|r| json!({
             "last_lsn": r.last_lsn, "epoch": r.epoch, "locks": r.locks, "clients": r.clients,
@@ -163,11 +165,26 @@ fn plan_json(p: &RepairPlan) -> Value {
     })
 }
 
-pub(super) fn repair(dir: &Path, yes: bool, json: bool) -> CliResult {
+pub(super) fn repair(dir: &Path, yes: bool, accept_loss: bool, json: bool) -> CliResult {
     require_store(dir)?;
     // Planning holds no lock: read by copying, like the read-only commands.
     let fs: Arc<dyn FileSystem> = Arc::new(super::fs::copying());
-    let plan = inspect::repair(fs, dir, yes)?;
+    let mode = match (yes, accept_loss) {
+        (false, _) => RepairMode::Plan,
+        (true, false) => RepairMode::Apply,
+        (true, true) => RepairMode::ApplyAcceptingLoss,
+    };
+    let plan = match inspect::repair(Arc::clone(&fs), dir, mode) {
+        // Show what it would do, then say why it did not.
+        Err(lockwal::Error::RepairRefused { reason, .. }) => {
+            let plan = inspect::repair(fs, dir, RepairMode::Plan)?;
+            show_plan(&plan, json)?;
+            return Err(CliError::refused(format!(
+                "repair refused: {reason}; run again with --yes --accept-loss to make these cuts anyway"
+            )));
+        }
+        other => other?,
+    };
     if plan.actions.is_empty() {
         if json {
             out_json(&plan_json(&plan))?;
@@ -177,8 +194,13 @@ pub(super) fn repair(dir: &Path, yes: bool, json: bool) -> CliResult {
             dir.display()
         )));
     }
+    show_plan(&plan, json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_plan(plan: &RepairPlan, json: bool) -> Result<(), CliError> {
     if json {
-        out_json(&plan_json(&plan))?;
+        out_json(&plan_json(plan))?;
     } else {
         if let Some(p) = &plan.problem {
             out(format_args!("problem: {} at byte offset {}: {}", p.file.display(), p.offset, p.reason))?;
@@ -198,10 +220,17 @@ pub(super) fn repair(dir: &Path, yes: bool, json: bool) -> CliResult {
             ))?;
         }
         if !plan.applied {
-            out(
-                "nothing was changed; run again with --yes to make these cuts (backups are kept in the store directory)",
-            )?;
+            let flags = match plan.loss() {
+                Some(loss) => {
+                    out(format_args!("warning: beyond the damage itself, {loss}"))?;
+                    "--yes --accept-loss"
+                }
+                None => "--yes",
+            };
+            out(format_args!(
+                "nothing was changed; run again with {flags} to make these cuts (backups are kept in the store directory)"
+            ))?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

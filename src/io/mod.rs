@@ -48,7 +48,7 @@ pub trait StoreFile: Send + Sync {
 pub type LockGuard = Box<dyn Any + Send + Sync>;
 
 /// The operations the engine needs from a file system, and no more.
-pub trait FileSystem: Send + Sync + 'static {
+pub trait FileSystem: Send + Sync {
     /// Creates `dir` and its parents (owner-only permissions where new).
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Opens a file (owner-only permissions when created).

@@ -39,7 +39,7 @@ const MAX_ROUNDTRIP_STEPS: usize = 24;
 
 /// A segment header for segment 1 starting at LSN 1.
 fn segment_header() -> [u8; 48] {
-    SegmentHeader { number: 1, salt: SALT, first_lsn: 1 }.encode()
+    SegmentHeader { number: 1, salt: SALT, first_lsn: 1, epoch: Some(1) }.encode()
 }
 
 /// Cuts `body` into pieces, each led by a length byte (1..=256 bytes).

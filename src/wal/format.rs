@@ -3,32 +3,42 @@
 //!
 //! ```text
 //! segment file  seg-<number:020>.wal
-//! +---------------- header, 48 bytes ----------------+
+//! +------------- header, format 2, 48 bytes ---------+
 //! | 0  magic "LWALSEG\0"          8 bytes            |
-//! | 8  format version (u32 LE)    4                  |
-//! | 12 reserved, zero             4                  |
+//! | 8  format version (u32 LE)    4  = 2             |
+//! | 12 crc32 of bytes 0..12, 16..48   4              |
 //! | 16 segment number (u64 LE)    8                  |
 //! | 24 salt (u64 LE)              8  random per file |
 //! | 32 first LSN (u64 LE)         8                  |
-//! | 40 crc32 of bytes 0..40       4                  |
-//! | 44 reserved, zero             4                  |
+//! | 40 epoch (u64 LE)             8  of the incarnation that created it |
 //! +--------------------------------------------------+
 //! | frame | frame | ... | zeros (pre-sized tail)     |
 //!
-//! frame (starts 8-byte aligned)
+//! header, format 1 (read, never written)
+//! | 0 magic | 8 version = 1 | 12 zero | 16 number | 24 salt | 32 first LSN |
+//! | 40 crc32 of bytes 0..40 | 44 zero |
+//!
+//! frame (starts 8-byte aligned; the same in both formats)
 //! | 0  payload length (u32 LE)    4  1..=MAX_PAYLOAD |
 //! | 4  crc32 (u32 LE)             4  over salt, length, LSN, payload |
 //! | 8  LSN (u64 LE)               8  previous LSN + 1 |
 //! | 16 payload                    length bytes: MessagePack Vec<Command> |
 //! | .. zero padding to a multiple of 8              |
 //! ```
+//!
+//! From format 2 on, every version keeps the magic, the version and the
+//! header checksum at offsets 0, 8 and 12, the checksum covering the rest of
+//! the 48 bytes: a header of a newer version is then told apart from a
+//! damaged one (its checksum verifies) and refused by its version.
 
 use crate::state::Command;
 
 /// Magic bytes at the start of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"LWALSEG\0";
-/// The segment format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The segment format version this build writes (and the newest it reads).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest segment format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Size of the segment header.
 pub const SEGMENT_HEADER_LEN: usize = 48;
 /// Size of a frame header (length, crc, LSN).
@@ -72,6 +82,10 @@ pub struct SegmentHeader {
     pub salt: u64,
     /// LSN of the first frame in the segment.
     pub first_lsn: u64,
+    /// The epoch of the incarnation that created the segment: every epoch
+    /// the store handed out is in the header of a segment it created
+    /// (`None` in a format-1 header, which has no room for it).
+    pub epoch: Option<u64>,
 }
 
 /// Why a header or frame did not decode.
@@ -119,17 +133,35 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
+fn header_crc_v2(b: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&b[0..12]);
+    h.update(&b[16..SEGMENT_HEADER_LEN]);
+    h.finalize()
+}
+
 impl SegmentHeader {
-    /// The 48 header bytes.
+    /// The 48 header bytes: format 2, or format 1 when `epoch` is `None`
+    /// (only tests write format 1, to check that it is still read).
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         b[16..24].copy_from_slice(&self.number.to_le_bytes());
         b[24..32].copy_from_slice(&self.salt.to_le_bytes());
         b[32..40].copy_from_slice(&self.first_lsn.to_le_bytes());
-        let crc = crc32fast::hash(&b[0..40]);
-        b[40..44].copy_from_slice(&crc.to_le_bytes());
+        match self.epoch {
+            Some(epoch) => {
+                b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+                b[40..48].copy_from_slice(&epoch.to_le_bytes());
+                let crc = header_crc_v2(&b);
+                b[12..16].copy_from_slice(&crc.to_le_bytes());
+            }
+            None => {
+                b[8..12].copy_from_slice(&1u32.to_le_bytes());
+                let crc = crc32fast::hash(&b[0..40]);
+                b[40..44].copy_from_slice(&crc.to_le_bytes());
+            }
+        }
         b
     }
 
@@ -139,11 +171,15 @@ impl SegmentHeader {
         if b[0..8] != SEGMENT_MAGIC {
             return Err(DecodeError::BadMagic);
         }
-        if crc32fast::hash(&b[0..40]) != u32_at(b, 40) {
+        let version = u32_at(b, 8);
+        let verifies = match version {
+            1 => crc32fast::hash(&b[0..40]) == u32_at(b, 40),
+            _ => header_crc_v2(b) == u32_at(b, 12),
+        };
+        if !verifies {
             return Err(DecodeError::Checksum);
         }
-        let version = u32_at(b, 8);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(DecodeError::Version(version));
         }
         let in_range =
@@ -152,6 +188,7 @@ impl SegmentHeader {
             number: in_range("segment number", u64_at(b, 16))?,
             salt: u64_at(b, 24),
             first_lsn: in_range("first LSN", u64_at(b, 32))?,
+            epoch: if version == 1 { None } else { Some(in_range("epoch", u64_at(b, 40))?) },
         })
     }
 }
@@ -287,24 +324,53 @@ mod tests {
 
     #[test]
     fn header_round_trips_and_every_flipped_bit_is_caught() {
-        let h = SegmentHeader { number: 7, salt: 0xDEAD_BEEF_0123_4567, first_lsn: 99 };
-        let bytes = h.encode();
-        assert_eq!(SegmentHeader::decode(&bytes), Ok(h));
-        for bit in 0..44 * 8 {
-            let mut b = bytes;
-            b[bit / 8] ^= 1 << (bit % 8);
-            assert!(SegmentHeader::decode(&b).is_err(), "bit {bit} flipped undetected");
+        for epoch in [Some(3), None] {
+            let h = SegmentHeader { number: 7, salt: 0xDEAD_BEEF_0123_4567, first_lsn: 99, epoch };
+            let bytes = h.encode();
+            assert_eq!(SegmentHeader::decode(&bytes), Ok(h));
+            // Format 1 leaves bytes 44..48 outside its checksum (reserved).
+            let covered = if epoch.is_some() { SEGMENT_HEADER_LEN } else { 44 };
+            for bit in 0..covered * 8 {
+                let mut b = bytes;
+                b[bit / 8] ^= 1 << (bit % 8);
+                assert!(SegmentHeader::decode(&b).is_err(), "bit {bit} flipped undetected ({epoch:?})");
+            }
+            assert_eq!(SegmentHeader::decode(&bytes[..47]), Err(DecodeError::Short));
         }
-        assert_eq!(SegmentHeader::decode(&bytes[..47]), Err(DecodeError::Short));
     }
 
     #[test]
-    fn unknown_version_is_named() {
-        let mut b = SegmentHeader { number: 1, salt: 1, first_lsn: 1 }.encode();
-        b[8..12].copy_from_slice(&2u32.to_le_bytes());
-        let crc = crc32fast::hash(&b[0..40]);
-        b[40..44].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(SegmentHeader::decode(&b), Err(DecodeError::Version(2)));
+    fn the_format_2_header_is_laid_out_as_specified() {
+        let b = SegmentHeader { number: 0x0102, salt: 0x0A0B, first_lsn: 0x0C0D, epoch: Some(0x0E0F) }.encode();
+        assert_eq!(&b[0..8], b"LWALSEG\0");
+        assert_eq!(u32_at(&b, 8), 2);
+        assert_eq!(u32_at(&b, 12), header_crc_v2(&b));
+        assert_eq!((u64_at(&b, 16), u64_at(&b, 24), u64_at(&b, 32), u64_at(&b, 40)), (0x0102, 0x0A0B, 0x0C0D, 0x0E0F));
+    }
+
+    /// A newer version's header verifies under the format-2 rule and is
+    /// refused by its version; a flipped version byte fails the checksum
+    /// (damage, not a version).
+    #[test]
+    fn unknown_version_is_named_and_a_flipped_version_is_damage() {
+        let mut b = SegmentHeader { number: 1, salt: 1, first_lsn: 1, epoch: Some(1) }.encode();
+        b[8..12].copy_from_slice(&3u32.to_le_bytes());
+        assert_eq!(SegmentHeader::decode(&b), Err(DecodeError::Checksum));
+        let crc = header_crc_v2(&b);
+        b[12..16].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(SegmentHeader::decode(&b), Err(DecodeError::Version(3)));
+        b[8..12].copy_from_slice(&0u32.to_le_bytes());
+        let crc = header_crc_v2(&b);
+        b[12..16].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(SegmentHeader::decode(&b), Err(DecodeError::Version(0)));
+    }
+
+    #[test]
+    fn an_epoch_out_of_range_is_damage() {
+        for epoch in [0, MAX_COUNTER + 1] {
+            let b = SegmentHeader { number: 1, salt: 1, first_lsn: 1, epoch: Some(epoch) }.encode();
+            assert_eq!(SegmentHeader::decode(&b), Err(DecodeError::OutOfRange("epoch", epoch)));
+        }
     }
 
     #[test]

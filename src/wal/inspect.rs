@@ -13,9 +13,9 @@
 //!   `apply` it then makes the same cuts on disk, each durable before the
 //!   next (DESIGN.md, "Operator tooling").
 
-use super::format::{LOCK_FILE, SEGMENT_HEADER_LEN, SegmentHeader, decode_commands, parse_segment_name};
+use super::format::{SEGMENT_HEADER_LEN, SegmentHeader, decode_commands, parse_segment_name};
 use super::recovery::{self, Listing, TornTail, list_segments};
-use super::scan::{SegmentEnd, scan_segment};
+use super::scan::{SegmentEnd, scan_segment, visit_frames_after};
 use super::snapshot::{SnapshotHeader, decode_snapshot, parse_snapshot_name};
 use crate::error::{Error, Result, io_error};
 use crate::io::{FileBytes, FileSystem, LockGuard, OpenMode, StoreFile};
@@ -43,25 +43,47 @@ pub fn is_store(fs: &dyn FileSystem, dir: &Path) -> Result<bool> {
     Ok(!segments.is_empty() || !snapshots.is_empty())
 }
 
-/// Runs a read-only `attempt` on `dir` and runs it again (up to
-/// [`LIVE_RETRIES`] times) when it failed while the directory's file names
-/// changed under it: a live writer rotated a segment or a compaction retired
-/// files between listing and reading. A failure with an unchanged directory
-/// is returned as it is (it is real).
-pub fn retry_while_changing<T>(fs: &dyn FileSystem, dir: &Path, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+/// Runs a read-only `attempt` on `dir` under the rule for reading a store
+/// that a live writer may hold (DESIGN.md, "Reading a live store"): a
+/// failure is returned only once a quiet re-read confirms it, i.e. two
+/// consecutive attempts failed with the same error and the directory's file
+/// names did not change during either. Anything else is read again, up to
+/// [`LIVE_RETRIES`] attempts (then the last failure is returned).
+///
+/// Copying a file that is being appended to is not a point-in-time copy: a
+/// frame being written can read as zeros while a later one already reads as
+/// written, which looks like damage with valid frames after it. A writer
+/// rotating, compacting, or recreating a file under the same name changes
+/// what a second attempt reads, so the two failures differ or the second
+/// attempt succeeds. Damage that is really on disk fails the same way twice.
+pub fn retry_while_changing<T>(fs: &dyn FileSystem, dir: &Path, attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    read_until_confirmed(fs, dir, attempt, |result| result.as_ref().err().map(ToString::to_string))
+}
+
+/// The loop behind [`retry_while_changing`] and [`verify`]: `failure` says
+/// whether a result is a failure, and how to tell two failures apart.
+fn read_until_confirmed<T>(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    mut attempt: impl FnMut() -> Result<T>,
+    failure: impl Fn(&Result<T>) -> Option<String>,
+) -> Result<T> {
+    // The previous attempt's failure, when the directory was quiet during it.
+    let mut previous: Option<(Vec<String>, String)> = None;
     let mut tries = 0;
     loop {
         let before = list_names(fs, dir)?;
-        match attempt() {
-            Ok(value) => return Ok(value),
-            Err(e) => {
-                tries += 1;
-                if tries >= LIVE_RETRIES || list_names(fs, dir)? == before {
-                    return Err(e);
-                }
-                tracing::debug!(error = %e, "the directory changed while reading it; reading again");
-            }
+        let result = attempt();
+        tries += 1;
+        let Some(seen) = failure(&result) else { return result };
+        let after = list_names(fs, dir)?;
+        let quiet = after == before;
+        let confirmed = quiet && previous.as_ref().is_some_and(|(names, what)| *names == after && *what == seen);
+        if confirmed || tries >= LIVE_RETRIES {
+            return result;
         }
+        tracing::debug!(failure = %seen, quiet, "reading the store again to confirm a failure");
+        previous = quiet.then_some((after, seen));
     }
 }
 
@@ -202,7 +224,7 @@ struct Survey {
 }
 
 fn survey(fs: &dyn FileSystem, dir: &Path) -> Result<Survey> {
-    let Listing { segments, temporaries, snapshots } = list_segments(fs, dir)?;
+    let Listing { segments, temporaries, snapshots, .. } = list_segments(fs, dir)?;
     let snapshot_checks = snapshots
         .iter()
         .enumerate()
@@ -287,8 +309,13 @@ pub struct VerifyReport {
     pub snapshots: Vec<SnapshotCheck>,
     /// Every segment file, in number order.
     pub segments: Vec<SegmentCheck>,
-    /// Temporary files (`*.tmp`) that `open` removes.
+    /// The store's own temporary files (`snap-*.snap.tmp`) that `open`
+    /// removes.
     pub temporaries: Vec<PathBuf>,
+    /// When there is corruption: what a [`repair`] would keep and drop (its
+    /// plan, nothing applied). `None` when intact, or when no plan could be
+    /// made.
+    pub repair: Option<RepairPlan>,
 }
 
 impl VerifyReport {
@@ -338,23 +365,21 @@ fn records_after(fs: &dyn FileSystem, survey: &Survey, file: &Path, offset: u64)
 /// a byte and without taking the writer lock. The verdict is recovery's (the
 /// code `open` runs); the per-file details come from scanning every file on
 /// its own. On a store that a live writer holds this checks the acknowledged
-/// prefix (a write in flight looks like a torn tail): when a check fails (a
-/// problem or an error) while the directory's file names changed under it —
-/// a rotation, or a compaction that installed a snapshot and retired
-/// segments between the reads, which can look like a record that does not
-/// apply — it checks again, up to [`LIVE_RETRIES`] times.
+/// prefix (a write in flight looks like a torn tail), and reports a problem
+/// or an error only once a quiet re-read confirms it (the rule of
+/// [`retry_while_changing`]): a rotation, a compaction that retired segments
+/// between the reads, or a frame copied half-written can each make one read
+/// look damaged.
 pub fn verify(fs: &dyn FileSystem, dir: &Path) -> Result<VerifyReport> {
-    let mut tries = 0;
-    loop {
-        let before = list_names(fs, dir)?;
-        let result = verify_once(fs, dir);
-        tries += 1;
-        let failed = !matches!(&result, Ok(report) if report.is_intact());
-        if !failed || tries >= LIVE_RETRIES || list_names(fs, dir)? == before {
-            return result;
-        }
-        tracing::debug!("the directory changed while verifying it; verifying again");
-    }
+    read_until_confirmed(
+        fs,
+        dir,
+        || verify_once(fs, dir),
+        |result| match result {
+            Ok(report) => report.problem.as_ref().map(|p| format!("{p:?}")),
+            Err(e) => Some(e.to_string()),
+        },
+    )
 }
 
 fn verify_once(fs: &dyn FileSystem, dir: &Path) -> Result<VerifyReport> {
@@ -381,8 +406,13 @@ fn verify_once(fs: &dyn FileSystem, dir: &Path) -> Result<VerifyReport> {
         }
         Err(e) => return Err(e),
     };
+    let repair = match &problem {
+        Some(Problem { kind: ProblemKind::Corruption, .. }) => plan(fs, dir).ok(),
+        _ => None,
+    };
     Ok(VerifyReport {
         dir: dir.to_owned(),
+        repair,
         problem,
         replayed,
         torn_tail,
@@ -542,13 +572,60 @@ impl RepairPlan {
     pub fn records_dropped(&self) -> u64 {
         self.actions.iter().map(RepairAction::records).sum()
     }
+
+    /// Snapshots the repair moves aside: each drops the state as of its LSN
+    /// (what the log before it held, which compaction removed).
+    pub fn snapshots_dropped(&self) -> Vec<&Path> {
+        self.actions
+            .iter()
+            .map(RepairAction::file)
+            .filter(|f| f.file_name().and_then(|n| n.to_str()).and_then(parse_snapshot_name).is_some())
+            .collect()
+    }
+
+    /// What the repair drops beyond the damage itself, in words: valid
+    /// records, and snapshots. `None` when it drops only damaged bytes.
+    /// [`RepairMode::Apply`] refuses a plan for which this is `Some`.
+    pub fn loss(&self) -> Option<String> {
+        let records = self.records_dropped();
+        let snapshots = self.snapshots_dropped();
+        if records == 0 && snapshots.is_empty() {
+            return None;
+        }
+        let mut parts = Vec::new();
+        if records > 0 {
+            parts.push(format!("{records} valid log record(s) after the damage"));
+        }
+        for s in &snapshots {
+            parts.push(format!("the snapshot {} (every lock and client it holds)", s.display()));
+        }
+        let after = self.after.as_ref().map_or(String::new(), |a| {
+            format!("; the repaired store would hold {} lock(s) and {} client(s)", a.locks, a.clients)
+        });
+        Some(format!("it would drop {}{after}", parts.join(" and ")))
+    }
+}
+
+/// What [`repair`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairMode {
+    /// Plan only: nothing is changed and no lock is taken.
+    Plan,
+    /// Make the cuts, unless the plan drops more than the damage itself
+    /// ([`RepairPlan::loss`]): then [`Error::RepairRefused`], and nothing is
+    /// changed.
+    Apply,
+    /// Make the cuts even when they drop valid records or a snapshot: for an
+    /// operator who read the plan and accepts serving without that state
+    /// (the backups keep it).
+    ApplyAcceptingLoss,
 }
 
 /// A read-only view of a directory with some files hidden and some
 /// truncated, in memory: recovery runs on it to find what a repair must cut
 /// before anything is cut.
-struct Overlay {
-    inner: Arc<dyn FileSystem>,
+struct Overlay<'a> {
+    inner: &'a dyn FileSystem,
     hidden: BTreeSet<PathBuf>,
     truncated: BTreeMap<PathBuf, u64>,
 }
@@ -557,7 +634,7 @@ fn read_only_view() -> io::Error {
     io::Error::new(io::ErrorKind::PermissionDenied, "the repair planner's view is read-only")
 }
 
-impl FileSystem for Overlay {
+impl FileSystem for Overlay<'_> {
     fn create_dir_all(&self, _: &Path) -> io::Result<()> {
         Err(read_only_view())
     }
@@ -622,39 +699,69 @@ fn count_records(bytes: &[u8]) -> u64 {
     frames_from(bytes, 0)
 }
 
-/// The highest epoch named anywhere in the directory: `Open` records of
-/// every valid frame of every segment, and every snapshot header.
+/// The highest epoch the store can have handed out, from everything in the
+/// directory that names one: snapshot headers, segment headers (format 2:
+/// the epoch of the incarnation that created the segment, so it survives the
+/// loss of that incarnation's `Open` record), the headers of earlier repairs'
+/// backups, and the `Open` records of every valid frame of every segment,
+/// those after damage included. A segment whose header cannot be read may
+/// hide the epoch of the incarnation that created it; each adds one, since
+/// an incarnation's epoch is one above the last recorded one.
 fn highest_epoch(fs: &dyn FileSystem, dir: &Path) -> Result<u64> {
     let Listing { segments, snapshots, .. } = list_segments(fs, dir)?;
-    let mut highest = 0;
+    let mut highest = recovery::backup_epochs(fs, dir)?;
     for (_, path) in &snapshots {
         if let Ok(h) = super::snapshot::decode_header(&read(fs, path)?) {
             highest = highest.max(h.epoch);
         }
     }
-    for (_, path) in &segments {
-        let bytes = read(fs, path)?;
-        let _ = scan_segment::<()>(&bytes, None, false, |_, _, payload| {
-            for command in decode_commands(payload).unwrap_or_default() {
-                // An epoch above the largest is damage: no open ever ran it.
-                if let Command::Open { epoch } = command
-                    && epoch <= super::format::MAX_COUNTER
-                {
-                    highest = highest.max(epoch);
-                }
+    let (mut hidden, mut in_headers) = (0u64, 0u64);
+    let mut note_opens = |payload: &[u8]| {
+        for command in decode_commands(payload).unwrap_or_default() {
+            // An epoch above the largest is damage: no open ever ran it.
+            if let Command::Open { epoch } = command
+                && epoch <= super::format::MAX_COUNTER
+            {
+                highest = highest.max(epoch);
             }
+        }
+    };
+    for (i, (_, path)) in segments.iter().enumerate() {
+        let bytes = read(fs, path)?;
+        let header = match SegmentHeader::decode(&bytes) {
+            Ok(header) => header,
+            Err(_) => {
+                let newest = i + 1 == segments.len();
+                let incomplete = matches!(
+                    scan_segment::<()>(&bytes, None, newest, |_, _, _| Ok(())),
+                    Ok(Ok(s)) if s.end == SegmentEnd::Incomplete
+                );
+                hidden += u64::from(!incomplete);
+                continue;
+            }
+        };
+        in_headers = in_headers.max(header.epoch.unwrap_or(0));
+        let mut last_lsn = header.first_lsn - 1;
+        let scan = scan_segment::<()>(&bytes, None, false, |_, lsn, payload| {
+            last_lsn = lsn;
+            note_opens(payload);
             Ok(())
-        });
+        })
+        .unwrap_or_else(|()| unreachable!());
+        if let Err(damage) = scan {
+            let from = (damage.offset as usize + super::format::FRAME_ALIGN).max(SEGMENT_HEADER_LEN);
+            visit_frames_after(&bytes, from, header.salt, last_lsn, |_, _, payload| note_opens(payload));
+        }
     }
-    Ok(highest)
+    Ok(highest.max(in_headers).saturating_add(hidden).min(super::format::MAX_COUNTER))
 }
 
 /// Plans the cuts on an overlay until recovery succeeds on it.
-fn plan(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<RepairPlan> {
+fn plan(fs: &dyn FileSystem, dir: &Path) -> Result<RepairPlan> {
     let now = unix_now();
-    let epoch_floor = highest_epoch(&**fs, dir)?;
-    let existing: BTreeSet<String> = list_names(&**fs, dir)?.into_iter().collect();
-    let mut view = Overlay { inner: Arc::clone(fs), hidden: BTreeSet::new(), truncated: BTreeMap::new() };
+    let epoch_floor = highest_epoch(fs, dir)?;
+    let existing: BTreeSet<String> = list_names(fs, dir)?.into_iter().collect();
+    let mut view = Overlay { inner: fs, hidden: BTreeSet::new(), truncated: BTreeMap::new() };
     let mut actions: Vec<RepairAction> = Vec::new();
     let mut problem = None;
     let limit = existing.len() + 2;
@@ -694,7 +801,7 @@ fn plan(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<RepairPlan> {
         let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
         let segments = list_segments(&view, dir)?.segments;
         let move_aside =
-            |path: &PathBuf, why: String, view: &mut Overlay, actions: &mut Vec<RepairAction>| -> Result<()> {
+            |path: &PathBuf, why: String, view: &mut Overlay<'_>, actions: &mut Vec<RepairAction>| -> Result<()> {
                 let bytes = view.inner.read(path).map_err(io_error("read", path))?;
                 let records =
                     if parse_segment_name(path.file_name().and_then(|n| n.to_str()).unwrap_or_default()).is_some() {
@@ -771,7 +878,8 @@ fn plan(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<RepairPlan> {
     Err(Error::Internal(format!("repair did not converge after {limit} cuts")))
 }
 
-/// Plans (and with `apply`, makes) the repair of a store that [`verify`]
+/// Plans (and unless `mode` is [`RepairMode::Plan`], makes) the repair of a
+/// store that [`verify`]
 /// calls corrupt. The plan cuts the log at the first problem: the damaged
 /// part of a segment is moved to a backup file and the segment truncated
 /// there; later segments, whose records cannot be replayed past the gap, are
@@ -781,20 +889,24 @@ fn plan(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<RepairPlan> {
 /// `<file>.corrupt-<unix time>[.from-<offset>]`, stay in `dir`, and are never
 /// deleted; no backup name matches a segment, snapshot or temporary file.
 ///
-/// Without `apply` nothing is changed and no lock is taken. With `apply` the
-/// writer lock is taken ([`Error::Locked`] when a server holds it), the plan
-/// is made again under it, and the cuts are made in a crash-safe order:
+/// With [`RepairMode::Plan`] nothing is changed and no lock is taken.
+/// Otherwise the writer lock is taken ([`Error::Locked`] when a server holds
+/// it) and the plan is made again under it. A plan that drops more than the
+/// damage itself (valid records after it, or a snapshot: [`RepairPlan::loss`])
+/// is refused with [`Error::RepairRefused`] under [`RepairMode::Apply`]: one
+/// flipped byte in a snapshot would otherwise empty the store. Then the cuts
+/// are made in a crash-safe order:
 /// whole files are renamed newest first and the directory fsynced, then a
 /// truncated tail is written to its backup, fsynced, the directory fsynced,
 /// and only then the segment truncated and fsynced. A crash at any point
 /// leaves either the original damage (run repair again) or the repaired
 /// store; no byte is dropped before its backup is durable. Finally the store
-/// is opened like a restarted server would (replay, new segment, epoch
-/// record), and when the dropped records named a higher epoch than the one
-/// it opened with, a second epoch record carries it above
-/// [`RepairPlan::epoch_floor`], so no epoch is ever reused. (A crash between
-/// the last cut and that record leaves a store that opens, but whose next
-/// epochs may repeat ones the dropped records named; the backups keep them.)
+/// is opened under the same lock like a restarted server would (replay, new
+/// segment, epoch record), with an epoch above [`RepairPlan::epoch_floor`],
+/// so no epoch is ever reused. A crash before that open leaves a store whose
+/// next open still goes above every epoch in a segment header, the backups'
+/// included (DESIGN.md, "Epochs"); only epochs named solely by `Open`
+/// records in format-1 segments that the repair dropped can then repeat.
 /// The store is left without a clean-shutdown record: the next server start
 /// runs a grace period.
 ///
@@ -803,35 +915,38 @@ fn plan(fs: &Arc<dyn FileSystem>, dir: &Path) -> Result<RepairPlan> {
 /// not corruption (an unsupported format version, I/O errors) are returned
 /// as errors: repair refuses them.
 ///
-/// Callable from async code: with `apply` the repair runs on a thread of its
+/// Callable from async code: a repair that changes files runs on a thread of its
 /// own (its last step opens the store, which blocks on the writer thread, and
 /// blocking inside a tokio runtime panics), so it never stops half way
 /// because of where it was called from. The calling thread blocks until the
 /// repair is done; from async code, call it through `spawn_blocking`.
-pub fn repair(fs: Arc<dyn FileSystem>, dir: &Path, apply: bool) -> Result<RepairPlan> {
-    if !apply {
-        return plan(&fs, dir);
+pub fn repair(fs: Arc<dyn FileSystem>, dir: &Path, mode: RepairMode) -> Result<RepairPlan> {
+    if mode == RepairMode::Plan {
+        return plan(&*fs, dir);
     }
+    let accept_loss = mode == RepairMode::ApplyAcceptingLoss;
     std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("lockwal-repair".into())
-            .spawn_scoped(scope, || apply_repair(fs, dir))
+            .spawn_scoped(scope, || apply_repair(fs, dir, accept_loss))
             .map_err(|e| Error::Io { op: "spawn thread", path: dir.to_owned(), source: e })?
             .join()
             .map_err(|_| Error::Internal(format!("the repair of {} panicked", dir.display())))?
     })
 }
 
-/// [`repair`] with `apply`, on a thread outside any async runtime.
-fn apply_repair(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<RepairPlan> {
-    let lock_path = dir.join(LOCK_FILE);
-    let _lock = fs.try_lock(&lock_path).map_err(|e| match e.kind() {
-        io::ErrorKind::WouldBlock => Error::Locked { dir: dir.to_owned() },
-        _ => Error::Io { op: "lock", path: lock_path.clone(), source: e },
-    })?;
-    let mut plan = plan(&fs, dir)?;
+/// [`repair`] that makes the cuts, on a thread outside any async runtime.
+fn apply_repair(fs: Arc<dyn FileSystem>, dir: &Path, accept_loss: bool) -> Result<RepairPlan> {
+    let lock = super::take_lock(&*fs, dir)?;
+    let mut plan = plan(&*fs, dir)?;
     if plan.actions.is_empty() {
         return Ok(plan);
+    }
+    if let Some(loss) = plan.loss().filter(|_| !accept_loss) {
+        return Err(Error::RepairRefused {
+            dir: dir.to_owned(),
+            reason: format!("{loss}; nothing was changed (accept the loss explicitly to make these cuts)"),
+        });
     }
     // Whole files first, newest segment first, so that what remains is always
     // a contiguous prefix of the log; then the truncation.
@@ -863,15 +978,16 @@ fn apply_repair(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<RepairPlan> {
         segment.set_len(*offset).map_err(io_error("truncate", file))?;
         segment.sync_data().map_err(io_error("fdatasync", file))?;
     }
-    // The cut store opens; opening it (a new incarnation, as after any
-    // crash) also carries the epoch past every epoch the dropped records
-    // named, so no epoch is ever reused.
-    drop(_lock);
-    let store = super::WalLockStore::open_blocking(Arc::clone(&fs), dir.to_owned(), super::WalOptions::default())?;
-    let opened = store.stats().epoch;
-    if opened <= plan.epoch_floor {
-        store.submit_blocking(Command::Open { epoch: plan.epoch_floor + 1 })?;
-    }
+    // The cut store opens, still under the lock, as a new incarnation (as
+    // after any crash) whose epoch is above every epoch the dropped records
+    // named: one `Open` record, so no epoch is ever reused.
+    let store = super::WalLockStore::open_locked(
+        Arc::clone(&fs),
+        dir.to_owned(),
+        super::WalOptions::default(),
+        lock,
+        plan.epoch_floor,
+    )?;
     let s = store.stats();
     // Dropped without a clean-shutdown record: the next server start runs a
     // grace period, as it must after losing records.
@@ -936,7 +1052,7 @@ mod tests {
         assert_eq!(report.replayed.as_ref().unwrap().locks, 100);
         assert!(report.segments.iter().all(|s| s.status == SegmentStatus::Clean && !s.covered));
         assert_eq!(report.segments.iter().map(|s| s.records).sum::<u64>(), 101);
-        let plan = repair(fs(), dir.path(), true).unwrap();
+        let plan = repair(fs(), dir.path(), RepairMode::Apply).unwrap();
         assert!(plan.actions.is_empty() && !plan.applied);
     }
 
@@ -952,7 +1068,7 @@ mod tests {
         assert_eq!((problem.kind, &problem.file, problem.offset), (ProblemKind::Corruption, &segs[1], 0));
         let later: u64 = report.segments[1..].iter().map(|s| s.records).sum();
         assert_eq!(problem.valid_records_after, later);
-        let plan = repair(fs(), dir.path(), true).unwrap();
+        let plan = repair(fs(), dir.path(), RepairMode::ApplyAcceptingLoss).unwrap();
         assert!(plan.applied);
         assert_eq!(plan.actions.len(), segs.len() - 2, "every segment after the gap is moved aside");
         assert!(plan.actions.iter().all(|a| matches!(a, RepairAction::MoveAside { .. })));
@@ -972,11 +1088,11 @@ mod tests {
         let problem = report.problem.unwrap();
         assert_eq!((&problem.file, problem.offset), (&segs[2], 0));
         assert!(matches!(report.segments[2].status, SegmentStatus::Damaged { offset: 0, .. }));
-        let plan = repair(fs(), dir.path(), false).unwrap();
+        let plan = repair(fs(), dir.path(), RepairMode::Plan).unwrap();
         let moved: Vec<&Path> = plan.actions.iter().map(RepairAction::file).collect();
         assert!(moved.contains(&segs[2].as_path()) && !moved.contains(&segs[1].as_path()), "{moved:?}");
         assert_eq!(std::fs::read(&segs[2]).unwrap(), bytes, "planning changes nothing");
-        repair(fs(), dir.path(), true).unwrap();
+        repair(fs(), dir.path(), RepairMode::ApplyAcceptingLoss).unwrap();
         assert_eq!(locks_after_open(dir.path()), prefix(records[0] + records[1] - 1));
     }
 
@@ -991,19 +1107,19 @@ mod tests {
         };
         let once = store(200);
         damage(once.path());
-        repair(fs(), once.path(), true).unwrap();
+        repair(fs(), once.path(), RepairMode::ApplyAcceptingLoss).unwrap();
         // ... and one "crashed" after moving the later segments aside (the
         // first durable step), then run again.
         let twice = store(200);
         damage(twice.path());
-        let plan = repair(fs(), twice.path(), false).unwrap();
+        let plan = repair(fs(), twice.path(), RepairMode::Plan).unwrap();
         for action in &plan.actions {
             if let RepairAction::MoveAside { file, backup, .. } = action {
                 std::fs::rename(file, backup).unwrap();
             }
         }
         assert!(!verify(&RealFs, twice.path()).unwrap().is_intact(), "the damage itself is still there");
-        let rerun = repair(fs(), twice.path(), true).unwrap();
+        let rerun = repair(fs(), twice.path(), RepairMode::ApplyAcceptingLoss).unwrap();
         assert!(rerun.actions.iter().all(|a| matches!(a, RepairAction::Truncate { .. })), "{:?}", rerun.actions);
         let (a, b) = (locks_after_open(once.path()), locks_after_open(twice.path()));
         assert_eq!(a, b);
@@ -1030,10 +1146,10 @@ mod tests {
         assert!(report.is_intact(), "{:?}", report.problem);
         assert!(report.segments.iter().filter(|s| s.covered).count() >= saved.len() - 1);
         assert_eq!(report.replayed.unwrap().locks, 120);
-        assert!(repair(fs(), dir.path(), false).unwrap().actions.is_empty());
+        assert!(repair(fs(), dir.path(), RepairMode::Plan).unwrap().actions.is_empty());
     }
 
-    /// Regression (issue 15, item 5): `repair(.., true)` called inside a
+    /// Regression (issue 15, item 5): `repair` applied inside a
     /// tokio runtime panicked ("Cannot block the current thread") after its
     /// cuts and before its epoch record; it now completes from async code.
     #[test]
@@ -1044,14 +1160,18 @@ mod tests {
         bytes[2000] ^= 1;
         std::fs::write(seg, bytes).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let plan = rt.block_on(async { repair(fs(), dir.path(), true) }).unwrap();
+        let plan = rt.block_on(async { repair(fs(), dir.path(), RepairMode::ApplyAcceptingLoss) }).unwrap();
         assert!(plan.applied && !plan.actions.is_empty());
         assert!(plan.after.as_ref().unwrap().epoch > plan.epoch_floor, "the epoch record was written");
         assert!(verify(&RealFs, dir.path()).unwrap().is_intact());
     }
 
+    /// Regression (issue 15, item 1): a failure was returned as soon as the
+    /// directory's names were unchanged, so a copy that caught a frame half
+    /// written was reported as corruption. A failure is returned only when a
+    /// quiet re-read fails the same way.
     #[test]
-    fn retry_while_changing_retries_only_when_the_directory_changed() {
+    fn a_failure_is_returned_only_when_a_quiet_reread_confirms_it() {
         let dir = tempfile::tempdir().unwrap();
         let mut calls = 0;
         let result: Result<()> = retry_while_changing(&RealFs, dir.path(), || {
@@ -1059,17 +1179,37 @@ mod tests {
             Err(Error::Internal("stable failure".into()))
         });
         assert!(result.is_err());
-        assert_eq!(calls, 1, "an unchanged directory: the failure is real");
+        assert_eq!(calls, 2, "the same failure twice on a quiet directory is real");
+
         let mut calls = 0;
         let result = retry_while_changing(&RealFs, dir.path(), || {
             calls += 1;
             if calls < 3 {
+                Err(Error::Internal(format!("a frame read half written, attempt {calls}")))
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(result.unwrap(), 3, "differing failures are read again");
+
+        let mut calls = 0;
+        let result = retry_while_changing(&RealFs, dir.path(), || {
+            calls += 1;
+            if calls < 4 {
                 std::fs::write(dir.path().join(format!("seg-{calls}")), b"x").unwrap();
                 return Err(Error::Internal("a file vanished".into()));
             }
             Ok(calls)
         });
-        assert_eq!(result.unwrap(), 3);
+        assert_eq!(result.unwrap(), 4, "the same failure while names change is read again");
+
+        let mut calls = 0;
+        let result: Result<()> = retry_while_changing(&RealFs, dir.path(), || {
+            calls += 1;
+            Err(Error::Internal(format!("never the same twice {calls}")))
+        });
+        assert!(result.is_err());
+        assert_eq!(calls, LIVE_RETRIES, "bounded");
     }
 
     #[test]

@@ -179,6 +179,15 @@ fn remove_all(fs: &dyn FileSystem, paths: &[PathBuf], why: &str) -> Result<bool>
     Ok(!paths.is_empty())
 }
 
+/// Takes the store's exclusive writer lock.
+pub(crate) fn take_lock(fs: &dyn FileSystem, dir: &Path) -> Result<LockGuard> {
+    let lock_path = dir.join(LOCK_FILE);
+    fs.try_lock(&lock_path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock => Error::Locked { dir: dir.to_owned() },
+        _ => Error::Io { op: "lock", path: lock_path.clone(), source: e },
+    })
+}
+
 /// Creates `dir` (and missing parents) so that it survives power loss: a
 /// new directory's entry lives in its parent, so each parent of a created
 /// directory is fsynced (regression: `a_grant_acknowledged_after_the_first_open_survives_power_loss`).
@@ -222,11 +231,21 @@ impl WalLockStore {
             return Self::open_read_only(fs, dir);
         }
         create_dir_durably(&*fs, &dir)?;
-        let lock_path = dir.join(LOCK_FILE);
-        let lock = fs.try_lock(&lock_path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::WouldBlock => Error::Locked { dir: dir.clone() },
-            _ => Error::Io { op: "lock", path: lock_path.clone(), source: e },
-        })?;
+        let lock = take_lock(&*fs, &dir)?;
+        Self::open_locked(fs, dir, options, lock, 0)
+    }
+
+    /// Opens the store whose writer `lock` the caller took, as a new
+    /// incarnation whose epoch is above `epoch_floor` as well as above every
+    /// epoch the directory names (repair passes the epochs that the records
+    /// it dropped named).
+    pub(crate) fn open_locked(
+        fs: Arc<dyn FileSystem>,
+        dir: PathBuf,
+        options: WalOptions,
+        lock: LockGuard,
+        epoch_floor: u64,
+    ) -> Result<Self> {
         let _span = tracing::info_span!("open", dir = %dir.display()).entered();
         let Recovered { state, segments, last_lsn, records, torn, temporaries, stale, snapshot, duration } =
             recovery::recover(&*fs, &dir)?;
@@ -263,10 +282,15 @@ impl WalLockStore {
             fs.sync_dir(&dir).map_err(io_error("fsync directory", &dir))?;
         }
         let previous_clean = state.clean();
-        let epoch = state.epoch() + 1;
+        // Above every epoch handed out: the replayed one, and the one in the
+        // header of every segment, including a segment whose `Open` record
+        // was lost (torn, or dropped by a repair) and a repair's backups.
+        let headers = segments.iter().filter_map(|s| s.scan.header.and_then(|h| h.epoch));
+        let highest = headers.chain([recovery::backup_epochs(&*fs, &dir)?, epoch_floor]).fold(state.epoch(), u64::max);
+        let epoch = highest.saturating_add(1);
         let next_number =
             segments.last().map_or(1, |s| if kept.len() < segments.len() { s.number } else { s.number + 1 });
-        let segment = create_segment(&*fs, &dir, next_number, last_lsn + 1)?;
+        let segment = create_segment(&*fs, &dir, next_number, last_lsn + 1, epoch)?;
         let mut segment_bytes: BTreeMap<u64, u64> = kept.iter().map(|s| (s.number, s.scan.valid_end)).collect();
         segment_bytes.insert(next_number, SEGMENT_HEADER_LEN as u64);
         let snapshot_stats = SnapshotStats {

@@ -80,6 +80,8 @@ pub(crate) struct Listing {
     pub temporaries: Vec<PathBuf>,
     /// Snapshot LSNs and paths, sorted by LSN.
     pub snapshots: Vec<(u64, PathBuf)>,
+    /// Segments that a repair moved aside whole (`seg-<n>.wal.corrupt-...`).
+    pub backups: Vec<PathBuf>,
 }
 
 /// What [`read_log`] found.
@@ -98,9 +100,12 @@ pub(crate) fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Listing> 
     let mut segments = Vec::new();
     let mut temporaries = Vec::new();
     let mut snapshots = Vec::new();
+    let mut backups = Vec::new();
     for name in names {
         if let Some(number) = parse_segment_name(&name) {
             segments.push((number, dir.join(name)));
+        } else if name.split_once(".corrupt-").is_some_and(|(file, _)| parse_segment_name(file).is_some()) {
+            backups.push(dir.join(name));
         } else if let Some(lsn) = parse_snapshot_name(&name) {
             snapshots.push((lsn, dir.join(name)));
         } else if name.strip_suffix(TMP_SUFFIX).and_then(parse_snapshot_name).is_some() {
@@ -118,7 +123,26 @@ pub(crate) fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Listing> 
     }
     segments.sort();
     snapshots.sort();
-    Ok(Listing { segments, temporaries, snapshots })
+    Ok(Listing { segments, temporaries, snapshots, backups })
+}
+
+/// The highest epoch in the header of a segment that a repair moved aside
+/// (0 when none names one). A new incarnation's epoch goes above it too: the
+/// repair that moved it may have stopped before its own open recorded an
+/// epoch above the dropped ones. An unreadable backup is skipped (warned):
+/// it cannot keep the store from opening.
+pub(crate) fn backup_epochs(fs: &dyn FileSystem, dir: &Path) -> Result<u64> {
+    let mut highest = 0;
+    for path in list_segments(fs, dir)?.backups {
+        match fs.read(&path).map(|bytes| SegmentHeader::decode(&bytes)) {
+            Ok(Ok(header)) => highest = highest.max(header.epoch.unwrap_or(0)),
+            Ok(Err(e)) => {
+                tracing::debug!(file = %path.display(), error = %e, "backup segment without a readable header")
+            }
+            Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot read a backup segment's epoch"),
+        }
+    }
+    Ok(highest)
 }
 
 /// Whether `name` has the shape of a segment or snapshot file name without

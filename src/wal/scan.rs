@@ -71,9 +71,16 @@ fn all_zero(bytes: &[u8]) -> bool {
     chunks.all(|c| c.iter().fold(0u8, |acc, &b| acc | b) == 0) && chunks.remainder().iter().all(|&b| b == 0)
 }
 
-/// Counts valid frames (of this segment's salt, with LSNs above `last_lsn`)
-/// that start after `from`, at frame alignment.
-fn valid_frames_after(bytes: &[u8], from: usize, salt: u64, last_lsn: u64) -> u64 {
+/// Visits the valid frames (of this segment's salt, with LSNs above
+/// `last_lsn`) that start after `from`, at frame alignment, as (offset, LSN,
+/// payload), and returns how many there are: what survives after damage.
+pub fn visit_frames_after(
+    bytes: &[u8],
+    from: usize,
+    salt: u64,
+    last_lsn: u64,
+    mut visit: impl FnMut(u64, u64, &[u8]),
+) -> u64 {
     // A frame takes at least FRAME_HEADER_LEN + 1 bytes, so no valid frame
     // can carry an LSN further out than this.
     let max_lsn = last_lsn.saturating_add((bytes.len() / FRAME_HEADER_LEN) as u64 + 1);
@@ -82,6 +89,8 @@ fn valid_frames_after(bytes: &[u8], from: usize, salt: u64, last_lsn: u64) -> u6
     while at + FRAME_HEADER_LEN <= bytes.len() {
         match is_valid_frame_in(&bytes[at..], salt, last_lsn + 1..=max_lsn) {
             Some(len) => {
+                let frame = decode_frame(&bytes[at..], salt, |_| true).expect("verified just now");
+                visit(at as u64, frame.lsn, frame.payload);
                 count += 1;
                 at += len;
             }
@@ -89,6 +98,10 @@ fn valid_frames_after(bytes: &[u8], from: usize, salt: u64, last_lsn: u64) -> u6
         }
     }
     count
+}
+
+fn valid_frames_after(bytes: &[u8], from: usize, salt: u64, last_lsn: u64) -> u64 {
+    visit_frames_after(bytes, from, salt, last_lsn, |_, _, _| {})
 }
 
 /// Scans a segment. `expected_first_lsn` is the LSN the segment must start
@@ -167,7 +180,7 @@ mod tests {
 
     /// A segment with `n` frames (LSN 1..=n) and `zeros` bytes of pre-sized tail.
     fn segment(n: u64, zeros: usize) -> (Vec<u8>, Vec<usize>) {
-        let mut b = SegmentHeader { number: 1, salt: SALT, first_lsn: 1 }.encode().to_vec();
+        let mut b = SegmentHeader { number: 1, salt: SALT, first_lsn: 1, epoch: Some(1) }.encode().to_vec();
         let mut starts = Vec::new();
         for lsn in 1..=n {
             starts.push(b.len());
@@ -247,7 +260,7 @@ mod tests {
     #[test]
     fn an_out_of_range_header_is_damage_not_a_panic() {
         for (number, first_lsn) in [(1, 0), (0, 1), (1, u64::MAX), (u64::MAX, 1)] {
-            let mut b = SegmentHeader { number, salt: SALT, first_lsn }.encode().to_vec();
+            let mut b = SegmentHeader { number, salt: SALT, first_lsn, epoch: Some(1) }.encode().to_vec();
             append_frame(&mut b, SALT, first_lsn, |out| out.push(1));
             for newest in [false, true] {
                 let damage = scan_segment::<()>(&b, None, newest, |_, _, _| Ok(())).unwrap().unwrap_err();
@@ -259,7 +272,7 @@ mod tests {
 
     #[test]
     fn an_lsn_gap_is_corruption() {
-        let mut b = SegmentHeader { number: 1, salt: SALT, first_lsn: 1 }.encode().to_vec();
+        let mut b = SegmentHeader { number: 1, salt: SALT, first_lsn: 1, epoch: Some(1) }.encode().to_vec();
         append_frame(&mut b, SALT, 1, |out| out.push(1));
         append_frame(&mut b, SALT, 3, |out| out.push(3));
         let damage = scan(&b, true).unwrap_err();
