@@ -2,15 +2,19 @@
 //! [`repair`], plus [`retry_while_changing`] for reading a store that a live
 //! writer holds. The `lockwal` command line is a thin layer over these.
 //!
-//! Everything here reads through the [`FileSystem`] seam and reuses the
+//! Everything here reads through the [`FileSystem`] seam, by copying files
+//! and never mapping them, so it is safe on a store that a live writer holds
+//! with any file system, [`RealFs`](crate::io::RealFs) included (a writer
+//! starting meanwhile truncates the newest segment, and a mapped reader
+//! would die of SIGBUS). It reuses the
 //! scanning and recovery code that `open` uses, so a verdict of this module
 //! and the behaviour of [`WalLockStore::open`](super::WalLockStore::open)
 //! cannot disagree:
 //! - [`verify`] runs recovery exactly as `open` does (without changing a
 //!   byte) for the verdict, and scans every file on its own for the details;
 //! - [`repair`] plans its cuts by running recovery on a view of the directory
-//!   with the planned cuts applied in memory, until that view opens; with
-//!   `apply` it then makes the same cuts on disk, each durable before the
+//!   with the planned cuts applied in memory, until that view opens; when
+//!   applied it then makes the same cuts on disk, each durable before the
 //!   next (DESIGN.md, "Operator tooling").
 
 use super::format::{SEGMENT_HEADER_LEN, SegmentHeader, decode_commands, parse_segment_name};
@@ -371,10 +375,11 @@ fn records_after(fs: &dyn FileSystem, survey: &Survey, file: &Path, offset: u64)
 /// between the reads, or a frame copied half-written can each make one read
 /// look damaged.
 pub fn verify(fs: &dyn FileSystem, dir: &Path) -> Result<VerifyReport> {
+    let view = Overlay::of(fs);
     read_until_confirmed(
-        fs,
+        &view,
         dir,
-        || verify_once(fs, dir),
+        || verify_once(&view, dir),
         |result| match result {
             Ok(report) => report.problem.as_ref().map(|p| format!("{p:?}")),
             Err(e) => Some(e.to_string()),
@@ -462,6 +467,8 @@ pub fn dump<E: From<Error>>(
     from_lsn: u64,
     mut visit: impl FnMut(DumpRecord<'_>) -> std::result::Result<(), E>,
 ) -> std::result::Result<DumpSummary, E> {
+    let view = Overlay::of(fs);
+    let fs = &view;
     let Survey { segments, snapshots, .. } = retry_while_changing(fs, dir, || survey(fs, dir))?;
     let mut records = 0;
     for (i, check) in segments.iter().enumerate() {
@@ -621,13 +628,25 @@ pub enum RepairMode {
     ApplyAcceptingLoss,
 }
 
-/// A read-only view of a directory with some files hidden and some
-/// truncated, in memory: recovery runs on it to find what a repair must cut
+/// A read-only view of a directory, through which every function of this
+/// module reads: whole files are copied, never mapped (nothing here holds
+/// the writer lock, and a writer starting meanwhile truncates the newest
+/// segment: a mapped page past the new end is SIGBUS), and every write is
+/// refused, so nothing here can change the store by mistake. The repair
+/// planner also hides and truncates files in it, in memory: recovery runs on
+/// it to find what a repair must cut
 /// before anything is cut.
 struct Overlay<'a> {
     inner: &'a dyn FileSystem,
     hidden: BTreeSet<PathBuf>,
     truncated: BTreeMap<PathBuf, u64>,
+}
+
+impl<'a> Overlay<'a> {
+    /// The directory as it is.
+    fn of(inner: &'a dyn FileSystem) -> Self {
+        Self { inner, hidden: BTreeSet::new(), truncated: BTreeMap::new() }
+    }
 }
 
 fn read_only_view() -> io::Error {
@@ -647,7 +666,7 @@ impl FileSystem for Overlay<'_> {
         if self.hidden.contains(path) {
             return Err(io::Error::from(io::ErrorKind::NotFound));
         }
-        let bytes = self.inner.read(path)?;
+        let bytes = self.inner.read_copy(path)?;
         Ok(match self.truncated.get(path) {
             Some(&len) => FileBytes::Owned(bytes[..(len as usize).min(bytes.len())].to_vec()),
             None => bytes,
@@ -759,9 +778,9 @@ fn highest_epoch(fs: &dyn FileSystem, dir: &Path) -> Result<u64> {
 /// Plans the cuts on an overlay until recovery succeeds on it.
 fn plan(fs: &dyn FileSystem, dir: &Path) -> Result<RepairPlan> {
     let now = unix_now();
-    let epoch_floor = highest_epoch(fs, dir)?;
-    let existing: BTreeSet<String> = list_names(fs, dir)?.into_iter().collect();
-    let mut view = Overlay { inner: fs, hidden: BTreeSet::new(), truncated: BTreeMap::new() };
+    let mut view = Overlay::of(fs);
+    let epoch_floor = highest_epoch(&view, dir)?;
+    let existing: BTreeSet<String> = list_names(&view, dir)?.into_iter().collect();
     let mut actions: Vec<RepairAction> = Vec::new();
     let mut problem = None;
     let limit = existing.len() + 2;
@@ -802,7 +821,7 @@ fn plan(fs: &dyn FileSystem, dir: &Path) -> Result<RepairPlan> {
         let segments = list_segments(&view, dir)?.segments;
         let move_aside =
             |path: &PathBuf, why: String, view: &mut Overlay<'_>, actions: &mut Vec<RepairAction>| -> Result<()> {
-                let bytes = view.inner.read(path).map_err(io_error("read", path))?;
+                let bytes = view.inner.read_copy(path).map_err(io_error("read", path))?;
                 let records =
                     if parse_segment_name(path.file_name().and_then(|n| n.to_str()).unwrap_or_default()).is_some() {
                         count_records(&bytes)
@@ -837,16 +856,22 @@ fn plan(fs: &dyn FileSystem, dir: &Path) -> Result<RepairPlan> {
         let present = segments.iter().any(|(n, _)| *n == number);
         let (cut_from, truncate_at) = if !present {
             (number, None) // a missing segment: nothing after the gap can be replayed
-        } else if offset >= SEGMENT_HEADER_LEN as u64 {
+        } else if offset > SEGMENT_HEADER_LEN as u64 {
             (number + 1, Some(offset))
         } else {
-            (number, None) // the header itself is bad: the whole segment goes
+            // The header itself is bad, or the first frame is: the whole
+            // segment goes. (Cut at its first frame it would hold no record,
+            // and its header, with the epoch of the incarnation that made
+            // it, would be removed by the next open; the backup keeps it.)
+            (number, None)
         };
         let later: Vec<PathBuf> =
             segments.iter().filter(|(n, _)| *n >= cut_from).map(|(_, p)| p.clone()).rev().collect();
         for path in &later {
-            let why = if *path == file {
+            let why = if *path == file && offset < SEGMENT_HEADER_LEN as u64 {
                 format!("its header is unusable: {reason}")
+            } else if *path == file {
+                format!("its first record is damaged, so it would hold none: {reason}")
             } else {
                 format!("follows the damage in {name}: its records cannot be replayed past a gap")
             };
@@ -856,7 +881,7 @@ fn plan(fs: &dyn FileSystem, dir: &Path) -> Result<RepairPlan> {
             if view.truncated.get(&file).is_some_and(|&len| len <= at) {
                 return Err(Error::Internal(format!("repair planned a cut of {} at {at} twice", file.display())));
             }
-            let bytes = view.inner.read(&file).map_err(io_error("read", &file))?;
+            let bytes = view.inner.read_copy(&file).map_err(io_error("read", &file))?;
             let end = bytes.iter().rposition(|&b| b != 0).map_or(at, |last| (last as u64 + 1).max(at));
             let records = frames_from(&bytes, at);
             actions.retain(|a| a.file() != file);
@@ -1164,6 +1189,90 @@ mod tests {
         assert!(plan.applied && !plan.actions.is_empty());
         assert!(plan.after.as_ref().unwrap().epoch > plan.epoch_floor, "the epoch record was written");
         assert!(verify(&RealFs, dir.path()).unwrap().is_intact());
+    }
+
+    /// The real file system, except that mapping a file (`read`) fails the
+    /// test unless `maps` (the lock holder may map), and `try_lock` calls are
+    /// counted.
+    struct NoMaps {
+        maps: bool,
+        locks: std::sync::atomic::AtomicU32,
+    }
+
+    impl FileSystem for NoMaps {
+        fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+            RealFs.create_dir_all(dir)
+        }
+        fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StoreFile>> {
+            RealFs.open(path, mode)
+        }
+        fn read(&self, path: &Path) -> io::Result<FileBytes> {
+            assert!(self.maps, "{} mapped: a writer truncating it would kill this reader", path.display());
+            RealFs.read(path)
+        }
+        fn read_copy(&self, path: &Path) -> io::Result<FileBytes> {
+            RealFs.read_copy(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            RealFs.rename(from, to)
+        }
+        fn remove(&self, path: &Path) -> io::Result<()> {
+            RealFs.remove(path)
+        }
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+            RealFs.sync_dir(dir)
+        }
+        fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+            RealFs.list(dir)
+        }
+        fn try_lock(&self, path: &Path) -> io::Result<LockGuard> {
+            self.locks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            RealFs.try_lock(path)
+        }
+    }
+
+    /// Issue 15 (suspected): `verify`, `dump` and repair planning mapped the
+    /// files of a store they do not hold the lock of when given `RealFs`
+    /// (SIGBUS if a starting writer truncates one). They read by copying
+    /// whatever file system they are given.
+    #[test]
+    fn inspection_never_maps_a_file() {
+        let dir = store(150);
+        let fs = NoMaps { maps: false, locks: Default::default() };
+        assert!(verify(&fs, dir.path()).unwrap().is_intact());
+        dump(&fs, dir.path(), 0, |_| Ok::<(), Error>(())).unwrap();
+        let seg = &segment_paths(dir.path())[1];
+        let mut bytes = std::fs::read(seg).unwrap();
+        bytes[2000] ^= 1;
+        std::fs::write(seg, bytes).unwrap();
+        let report = verify(&fs, dir.path()).unwrap();
+        assert!(report.repair.is_some_and(|plan| !plan.actions.is_empty()));
+        assert!(
+            !repair(Arc::new(NoMaps { maps: false, locks: Default::default() }), dir.path(), RepairMode::Plan)
+                .unwrap()
+                .applied
+        );
+    }
+
+    /// Issue 15 (suspected): an applied repair released the writer lock after
+    /// its cuts and took it again to open the store and record the epoch, so
+    /// a server starting in between could open the cut store first. It takes
+    /// the lock once and holds it to the end.
+    #[test]
+    fn an_applied_repair_takes_the_writer_lock_once_and_holds_it_to_its_epoch_record() {
+        let dir = store(150);
+        let seg = &segment_paths(dir.path())[1];
+        let mut bytes = std::fs::read(seg).unwrap();
+        bytes[2000] ^= 1;
+        std::fs::write(seg, bytes).unwrap();
+        let fs = Arc::new(NoMaps { maps: true, locks: Default::default() });
+        let plan = repair(Arc::clone(&fs) as Arc<dyn FileSystem>, dir.path(), RepairMode::ApplyAcceptingLoss).unwrap();
+        assert!(plan.applied);
+        assert_eq!(
+            fs.locks.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "one lock, from the plan to the epoch record"
+        );
     }
 
     /// Regression (issue 15, item 1): a failure was returned as soon as the

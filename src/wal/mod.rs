@@ -282,10 +282,15 @@ impl WalLockStore {
             fs.sync_dir(&dir).map_err(io_error("fsync directory", &dir))?;
         }
         let previous_clean = state.clean();
-        // Above every epoch handed out: the replayed one, and the one in the
-        // header of every segment, including a segment whose `Open` record
-        // was lost (torn, or dropped by a repair) and a repair's backups.
-        let headers = segments.iter().filter_map(|s| s.scan.header.and_then(|h| h.epoch));
+        // Above every epoch handed out: the replayed one, the one in the
+        // header of every segment that holds a record (a segment's first
+        // record is its creator's `Open` record or comes after it), and the
+        // one in the header of every segment a repair moved aside. A segment
+        // holding no record is an open that crashed before its epoch was
+        // durable: that epoch was never handed out (a repair never leaves
+        // such a segment behind: it moves a segment cut at its first frame
+        // aside whole).
+        let headers = segments.iter().filter(|s| s.scan.frames > 0).filter_map(|s| s.scan.header.and_then(|h| h.epoch));
         let highest = headers.chain([recovery::backup_epochs(&*fs, &dir)?, epoch_floor]).fold(state.epoch(), u64::max);
         let epoch = highest.saturating_add(1);
         let next_number =
