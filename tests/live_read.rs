@@ -2,66 +2,36 @@
 //! store"): a read-only open sees every grant acknowledged before it began
 //! and reports damage only when a quiet re-read confirms it.
 
-use lockwal::io::{FileBytes, FileSystem, LockGuard, OpenMode, RealFs, StoreFile};
+use lockwal::io::{FileBytes, RealFs};
+use lockwal::testing::fs::HookedFs;
 use lockwal::testing::sample;
 use lockwal::wal::{WalLockStore, WalOptions, inspect};
 use lockwal::{LockQuery, LockStore};
 use std::collections::BTreeSet;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 /// The real file system, except that the first `copies` whole-file reads of
 /// `target` return it with `zeroed` bytes zeroed: what a copy racing the
 /// writer sees when it reads a frame's pages before the frame is written and
-/// later pages after the next frame was.
-struct HalfWrittenCopies {
+/// later pages after the next frame was. Returns it and the count left.
+fn half_written_copies(
     target: PathBuf,
     zeroed: std::ops::Range<usize>,
-    copies: AtomicU32,
-}
-
-impl HalfWrittenCopies {
-    fn read_whole(&self, path: &Path) -> io::Result<FileBytes> {
-        let bytes = RealFs.read_copy(path)?;
-        if path != self.target || self.copies.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_err() {
+    copies: u32,
+) -> (Arc<HookedFs>, Arc<AtomicU32>) {
+    let left = Arc::new(AtomicU32::new(copies));
+    let counter = Arc::clone(&left);
+    let fs = HookedFs::new(move |path, _, bytes| {
+        if path != target || counter.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_err() {
             return Ok(bytes);
         }
         let mut copy = bytes.to_vec();
-        copy[self.zeroed.clone()].fill(0);
+        copy[zeroed.clone()].fill(0);
         Ok(FileBytes::Owned(copy))
-    }
-}
-
-impl FileSystem for HalfWrittenCopies {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        RealFs.create_dir_all(dir)
-    }
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StoreFile>> {
-        RealFs.open(path, mode)
-    }
-    fn read(&self, path: &Path) -> io::Result<FileBytes> {
-        self.read_whole(path)
-    }
-    fn read_copy(&self, path: &Path) -> io::Result<FileBytes> {
-        self.read_whole(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        RealFs.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        RealFs.remove(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        RealFs.sync_dir(dir)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        RealFs.list(dir)
-    }
-    fn try_lock(&self, path: &Path) -> io::Result<LockGuard> {
-        RealFs.try_lock(path)
-    }
+    });
+    (Arc::new(fs), left)
 }
 
 async fn ids(store: &dyn LockStore) -> BTreeSet<String> {
@@ -91,11 +61,11 @@ async fn a_read_only_open_reads_again_when_its_copy_caught_a_frame_half_written(
     .unwrap();
     let (segment, offset) = frames[frames.len() / 2].clone();
     let zeroed = offset as usize..offset as usize + 16;
-    let copies = |n| HalfWrittenCopies { target: segment.clone(), zeroed: zeroed.clone(), copies: AtomicU32::new(n) };
+    let copies = |n| half_written_copies(segment.clone(), zeroed.clone(), n);
     let read_only = WalOptions { read_only: true, ..WalOptions::default() };
 
     // Damage that every read sees is real and is reported, naming the frame.
-    let always = Arc::new(copies(u32::MAX));
+    let (always, _) = copies(u32::MAX);
     assert_eq!(inspect::verify(&*always, dir.path()).unwrap().problem.unwrap().offset, offset);
     match WalLockStore::open_with_fs(always, dir.path(), read_only.clone()).await {
         Err(lockwal::Error::Corruption { offset: at, .. }) => assert_eq!(at, offset),
@@ -103,12 +73,12 @@ async fn a_read_only_open_reads_again_when_its_copy_caught_a_frame_half_written(
     }
 
     // Seen by one copy only: read again, and the store is healthy.
-    let once = copies(1);
-    assert!(inspect::verify(&once, dir.path()).unwrap().is_intact());
-    assert_eq!(once.copies.load(SeqCst), 0, "the damaged copy was read");
-    let once = Arc::new(copies(1));
-    let reader = WalLockStore::open_with_fs(once.clone(), dir.path(), read_only).await.unwrap();
-    assert_eq!(once.copies.load(SeqCst), 0, "the damaged copy was read");
+    let (once, left) = copies(1);
+    assert!(inspect::verify(&*once, dir.path()).unwrap().is_intact());
+    assert_eq!(left.load(SeqCst), 0, "the damaged copy was read");
+    let (once, left) = copies(1);
+    let reader = WalLockStore::open_with_fs(once, dir.path(), read_only).await.unwrap();
+    assert_eq!(left.load(SeqCst), 0, "the damaged copy was read");
     assert_eq!(ids(&reader).await, expected);
     writer.close().await.unwrap();
 }

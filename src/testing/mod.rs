@@ -3,6 +3,7 @@
 //! generators of sample data. Not part of the stable API.
 
 pub mod crash;
+pub mod fs;
 pub mod fuzz;
 pub mod model;
 pub mod sample;

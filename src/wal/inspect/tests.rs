@@ -2,10 +2,9 @@ use super::*;
 use crate::LockStore;
 use crate::error::Error;
 use crate::io::RealFs;
-use crate::io::{LockGuard, OpenMode, StoreFile};
+use crate::testing::fs::{HookedFs, ReadKind};
 use crate::testing::sample;
 use crate::wal::{WalLockStore, WalOptions};
-use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -163,44 +162,17 @@ fn repair_applied_from_async_code_completes() {
     assert!(verify(&RealFs, dir.path()).unwrap().is_intact());
 }
 
-/// The real file system, except that mapping a file (`read`) fails the
-/// test unless `maps` (the lock holder may map), and `try_lock` calls are
-/// counted.
-struct NoMaps {
-    maps: bool,
-    locks: std::sync::atomic::AtomicU32,
-}
-
-impl FileSystem for NoMaps {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        RealFs.create_dir_all(dir)
-    }
-    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn StoreFile>> {
-        RealFs.open(path, mode)
-    }
-    fn read(&self, path: &Path) -> io::Result<FileBytes> {
-        assert!(self.maps, "{} mapped: a writer truncating it would kill this reader", path.display());
-        RealFs.read(path)
-    }
-    fn read_copy(&self, path: &Path) -> io::Result<FileBytes> {
-        RealFs.read_copy(path)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        RealFs.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        RealFs.remove(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        RealFs.sync_dir(dir)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        RealFs.list(dir)
-    }
-    fn try_lock(&self, path: &Path) -> io::Result<LockGuard> {
-        self.locks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        RealFs.try_lock(path)
-    }
+/// The real file system, except that mapping a file fails the test unless
+/// `maps` (the lock holder may map).
+fn no_maps(maps: bool) -> HookedFs {
+    HookedFs::new(move |path, kind, bytes| {
+        assert!(
+            maps || kind == ReadKind::Copied,
+            "{} mapped: a writer truncating it would kill this reader",
+            path.display()
+        );
+        Ok(bytes)
+    })
 }
 
 /// Issue 15 (suspected): `verify`, `dump` and repair planning mapped the
@@ -210,7 +182,7 @@ impl FileSystem for NoMaps {
 #[test]
 fn inspection_never_maps_a_file() {
     let dir = store(150);
-    let fs = NoMaps { maps: false, locks: Default::default() };
+    let fs = no_maps(false);
     assert!(verify(&fs, dir.path()).unwrap().is_intact());
     dump(&fs, dir.path(), 0, |_| Ok::<(), Error>(())).unwrap();
     let seg = &segment_paths(dir.path())[1];
@@ -219,11 +191,7 @@ fn inspection_never_maps_a_file() {
     std::fs::write(seg, bytes).unwrap();
     let report = verify(&fs, dir.path()).unwrap();
     assert!(report.repair.is_some_and(|plan| !plan.actions.is_empty()));
-    assert!(
-        !repair(Arc::new(NoMaps { maps: false, locks: Default::default() }), dir.path(), RepairMode::Plan)
-            .unwrap()
-            .applied
-    );
+    assert!(!repair(Arc::new(no_maps(false)), dir.path(), RepairMode::Plan).unwrap().applied);
 }
 
 /// Issue 15 (suspected): an applied repair released the writer lock after
@@ -237,10 +205,10 @@ fn an_applied_repair_takes_the_writer_lock_once_and_holds_it_to_its_epoch_record
     let mut bytes = std::fs::read(seg).unwrap();
     bytes[2000] ^= 1;
     std::fs::write(seg, bytes).unwrap();
-    let fs = Arc::new(NoMaps { maps: true, locks: Default::default() });
+    let fs = Arc::new(no_maps(true));
     let plan = repair(Arc::clone(&fs) as Arc<dyn FileSystem>, dir.path(), RepairMode::ApplyAcceptingLoss).unwrap();
     assert!(plan.applied);
-    assert_eq!(fs.locks.load(std::sync::atomic::Ordering::SeqCst), 1, "one lock, from the plan to the epoch record");
+    assert_eq!(fs.locks_taken(), 1, "one lock, from the plan to the epoch record");
 }
 
 /// Regression (issue 15, item 1): a failure was returned as soon as the
