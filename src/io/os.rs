@@ -46,8 +46,9 @@ impl FileBytes {
     /// pages among them) will not be read again, so their pages leave this
     /// process's resident set at once (loading a snapshot: its blocks are
     /// decoded once and never revisited, and without this the whole mapped
-    /// file stays resident until the map is dropped, about 90 bytes per lock
-    /// on top of the state). Owned bytes are kept as they are. A failure
+    /// file stays resident on top of the state until the map is dropped;
+    /// figures: docs/decisions/0013-release-snapshot-pages-while-loading.md).
+    /// Owned bytes are kept as they are. A failure
     /// only means the pages stay resident, so it is ignored.
     pub fn release(&self, start: usize, end: usize) {
         let FileBytes::Mapped(map) = self else { return };

@@ -165,8 +165,9 @@ impl Index {
 /// The primary index, lock id to slot. It holds slot numbers only: an id is
 /// read from its slot (through `id_of`) to compare, and hashed again when
 /// the table grows. That is 4 bytes per entry where a map keyed by the id's
-/// `Arc<str>` takes 24, so the table of a million locks is 10 MB instead of
-/// 50 and building it at restore misses the cache far less.
+/// `Arc<str>` takes 24, so the table is smaller and building it at restore
+/// misses the cache far less (figures:
+/// docs/decisions/0001-id-table-of-slot-numbers.md).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ById {
     table: HashTable<SlotId>,

@@ -234,8 +234,7 @@ fn id_prefix(id: &str) -> u64 {
 
 /// Sorts slots by id. Comparing an inline prefix first keeps most
 /// comparisons inside the array instead of chasing two slots and two
-/// string heaps per comparison (a million-lock listing sorts several times
-/// faster).
+/// string heaps per comparison (figures: docs/decisions/0003-id-prefix-sort.md).
 pub(super) fn sort_by_id(slots: &mut Vec<&Slot>) {
     let mut keyed: Vec<(u64, &Slot)> = slots.iter().map(|s| (id_prefix(&s.id), *s)).collect();
     keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));

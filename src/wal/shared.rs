@@ -21,7 +21,7 @@ pub(crate) type Reply = tokio::sync::oneshot::Sender<Answer>;
 /// writer thread, its strings went back to the caller's allocator arena
 /// under that arena's lock, contended by the callers themselves (the
 /// writer's profile at 64 concurrent callers showed the drops and the lock
-/// waits; W2 at 64 tasks gained 4-22% in 4 alternated rounds, DESIGN).
+/// waits; figures: docs/decisions/0007-caller-frees-its-command.md).
 pub(crate) struct Answer {
     result: Result<Vec<Outcome>>,
     spent: Command,
