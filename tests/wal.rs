@@ -334,6 +334,41 @@ async fn every_out_of_range_option_is_refused_at_open_naming_the_field_and_touch
     store.close().await.unwrap();
 }
 
+/// A read-only open, `is_store`, `verify` and `dump` on a directory that
+/// does not exist say so (`NoSuchDirectory`, "no such directory DIR")
+/// instead of "I/O error during list on DIR", and create nothing; a
+/// writable open still creates the directory.
+#[tokio::test]
+async fn a_missing_directory_is_no_such_directory_for_readers_and_created_by_a_writer() {
+    use lockwal::io::{CopyingReads, RealFs};
+    use lockwal::wal::inspect;
+    let parent = tempfile::tempdir().unwrap();
+    let missing = parent.path().join("no-store-here");
+    let is_missing = |e: &Error| matches!(e, Error::NoSuchDirectory { dir } if *dir == missing);
+    let e = WalLockStore::open(&missing, WalOptions { read_only: true, ..options() }).await.err().unwrap();
+    assert!(is_missing(&e), "{e:?}");
+    assert_eq!(e.to_string(), format!("no such directory {}", missing.display()));
+    let fs = CopyingReads(Arc::new(RealFs));
+    let e = inspect::is_store(&fs, &missing).unwrap_err();
+    assert!(is_missing(&e), "{e:?}");
+    let e = inspect::verify(&fs, &missing).unwrap_err();
+    assert!(is_missing(&e), "{e:?}");
+    let e = inspect::dump(&fs, &missing, 0, |_| Ok::<(), Error>(())).unwrap_err();
+    assert!(is_missing(&e), "{e:?}");
+    let e = inspect::retry_while_changing(&fs, &missing, || Ok(())).unwrap_err();
+    assert!(is_missing(&e), "{e:?}");
+    assert!(!missing.exists(), "a reader created the directory");
+    // Under a missing parent too.
+    let deeper = missing.join("deeper");
+    let e = WalLockStore::open(&deeper, WalOptions { read_only: true, ..options() }).await.err().unwrap();
+    assert!(matches!(&e, Error::NoSuchDirectory { dir } if *dir == deeper), "{e:?}");
+    assert!(!missing.exists());
+    // A writable open creates it, as before.
+    let store = WalLockStore::open(&deeper, options()).await.unwrap();
+    store.close().await.unwrap();
+    assert!(inspect::is_store(&fs, &deeper).unwrap());
+}
+
 /// Many concurrent writers are all acknowledged and accounted for: every
 /// frame written was synced, and the requests per frame add up to the
 /// writes. (How much grouping happens depends on timing: the benchmarks

@@ -65,7 +65,9 @@ pub struct WalOptions {
     pub segment_size: u64,
     /// Open without the writer lock and without changing any byte: no epoch
     /// bump, no truncation; writes fail with `ReadOnly`. A torn tail is
-    /// ignored, corruption reported as usual. Any value. The other fields
+    /// ignored, corruption reported as usual. A directory that does not
+    /// exist is [`Error::NoSuchDirectory`] (nothing is created). Any value.
+    /// The other fields
     /// are validated even when this is set, so that a bad configuration is
     /// caught by a read-only check too.
     pub read_only: bool,
@@ -266,6 +268,8 @@ fn create_dir_durably(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
 
 impl WalLockStore {
     /// Opens (creating if needed) the store in `dir` on the real file system.
+    /// A read-only open creates nothing: on a missing `dir` it fails with
+    /// [`Error::NoSuchDirectory`].
     pub async fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<Self> {
         Self::open_with_fs(Arc::new(RealFs), dir, options).await
     }
