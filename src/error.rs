@@ -75,6 +75,15 @@ pub enum Error {
         /// The store directory.
         dir: PathBuf,
     },
+    /// The store directory does not exist: a read-only open (or an operator
+    /// command) on a directory that was never created, or a typo in its
+    /// path. Nothing was created. A writable open creates the directory
+    /// instead.
+    #[error("no such directory {dir}")]
+    NoSuchDirectory {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// A file of the store is damaged. Nothing was changed on disk.
     #[error("corruption in {file} at byte offset {offset}: {reason}")]
     Corruption {

@@ -165,6 +165,35 @@ fn usage_errors_and_missing_stores_exit_2() {
     assert!(files(dir.path()).is_empty(), "nothing was created");
 }
 
+/// Every command that needs an existing store says "no such directory DIR"
+/// (exit 2) for a directory that does not exist, not "I/O error during
+/// list", and creates nothing; `init` still creates it.
+#[test]
+fn a_missing_directory_is_reported_as_no_such_directory() {
+    let parent = tempfile::tempdir().unwrap();
+    let missing = parent.path().join("nope");
+    let d = p(&missing);
+    let expected = format!("lockwal: no such directory {d}\n");
+    let commands: [&[&str]; 9] = [
+        &["stat", d],
+        &["list", d],
+        &["clients", d],
+        &["dump", d],
+        &["verify", d],
+        &["release", d, "--id", "x"],
+        &["compact", d],
+        &["repair", d],
+        &["grant", d, "--id", "a", "--share", "s", "--file", "f", "--owner", "o", "--client", "c"],
+    ];
+    for args in commands {
+        let run = fails(args, 2);
+        assert_eq!(run.stderr, expected, "lockwal {args:?}");
+        assert!(!missing.exists(), "lockwal {args:?} created the directory");
+    }
+    ok(&["init", d]);
+    ok(&["stat", d]);
+}
+
 #[test]
 fn init_grant_list_release_round_trip() {
     let dir = tempfile::tempdir().unwrap();

@@ -250,6 +250,125 @@ async fn read_only_open_changes_nothing() {
     assert_eq!(snapshot_dir(dir.path()), before);
 }
 
+/// Every `WalOptions` field out of its documented range is refused at open
+/// with `InvalidInput` naming the field, read-only or not, before anything
+/// on disk is touched: a missing directory is not created, an existing
+/// store keeps every byte (no epoch bump). Regression: only `segment_size`
+/// was checked; a NaN or infinite `compact_size_multiple` never compacted,
+/// a zero `compact_interval` compacted in a busy loop.
+#[tokio::test]
+async fn every_out_of_range_option_is_refused_at_open_naming_the_field_and_touching_nothing() {
+    use lockwal::wal::{MAX_COMPACT_SIZE_MULTIPLE, MAX_SEGMENT_SIZE, MIN_COMPACT_INTERVAL, MIN_SEGMENT_SIZE};
+    use std::time::Duration;
+    let base = options();
+    let bad: Vec<(&str, WalOptions)> = vec![
+        ("segment_size", WalOptions { segment_size: 0, ..base.clone() }),
+        ("segment_size", WalOptions { segment_size: MIN_SEGMENT_SIZE - 1, ..base.clone() }),
+        ("segment_size", WalOptions { segment_size: MAX_SEGMENT_SIZE + 1, ..base.clone() }),
+        ("segment_size", WalOptions { segment_size: u64::MAX, ..base.clone() }),
+        ("compact_after_bytes", WalOptions { compact_after_bytes: Some(0), ..base.clone() }),
+        ("compact_size_multiple", WalOptions { compact_size_multiple: f64::NAN, ..base.clone() }),
+        ("compact_size_multiple", WalOptions { compact_size_multiple: f64::INFINITY, ..base.clone() }),
+        ("compact_size_multiple", WalOptions { compact_size_multiple: f64::NEG_INFINITY, ..base.clone() }),
+        ("compact_size_multiple", WalOptions { compact_size_multiple: -1.0, ..base.clone() }),
+        (
+            "compact_size_multiple",
+            WalOptions { compact_size_multiple: MAX_COMPACT_SIZE_MULTIPLE * 1.5, ..base.clone() },
+        ),
+        ("compact_size_multiple", WalOptions { compact_size_multiple: f64::MAX, ..base.clone() }),
+        ("compact_interval", WalOptions { compact_interval: Some(Duration::ZERO), ..base.clone() }),
+        (
+            "compact_interval",
+            WalOptions { compact_interval: Some(MIN_COMPACT_INTERVAL - Duration::from_nanos(1)), ..base.clone() },
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let store = WalLockStore::open(&store_dir, base.clone()).await.unwrap();
+    store.put_lock(sample::byte_range("a", "s", "f", "o", "c")).await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    let before = snapshot_dir(&store_dir);
+    let missing = dir.path().join("missing");
+    for (field, bad) in &bad {
+        assert!(matches!(bad.validate(), Err(Error::InvalidInput { field: f, .. }) if f == *field), "{bad:?}");
+        for read_only in [false, true] {
+            let bad = WalOptions { read_only, ..bad.clone() };
+            for target in [&store_dir, &missing] {
+                match WalLockStore::open(target, bad.clone()).await {
+                    Err(e @ Error::InvalidInput { field: f, .. }) => {
+                        assert_eq!(f, *field, "{bad:?}");
+                        assert!(e.to_string().contains(field), "the message names the field: {e}");
+                    }
+                    Err(e) => panic!("{bad:?} on {}: expected InvalidInput for {field}, got {e}", target.display()),
+                    Ok(_) => panic!("{bad:?} on {}: opened", target.display()),
+                }
+            }
+            assert!(!missing.exists(), "{bad:?}: the missing directory was created");
+            assert_eq!(snapshot_dir(&store_dir), before, "{bad:?}: the store changed");
+        }
+    }
+    // The ends of every range are accepted.
+    let edges = [
+        WalOptions { segment_size: MIN_SEGMENT_SIZE, ..base.clone() },
+        WalOptions { segment_size: MAX_SEGMENT_SIZE, ..base.clone() },
+        WalOptions { compact_after_bytes: None, ..base.clone() },
+        WalOptions { compact_after_bytes: Some(1), ..base.clone() },
+        WalOptions { compact_size_multiple: 0.0, ..base.clone() },
+        WalOptions { compact_size_multiple: MAX_COMPACT_SIZE_MULTIPLE, ..base.clone() },
+        WalOptions { compact_interval: Some(MIN_COMPACT_INTERVAL), ..base.clone() },
+        WalOptions::default(),
+    ];
+    for edge in &edges {
+        edge.validate().unwrap_or_else(|e| panic!("{edge:?}: {e}"));
+    }
+    let edge = WalOptions {
+        segment_size: MAX_SEGMENT_SIZE,
+        compact_after_bytes: Some(1),
+        compact_size_multiple: MAX_COMPACT_SIZE_MULTIPLE,
+        compact_interval: Some(MIN_COMPACT_INTERVAL),
+        ..base.clone()
+    };
+    let store = WalLockStore::open(&store_dir, edge).await.unwrap();
+    assert_eq!(ids(&store).await, ["a"]);
+    store.close().await.unwrap();
+}
+
+/// A read-only open, `is_store`, `verify` and `dump` on a directory that
+/// does not exist say so (`NoSuchDirectory`, "no such directory DIR")
+/// instead of "I/O error during list on DIR", and create nothing; a
+/// writable open still creates the directory.
+#[tokio::test]
+async fn a_missing_directory_is_no_such_directory_for_readers_and_created_by_a_writer() {
+    use lockwal::io::{CopyingReads, RealFs};
+    use lockwal::wal::inspect;
+    let parent = tempfile::tempdir().unwrap();
+    let missing = parent.path().join("no-store-here");
+    let is_missing = |e: &Error| matches!(e, Error::NoSuchDirectory { dir } if *dir == missing);
+    let e = WalLockStore::open(&missing, WalOptions { read_only: true, ..options() }).await.err().unwrap();
+    assert!(is_missing(&e), "{e:?}");
+    assert_eq!(e.to_string(), format!("no such directory {}", missing.display()));
+    let fs = CopyingReads(Arc::new(RealFs));
+    let e = inspect::is_store(&fs, &missing).unwrap_err();
+    assert!(is_missing(&e), "{e:?}");
+    let e = inspect::verify(&fs, &missing).unwrap_err();
+    assert!(is_missing(&e), "{e:?}");
+    let e = inspect::dump(&fs, &missing, 0, |_| Ok::<(), Error>(())).unwrap_err();
+    assert!(is_missing(&e), "{e:?}");
+    let e = inspect::retry_while_changing(&fs, &missing, || Ok(())).unwrap_err();
+    assert!(is_missing(&e), "{e:?}");
+    assert!(!missing.exists(), "a reader created the directory");
+    // Under a missing parent too.
+    let deeper = missing.join("deeper");
+    let e = WalLockStore::open(&deeper, WalOptions { read_only: true, ..options() }).await.err().unwrap();
+    assert!(matches!(&e, Error::NoSuchDirectory { dir } if *dir == deeper), "{e:?}");
+    assert!(!missing.exists());
+    // A writable open creates it, as before.
+    let store = WalLockStore::open(&deeper, options()).await.unwrap();
+    store.close().await.unwrap();
+    assert!(inspect::is_store(&fs, &deeper).unwrap());
+}
+
 /// Many concurrent writers are all acknowledged and accounted for: every
 /// frame written was synced, and the requests per frame add up to the
 /// writes. (How much grouping happens depends on timing: the benchmarks

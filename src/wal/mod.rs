@@ -50,25 +50,41 @@ pub enum SyncMode {
 }
 
 /// How to open a [`WalLockStore`].
+///
+/// Every field has a valid range, given on it; [`WalLockStore::open`]
+/// checks them all ([`validate`](Self::validate)) before it touches the
+/// directory, read-only or not, and refuses a value outside with
+/// [`Error::InvalidInput`] naming the field.
 #[derive(Debug, Clone)]
 pub struct WalOptions {
-    /// When writes are acknowledged.
+    /// When writes are acknowledged. Any value.
     pub sync: SyncMode,
     /// A segment is rotated when the next frame would take it past this
-    /// size. Default 64 MiB; at least [`MIN_SEGMENT_SIZE`].
+    /// size (a frame larger than this gets a segment of its own). Default
+    /// 64 MiB; valid [`MIN_SEGMENT_SIZE`]`..=`[`MAX_SEGMENT_SIZE`].
     pub segment_size: u64,
     /// Open without the writer lock and without changing any byte: no epoch
     /// bump, no truncation; writes fail with `ReadOnly`. A torn tail is
-    /// ignored, corruption reported as usual.
+    /// ignored, corruption reported as usual. A directory that does not
+    /// exist is [`Error::NoSuchDirectory`] (nothing is created). Any value.
+    /// The other fields
+    /// are validated even when this is set, so that a bad configuration is
+    /// caught by a read-only check too.
     pub read_only: bool,
     /// Compact automatically once this many bytes were logged since the last
     /// snapshot (and `compact_size_multiple` is also passed). `None`: only
-    /// on demand or on the timer. Default 64 MiB.
+    /// on demand or on the timer. Default 64 MiB; valid `None` or `Some(n)`
+    /// with `n >= 1` (`Some(0)` is refused: it does not mean off).
     pub compact_after_bytes: Option<u64>,
-    /// ... and once the log since the last snapshot is this many times the
-    /// snapshot's size. Default 2.0.
+    /// ... and once the log since the last snapshot is more than this many
+    /// times the snapshot's size. Default 2.0; valid `0.0..=`
+    /// [`MAX_COMPACT_SIZE_MULTIPLE`] (0: the byte threshold alone decides).
+    /// NaN, infinite and negative values are refused: NaN and infinity
+    /// would silently never compact.
     pub compact_size_multiple: f64,
-    /// Also compact on this period. Default `None` (off).
+    /// Also compact on this period. Default `None` (off); valid `None` or
+    /// at least [`MIN_COMPACT_INTERVAL`] (a zero period would compact in a
+    /// busy loop).
     pub compact_interval: Option<Duration>,
 }
 
@@ -85,8 +101,64 @@ impl Default for WalOptions {
     }
 }
 
+impl WalOptions {
+    /// Checks every field against the range documented on it: `Ok` when
+    /// [`WalLockStore::open`] accepts these options, otherwise
+    /// [`Error::InvalidInput`] naming the first field out of range.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |field, reason: String| Err(Error::InvalidInput { field, reason });
+        let Self { sync: _, segment_size, read_only: _, compact_after_bytes, compact_size_multiple, compact_interval } =
+            self;
+        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(segment_size) {
+            return invalid(
+                "segment_size",
+                format!("{segment_size} is outside {MIN_SEGMENT_SIZE}..={MAX_SEGMENT_SIZE} bytes"),
+            );
+        }
+        if *compact_after_bytes == Some(0) {
+            return invalid(
+                "compact_after_bytes",
+                "Some(0) is not accepted; use None to compact only on demand or on the timer".into(),
+            );
+        }
+        let multiple = *compact_size_multiple;
+        if !(0.0..=MAX_COMPACT_SIZE_MULTIPLE).contains(&multiple) {
+            // NaN fails `contains` too.
+            return invalid(
+                "compact_size_multiple",
+                format!("{multiple} is outside 0..={MAX_COMPACT_SIZE_MULTIPLE} (it must be a finite number)"),
+            );
+        }
+        if let Some(interval) = compact_interval
+            && *interval < MIN_COMPACT_INTERVAL
+        {
+            return invalid(
+                "compact_interval",
+                format!("{interval:?} is below the minimum {MIN_COMPACT_INTERVAL:?}; use None to turn the timer off"),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Smallest segment size accepted.
 pub const MIN_SEGMENT_SIZE: u64 = 4096;
+
+/// Largest segment size accepted (4 GiB). Open reads each segment whole (a
+/// read-only open copies it into memory), and compaction retires only whole
+/// segments; a larger segment gains nothing and costs both.
+pub const MAX_SEGMENT_SIZE: u64 = 4 << 30;
+
+/// Largest [`WalOptions::compact_size_multiple`] accepted: a log a thousand
+/// times its snapshot already replays a thousand times slower than the
+/// snapshot loads; a larger multiple is a mistake (to turn automatic
+/// compaction off, set `compact_after_bytes` to `None`).
+pub const MAX_COMPACT_SIZE_MULTIPLE: f64 = 1000.0;
+
+/// Shortest [`WalOptions::compact_interval`] accepted. A compaction rotates
+/// a segment and writes a snapshot with several fsyncs; a shorter period
+/// would keep the compactor (and the disk) busy compacting.
+pub const MIN_COMPACT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What [`WalLockStore::stats`] reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -205,6 +277,8 @@ fn create_dir_durably(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
 
 impl WalLockStore {
     /// Opens (creating if needed) the store in `dir` on the real file system.
+    /// A read-only open creates nothing: on a missing `dir` it fails with
+    /// [`Error::NoSuchDirectory`].
     pub async fn open(dir: impl AsRef<Path>, options: WalOptions) -> Result<Self> {
         Self::open_with_fs(Arc::new(RealFs), dir, options).await
     }
@@ -221,12 +295,8 @@ impl WalLockStore {
 
     /// [`open_with_fs`](Self::open_with_fs) for callers outside a runtime.
     pub fn open_blocking(fs: Arc<dyn FileSystem>, dir: PathBuf, options: WalOptions) -> Result<Self> {
-        if options.segment_size < MIN_SEGMENT_SIZE {
-            return Err(Error::InvalidInput {
-                field: "segment_size",
-                reason: format!("{} is below the minimum {MIN_SEGMENT_SIZE}", options.segment_size),
-            });
-        }
+        // Before anything on disk is touched, read-only or not.
+        options.validate()?;
         if options.read_only {
             return Self::open_read_only(fs, dir);
         }

@@ -94,9 +94,19 @@ pub(crate) struct LogRead {
     pub temporaries: Vec<PathBuf>,
 }
 
+/// The names in `dir`. A directory that does not exist is
+/// [`Error::NoSuchDirectory`], which an operator reads at a glance, rather
+/// than an I/O error of `list`.
+pub(crate) fn list_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<String>> {
+    fs.list(dir).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => Error::NoSuchDirectory { dir: dir.to_owned() },
+        _ => Error::Io { op: "list", path: dir.to_owned(), source },
+    })
+}
+
 /// Segment files in `dir`, sorted by number, and the temporary files.
 pub(crate) fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Listing> {
-    let names = fs.list(dir).map_err(|source| Error::Io { op: "list", path: dir.to_owned(), source })?;
+    let names = list_dir(fs, dir)?;
     let mut segments = Vec::new();
     let mut temporaries = Vec::new();
     let mut snapshots = Vec::new();

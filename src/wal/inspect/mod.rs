@@ -43,11 +43,12 @@ fn read(fs: &dyn FileSystem, path: &Path) -> Result<FileBytes> {
 }
 
 fn list_names(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<String>> {
-    fs.list(dir).map_err(io_error("list", dir))
+    super::recovery::list_dir(fs, dir)
 }
 
 /// Whether `dir` holds a store: at least one segment or snapshot file.
-/// `Err` when the directory cannot be listed (for example, it does not exist).
+/// [`Error::NoSuchDirectory`](crate::Error::NoSuchDirectory) when `dir` does
+/// not exist, another `Err` when it cannot be listed.
 pub fn is_store(fs: &dyn FileSystem, dir: &Path) -> Result<bool> {
     let Listing { segments, snapshots, .. } = list_segments(fs, dir)?;
     Ok(!segments.is_empty() || !snapshots.is_empty())
