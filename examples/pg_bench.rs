@@ -144,6 +144,7 @@ fn lock(id: u64, file: u64, owner: u64) -> PersistedLock {
             offset: 4096,
             length: 512,
             zero_byte: false,
+            flavor: RangeFlavor::Posix,
         }),
         acquired_at: Timestamp::from_unix_micros(1_764_000_000_123_456),
         server_epoch: 0,

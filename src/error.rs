@@ -8,15 +8,18 @@ use std::path::PathBuf;
 pub enum Entity {
     /// A lock, lease, share reservation or delegation.
     Lock,
-    /// A client record.
-    Client,
+    /// A client record of this kind.
+    Client(crate::model::ClientKind),
 }
 
 impl std::fmt::Display for Entity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::model::ClientKind;
         f.write_str(match self {
             Entity::Lock => "lock",
-            Entity::Client => "client",
+            Entity::Client(ClientKind::Nsm) => "NSM client",
+            Entity::Client(ClientKind::Nfs4) => "NFSv4 client",
+            Entity::Client(ClientKind::Smb) => "SMB client",
         })
     }
 }
@@ -210,8 +213,8 @@ impl Error {
         Error::NotFound { entity: Entity::Lock, id: id.into() }
     }
 
-    /// Shorthand for a client that does not exist.
-    pub fn client_not_found(id: impl Into<String>) -> Self {
-        Error::NotFound { entity: Entity::Client, id: id.into() }
+    /// Shorthand for a client record of `kind` that does not exist.
+    pub fn client_not_found(kind: crate::model::ClientKind, id: impl Into<String>) -> Self {
+        Error::NotFound { entity: Entity::Client(kind), id: id.into() }
     }
 }

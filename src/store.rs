@@ -1,7 +1,7 @@
 //! The [`LockStore`] trait: the contract every backend keeps.
 
 use crate::error::{Error, Result};
-use crate::model::{ClientRecord, LockQuery, PersistedLock};
+use crate::model::{ClientKind, ClientQuery, ClientRecord, ClientSelector, LockQuery, PersistedLock};
 use crate::op::{Op, Outcome};
 use async_trait::async_trait;
 
@@ -34,12 +34,20 @@ use async_trait::async_trait;
 ///
 /// # Epochs and grace
 ///
-/// Opening a durable store increments its epoch. `put_lock` and `reclaim`
-/// stamp the lock's `server_epoch` with the current epoch, so after a restart
+/// Opening a durable store increments its epoch. A grant
+/// ([`put_lock`](LockStore::put_lock)) and a [`reclaim`](LockStore::reclaim)
+/// stamp the lock's `server_epoch` with the current epoch; an
+/// [`update_lock`](LockStore::update_lock) keeps it. So after a restart
 /// [`reclaimable`](LockStore::reclaimable) lists what clients held before,
 /// [`reclaim`](LockStore::reclaim) moves a lock into the new epoch (only for
 /// the client that holds it), and [`end_grace`](LockStore::end_grace) drops
-/// what nobody reclaimed.
+/// what nobody reclaimed. A server that runs a grace period per share uses
+/// the `_on_share` forms; the unscoped ones cover every share.
+///
+/// # Client records
+///
+/// NSM registrations, NFSv4 records and SMB clients live in separate
+/// namespaces ([`ClientKind`]): a client id is unique within its kind.
 #[async_trait]
 pub trait LockStore: Send + Sync {
     /// Applies `ops` atomically, in order, and returns one [`Outcome`] per
@@ -56,11 +64,11 @@ pub trait LockStore: Send + Sync {
     /// How many locks the store holds.
     async fn count(&self) -> Result<u64>;
 
-    /// The client record with this id, or [`Error::NotFound`].
-    async fn get_client(&self, client_id: &str) -> Result<ClientRecord>;
+    /// The client record of `kind` with this id, or [`Error::NotFound`].
+    async fn get_client(&self, kind: ClientKind, client_id: &str) -> Result<ClientRecord>;
 
-    /// Every client record, sorted by client id.
-    async fn list_clients(&self) -> Result<Vec<ClientRecord>>;
+    /// The client records matching `query`, sorted by kind, then client id.
+    async fn list_clients(&self, query: &ClientQuery) -> Result<Vec<ClientRecord>>;
 
     /// The store's current epoch (incremented each time it is opened).
     async fn epoch(&self) -> Result<u64>;
@@ -72,16 +80,47 @@ pub trait LockStore: Send + Sync {
 
     /// Locks of `client_id` granted in an earlier epoch, sorted by id: what
     /// the client may reclaim during grace.
-    async fn reclaimable(&self, client_id: &str) -> Result<Vec<PersistedLock>>;
+    async fn reclaimable(&self, client_id: &str) -> Result<Vec<PersistedLock>> {
+        let epoch = self.epoch().await?;
+        self.list_locks(&LockQuery::by_client(client_id).granted_before(epoch)).await
+    }
+
+    /// Locks of `client_id` on `share` granted in an earlier epoch, sorted
+    /// by id.
+    async fn reclaimable_on_share(&self, share: &str, client_id: &str) -> Result<Vec<PersistedLock>> {
+        let epoch = self.epoch().await?;
+        let query = LockQuery { share: Some(share.to_owned()), ..LockQuery::by_client(client_id) };
+        self.list_locks(&query.granted_before(epoch)).await
+    }
+
+    /// The clients that still hold locks from an earlier epoch, on `share`
+    /// or (`None`) anywhere, sorted: who has not reclaimed yet, so a server
+    /// can lift grace early when the list is empty.
+    async fn clients_with_unreclaimed_locks(&self, share: Option<&str>) -> Result<Vec<String>> {
+        let epoch = self.epoch().await?;
+        let query = LockQuery { share: share.map(str::to_owned), ..LockQuery::all() }.granted_before(epoch);
+        let mut clients: Vec<String> =
+            self.list_locks(&query).await?.into_iter().map(|l| l.client_id.to_string()).collect();
+        clients.sort_unstable();
+        clients.dedup();
+        Ok(clients)
+    }
 
     /// Records a clean shutdown and closes the store; later calls fail with
     /// [`Error::Closed`]. Closing twice is not an error.
     async fn close(&self) -> Result<()>;
 
-    /// Inserts or replaces a lock by id. Every index follows a lock whose
-    /// file, owner, client or share changed.
+    /// Grants: inserts or replaces a lock by id, stamped with the current
+    /// epoch. Every index follows a lock whose file, owner, client or share
+    /// changed.
     async fn put_lock(&self, lock: PersistedLock) -> Result<()> {
         self.transaction(vec![Op::PutLock(lock)]).await.map(drop)
+    }
+
+    /// Replaces an existing lock keeping its `server_epoch` (see
+    /// [`Op::UpdateLock`]); [`Error::NotFound`] when it does not exist.
+    async fn update_lock(&self, lock: PersistedLock) -> Result<()> {
+        self.transaction(vec![Op::UpdateLock(lock)]).await.map(drop)
     }
 
     /// Removes a lock; [`Error::NotFound`] when it does not exist.
@@ -107,8 +146,21 @@ pub trait LockStore: Send + Sync {
     }
 
     /// Removes a client record; [`Error::NotFound`] when it does not exist.
-    async fn delete_client(&self, client_id: &str) -> Result<()> {
-        let op = Op::DeleteClient { client_id: client_id.to_owned() };
+    async fn delete_client(&self, kind: ClientKind, client_id: &str) -> Result<()> {
+        let op = Op::DeleteClient { kind, client_id: client_id.to_owned() };
+        self.transaction(vec![op]).await.map(drop)
+    }
+
+    /// Removes every client record `selector` matches atomically; returns
+    /// how many (0 is not an error).
+    async fn delete_clients(&self, selector: ClientSelector) -> Result<u64> {
+        single(self.transaction(vec![Op::DeleteClients(selector)]).await?).and_then(count)
+    }
+
+    /// Sets a client record's `reclaim_complete` in one step;
+    /// [`Error::NotFound`] when it does not exist.
+    async fn mark_reclaim_complete(&self, kind: ClientKind, client_id: &str) -> Result<()> {
+        let op = Op::MarkReclaimComplete { kind, client_id: client_id.to_owned() };
         self.transaction(vec![op]).await.map(drop)
     }
 
@@ -126,10 +178,21 @@ pub trait LockStore: Send + Sync {
     /// Ends the grace period: atomically removes every lock granted in an
     /// earlier epoch and not reclaimed, and returns them sorted by id.
     async fn end_grace(&self) -> Result<Vec<PersistedLock>> {
-        match single(self.transaction(vec![Op::EndGrace]).await?)? {
-            Outcome::Locks(locks) => Ok(locks),
-            other => Err(unexpected(other)),
-        }
+        end_grace(self, None).await
+    }
+
+    /// Ends the grace period of one share: atomically removes every lock on
+    /// `share` granted in an earlier epoch and not reclaimed, and returns
+    /// them sorted by id.
+    async fn end_grace_on_share(&self, share: &str) -> Result<Vec<PersistedLock>> {
+        end_grace(self, Some(share.to_owned())).await
+    }
+}
+
+async fn end_grace<S: LockStore + ?Sized>(store: &S, share: Option<String>) -> Result<Vec<PersistedLock>> {
+    match single(store.transaction(vec![Op::EndGrace { share }]).await?)? {
+        Outcome::Locks(locks) => Ok(locks),
+        other => Err(unexpected(other)),
     }
 }
 

@@ -6,7 +6,7 @@
 #![cfg(feature = "cli")]
 
 use lockwal::LockStore;
-use lockwal::model::{ClientKind, ClientRecord, Timestamp};
+use lockwal::model::{ClientDetails, ClientRecord, NsmDetails, Timestamp};
 use lockwal::testing::sample;
 use lockwal::wal::{WalLockStore, WalOptions};
 use serde_json::Value;
@@ -81,7 +81,6 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 fn client(id: &str) -> ClientRecord {
     ClientRecord {
         client_id: id.into(),
-        kind: ClientKind::Nsm,
         name: format!("host of {id}"),
         verifier: vec![0xAB, 0xCD],
         principal: "nfs@host".into(),
@@ -89,6 +88,12 @@ fn client(id: &str) -> ClientRecord {
         registered_at: Timestamp::from_unix_micros(1_764_000_000_000_001),
         epoch: 1,
         reclaim_complete: true,
+        details: ClientDetails::Nsm(NsmDetails {
+            callback_host: "statd.local".into(),
+            program: 100_024,
+            version: 1,
+            procedure: 6,
+        }),
     }
 }
 

@@ -43,7 +43,7 @@ fn footprint(dir: &Path) -> u64 {
 /// Every observable part of a store, to compare before and after.
 async fn observe(store: &WalLockStore) -> (Vec<PersistedLock>, Vec<ClientRecord>, Vec<Vec<String>>) {
     let locks = store.list_locks(&LockQuery::all()).await.unwrap();
-    let clients = store.list_clients().await.unwrap();
+    let clients = store.list_clients(&ClientQuery::all()).await.unwrap();
     let mut queries = Vec::new();
     for q in
         [LockQuery::by_file("f3"), LockQuery::by_client("c7"), LockQuery::by_owner("o2"), LockQuery::by_share("s1")]

@@ -652,7 +652,7 @@ async fn an_open_record_with_the_largest_epoch_is_corruption_not_a_panic() {
     use lockwal::wal::format::{SegmentHeader, append_frame, encode_commands, segment_name};
     let dir = tempfile::tempdir().unwrap();
     let salt = 0x5A17;
-    let mut bytes = SegmentHeader { number: 1, salt, first_lsn: 1, epoch: Some(1) }.encode().to_vec();
+    let mut bytes = SegmentHeader::new(1, salt, 1, 1).encode().to_vec();
     append_frame(&mut bytes, salt, 1, |out| encode_commands(out, &[&Command::Open { epoch: u64::MAX }]));
     let path = dir.path().join(segment_name(1));
     std::fs::write(&path, &bytes).unwrap();

@@ -3,7 +3,7 @@
 //! For tests and for deployments that accept losing lock state on restart.
 
 use crate::error::{Error, Result};
-use crate::model::{ClientRecord, LockQuery, PersistedLock};
+use crate::model::{ClientKind, ClientQuery, ClientRecord, LockQuery, PersistedLock};
 use crate::op::{Op, Outcome, validate_batch};
 use crate::state::{Command, State};
 use crate::store::LockStore;
@@ -96,12 +96,12 @@ impl LockStore for MemoryLockStore {
         Ok(self.open_read()?.state.lock_count() as u64)
     }
 
-    async fn get_client(&self, client_id: &str) -> Result<ClientRecord> {
-        self.open_read()?.state.client(client_id).ok_or_else(|| Error::client_not_found(client_id))
+    async fn get_client(&self, kind: ClientKind, client_id: &str) -> Result<ClientRecord> {
+        self.open_read()?.state.client(kind, client_id).ok_or_else(|| Error::client_not_found(kind, client_id))
     }
 
-    async fn list_clients(&self) -> Result<Vec<ClientRecord>> {
-        Ok(self.open_read()?.state.clients().cloned().collect())
+    async fn list_clients(&self, query: &ClientQuery) -> Result<Vec<ClientRecord>> {
+        Ok(self.open_read()?.state.list_clients(query))
     }
 
     async fn epoch(&self) -> Result<u64> {
@@ -110,10 +110,6 @@ impl LockStore for MemoryLockStore {
 
     async fn previous_shutdown_was_clean(&self) -> Result<bool> {
         Ok(self.open_read()?.previous_clean)
-    }
-
-    async fn reclaimable(&self, client_id: &str) -> Result<Vec<PersistedLock>> {
-        Ok(self.open_read()?.state.reclaimable(client_id))
     }
 
     async fn close(&self) -> Result<()> {

@@ -3,7 +3,7 @@
 
 use super::{CliResult, out, out_json};
 use clap::{Args, ValueEnum};
-use lockwal::model::{ByteRange, LockKind, LockType, PersistedLock, Timestamp};
+use lockwal::model::{ByteRange, LockKind, LockType, PersistedLock, RangeFlavor, Timestamp};
 use lockwal::wal::{SyncMode, WalLockStore, WalOptions};
 use lockwal::{LockQuery, LockStore, Op};
 use serde_json::json;
@@ -67,6 +67,7 @@ fn lock(n: u64) -> PersistedLock {
             offset: (n % 64) * 4096,
             length: 4096,
             zero_byte: false,
+            flavor: RangeFlavor::Posix,
         }),
         acquired_at: Timestamp::now(),
         server_epoch: 0,

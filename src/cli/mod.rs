@@ -139,9 +139,22 @@ struct ListArgs {
     /// Only locks of this kind
     #[arg(long, value_enum)]
     kind: Option<Kind>,
+    /// Every kind but this one
+    #[arg(long, value_enum)]
+    not_kind: Option<Kind>,
+    /// Only leases with this lease key (32 hex digits)
+    #[arg(long, value_parser = parse_lease_key)]
+    lease_key: Option<lockwal::model::LeaseKey>,
     /// Print one JSON array
     #[arg(long)]
     json: bool,
+}
+
+fn parse_lease_key(text: &str) -> Result<lockwal::model::LeaseKey, String> {
+    let bytes: Option<Vec<u8>> = (text.len() == 32 && text.is_ascii())
+        .then(|| (0..16).map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()).collect())
+        .flatten();
+    bytes.and_then(|b| b.try_into().ok()).ok_or_else(|| format!("{text:?} is not 32 hex digits"))
 }
 
 #[derive(Args, Debug)]

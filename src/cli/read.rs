@@ -15,7 +15,7 @@ use lockwal::LockStore;
 #[cfg(feature = "postgres")]
 use lockwal::backend::postgres::{PostgresConfig, PostgresLockStore};
 use lockwal::io::FileSystem;
-use lockwal::model::LockQuery;
+use lockwal::model::{ClientQuery, LockQuery};
 use lockwal::wal::inspect::{self, DumpRecord, ProblemKind, SegmentCheck, SegmentStatus, VerifyReport};
 use lockwal::wal::{WalLockStore, WalOptions};
 use serde_json::{Value, json};
@@ -155,7 +155,7 @@ fn stat_postgres(schema: &str, store: PostgresLockStore, json: bool, rt: &Runtim
         let epoch = store.epoch().await?;
         let clean = store.previous_shutdown_was_clean().await?;
         let locks = store.count().await?;
-        let clients = store.list_clients().await?.len();
+        let clients = store.list_clients(&ClientQuery::all()).await?.len();
         store.close().await?;
         Ok::<_, lockwal::Error>((epoch, clean, locks, clients))
     })?;
@@ -187,6 +187,9 @@ pub(super) fn list(a: ListArgs) -> CliResult {
         client_id: a.client,
         share: a.share,
         kind: a.kind.map(Into::into),
+        exclude_kind: a.not_kind.map(Into::into),
+        lease_key: a.lease_key,
+        granted_before_epoch: None,
     };
     let locks = rt.block_on(source.store().list_locks(&query))?;
     source.close(&rt)?;
@@ -203,7 +206,7 @@ pub(super) fn list(a: ListArgs) -> CliResult {
 pub(super) fn clients(args: &SourceArgs, json: bool) -> CliResult {
     let rt = runtime()?;
     let source = Source::open(args, &rt)?;
-    let clients = rt.block_on(source.store().list_clients())?;
+    let clients = rt.block_on(source.store().list_clients(&ClientQuery::all()))?;
     source.close(&rt)?;
     if json {
         out_json(&Value::Array(clients.iter().map(client_json).collect()))?;

@@ -2,8 +2,8 @@
 //! in the README) and the human-readable lines.
 
 use lockwal::model::{
-    ClientKind, ClientRecord, DelegationType, LeaseState, LockKind, LockType, PersistedLock, ShareAccess, ShareDeny,
-    Timestamp,
+    ClientDetails, ClientKind, ClientRecord, ClientSelector, DelegationType, LeaseState, LockKind, LockType,
+    PersistedLock, RangeFlavor, ShareAccess, ShareDeny, Timestamp,
 };
 use lockwal::op::Op;
 use lockwal::state::Command;
@@ -58,14 +58,38 @@ fn lock_type_name(t: LockType) -> &'static str {
     }
 }
 
+/// A lease state as the SMB documents write it (`R`, `W`, `H` in that
+/// order), with any other bits appended in hex: `RWH`, `R+0x80000000`.
 fn lease_bits(s: LeaseState) -> String {
     let mut out = String::new();
-    for (on, c) in [(s.read, 'R'), (s.write, 'W'), (s.handle, 'H')] {
-        if on {
+    for (bit, c) in [(LeaseState::READ, 'R'), (LeaseState::WRITE, 'W'), (LeaseState::HANDLE, 'H')] {
+        if s.contains(bit) {
             out.push(c);
         }
     }
+    let other = s.0 & !(LeaseState::READ | LeaseState::WRITE | LeaseState::HANDLE).0;
+    if other != 0 {
+        out.push_str(&format!("+{other:#x}"));
+    }
     out
+}
+
+fn deny_name(d: ShareDeny) -> &'static str {
+    match d {
+        ShareDeny::None => "none",
+        ShareDeny::Read => "read",
+        ShareDeny::Write => "write",
+        ShareDeny::All => "all",
+    }
+}
+
+/// A delegation id: as text when it is printable UTF-8 (a UUID string),
+/// else `0x` and hex (a stateid's bytes).
+fn delegation_id_text(id: &[u8]) -> String {
+    match std::str::from_utf8(id) {
+        Ok(s) if !s.is_empty() && s.chars().all(|c| c.is_ascii_graphic()) => s.to_owned(),
+        _ => format!("0x{}", hex(id)),
+    }
 }
 
 /// A lock as JSON: the fields every kind has (byte-range fields `null` for
@@ -91,6 +115,14 @@ pub fn lock_json(l: &PersistedLock) -> Value {
             "offset": r.offset,
             "length": r.length,
             "zero_byte": r.zero_byte,
+            "flavor": match r.flavor {
+                RangeFlavor::Posix => "posix",
+                RangeFlavor::Smb { .. } => "smb",
+            },
+            "share_deny": match r.flavor {
+                RangeFlavor::Posix => None,
+                RangeFlavor::Smb { share_deny } => Some(deny_name(share_deny)),
+            },
         }),
         LockKind::Share(s) => json!({
             "access": match s.access {
@@ -98,28 +130,25 @@ pub fn lock_json(l: &PersistedLock) -> Value {
                 ShareAccess::Write => "write",
                 ShareAccess::ReadWrite => "read-write",
             },
-            "deny": match s.deny {
-                ShareDeny::None => "none",
-                ShareDeny::Read => "read",
-                ShareDeny::Write => "write",
-                ShareDeny::All => "all",
-            },
+            "deny": deny_name(s.deny),
         }),
         LockKind::Lease(l) => json!({
             "lease_key": hex(&l.key),
             "lease_state": lease_bits(l.state),
+            "lease_state_bits": l.state.0,
             "lease_epoch": l.epoch,
             "parent_lease_key": l.parent_key.map(|k| hex(&k)),
             "is_directory": l.is_directory,
             "is_traditional_oplock": l.is_traditional_oplock,
-            "breaking": l.breaking.map(|b| json!({
-                "to": lease_bits(b.to),
-                "required": lease_bits(b.required),
-                "started_at": rfc3339(b.started_at),
-            })),
+            "breaking": l.breaking,
+            "break_to": lease_bits(l.break_to),
+            "break_to_bits": l.break_to.0,
+            "break_required": lease_bits(l.break_required),
+            "break_required_bits": l.break_required.0,
+            "break_started_at": l.break_started_at.map(rfc3339),
         }),
         LockKind::Delegation(d) => json!({
-            "delegation_id": d.delegation_id,
+            "delegation_id": hex(&d.delegation_id),
             "delegation_type": match d.delegation_type {
                 DelegationType::Read => "read",
                 DelegationType::Write => "write",
@@ -128,6 +157,7 @@ pub fn lock_json(l: &PersistedLock) -> Value {
             "recalled": d.recalled,
             "revoked": d.revoked,
             "notification_mask": d.notification_mask,
+            "is_directory": d.is_directory,
         }),
     };
     if let (Value::Object(base), Value::Object(more)) = (&mut v, extra) {
@@ -145,11 +175,20 @@ pub fn client_kind_name(kind: ClientKind) -> &'static str {
     }
 }
 
-/// A client record as JSON (opaque byte fields in hex).
+/// A client record as JSON (opaque byte fields in hex); the NSM callback
+/// fields are `null` for other kinds, and so is the NFSv4 short id.
 pub fn client_json(c: &ClientRecord) -> Value {
+    let nsm = match &c.details {
+        ClientDetails::Nsm(n) => Some(n),
+        _ => None,
+    };
+    let short_id = match &c.details {
+        ClientDetails::Nfs4(n) => Some(n.short_id),
+        _ => None,
+    };
     json!({
         "client_id": c.client_id,
-        "kind": client_kind_name(c.kind),
+        "kind": client_kind_name(c.kind()),
         "name": c.name,
         "verifier": hex(&c.verifier),
         "principal": c.principal,
@@ -158,7 +197,16 @@ pub fn client_json(c: &ClientRecord) -> Value {
         "registered_at_micros": c.registered_at.unix_micros,
         "epoch": c.epoch,
         "reclaim_complete": c.reclaim_complete,
+        "nsm_callback_host": nsm.map(|n| &n.callback_host),
+        "nsm_program": nsm.map(|n| n.program),
+        "nsm_version": nsm.map(|n| n.version),
+        "nsm_procedure": nsm.map(|n| n.procedure),
+        "nfs4_short_id": short_id,
     })
+}
+
+fn selector_json(s: &ClientSelector) -> Value {
+    json!({"kind": s.kind.map(client_kind_name), "client_id": s.client_id, "name": s.name})
 }
 
 fn op_json(op: &Op) -> Value {
@@ -168,9 +216,16 @@ fn op_json(op: &Op) -> Value {
         Op::DeleteLocksByClient { client_id } => json!({"op": "delete_locks_by_client", "client_id": client_id}),
         Op::DeleteLocksByFile { file_id } => json!({"op": "delete_locks_by_file", "file_id": file_id}),
         Op::PutClient(c) => json!({"op": "put_client", "client": client_json(c)}),
-        Op::DeleteClient { client_id } => json!({"op": "delete_client", "client_id": client_id}),
+        Op::UpdateLock(lock) => json!({"op": "update_lock", "lock": lock_json(lock)}),
+        Op::DeleteClient { kind, client_id } => {
+            json!({"op": "delete_client", "kind": client_kind_name(*kind), "client_id": client_id})
+        }
+        Op::DeleteClients(s) => json!({"op": "delete_clients", "selector": selector_json(s)}),
+        Op::MarkReclaimComplete { kind, client_id } => {
+            json!({"op": "mark_reclaim_complete", "kind": client_kind_name(*kind), "client_id": client_id})
+        }
         Op::Reclaim { id, client_id } => json!({"op": "reclaim", "id": id, "client_id": client_id}),
-        Op::EndGrace => json!({"op": "end_grace"}),
+        Op::EndGrace { share } => json!({"op": "end_grace", "share": share}),
     }
 }
 
@@ -200,22 +255,47 @@ pub fn kind_text(kind: &LockKind) -> String {
         LockKind::ByteRange(r) => {
             let range = if r.zero_byte {
                 format!("{}+0 (zero-byte)", r.offset)
-            } else if r.length == 0 {
+            } else if r.length == 0 || r.length == u64::MAX {
                 format!("{}..EOF", r.offset)
             } else {
                 format!("{}+{}", r.offset, r.length)
             };
-            format!("byte-range {} {range}", lock_type_name(r.lock_type))
+            let flavor = match r.flavor {
+                RangeFlavor::Posix => "posix".to_owned(),
+                RangeFlavor::Smb { share_deny } => format!("smb deny={}", deny_name(share_deny)),
+            };
+            format!("byte-range {} {range} {flavor}", lock_type_name(r.lock_type))
         }
         LockKind::Share(s) => format!("share access={:?} deny={:?}", s.access, s.deny).to_lowercase(),
-        LockKind::Lease(l) => format!("lease {} key={} epoch={}", lease_bits(l.state), hex(&l.key), l.epoch),
+        LockKind::Lease(l) => {
+            let mut text = format!("lease {} key={} epoch={}", lease_bits(l.state), hex(&l.key), l.epoch);
+            if let Some(parent) = l.parent_key {
+                text.push_str(&format!(" parent={}", hex(&parent)));
+            }
+            for (on, flag) in [(l.is_directory, " directory"), (l.is_traditional_oplock, " oplock")] {
+                if on {
+                    text.push_str(flag);
+                }
+            }
+            if l.breaking {
+                text.push_str(" breaking");
+            }
+            if l.breaking || l.break_to != LeaseState::NONE || l.break_required != LeaseState::NONE {
+                text.push_str(&format!(" to={} required={}", lease_bits(l.break_to), lease_bits(l.break_required)));
+            }
+            if let Some(t) = l.break_started_at {
+                text.push_str(&format!(" break_started={}", rfc3339(t)));
+            }
+            text
+        }
         LockKind::Delegation(d) => format!(
-            "delegation {} id={}{}{}{}",
+            "delegation {} id={}{}{}{}{}",
             match d.delegation_type {
                 DelegationType::Read => "read",
                 DelegationType::Write => "write",
             },
-            d.delegation_id,
+            delegation_id_text(&d.delegation_id),
+            if d.is_directory { format!(" directory mask={:#x}", d.notification_mask) } else { String::new() },
             if d.breaking { " breaking" } else { "" },
             if d.recalled { " recalled" } else { "" },
             if d.revoked { " revoked" } else { "" },
@@ -240,10 +320,21 @@ pub fn lock_line(l: &PersistedLock) -> String {
 
 /// One client record on one line.
 pub fn client_line(c: &ClientRecord) -> String {
+    let details = match &c.details {
+        ClientDetails::Nsm(n) => format!(
+            "  callback_host={} program={} version={} procedure={}",
+            plain(&n.callback_host),
+            n.program,
+            n.version,
+            n.procedure
+        ),
+        ClientDetails::Nfs4(n) => format!("  short_id={:#018x}", n.short_id),
+        ClientDetails::Smb => String::new(),
+    };
     format!(
-        "{}  {}  name={} principal={} epoch={} registered={} reclaim_complete={} verifier={} callback={}",
+        "{}  {}  name={} principal={} epoch={} registered={} reclaim_complete={} verifier={} callback={}{details}",
         plain(&c.client_id),
-        client_kind_name(c.kind),
+        client_kind_name(c.kind()),
         plain(&c.name),
         plain(&c.principal),
         c.epoch,
@@ -268,10 +359,23 @@ fn op_text(op: &Op) -> String {
         Op::DeleteLock { id } => format!("delete_lock {}", plain(id)),
         Op::DeleteLocksByClient { client_id } => format!("delete_locks_by_client {}", plain(client_id)),
         Op::DeleteLocksByFile { file_id } => format!("delete_locks_by_file {}", plain(file_id)),
-        Op::PutClient(c) => format!("put_client {} {}", plain(&c.client_id), client_kind_name(c.kind)),
-        Op::DeleteClient { client_id } => format!("delete_client {}", plain(client_id)),
+        Op::UpdateLock(l) => format!("update_lock {} {}", plain(&l.id), kind_text(&l.kind)),
+        Op::PutClient(c) => format!("put_client {} {}", plain(&c.client_id), client_kind_name(c.kind())),
+        Op::DeleteClient { kind, client_id } => {
+            format!("delete_client {} {}", plain(client_id), client_kind_name(*kind))
+        }
+        Op::DeleteClients(s) => format!(
+            "delete_clients kind={} client_id={} name={}",
+            s.kind.map_or("any", client_kind_name),
+            s.client_id.as_deref().map_or("any".to_owned(), plain),
+            s.name.as_deref().map_or("any".to_owned(), plain)
+        ),
+        Op::MarkReclaimComplete { kind, client_id } => {
+            format!("mark_reclaim_complete {} {}", plain(client_id), client_kind_name(*kind))
+        }
         Op::Reclaim { id, client_id } => format!("reclaim {} by {}", plain(id), plain(client_id)),
-        Op::EndGrace => "end_grace".to_owned(),
+        Op::EndGrace { share: None } => "end_grace".to_owned(),
+        Op::EndGrace { share: Some(share) } => format!("end_grace share={}", plain(share)),
     }
 }
 

@@ -29,7 +29,8 @@
 use super::{CliError, CliResult};
 use clap::Args;
 use lockwal::model::{
-    ByteRange, ClientKind, ClientRecord, LockKind, LockType, PersistedLock, Timestamp, validate::MAX_TXN_OPS,
+    ByteRange, ClientDetails, ClientKind, ClientRecord, LockKind, LockType, Nfs4Details, PersistedLock, RangeFlavor,
+    ShareDeny, Timestamp, validate::MAX_TXN_OPS,
 };
 use lockwal::op::Op;
 use lockwal::testing::{model::Model, sample};
@@ -165,6 +166,11 @@ impl TaskView {
                 offset: rng.below(1 << 40),
                 length: rng.below(1 << 20),
                 zero_byte: false,
+                flavor: if rng.below(2) == 0 {
+                    RangeFlavor::Posix
+                } else {
+                    RangeFlavor::Smb { share_deny: ShareDeny::Write }
+                },
             })
         } else {
             let templates = sample::every_kind();
@@ -185,7 +191,6 @@ impl TaskView {
     fn client(&self, seq: u64) -> ClientRecord {
         ClientRecord {
             client_id: client_id(self.task),
-            kind: ClientKind::Nfs4,
             name: format!("torture client {}", self.task),
             verifier: seq.to_le_bytes().to_vec(),
             principal: String::new(),
@@ -193,6 +198,7 @@ impl TaskView {
             registered_at: Timestamp::now(),
             epoch: self.epoch,
             reclaim_complete: seq.is_multiple_of(2),
+            details: ClientDetails::Nfs4(Nfs4Details { short_id: seq }),
         }
     }
 
@@ -215,7 +221,7 @@ impl TaskView {
             }
             67..70 => vec![Op::DeleteLocksByClient { client_id: client_id(self.task) }],
             70..78 if self.has_client && rng.below(3) == 0 => {
-                vec![Op::DeleteClient { client_id: client_id(self.task) }]
+                vec![Op::DeleteClient { kind: ClientKind::Nfs4, client_id: client_id(self.task) }]
             }
             70..78 => vec![Op::PutClient(self.client(seq))],
             _ => {
@@ -263,7 +269,11 @@ impl TaskView {
                 Op::DeleteLocksByClient { .. } => self.held.clear(),
                 Op::PutClient(_) => self.has_client = true,
                 Op::DeleteClient { .. } => self.has_client = false,
-                Op::DeleteLocksByFile { .. } | Op::EndGrace => unreachable!("not in the workload"),
+                Op::DeleteLocksByFile { .. }
+                | Op::EndGrace { .. }
+                | Op::UpdateLock(_)
+                | Op::DeleteClients(_)
+                | Op::MarkReclaimComplete { .. } => unreachable!("not in the workload"),
             }
         }
     }
@@ -277,7 +287,7 @@ async fn run_task(store: Arc<WalLockStore>, task: u32, seed: u64, epoch: u64) {
             view.held.insert(slot, lock.server_epoch);
         }
     }
-    view.has_client = store.get_client(&client_id(task)).await.is_ok();
+    view.has_client = store.get_client(ClientKind::Nfs4, &client_id(task)).await.is_ok();
     for seq in 1.. {
         let ops = view.choose(&mut rng, seq);
         let encoded = serde_json::to_string(&ops).unwrap_or_else(|e| fatal(format!("encoding: {e}")));
@@ -334,7 +344,7 @@ pub(super) fn child(a: ChildArgs) -> CliResult {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 struct Records {
     locks: BTreeMap<String, PersistedLock>,
-    clients: BTreeMap<String, ClientRecord>,
+    clients: BTreeMap<(ClientKind, String), ClientRecord>,
 }
 
 impl From<&Model> for Records {
@@ -498,7 +508,7 @@ fn check(
     for client in clients {
         match owner_task(&client.client_id).and_then(|t| actual.get_mut(t as usize)) {
             Some(r) => {
-                r.clients.insert(client.client_id.clone(), client);
+                r.clients.insert((client.kind(), client.client_id.clone()), client);
             }
             None => {
                 totals.unexpected += 1;
@@ -540,7 +550,7 @@ fn check(
                 ));
             }
         }
-        let client_ids: BTreeSet<&String> = before.clients.keys().chain(got.clients.keys()).collect();
+        let client_ids: BTreeSet<&(ClientKind, String)> = before.clients.keys().chain(got.clients.keys()).collect();
         for id in client_ids {
             let g = got.clients.get(id);
             if g != before.clients.get(id) && after_records.as_ref().is_none_or(|a| g != a.clients.get(id)) {
@@ -667,7 +677,7 @@ pub(super) fn run(a: TortureArgs) -> CliResult {
             Ok::<_, lockwal::Error>((
                 store.epoch().await?,
                 store.list_locks(&LockQuery::all()).await?,
-                store.list_clients().await?,
+                store.list_clients(&lockwal::model::ClientQuery::all()).await?,
             ))
         });
         drop(store);
@@ -889,7 +899,9 @@ mod tests {
             view.applied(&ops);
             let held: BTreeSet<u32> = model.locks.keys().map(|id| id[3..].parse().unwrap()).collect();
             assert_eq!(held, view.held.keys().copied().collect(), "after {seq}");
-            assert!(model.locks.keys().chain(model.clients.keys()).all(|id| owner_task(id) == Some(4)));
+            assert!(
+                model.locks.keys().chain(model.clients.keys().map(|(_, id)| id)).all(|id| owner_task(id) == Some(4))
+            );
         }
     }
 }

@@ -11,7 +11,7 @@ use super::show::{lock_json, lock_line};
 use super::{CliError, CliResult, GrantArgs, out, out_json, runtime};
 use lockwal::LockStore;
 use lockwal::io::{FileSystem, RealFs};
-use lockwal::model::{ByteRange, LockKind, LockType, PersistedLock, Timestamp};
+use lockwal::model::{ByteRange, LockKind, LockType, PersistedLock, RangeFlavor, Timestamp};
 use lockwal::wal::inspect::{self, ProblemKind, RepairAction, RepairMode, RepairPlan};
 use lockwal::wal::{WalLockStore, WalOptions};
 use serde_json::{Value, json};
@@ -60,6 +60,7 @@ pub(super) fn grant(a: GrantArgs) -> CliResult {
             offset: a.offset,
             length: a.length,
             zero_byte: false,
+            flavor: RangeFlavor::Posix,
         }),
         acquired_at: Timestamp::now(),
         server_epoch: 0,

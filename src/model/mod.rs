@@ -11,9 +11,9 @@ mod query;
 mod time;
 pub mod validate;
 
-pub use client::{ClientKind, ClientRecord};
+pub use client::{ClientDetails, ClientKind, ClientQuery, ClientRecord, ClientSelector, Nfs4Details, NsmDetails};
 pub use lock::{
-    ByteRange, Delegation, DelegationType, Lease, LeaseBreak, LeaseKey, LeaseState, LockKind, LockType, PersistedLock,
+    ByteRange, Delegation, DelegationType, Lease, LeaseKey, LeaseState, LockKind, LockType, PersistedLock, RangeFlavor,
     ShareAccess, ShareDeny, ShareReservation,
 };
 pub use query::{KindFilter, LockQuery};

@@ -3,7 +3,7 @@
 //! Validation is pure and runs before any state changes, so bad input gets a
 //! clear error naming the field and changes nothing.
 
-use super::{ClientRecord, LockKind, PersistedLock};
+use super::{ClientDetails, ClientRecord, ClientSelector, LockKind, PersistedLock};
 use crate::error::{Error, Result};
 
 /// Longest id, share, file id, owner id, client id, name or principal, in
@@ -48,14 +48,24 @@ pub fn lock(lock: &PersistedLock) -> Result<()> {
     id("file_id", &lock.file_id)?;
     id("owner_id", &lock.owner_id)?;
     id("client_id", &lock.client_id)?;
-    if let LockKind::ByteRange(r) = &lock.kind {
-        if r.zero_byte && r.length != 0 {
-            return Err(invalid("length", "a zero-byte lock must have length 0"));
+    match &lock.kind {
+        LockKind::ByteRange(r) => {
+            if r.zero_byte && r.length != 0 {
+                return Err(invalid("length", "a zero-byte lock must have length 0"));
+            }
+            // 0 and all ones mean "to end of file" (0 also an SMB zero-byte
+            // lock): no last byte to check.
+            if r.length != 0 && r.length != u64::MAX && r.offset.checked_add(r.length - 1).is_none() {
+                return Err(invalid("length", format!("offset {} + length {} overflows u64", r.offset, r.length)));
+            }
         }
-        // length 0 is "to end of file" (or an SMB zero-byte lock): no end to check.
-        if r.length != 0 && r.offset.checked_add(r.length - 1).is_none() {
-            return Err(invalid("length", format!("offset {} + length {} overflows u64", r.offset, r.length)));
+        LockKind::Delegation(d) => {
+            if d.delegation_id.is_empty() {
+                return Err(invalid("delegation_id", "must not be empty"));
+            }
+            opaque("delegation_id", &d.delegation_id)?;
         }
+        LockKind::Share(_) | LockKind::Lease(_) => {}
     }
     Ok(())
 }
@@ -67,13 +77,24 @@ pub fn client(record: &ClientRecord) -> Result<()> {
     bounded("principal", &record.principal)?;
     opaque("verifier", &record.verifier)?;
     opaque("callback", &record.callback)?;
+    if let ClientDetails::Nsm(nsm) = &record.details {
+        bounded("callback_host", &nsm.callback_host)?;
+    }
     Ok(())
+}
+
+/// Validates a bulk client delete's filters.
+pub fn selector(selector: &ClientSelector) -> Result<()> {
+    if let Some(client_id) = &selector.client_id {
+        id("client_id", client_id)?;
+    }
+    selector.name.as_deref().map_or(Ok(()), |name| bounded("name", name))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ByteRange, LockType, Timestamp};
+    use crate::model::{ByteRange, LockType, RangeFlavor, Timestamp};
 
     fn range(offset: u64, length: u64, zero_byte: bool) -> PersistedLock {
         PersistedLock {
@@ -82,7 +103,13 @@ mod tests {
             file_id: "f".into(),
             owner_id: "o".into(),
             client_id: "c".into(),
-            kind: LockKind::ByteRange(ByteRange { lock_type: LockType::Shared, offset, length, zero_byte }),
+            kind: LockKind::ByteRange(ByteRange {
+                lock_type: LockType::Shared,
+                offset,
+                length,
+                zero_byte,
+                flavor: RangeFlavor::Posix,
+            }),
             acquired_at: Timestamp::from_unix_micros(0),
             server_epoch: 0,
         }
@@ -94,6 +121,9 @@ mod tests {
         assert!(lock(&range(0, u64::MAX, false)).is_ok());
         assert!(lock(&range(u64::MAX, 1, false)).is_ok());
         assert!(lock(&range(u64::MAX, 0, true)).is_ok());
+        // NFSv4's all-ones length is "to end of file" at any offset.
+        assert!(lock(&range(7, u64::MAX, false)).is_ok());
+        assert!(lock(&range(u64::MAX, u64::MAX, false)).is_ok());
         match lock(&range(u64::MAX, 2, false)) {
             Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "length"),
             other => panic!("expected InvalidInput, got {other:?}"),

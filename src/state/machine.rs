@@ -7,7 +7,7 @@ use super::index::{ById, Index, NIL, SlotId};
 use super::slab::{CLIENT, FILE, OWNER, SHARE, Slab, Slot, StoredKind, slot_number, sort_by_id};
 use super::undo::{Undo, UndoStep};
 use crate::error::{Error, ReclaimRefusal, Result};
-use crate::model::{ClientRecord, PersistedLock};
+use crate::model::{ClientKind, ClientRecord, PersistedLock};
 use crate::op::{Op, Outcome};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ pub struct State {
     pub(super) by_owner: Index,
     pub(super) by_client: Index,
     pub(super) by_share: Index,
-    pub(super) clients: BTreeMap<String, ClientRecord>,
+    pub(super) clients: BTreeMap<(ClientKind, String), ClientRecord>,
     pub(super) epoch: u64,
     pub(super) clean: bool,
 }
@@ -163,7 +163,14 @@ impl State {
                 let prev = self.remove_slot(&lock.id);
                 let id = prev.as_ref().map(|s| Arc::clone(&s.id));
                 undo.push(UndoStep::Lock { id: id.clone().unwrap_or_else(|| Arc::clone(&lock.id)), prev });
-                self.insert_lock(lock, id);
+                self.insert_lock(lock, id, self.epoch);
+                Ok(Outcome::Done)
+            }
+            Op::UpdateLock(lock) => {
+                let prev = self.remove_slot(&lock.id).ok_or_else(|| Error::lock_not_found(&*lock.id))?;
+                let (id, epoch) = (Arc::clone(&prev.id), prev.epoch);
+                undo.push(UndoStep::Lock { id: Arc::clone(&id), prev: Some(prev) });
+                self.insert_lock(lock, Some(id), epoch);
                 Ok(Outcome::Done)
             }
             Op::DeleteLock { id } => {
@@ -180,19 +187,48 @@ impl State {
                 Ok(Outcome::Count(self.remove_slots(slots, undo)))
             }
             Op::PutClient(record) => {
-                let prev = self.clients.insert(record.client_id.clone(), record.clone());
-                undo.push(UndoStep::Client { id: record.client_id.clone(), prev });
+                let key = (record.kind(), record.client_id.clone());
+                let prev = self.clients.insert(key.clone(), record.clone());
+                undo.push(UndoStep::Client { id: key, prev });
                 Ok(Outcome::Done)
             }
-            Op::DeleteClient { client_id } => {
-                let prev = self.clients.remove(client_id).ok_or_else(|| Error::client_not_found(client_id))?;
-                undo.push(UndoStep::Client { id: client_id.clone(), prev: Some(prev) });
+            Op::DeleteClient { kind, client_id } => {
+                let key = (*kind, client_id.clone());
+                let prev = self.clients.remove(&key).ok_or_else(|| Error::client_not_found(*kind, client_id))?;
+                undo.push(UndoStep::Client { id: key, prev: Some(prev) });
+                Ok(Outcome::Done)
+            }
+            Op::DeleteClients(selector) => {
+                let candidates: Box<dyn Iterator<Item = &ClientRecord>> = match selector.kind {
+                    Some(kind) => Box::new(self.clients_of(kind)),
+                    None => Box::new(self.clients()),
+                };
+                let keys: Vec<(ClientKind, String)> =
+                    candidates.filter(|r| selector.matches(r)).map(|r| (r.kind(), r.client_id.clone())).collect();
+                for key in &keys {
+                    let prev = self.clients.remove(key);
+                    undo.push(UndoStep::Client { id: key.clone(), prev });
+                }
+                Ok(Outcome::Count(keys.len() as u64))
+            }
+            Op::MarkReclaimComplete { kind, client_id } => {
+                let key = (*kind, client_id.clone());
+                let record = self.clients.get_mut(&key).ok_or_else(|| Error::client_not_found(*kind, client_id))?;
+                undo.push(UndoStep::Client { id: key, prev: Some(record.clone()) });
+                record.reclaim_complete = true;
                 Ok(Outcome::Done)
             }
             Op::Reclaim { id, client_id } => self.reclaim(id, client_id, undo),
-            Op::EndGrace => {
+            Op::EndGrace { share } => {
                 let epoch = self.epoch;
-                let stale: Vec<SlotId> = self.live_slots().filter(|(_, s)| s.epoch < epoch).map(|(i, _)| i).collect();
+                let stale: Vec<SlotId> = match share {
+                    None => self.live_slots().filter(|(_, s)| s.epoch < epoch).map(|(i, _)| i).collect(),
+                    Some(share) => self
+                        .list_slots(&self.by_share, share)
+                        .into_iter()
+                        .filter(|&i| self.slots.get(i).is_some_and(|s| s.epoch < epoch))
+                        .collect(),
+                };
                 let mut removed: Vec<Slot> = Vec::with_capacity(stale.len());
                 for slot in stale {
                     let s = self.take_slot(slot);
@@ -231,9 +267,9 @@ impl State {
         n
     }
 
-    /// Inserts `lock`, stamped with the current epoch. `id` is the interned
-    /// id when the lock replaced one with the same id.
-    fn insert_lock(&mut self, lock: &PersistedLock, id: Option<Arc<str>>) {
+    /// Inserts `lock`, stamped with `epoch`. `id` is the interned id when
+    /// the lock replaced one with the same id.
+    fn insert_lock(&mut self, lock: &PersistedLock, id: Option<Arc<str>>, epoch: u64) {
         let slot_id = self.alloc_slot();
         let (file, p0) = self.by_file.attach(&lock.file_id, slot_id);
         let (owner, p1) = self.by_owner.attach(&lock.owner_id, slot_id);
@@ -247,7 +283,7 @@ impl State {
             client,
             kind: StoredKind::from(&lock.kind),
             acquired_at: lock.acquired_at,
-            epoch: self.epoch,
+            epoch,
         };
         let indexed = self.by_id.insert(&slot.id, slot_id, |s| self.slots.id(s));
         debug_assert!(indexed.is_ok(), "a put removes the lock it replaces first");

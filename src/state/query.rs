@@ -5,7 +5,7 @@
 use super::index::{SlotId, Slots};
 use super::machine::State;
 use super::slab::{Slot, sort_by_id};
-use crate::model::{ClientRecord, LockQuery, PersistedLock};
+use crate::model::{ClientKind, ClientQuery, ClientRecord, LockQuery, PersistedLock};
 use std::sync::Arc;
 
 impl State {
@@ -45,9 +45,7 @@ impl State {
 
     /// Locks of `client_id` from an earlier epoch, sorted by id.
     pub fn reclaimable(&self, client_id: &str) -> Vec<PersistedLock> {
-        let mut locks = self.list(&LockQuery::by_client(client_id));
-        locks.retain(|l| l.server_epoch < self.epoch);
-        locks
+        self.list(&LockQuery::by_client(client_id).granted_before(self.epoch))
     }
 
     /// Every lock, in slot order (not sorted): for snapshots and exports.
@@ -60,14 +58,28 @@ impl State {
         self.by_id.len()
     }
 
-    /// The client record with this id.
-    pub fn client(&self, client_id: &str) -> Option<ClientRecord> {
-        self.clients.get(client_id).cloned()
+    /// The client record of `kind` with this id.
+    pub fn client(&self, kind: ClientKind, client_id: &str) -> Option<ClientRecord> {
+        self.clients.get(&(kind, client_id.to_owned())).cloned()
     }
 
-    /// Every client record, sorted by client id.
+    /// Every client record, sorted by kind, then client id.
     pub fn clients(&self) -> impl Iterator<Item = &ClientRecord> {
         self.clients.values()
+    }
+
+    /// The client records of one kind, sorted by client id.
+    pub(super) fn clients_of(&self, kind: ClientKind) -> impl Iterator<Item = &ClientRecord> {
+        self.clients.range((kind, String::new())..).take_while(move |((k, _), _)| *k == kind).map(|(_, r)| r)
+    }
+
+    /// The client records matching `query`, sorted by kind, then client id.
+    pub fn list_clients(&self, query: &ClientQuery) -> Vec<ClientRecord> {
+        let records: Box<dyn Iterator<Item = &ClientRecord>> = match query.kind {
+            Some(kind) => Box::new(self.clients_of(kind)),
+            None => Box::new(self.clients()),
+        };
+        records.filter(|r| query.matches(r)).cloned().collect()
     }
 
     /// Number of free slots (tests: a two-thread restore leaves some).

@@ -6,7 +6,7 @@
 use super::index::{Index, NIL, Posting, SlotId, Slots};
 use super::machine::State;
 use super::slab::{CHUNK, Chunks, Slab, Slot, StoredKind, slot_number};
-use crate::model::{ClientRecord, LockKind, Timestamp};
+use crate::model::{ClientKind, ClientRecord, LockKind, Timestamp};
 use std::sync::Arc;
 
 impl State {
@@ -76,8 +76,8 @@ pub(crate) enum RestoreError {
     UnknownString(u32),
     /// A second lock with this id.
     DuplicateId(Arc<str>),
-    /// A second client with this id.
-    DuplicateClient(String),
+    /// A second client of this kind with this id.
+    DuplicateClient(ClientKind, String),
 }
 
 /// Why the restored entries do not make a state.
@@ -185,10 +185,10 @@ impl Restorer {
 
     /// Adds a client record.
     pub(crate) fn add_client(&mut self, record: ClientRecord) -> std::result::Result<(), RestoreError> {
-        let id = record.client_id.clone();
-        match self.state.clients.insert(id.clone(), record) {
+        let key = (record.kind(), record.client_id.clone());
+        match self.state.clients.insert(key, record) {
             None => Ok(()),
-            Some(_) => Err(RestoreError::DuplicateClient(id)),
+            Some(record) => Err(RestoreError::DuplicateClient(record.kind(), record.client_id)),
         }
     }
 
@@ -257,8 +257,8 @@ impl Restorer {
         let Restorer { mut state, strings, string_at, part, indexed, forked: _ } = self;
         let Part { slots, chunk: _, refs, clients } = part;
         for record in clients {
-            let id = record.client_id.clone();
-            if state.clients.insert(id, record).is_some() {
+            let key = (record.kind(), record.client_id.clone());
+            if state.clients.insert(key, record).is_some() {
                 return Err(FinishError::DuplicateClient);
             }
         }

@@ -32,13 +32,14 @@ pub(crate) struct Slot {
     pub(crate) epoch: u64,
 }
 
-/// [`LockKind`] with the lease boxed: 32 bytes instead of the lease's size.
+/// [`LockKind`] with the lease and the delegation boxed: 32 bytes instead
+/// of their size.
 #[derive(Debug, Clone)]
 pub(crate) enum StoredKind {
     ByteRange(ByteRange),
     Share(ShareReservation),
     Lease(Box<Lease>),
-    Delegation(Delegation),
+    Delegation(Box<Delegation>),
 }
 
 const _: () = assert!(std::mem::size_of::<StoredKind>() <= 32);
@@ -49,7 +50,7 @@ impl From<&LockKind> for StoredKind {
             LockKind::ByteRange(r) => StoredKind::ByteRange(*r),
             LockKind::Share(s) => StoredKind::Share(*s),
             LockKind::Lease(l) => StoredKind::Lease(Box::new(*l)),
-            LockKind::Delegation(d) => StoredKind::Delegation(*d),
+            LockKind::Delegation(d) => StoredKind::Delegation(Box::new(d.clone())),
         }
     }
 }
@@ -60,7 +61,14 @@ impl StoredKind {
             StoredKind::ByteRange(r) => LockKind::ByteRange(*r),
             StoredKind::Share(s) => LockKind::Share(*s),
             StoredKind::Lease(l) => LockKind::Lease(**l),
-            StoredKind::Delegation(d) => LockKind::Delegation(*d),
+            StoredKind::Delegation(d) => LockKind::Delegation((**d).clone()),
+        }
+    }
+
+    fn lease_key(&self) -> Option<&crate::model::LeaseKey> {
+        match self {
+            StoredKind::Lease(l) => Some(&l.key),
+            _ => None,
         }
     }
 
@@ -96,7 +104,7 @@ impl Slot {
             && eq(&q.owner_id, &self.owner)
             && eq(&q.client_id, &self.client)
             && eq(&q.share, &self.share)
-            && q.kind.is_none_or(|k| k == self.kind.filter())
+            && q.matches_fields(self.kind.filter(), self.kind.lease_key(), self.epoch)
     }
 
     pub(super) fn key(&self, which: usize) -> &Arc<str> {

@@ -3,14 +3,14 @@
 //! newest first, by [`State::rollback`](super::State::rollback).
 
 use super::slab::Slot;
-use crate::model::ClientRecord;
+use crate::model::{ClientKind, ClientRecord};
 use std::sync::Arc;
 
 pub(super) enum UndoStep {
     /// Restore the lock `id` to `prev` (absent when `None`).
     Lock { id: Arc<str>, prev: Option<Slot> },
     /// Restore the client `id` to `prev`.
-    Client { id: String, prev: Option<ClientRecord> },
+    Client { id: (ClientKind, String), prev: Option<ClientRecord> },
     /// Restore epoch and clean flag.
     Meta { epoch: u64, clean: bool },
 }

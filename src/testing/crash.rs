@@ -13,7 +13,7 @@
 use crate::error::Error;
 use crate::io::FileSystem;
 use crate::io::sim::{Fill, Loss, Pending, SimFs};
-use crate::model::{ClientRecord, LockQuery, PersistedLock};
+use crate::model::{ClientKind, ClientRecord, LockQuery, PersistedLock};
 use crate::store::LockStore;
 use crate::testing::model::error_kind;
 use crate::testing::workload::{Expected, Rng, Step, expected_states};
@@ -104,7 +104,7 @@ fn now<F: Future>(future: F) -> F::Output {
 pub struct Observed {
     /// Every lock, sorted by id.
     pub locks: Vec<PersistedLock>,
-    /// Every client, sorted by id.
+    /// Every client, sorted by kind, then id.
     pub clients: Vec<ClientRecord>,
     /// The epoch of this incarnation.
     pub epoch: u64,
@@ -116,7 +116,7 @@ pub struct Observed {
 pub fn observe(store: &dyn LockStore) -> Result<Observed, Error> {
     Ok(Observed {
         locks: now(store.list_locks(&LockQuery::all()))?,
-        clients: now(store.list_clients())?,
+        clients: now(store.list_clients(&crate::model::ClientQuery::all()))?,
         epoch: now(store.epoch())?,
         clean: now(store.previous_shutdown_was_clean())?,
     })
@@ -154,8 +154,10 @@ pub fn describe_difference(observed: &Observed, expected: &Expected) -> String {
     if !changed.is_empty() {
         out.push(format!("locks with other contents: {changed:?}"));
     }
-    let want_clients: Vec<&String> = expected.model.clients.keys().collect();
-    let got_clients: Vec<&String> = observed.clients.iter().map(|c| &c.client_id).collect();
+    let want_clients: Vec<(ClientKind, &str)> =
+        expected.model.clients.keys().map(|(k, id)| (*k, id.as_str())).collect();
+    let got_clients: Vec<(ClientKind, &str)> =
+        observed.clients.iter().map(|c| (c.kind(), c.client_id.as_str())).collect();
     if want_clients != got_clients || !observed.clients.iter().eq(expected.model.clients.values()) {
         out.push(format!("clients {got_clients:?}, expected {want_clients:?}"));
     }

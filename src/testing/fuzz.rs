@@ -20,7 +20,9 @@ use crate::model::LockQuery;
 use crate::state::{Command, State};
 use crate::testing::crash::{SelectLosses, check_image, crash_options, losses, observe, prepare_dir, run, store_dir};
 use crate::testing::workload::{Step, decode_steps, generate};
-use crate::wal::format::{SegmentHeader, append_frame, decode_commands, decode_frame, encode_commands, segment_name};
+use crate::wal::format::{
+    FORMAT_VERSION, SegmentHeader, append_frame, decode_commands, decode_frame, encode_commands, segment_name,
+};
 use crate::wal::scan::scan_segment;
 use crate::wal::snapshot::{
     BLOCK_HEADER_LEN, MAX_BLOCK, SNAPSHOT_MAGIC, SNAPSHOT_VERSION, Threads, decode_snapshot, decode_snapshot_with,
@@ -39,7 +41,7 @@ const MAX_ROUNDTRIP_STEPS: usize = 24;
 
 /// A segment header for segment 1 starting at LSN 1.
 fn segment_header() -> [u8; 48] {
-    SegmentHeader { number: 1, salt: SALT, first_lsn: 1, epoch: Some(1) }.encode()
+    SegmentHeader::new(1, SALT, 1, 1).encode()
 }
 
 /// Cuts `body` into pieces, each led by a length byte (1..=256 bytes).
@@ -181,7 +183,8 @@ pub fn replay_bytes(data: &[u8]) {
     let _ = scan_segment::<()>(body, None, true, |_, _, _| Ok(()));
     let _ = scan_segment::<()>(body, Some(1), false, |_, _, _| Ok(()));
     snapshot_threads_agree(body);
-    let _ = decode_commands(body);
+    let _ = decode_commands(body, FORMAT_VERSION);
+    let _ = decode_commands(body, 1);
     let files = match mode % 6 {
         0 => vec![(segment_name(1), body.to_vec())],
         1 => vec![(snapshot_file_name(body), body.to_vec())],
@@ -261,10 +264,17 @@ fn every_eighth_call(phase: u64) -> SelectLosses {
 /// state they build goes through a snapshot and back unchanged; any bytes
 /// that decode as a payload re-encode to the same commands.
 pub fn record_roundtrip(data: &[u8]) {
-    if let Ok(commands) = decode_commands(data) {
+    if let Ok(commands) = decode_commands(data, FORMAT_VERSION) {
         let mut again = Vec::new();
         encode_commands(&mut again, &commands.iter().collect::<Vec<_>>());
-        assert_eq!(decode_commands(&again).as_ref(), Ok(&commands), "re-encoding changed the commands");
+        assert_eq!(decode_commands(&again, FORMAT_VERSION).as_ref(), Ok(&commands), "re-encoding changed the commands");
+    }
+    // Bytes that decode as a format-1 payload convert into commands that
+    // encode and decode as today's.
+    if let Ok(commands) = decode_commands(data, 1) {
+        let mut again = Vec::new();
+        encode_commands(&mut again, &commands.iter().collect::<Vec<_>>());
+        assert_eq!(decode_commands(&again, FORMAT_VERSION).as_ref(), Ok(&commands), "a converted payload changed");
     }
     let mut state = State::new();
     let mut lsn = 0;
@@ -284,7 +294,7 @@ pub fn record_roundtrip(data: &[u8]) {
         append_frame(&mut frame, SALT, lsn, |out| encode_commands(out, &[&command]));
         let decoded = decode_frame(&frame, SALT, |l| l == lsn).expect("a frame just encoded");
         assert_eq!(decoded.len, frame.len());
-        assert_eq!(decode_commands(decoded.payload), Ok(vec![command.clone()]));
+        assert_eq!(decode_commands(decoded.payload, FORMAT_VERSION), Ok(vec![command.clone()]));
         let _ = state.apply(&command);
     }
     let encode = |max_block| encode_snapshot_to_vec(&state.view(), lsn, max_block);

@@ -3,7 +3,7 @@
 //! independent oracle for the state machine and for every backend.
 
 use crate::error::{Error, ReclaimRefusal};
-use crate::model::{ClientRecord, LockQuery, PersistedLock};
+use crate::model::{ClientKind, ClientQuery, ClientRecord, LockQuery, PersistedLock};
 use crate::op::{Op, Outcome, validate_batch};
 use std::collections::BTreeMap;
 
@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 pub struct Model {
     /// Locks by id.
     pub locks: BTreeMap<String, PersistedLock>,
-    /// Client records by id.
-    pub clients: BTreeMap<String, ClientRecord>,
+    /// Client records by kind and id.
+    pub clients: BTreeMap<(ClientKind, String), ClientRecord>,
     /// Current epoch.
     pub epoch: u64,
 }
@@ -46,6 +46,13 @@ impl Model {
                 self.locks.insert(lock.id.to_string(), lock);
                 Outcome::Done
             }
+            Op::UpdateLock(lock) => {
+                let old = self.locks.get(&*lock.id).ok_or_else(|| Error::lock_not_found(&*lock.id))?;
+                let mut lock = lock.clone();
+                lock.server_epoch = old.server_epoch;
+                self.locks.insert(lock.id.to_string(), lock);
+                Outcome::Done
+            }
             Op::DeleteLock { id } => {
                 self.locks.remove(id).ok_or_else(|| Error::lock_not_found(id))?;
                 Outcome::Done
@@ -61,11 +68,26 @@ impl Model {
                 Outcome::Count((before - self.locks.len()) as u64)
             }
             Op::PutClient(record) => {
-                self.clients.insert(record.client_id.clone(), record.clone());
+                self.clients.insert((record.kind(), record.client_id.clone()), record.clone());
                 Outcome::Done
             }
-            Op::DeleteClient { client_id } => {
-                self.clients.remove(client_id).ok_or_else(|| Error::client_not_found(client_id))?;
+            Op::DeleteClient { kind, client_id } => {
+                self.clients
+                    .remove(&(*kind, client_id.clone()))
+                    .ok_or_else(|| Error::client_not_found(*kind, client_id))?;
+                Outcome::Done
+            }
+            Op::DeleteClients(selector) => {
+                let before = self.clients.len();
+                self.clients.retain(|_, r| !selector.matches(r));
+                Outcome::Count((before - self.clients.len()) as u64)
+            }
+            Op::MarkReclaimComplete { kind, client_id } => {
+                let record = self
+                    .clients
+                    .get_mut(&(*kind, client_id.clone()))
+                    .ok_or_else(|| Error::client_not_found(*kind, client_id))?;
+                record.reclaim_complete = true;
                 Outcome::Done
             }
             Op::Reclaim { id, client_id } => {
@@ -81,9 +103,11 @@ impl Model {
                 lock.server_epoch = epoch;
                 Outcome::Lock(lock.clone())
             }
-            Op::EndGrace => {
+            Op::EndGrace { share } => {
+                let ends =
+                    |l: &PersistedLock| l.server_epoch < self.epoch && share.as_deref().is_none_or(|s| s == &*l.share);
                 let (stale, keep): (BTreeMap<_, _>, BTreeMap<_, _>) =
-                    std::mem::take(&mut self.locks).into_iter().partition(|(_, l)| l.server_epoch < self.epoch);
+                    std::mem::take(&mut self.locks).into_iter().partition(|(_, l)| ends(l));
                 self.locks = keep;
                 Outcome::Locks(stale.into_values().collect())
             }
@@ -98,5 +122,10 @@ impl Model {
     /// Locks matching `query`, sorted by id.
     pub fn list(&self, query: &LockQuery) -> Vec<PersistedLock> {
         self.locks.values().filter(|l| query.matches(l)).cloned().collect()
+    }
+
+    /// Client records matching `query`, sorted by kind, then id.
+    pub fn list_clients(&self, query: &ClientQuery) -> Vec<ClientRecord> {
+        self.clients.values().filter(|r| query.matches(r)).cloned().collect()
     }
 }

@@ -4,7 +4,10 @@
 //! prefix of it.
 
 use crate::error::Error;
-use crate::model::{ByteRange, ClientRecord, LockKind, LockType, PersistedLock, Timestamp};
+use crate::model::{
+    ByteRange, ClientKind, ClientRecord, ClientSelector, LockKind, LockType, PersistedLock, RangeFlavor, ShareDeny,
+    Timestamp,
+};
 use crate::op::{Op, Outcome};
 use crate::testing::model::Model;
 use crate::testing::sample;
@@ -141,13 +144,18 @@ pub fn lock(n: u64, variant: u64) -> PersistedLock {
         &format!("c{}", variant % 7),
     );
     match variant % 9 {
-        k @ 0..4 => lock.kind = kinds[k as usize].kind.clone(),
+        0..4 => lock.kind = kinds[(variant / 9) as usize % kinds.len()].kind.clone(),
         _ => {
             lock.kind = LockKind::ByteRange(ByteRange {
                 lock_type: if variant.is_multiple_of(2) { LockType::Shared } else { LockType::Exclusive },
                 offset: variant * 4096,
                 length: variant % 5000,
                 zero_byte: false,
+                flavor: if variant.is_multiple_of(3) {
+                    RangeFlavor::Smb { share_deny: [ShareDeny::None, ShareDeny::Read][(variant % 2) as usize] }
+                } else {
+                    RangeFlavor::Posix
+                },
             })
         }
     }
@@ -155,12 +163,33 @@ pub fn lock(n: u64, variant: u64) -> PersistedLock {
     lock
 }
 
-/// A client record `c<n>`.
+/// A client record `c<n>`, of a kind that `variant` picks.
 pub fn client(n: u64, variant: u64) -> ClientRecord {
-    let mut record = sample::client(&format!("c{n}"));
+    let mut records = sample::every_client(&format!("c{n}"));
+    let mut record = records.swap_remove((variant % records.len() as u64) as usize);
     record.epoch = variant;
     record.verifier = variant.to_le_bytes().to_vec();
+    record.name = format!("name{}", variant % 3);
+    record.reclaim_complete = variant.is_multiple_of(2);
     record
+}
+
+/// The kind a small number picks.
+fn client_kind(n: u64) -> ClientKind {
+    ClientKind::ALL[(n % 3) as usize]
+}
+
+/// An update of lock `l<n>`: its keys kept, its kind fields from
+/// `variant` (fails as not found when there is no such lock).
+pub fn update(n: u64, variant: u64, existing: Option<&PersistedLock>) -> Op {
+    let mut lock = lock(n, variant);
+    if let Some(old) = existing {
+        lock.share = old.share.clone();
+        lock.file_id = old.file_id.clone();
+        lock.owner_id = old.owner_id.clone();
+        lock.client_id = old.client_id.clone();
+    }
+    Op::UpdateLock(lock)
 }
 
 /// Generates a workload of about `ops` operations from `seed`: opens and
@@ -188,7 +217,12 @@ pub fn generate(seed: u64, ops: usize, compact_every: usize) -> Vec<Step> {
         }
         if grace_left > 0 {
             grace_left -= 1;
-            let step = if grace_left == 0 { Step::Txn(vec![Op::EndGrace]) } else { g.reclaim() };
+            let step = match grace_left {
+                0 => Step::Txn(vec![Op::EndGrace { share: None }]),
+                // One share's grace ends first.
+                4 => Step::Txn(vec![Op::EndGrace { share: Some(format!("s{}", g.rng.below(3))) }]),
+                _ => g.reclaim(),
+            };
             g.push(step);
         } else {
             let step = g.normal();
@@ -230,9 +264,26 @@ impl Generator {
         (n > 0).then(|| self.now.model.locks.keys().nth(self.rng.below(n) as usize).cloned()).flatten()
     }
 
-    fn existing_client(&mut self) -> Option<String> {
+    fn existing_client(&mut self) -> Option<(ClientKind, String)> {
         let n = self.now.model.clients.len() as u64;
         (n > 0).then(|| self.now.model.clients.keys().nth(self.rng.below(n) as usize).cloned()).flatten()
+    }
+
+    /// An update of an existing lock (kind fields changed, keys kept), or
+    /// now and then of a missing one (fails).
+    fn update(&mut self) -> Op {
+        let variant = self.rng.below(1 << 20);
+        match self.existing() {
+            Some(id) if self.rng.chance(90) => {
+                let old = self.now.model.locks.get(&id);
+                let mut op = update(0, variant, old);
+                if let Op::UpdateLock(lock) = &mut op {
+                    lock.id = id.into();
+                }
+                op
+            }
+            _ => update(1 << 40, variant, None),
+        }
     }
 
     fn put_or_delete(&mut self) -> Op {
@@ -280,20 +331,32 @@ impl Generator {
             }
             62..67 => vec![Op::DeleteLocksByClient { client_id: format!("c{}", self.rng.below(7)) }],
             67..71 => vec![Op::DeleteLocksByFile { file_id: format!("f{}", self.rng.below(13)) }],
-            71..82 => {
+            71..80 => {
                 let (n, variant) = (self.rng.below(9), self.rng.below(1000));
                 vec![Op::PutClient(client(n, variant))]
             }
-            82..87 => match self.existing_client() {
-                Some(client_id) => vec![Op::DeleteClient { client_id }],
-                None => vec![Op::DeleteClient { client_id: "c-missing".into() }],
+            80..85 => match self.existing_client() {
+                Some((kind, client_id)) if r == 80 => vec![Op::MarkReclaimComplete { kind, client_id }],
+                Some((kind, client_id)) => vec![Op::DeleteClient { kind, client_id }],
+                None => vec![Op::DeleteClient { kind: ClientKind::Nsm, client_id: "c-missing".into() }],
             },
-            87..92 => {
+            85..87 => {
+                let kind = client_kind(self.rng.below(3));
+                let selector = match self.rng.below(4) {
+                    0 => ClientSelector::all(kind),
+                    1 => ClientSelector::named(kind, format!("name{}", self.rng.below(3))),
+                    2 => ClientSelector { kind: None, client_id: Some(format!("c{}", self.rng.below(9))), name: None },
+                    _ => ClientSelector::id(kind, format!("c{}", self.rng.below(9))),
+                };
+                vec![Op::DeleteClients(selector)]
+            }
+            87..90 => {
                 // A lock and its client record together.
                 let lock = self.new_lock();
                 let n = lock.client_id[1..].parse().unwrap_or(0);
                 vec![Op::PutClient(client(n, self.rng.below(1000))), Op::PutLock(lock)]
             }
+            90..94 => vec![self.update()],
             _ => (0..5 + self.rng.below(16)).map(|_| Op::PutLock(self.new_lock())).collect(),
         };
         Step::Txn(ops)
@@ -310,18 +373,25 @@ pub fn decode_steps(bytes: &[u8], max_steps: usize) -> Vec<Step> {
     while steps.len() < max_steps {
         let Some(b) = next() else { break };
         let arg = u64::from(next().unwrap_or(0));
-        let op = |code: u8, arg: u64| match code % 8 {
+        let op = |code: u8, arg: u64| match code % 12 {
             0..3 => Op::PutLock(lock(arg % 12, arg / 12)),
             3 => Op::DeleteLock { id: format!("l{}", arg % 12) },
             4 => Op::DeleteLocksByClient { client_id: format!("c{}", arg % 7) },
             5 => Op::DeleteLocksByFile { file_id: format!("f{}", arg % 13) },
             6 => Op::PutClient(client(arg % 4, arg)),
-            _ => Op::Reclaim { id: format!("l{}", arg % 12), client_id: format!("c{}", arg % 7) },
+            7 => Op::Reclaim { id: format!("l{}", arg % 12), client_id: format!("c{}", arg % 7) },
+            8 => update(arg % 12, arg / 12, None),
+            9 => Op::MarkReclaimComplete { kind: client_kind(arg), client_id: format!("c{}", arg % 4) },
+            10 => Op::DeleteClients(ClientSelector::named(client_kind(arg), format!("name{}", arg % 3))),
+            _ => Op::EndGrace { share: Some(format!("s{}", arg % 3)) },
         };
         match b % 16 {
             0..8 => steps.push(Step::Txn(vec![op(b / 16, arg)])),
-            8 => steps.push(Step::Txn(vec![Op::DeleteClient { client_id: format!("c{}", arg % 4) }])),
-            9 => steps.push(Step::Txn(vec![Op::EndGrace])),
+            8 => steps.push(Step::Txn(vec![Op::DeleteClient {
+                kind: client_kind(arg / 4),
+                client_id: format!("c{}", arg % 4),
+            }])),
+            9 => steps.push(Step::Txn(vec![Op::EndGrace { share: None }])),
             10..12 => {
                 let n = 2 + arg % 4;
                 let ops = (0..n).map(|i| op((arg + i) as u8 ^ b, arg.wrapping_mul(31).wrapping_add(i))).collect();
@@ -362,7 +432,23 @@ mod tests {
         assert!(has_op(&|o| matches!(o, Op::DeleteLocksByFile { .. })) >= 10);
         assert!(has_op(&|o| matches!(o, Op::PutClient(_))) >= 30);
         assert!(has_op(&|o| matches!(o, Op::DeleteClient { .. })) >= 10);
-        assert!(has_op(&|o| matches!(o, Op::EndGrace)) >= 2);
+        assert!(has_op(&|o| matches!(o, Op::EndGrace { share: None })) >= 2);
+        assert!(has_op(&|o| matches!(o, Op::EndGrace { share: Some(_) })) >= 2);
+        assert!(has_op(&|o| matches!(o, Op::UpdateLock(_))) >= 10);
+        assert!(has_op(&|o| matches!(o, Op::DeleteClients(_))) >= 5);
+        assert!(has_op(&|o| matches!(o, Op::MarkReclaimComplete { .. })) >= 2);
+        let kinds: std::collections::BTreeSet<ClientKind> = steps
+            .iter()
+            .flat_map(|s| match s {
+                Step::Txn(ops) => ops.clone(),
+                _ => Vec::new(),
+            })
+            .filter_map(|o| match o {
+                Op::PutClient(r) => Some(r.kind()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(kinds.len(), 3, "records of every kind");
         // Some reclaims succeed, some are refused; some transactions fail.
         let (_, answers) = expected_states(&steps);
         let reclaims: Vec<bool> = steps

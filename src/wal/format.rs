@@ -3,9 +3,9 @@
 //!
 //! ```text
 //! segment file  seg-<number:020>.wal
-//! +------------- header, format 2, 48 bytes ---------+
+//! +---------- header, formats 2 and 3, 48 bytes -----+
 //! | 0  magic "LWALSEG\0"          8 bytes            |
-//! | 8  format version (u32 LE)    4  = 2             |
+//! | 8  format version (u32 LE)    4  = 3 (or 2)      |
 //! | 12 crc32 of bytes 0..12, 16..48   4              |
 //! | 16 segment number (u64 LE)    8                  |
 //! | 24 salt (u64 LE)              8  random per file |
@@ -18,13 +18,17 @@
 //! | 0 magic | 8 version = 1 | 12 zero | 16 number | 24 salt | 32 first LSN |
 //! | 40 crc32 of bytes 0..40 | 44 zero |
 //!
-//! frame (starts 8-byte aligned; the same in both formats)
+//! frame (starts 8-byte aligned; the same in every format)
 //! | 0  payload length (u32 LE)    4  1..=MAX_PAYLOAD |
 //! | 4  crc32 (u32 LE)             4  over salt, length, LSN, payload |
 //! | 8  LSN (u64 LE)               8  previous LSN + 1 |
 //! | 16 payload                    length bytes: MessagePack Vec<Command> |
 //! | .. zero padding to a multiple of 8              |
 //! ```
+//!
+//! Formats 2 and 3 differ only in the payload: format 3 holds today's
+//! [`Command`]; formats 1 and 2 the record model before record fidelity,
+//! which [`super::legacy`] reads and converts.
 //!
 //! From format 2 on, every version keeps the magic, the version and the
 //! header checksum at offsets 0, 8 and 12, the checksum covering the rest of
@@ -36,7 +40,7 @@ use crate::state::Command;
 /// Magic bytes at the start of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"LWALSEG\0";
 /// The segment format version this build writes (and the newest it reads).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest segment format version this build reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Size of the segment header.
@@ -86,6 +90,16 @@ pub struct SegmentHeader {
     /// the store handed out is in the header of a segment it created
     /// (`None` in a format-1 header, which has no room for it).
     pub epoch: Option<u64>,
+    /// The format version, which decides how payloads decode
+    /// ([`OLDEST_FORMAT_VERSION`]..=[`FORMAT_VERSION`]).
+    pub version: u32,
+}
+
+impl SegmentHeader {
+    /// The header of a new segment this build writes.
+    pub fn new(number: u64, salt: u64, first_lsn: u64, epoch: u64) -> Self {
+        Self { number, salt, first_lsn, epoch: Some(epoch), version: FORMAT_VERSION }
+    }
 }
 
 /// Why a header or frame did not decode.
@@ -141,26 +155,23 @@ fn header_crc_v2(b: &[u8]) -> u32 {
 }
 
 impl SegmentHeader {
-    /// The 48 header bytes: format 2, or format 1 when `epoch` is `None`
-    /// (only tests write format 1, to check that it is still read).
+    /// The 48 header bytes in the layout of `version` (only tests write a
+    /// version before [`FORMAT_VERSION`], to check that it is still read;
+    /// format 1 has no epoch).
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
         b[16..24].copy_from_slice(&self.number.to_le_bytes());
         b[24..32].copy_from_slice(&self.salt.to_le_bytes());
         b[32..40].copy_from_slice(&self.first_lsn.to_le_bytes());
-        match self.epoch {
-            Some(epoch) => {
-                b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-                b[40..48].copy_from_slice(&epoch.to_le_bytes());
-                let crc = header_crc_v2(&b);
-                b[12..16].copy_from_slice(&crc.to_le_bytes());
-            }
-            None => {
-                b[8..12].copy_from_slice(&1u32.to_le_bytes());
-                let crc = crc32fast::hash(&b[0..40]);
-                b[40..44].copy_from_slice(&crc.to_le_bytes());
-            }
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
+        if self.version == 1 {
+            let crc = crc32fast::hash(&b[0..40]);
+            b[40..44].copy_from_slice(&crc.to_le_bytes());
+        } else {
+            b[40..48].copy_from_slice(&self.epoch.unwrap_or(0).to_le_bytes());
+            let crc = header_crc_v2(&b);
+            b[12..16].copy_from_slice(&crc.to_le_bytes());
         }
         b
     }
@@ -189,6 +200,7 @@ impl SegmentHeader {
             salt: u64_at(b, 24),
             first_lsn: in_range("first LSN", u64_at(b, 32))?,
             epoch: if version == 1 { None } else { Some(in_range("epoch", u64_at(b, 40))?) },
+            version,
         })
     }
 }
@@ -312,8 +324,28 @@ pub fn is_valid_frame_in(bytes: &[u8], salt: u64, lsns: std::ops::RangeInclusive
     decode_frame(bytes, salt, |lsn| lsns.contains(&lsn)).ok().map(|f| f.len)
 }
 
-/// Decodes a verified payload into its commands.
-pub fn decode_commands(payload: &[u8]) -> Result<Vec<Command>, DecodeError> {
+/// The payload of a verified frame, with the format of its segment.
+#[derive(Debug, Clone, Copy)]
+pub struct Payload<'a> {
+    /// The payload bytes.
+    pub bytes: &'a [u8],
+    /// The segment's format version.
+    pub version: u32,
+}
+
+impl Payload<'_> {
+    /// Decodes the payload into its commands.
+    pub fn commands(&self) -> Result<Vec<Command>, DecodeError> {
+        decode_commands(self.bytes, self.version)
+    }
+}
+
+/// Decodes a verified payload of a segment of format `version` into its
+/// commands.
+pub fn decode_commands(payload: &[u8], version: u32) -> Result<Vec<Command>, DecodeError> {
+    if version < 3 {
+        return super::legacy::decode_commands(payload).map_err(DecodeError::Payload);
+    }
     rmp_serde::from_slice(payload).map_err(|e| DecodeError::Payload(e.to_string()))
 }
 
@@ -324,8 +356,8 @@ mod tests {
 
     #[test]
     fn header_round_trips_and_every_flipped_bit_is_caught() {
-        for epoch in [Some(3), None] {
-            let h = SegmentHeader { number: 7, salt: 0xDEAD_BEEF_0123_4567, first_lsn: 99, epoch };
+        for (epoch, version) in [(Some(3), 3), (Some(3), 2), (None, 1)] {
+            let h = SegmentHeader { number: 7, salt: 0xDEAD_BEEF_0123_4567, first_lsn: 99, epoch, version };
             let bytes = h.encode();
             assert_eq!(SegmentHeader::decode(&bytes), Ok(h));
             // Format 1 leaves bytes 44..48 outside its checksum (reserved).
@@ -340,10 +372,10 @@ mod tests {
     }
 
     #[test]
-    fn the_format_2_header_is_laid_out_as_specified() {
-        let b = SegmentHeader { number: 0x0102, salt: 0x0A0B, first_lsn: 0x0C0D, epoch: Some(0x0E0F) }.encode();
+    fn the_format_3_header_is_laid_out_as_specified() {
+        let b = SegmentHeader::new(0x0102, 0x0A0B, 0x0C0D, 0x0E0F).encode();
         assert_eq!(&b[0..8], b"LWALSEG\0");
-        assert_eq!(u32_at(&b, 8), 2);
+        assert_eq!(u32_at(&b, 8), 3);
         assert_eq!(u32_at(&b, 12), header_crc_v2(&b));
         assert_eq!((u64_at(&b, 16), u64_at(&b, 24), u64_at(&b, 32), u64_at(&b, 40)), (0x0102, 0x0A0B, 0x0C0D, 0x0E0F));
     }
@@ -353,12 +385,12 @@ mod tests {
     /// (damage, not a version).
     #[test]
     fn unknown_version_is_named_and_a_flipped_version_is_damage() {
-        let mut b = SegmentHeader { number: 1, salt: 1, first_lsn: 1, epoch: Some(1) }.encode();
-        b[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let mut b = SegmentHeader::new(1, 1, 1, 1).encode();
+        b[8..12].copy_from_slice(&4u32.to_le_bytes());
         assert_eq!(SegmentHeader::decode(&b), Err(DecodeError::Checksum));
         let crc = header_crc_v2(&b);
         b[12..16].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(SegmentHeader::decode(&b), Err(DecodeError::Version(3)));
+        assert_eq!(SegmentHeader::decode(&b), Err(DecodeError::Version(4)));
         b[8..12].copy_from_slice(&0u32.to_le_bytes());
         let crc = header_crc_v2(&b);
         b[12..16].copy_from_slice(&crc.to_le_bytes());
@@ -368,7 +400,7 @@ mod tests {
     #[test]
     fn an_epoch_out_of_range_is_damage() {
         for epoch in [0, MAX_COUNTER + 1] {
-            let b = SegmentHeader { number: 1, salt: 1, first_lsn: 1, epoch: Some(epoch) }.encode();
+            let b = SegmentHeader::new(1, 1, 1, epoch).encode();
             assert_eq!(SegmentHeader::decode(&b), Err(DecodeError::OutOfRange("epoch", epoch)));
         }
     }
@@ -381,7 +413,7 @@ mod tests {
         assert_eq!(buf.len() % FRAME_ALIGN, 0);
         let frame = decode_frame(&buf, 42, |lsn| lsn == 5).unwrap();
         assert_eq!(frame.len, buf.len());
-        assert_eq!(decode_commands(frame.payload).unwrap(), vec![cmd]);
+        assert_eq!(decode_commands(frame.payload, FORMAT_VERSION).unwrap(), vec![cmd]);
         assert!(decode_frame(&buf, 43, |lsn| lsn == 5).is_err(), "another file's salt must not verify");
         for bit in 0..buf.len() * 8 {
             let mut b = buf.clone();
@@ -403,7 +435,7 @@ mod tests {
             let owned: Vec<Command> = vec![cmd; n];
             assert_eq!(out, rmp_serde::to_vec(&owned).unwrap(), "n = {n}");
             assert_eq!(out.len() - n * rmp_serde::to_vec(&Command::CleanShutdown).unwrap().len(), array_header_len(n));
-            assert_eq!(decode_commands(&out).unwrap().len(), n);
+            assert_eq!(decode_commands(&out, FORMAT_VERSION).unwrap().len(), n);
         }
     }
 

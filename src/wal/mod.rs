@@ -10,6 +10,7 @@
 mod compact;
 pub mod format;
 pub mod inspect;
+mod legacy;
 mod recovery;
 pub mod scan;
 mod shared;
@@ -21,7 +22,7 @@ pub use shared::CompactionReport;
 
 use crate::error::{Error, Result, io_error};
 use crate::io::{FileSystem, LockGuard, OpenMode, RealFs};
-use crate::model::{ClientRecord, LockQuery, PersistedLock};
+use crate::model::{ClientKind, ClientQuery, ClientRecord, LockQuery, PersistedLock};
 use crate::op::{Op, Outcome, validate_batch};
 use crate::state::{Command, State};
 use crate::store::LockStore;
@@ -656,12 +657,12 @@ impl LockStore for WalLockStore {
         Ok(self.read_state()?.lock_count() as u64)
     }
 
-    async fn get_client(&self, client_id: &str) -> Result<ClientRecord> {
-        self.read_state()?.client(client_id).ok_or_else(|| Error::client_not_found(client_id))
+    async fn get_client(&self, kind: ClientKind, client_id: &str) -> Result<ClientRecord> {
+        self.read_state()?.client(kind, client_id).ok_or_else(|| Error::client_not_found(kind, client_id))
     }
 
-    async fn list_clients(&self) -> Result<Vec<ClientRecord>> {
-        Ok(self.read_state()?.clients().cloned().collect())
+    async fn list_clients(&self, query: &ClientQuery) -> Result<Vec<ClientRecord>> {
+        Ok(self.read_state()?.list_clients(query))
     }
 
     async fn epoch(&self) -> Result<u64> {
@@ -671,10 +672,6 @@ impl LockStore for WalLockStore {
     async fn previous_shutdown_was_clean(&self) -> Result<bool> {
         drop(self.read_state()?);
         Ok(self.opened.previous_clean)
-    }
-
-    async fn reclaimable(&self, client_id: &str) -> Result<Vec<PersistedLock>> {
-        Ok(self.read_state()?.reclaimable(client_id))
     }
 
     async fn close(&self) -> Result<()> {

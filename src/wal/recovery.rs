@@ -4,7 +4,7 @@
 //! removing an interrupted segment or a temporary file) are made by the
 //! caller, only in read-write mode, and only after every map is dropped.
 
-use super::format::{SegmentHeader, TMP_SUFFIX, decode_commands, parse_segment_name, segment_name};
+use super::format::{SegmentHeader, TMP_SUFFIX, parse_segment_name, segment_name};
 use super::scan::{SegmentEnd, SegmentScan, scan_segment};
 use super::snapshot::{SnapshotHeader, Threads, decode_snapshot_with, parse_snapshot_name};
 use crate::error::{Error, Result};
@@ -205,7 +205,7 @@ pub(crate) fn read_log(
             if lsn <= after_lsn {
                 return Ok(());
             }
-            let commands = decode_commands(payload).map_err(|e| Error::Corruption {
+            let commands = payload.commands().map_err(|e| Error::Corruption {
                 file: path.clone(),
                 offset,
                 reason: format!("record LSN {lsn}: {e}"),

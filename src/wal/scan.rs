@@ -13,7 +13,8 @@
 //!   zeros after it is a segment whose creation was interrupted.
 
 use super::format::{
-    DecodeError, FRAME_ALIGN, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN, SegmentHeader, decode_frame, is_valid_frame_in,
+    DecodeError, FORMAT_VERSION, FRAME_ALIGN, FRAME_HEADER_LEN, Payload, SEGMENT_HEADER_LEN, SegmentHeader,
+    decode_frame, is_valid_frame_in,
 };
 
 /// How a segment ends.
@@ -79,7 +80,8 @@ pub fn visit_frames_after(
     from: usize,
     salt: u64,
     last_lsn: u64,
-    mut visit: impl FnMut(u64, u64, &[u8]),
+    version: u32,
+    mut visit: impl FnMut(u64, u64, Payload<'_>),
 ) -> u64 {
     // A frame takes at least FRAME_HEADER_LEN + 1 bytes, so no valid frame
     // can carry an LSN further out than this.
@@ -90,7 +92,7 @@ pub fn visit_frames_after(
         match is_valid_frame_in(&bytes[at..], salt, last_lsn + 1..=max_lsn) {
             Some(len) => {
                 let frame = decode_frame(&bytes[at..], salt, |_| true).expect("verified just now");
-                visit(at as u64, frame.lsn, frame.payload);
+                visit(at as u64, frame.lsn, Payload { bytes: frame.payload, version });
                 count += 1;
                 at += len;
             }
@@ -101,7 +103,7 @@ pub fn visit_frames_after(
 }
 
 fn valid_frames_after(bytes: &[u8], from: usize, salt: u64, last_lsn: u64) -> u64 {
-    visit_frames_after(bytes, from, salt, last_lsn, |_, _, _| {})
+    visit_frames_after(bytes, from, salt, last_lsn, FORMAT_VERSION, |_, _, _| {})
 }
 
 /// Scans a segment. `expected_first_lsn` is the LSN the segment must start
@@ -112,7 +114,7 @@ pub fn scan_segment<E>(
     bytes: &[u8],
     expected_first_lsn: Option<u64>,
     newest: bool,
-    mut on_frame: impl FnMut(u64, u64, &[u8]) -> Result<(), E>,
+    mut on_frame: impl FnMut(u64, u64, Payload<'_>) -> Result<(), E>,
 ) -> Result<Result<SegmentScan, Damage>, E> {
     let header = match SegmentHeader::decode(bytes) {
         Ok(h) => h,
@@ -144,7 +146,7 @@ pub fn scan_segment<E>(
         }
         match decode_frame(&bytes[at..], header.salt, |lsn| lsn == next_lsn) {
             Ok(frame) => {
-                on_frame(at as u64, frame.lsn, frame.payload)?;
+                on_frame(at as u64, frame.lsn, Payload { bytes: frame.payload, version: header.version })?;
                 frames += 1;
                 next_lsn += 1;
                 at += frame.len;
@@ -180,7 +182,7 @@ mod tests {
 
     /// A segment with `n` frames (LSN 1..=n) and `zeros` bytes of pre-sized tail.
     fn segment(n: u64, zeros: usize) -> (Vec<u8>, Vec<usize>) {
-        let mut b = SegmentHeader { number: 1, salt: SALT, first_lsn: 1, epoch: Some(1) }.encode().to_vec();
+        let mut b = SegmentHeader::new(1, SALT, 1, 1).encode().to_vec();
         let mut starts = Vec::new();
         for lsn in 1..=n {
             starts.push(b.len());
@@ -260,7 +262,7 @@ mod tests {
     #[test]
     fn an_out_of_range_header_is_damage_not_a_panic() {
         for (number, first_lsn) in [(1, 0), (0, 1), (1, u64::MAX), (u64::MAX, 1)] {
-            let mut b = SegmentHeader { number, salt: SALT, first_lsn, epoch: Some(1) }.encode().to_vec();
+            let mut b = SegmentHeader::new(number, SALT, first_lsn, 1).encode().to_vec();
             append_frame(&mut b, SALT, first_lsn, |out| out.push(1));
             for newest in [false, true] {
                 let damage = scan_segment::<()>(&b, None, newest, |_, _, _| Ok(())).unwrap().unwrap_err();
@@ -272,7 +274,7 @@ mod tests {
 
     #[test]
     fn an_lsn_gap_is_corruption() {
-        let mut b = SegmentHeader { number: 1, salt: SALT, first_lsn: 1, epoch: Some(1) }.encode().to_vec();
+        let mut b = SegmentHeader::new(1, SALT, 1, 1).encode().to_vec();
         append_frame(&mut b, SALT, 1, |out| out.push(1));
         append_frame(&mut b, SALT, 3, |out| out.push(3));
         let damage = scan(&b, true).unwrap_err();

@@ -98,7 +98,7 @@ pub(crate) fn create_segment(
     epoch: u64,
 ) -> Result<Segment> {
     let path = dir.join(segment_name(number));
-    let header = SegmentHeader { number, salt: random_salt(), first_lsn, epoch: Some(epoch) };
+    let header = SegmentHeader::new(number, random_salt(), first_lsn, epoch);
     let mut file = fs.open(&path, OpenMode::CreateNew).map_err(io_error("create", &path))?;
     file.write_at(0, &header.encode()).map_err(io_error("write", &path))?;
     file.sync_data().map_err(io_error("fdatasync", &path))?;

@@ -48,13 +48,28 @@ pub async fn round_trip_every_kind(mut h: impl Harness) {
 /// column rejected them in the implementation this replaces).
 pub async fn u64_max_ranges_round_trip(mut h: impl Harness) {
     let mut store = h.open().await;
-    let shapes =
-        [(u64::MAX, 0, false), (0, u64::MAX, false), (u64::MAX, 1, false), (u64::MAX, 0, true), (2, u64::MAX, false)];
+    // The last two: NFSv4's all-ones length ("to end of file") at a
+    // non-zero offset is valid; a range whose last byte would be past
+    // 2^64-1 is not.
+    let shapes = [
+        (u64::MAX, 0, false),
+        (0, u64::MAX, false),
+        (u64::MAX, 1, false),
+        (u64::MAX, 0, true),
+        (2, u64::MAX, false),
+        (3, u64::MAX - 1, false),
+    ];
     for (i, &(offset, length, zero_byte)) in shapes.iter().enumerate() {
         let mut lock = sample::byte_range(&format!("max-{i}"), "s", "f", "o", "c");
-        lock.kind = LockKind::ByteRange(ByteRange { lock_type: LockType::Exclusive, offset, length, zero_byte });
+        lock.kind = LockKind::ByteRange(ByteRange {
+            lock_type: LockType::Exclusive,
+            offset,
+            length,
+            zero_byte,
+            flavor: RangeFlavor::Posix,
+        });
         let result = store.put_lock(lock.clone()).await;
-        if offset == 2 && length == u64::MAX {
+        if offset == 3 && length == u64::MAX - 1 {
             assert!(matches!(result, Err(Error::InvalidInput { field: "length", .. })), "{result:?}");
         } else {
             result.unwrap();
@@ -62,12 +77,18 @@ pub async fn u64_max_ranges_round_trip(mut h: impl Harness) {
     }
     store = h.reopen(store).await;
     let got = all(&store).await;
-    assert_eq!(got.len(), 4);
+    assert_eq!(got.len(), 5);
     for (i, lock) in got.iter().enumerate() {
         let (offset, length, zero_byte) = shapes[i];
         assert_eq!(
             lock.kind,
-            LockKind::ByteRange(ByteRange { lock_type: LockType::Exclusive, offset, length, zero_byte })
+            LockKind::ByteRange(ByteRange {
+                lock_type: LockType::Exclusive,
+                offset,
+                length,
+                zero_byte,
+                flavor: RangeFlavor::Posix
+            })
         );
     }
 }
@@ -172,6 +193,7 @@ pub async fn query_filters_and_ordering(mut h: impl Harness) {
                             client_id: client_id.clone(),
                             share: share.clone(),
                             kind,
+                            ..LockQuery::default()
                         };
                         let mut want: Vec<PersistedLock> =
                             locks.iter().filter(|l| q.matches(l)).cloned().map(|l| stamped(l, epoch)).collect();
@@ -195,8 +217,8 @@ pub async fn not_found_errors(mut h: impl Harness) {
     };
     assert!(is_nf(store.get_lock("ghost").await.map(drop), Entity::Lock));
     assert!(is_nf(store.delete_lock("ghost").await, Entity::Lock));
-    assert!(is_nf(store.get_client("ghost").await.map(drop), Entity::Client));
-    assert!(is_nf(store.delete_client("ghost").await, Entity::Client));
+    assert!(is_nf(store.get_client(ClientKind::Nfs4, "ghost").await.map(drop), Entity::Client(ClientKind::Nfs4)));
+    assert!(is_nf(store.delete_client(ClientKind::Nfs4, "ghost").await, Entity::Client(ClientKind::Nfs4)));
     assert!(is_nf(store.reclaim("ghost", "c").await.map(drop), Entity::Lock));
     store.put_lock(sample::byte_range("L", "s", "f", "o", "c")).await.unwrap();
     store.delete_lock("L").await.unwrap();
@@ -227,6 +249,7 @@ pub async fn invalid_input_changes_nothing(mut h: impl Harness) {
                 offset: u64::MAX,
                 length: 2,
                 zero_byte: false,
+                flavor: RangeFlavor::Posix,
             })
         }),
         "length",
@@ -250,7 +273,7 @@ pub async fn invalid_input_changes_nothing(mut h: impl Harness) {
         }
     }
     assert_eq!(all(&store).await, before);
-    assert_eq!(store.list_clients().await.unwrap(), vec![sample::client("c")]);
+    assert_eq!(store.list_clients(&ClientQuery::all()).await.unwrap(), vec![sample::client("c")]);
 }
 
 /// The epoch rises by one on every open; the clean flag tells whether the
@@ -379,7 +402,7 @@ pub async fn transaction_is_all_or_nothing(mut h: impl Harness) {
         vec![
             Op::PutLock(sample::byte_range("x1", "s", "f", "o", "c")),
             Op::DeleteLock { id: "keep".into() },
-            Op::DeleteClient { client_id: "c".into() },
+            Op::DeleteClient { kind: ClientKind::Nfs4, client_id: "c".into() },
             Op::DeleteLock { id: "ghost".into() },
         ],
         vec![
@@ -387,25 +410,25 @@ pub async fn transaction_is_all_or_nothing(mut h: impl Harness) {
             Op::PutClient(sample::client("d")),
             Op::Reclaim { id: "keep".into(), client_id: "c".into() },
         ],
-        vec![Op::EndGrace, Op::DeleteLock { id: "keep".into() }, Op::DeleteLock { id: "keep".into() }],
+        vec![Op::EndGrace { share: None }, Op::DeleteLock { id: "keep".into() }, Op::DeleteLock { id: "keep".into() }],
     ];
     for ops in failing {
         assert!(store.transaction(ops).await.is_err());
         assert_eq!(all(&store).await, before);
-        assert_eq!(store.list_clients().await.unwrap(), vec![sample::client("c")]);
+        assert_eq!(store.list_clients(&ClientQuery::all()).await.unwrap(), vec![sample::client("c")]);
     }
     let outcomes = store
         .transaction(vec![
             Op::PutLock(sample::byte_range("x1", "s", "f", "o", "c")),
             Op::DeleteLocksByFile { file_id: "f".into() },
             Op::PutLock(sample::byte_range("x2", "s", "g", "o", "c")),
-            Op::DeleteClient { client_id: "c".into() },
+            Op::DeleteClient { kind: ClientKind::Nfs4, client_id: "c".into() },
         ])
         .await
         .unwrap();
     assert_eq!(outcomes, vec![Outcome::Done, Outcome::Count(2), Outcome::Done, Outcome::Done]);
     assert_eq!(ids(&all(&store).await), ["x2"]);
-    assert!(store.list_clients().await.unwrap().is_empty());
+    assert!(store.list_clients(&ClientQuery::all()).await.unwrap().is_empty());
     assert_eq!(store.transaction(Vec::new()).await.unwrap(), Vec::new());
 }
 
@@ -414,12 +437,23 @@ pub async fn transaction_is_all_or_nothing(mut h: impl Harness) {
 pub async fn posix_split_in_one_transaction(mut h: impl Harness) {
     let mut store = h.open().await;
     let mut whole = sample::byte_range("r", "s", "f", "o", "c");
-    whole.kind =
-        LockKind::ByteRange(ByteRange { lock_type: LockType::Exclusive, offset: 0, length: 0, zero_byte: false });
+    whole.kind = LockKind::ByteRange(ByteRange {
+        lock_type: LockType::Exclusive,
+        offset: 0,
+        length: 0,
+        zero_byte: false,
+        flavor: RangeFlavor::Posix,
+    });
     store.put_lock(whole).await.unwrap();
     let frag = |id: &str, offset, length| {
         let mut l = sample::byte_range(id, "s", "f", "o", "c");
-        l.kind = LockKind::ByteRange(ByteRange { lock_type: LockType::Exclusive, offset, length, zero_byte: false });
+        l.kind = LockKind::ByteRange(ByteRange {
+            lock_type: LockType::Exclusive,
+            offset,
+            length,
+            zero_byte: false,
+            flavor: RangeFlavor::Posix,
+        });
         l
     };
     store
@@ -443,14 +477,14 @@ pub async fn client_records_crud(mut h: impl Harness) {
         store.put_client(sample::client(id)).await.unwrap();
     }
     let mut changed = sample::client("c2");
-    changed.kind = ClientKind::Nsm;
+    changed.details = ClientDetails::Nfs4(Nfs4Details { short_id: 99 });
     changed.reclaim_complete = false;
     changed.verifier = vec![9; 16];
     store.put_client(changed.clone()).await.unwrap();
-    store.delete_client("c3").await.unwrap();
+    store.delete_client(ClientKind::Nfs4, "c3").await.unwrap();
     store = h.reopen(store).await;
-    assert_eq!(store.get_client("c2").await.unwrap(), changed);
-    assert_eq!(store.list_clients().await.unwrap(), vec![sample::client("c1"), changed]);
+    assert_eq!(store.get_client(ClientKind::Nfs4, "c2").await.unwrap(), changed);
+    assert_eq!(store.list_clients(&ClientQuery::all()).await.unwrap(), vec![sample::client("c1"), changed]);
 }
 
 /// Everything written before a restart (closed or not) is there after it.
@@ -468,7 +502,7 @@ pub async fn state_survives_reopen(mut h: impl Harness) {
     store.close().await.unwrap();
     store = h.reopen(store).await;
     assert_eq!(all(&store).await, before);
-    assert_eq!(store.list_clients().await.unwrap(), vec![sample::client("c1")]);
+    assert_eq!(store.list_clients(&ClientQuery::all()).await.unwrap(), vec![sample::client("c1")]);
 }
 
 /// A released lock never comes back, however it was released.

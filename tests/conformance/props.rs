@@ -45,9 +45,13 @@ pub fn lock() -> impl Strategy<Value = PersistedLock> {
         .prop_map(move |(id, share, file_id, owner_id, client_id, k, offset, length, micros)| {
             let kind = match kinds.get(k) {
                 Some(lock) => lock.kind.clone(),
-                None => {
-                    LockKind::ByteRange(ByteRange { lock_type: LockType::Shared, offset, length, zero_byte: false })
-                }
+                None => LockKind::ByteRange(ByteRange {
+                    lock_type: LockType::Shared,
+                    offset,
+                    length,
+                    zero_byte: false,
+                    flavor: RangeFlavor::Posix,
+                }),
             };
             PersistedLock {
                 id: id.into(),
@@ -70,9 +74,9 @@ pub fn op() -> impl Strategy<Value = Op> {
         1 => key("c", 4).prop_map(|client_id| Op::DeleteLocksByClient { client_id }),
         1 => key("f", 5).prop_map(|file_id| Op::DeleteLocksByFile { file_id }),
         1 => key("c", 3).prop_map(|c| Op::PutClient(sample::client(&c))),
-        1 => key("c", 3).prop_map(|client_id| Op::DeleteClient { client_id }),
+        1 => key("c", 3).prop_map(|client_id| Op::DeleteClient { kind: ClientKind::Nfs4, client_id }),
         2 => (key("l", 10), key("c", 3)).prop_map(|(id, client_id)| Op::Reclaim { id, client_id }),
-        1 => Just(Op::EndGrace),
+        1 => Just(Op::EndGrace { share: None }),
         1 => lock().prop_map(|mut l| { l.owner_id = "".into(); Op::PutLock(l) }),
     ]
 }
@@ -88,7 +92,7 @@ pub fn action() -> impl Strategy<Value = Action> {
 async fn assert_same_state(store: &Arc<dyn LockStore>, model: &Model, context: &str) {
     assert_eq!(store.list_locks(&LockQuery::all()).await.unwrap(), model.list(&LockQuery::all()), "{context}");
     let clients: Vec<ClientRecord> = model.clients.values().cloned().collect();
-    assert_eq!(store.list_clients().await.unwrap(), clients, "{context}");
+    assert_eq!(store.list_clients(&ClientQuery::all()).await.unwrap(), clients, "{context}");
     assert_eq!(store.epoch().await.unwrap(), model.epoch, "{context}");
 }
 

@@ -8,7 +8,7 @@
 //! every store gets exactly the same records and a child process can rebuild
 //! the key lists without reading anything.
 
-use lockwal::model::{ByteRange, LockKind, LockType, PersistedLock, Timestamp};
+use lockwal::model::{ByteRange, LockKind, LockType, PersistedLock, RangeFlavor, Timestamp};
 
 /// How many distinct keys of each kind the data set draws from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +135,7 @@ impl Dataset {
                 offset: u64::from(rng.below(1 << 20)) * 4096,
                 length: 4096,
                 zero_byte: false,
+                flavor: RangeFlavor::Posix,
             }),
             acquired_at: Timestamp::from_unix_micros(1_764_000_000_000_000 + n as i64),
             server_epoch: 0,

@@ -36,7 +36,11 @@ macro_rules! migration {
 }
 
 /// Every migration this build knows, in version order.
-pub const MIGRATIONS: &[Migration] = &[migration!(1, "0001_locks", "locks"), migration!(2, "0002_clients", "clients")];
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_locks", "locks"),
+    migration!(2, "0002_clients", "clients"),
+    migration!(3, "0003_fidelity", "fidelity"),
+];
 
 /// The schema version this build reads and writes: the newest migration.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -46,11 +46,11 @@ pub use migrate::{MIGRATIONS, Migration, MigrationReport, SCHEMA_VERSION};
 pub use tokio_postgres;
 
 use crate::error::{Error, Result};
-use crate::model::{ClientRecord, KindFilter, LockQuery, PersistedLock};
+use crate::model::{ClientKind, ClientQuery, ClientRecord, KindFilter, LockQuery, PersistedLock};
 use crate::op::{Op, Outcome, validate_batch};
 use crate::store::LockStore;
 use async_trait::async_trait;
-use codec::{ClientParams, LockParams, decode_client, decode_lock};
+use codec::{ClientParams, LockParams, client_kind_text, decode_client, decode_lock};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, QueueMode, RecyclingMethod, Transaction};
 use sql::Delete;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -418,7 +418,8 @@ impl PostgresLockStore {
 
     /// A write that is one operation: one autocommit statement behind the
     /// fence, one round trip. `None` for the operations that need several
-    /// statements (reclaim, end of grace).
+    /// statements (reclaim, end of grace) or are rare (updates and the
+    /// client-record operations), which run as a fenced transaction.
     async fn single(&self, op: &Op) -> Option<Result<Outcome>> {
         Some(match op {
             Op::PutLock(lock) => {
@@ -434,19 +435,18 @@ impl PostgresLockStore {
                 Ok(0) => Err(Error::lock_not_found(id)),
                 other => other.map(|_| Outcome::Done),
             },
-            Op::DeleteClient { client_id } => {
-                match self.delete_fenced("delete_client", Delete::Client, client_id).await {
-                    Ok(0) => Err(Error::client_not_found(client_id)),
-                    other => other.map(|_| Outcome::Done),
-                }
-            }
             Op::DeleteLocksByClient { client_id } => {
                 self.delete_fenced("delete_locks_by_client", Delete::LocksByClient, client_id).await.map(Outcome::Count)
             }
             Op::DeleteLocksByFile { file_id } => {
                 self.delete_fenced("delete_locks_by_file", Delete::LocksByFile, file_id).await.map(Outcome::Count)
             }
-            Op::Reclaim { .. } | Op::EndGrace => return None,
+            Op::UpdateLock(_)
+            | Op::DeleteClient { .. }
+            | Op::DeleteClients(_)
+            | Op::MarkReclaimComplete { .. }
+            | Op::Reclaim { .. }
+            | Op::EndGrace { .. } => return None,
         })
     }
 
@@ -531,10 +531,37 @@ impl PostgresLockStore {
                 0 => Err(Error::lock_not_found(id)),
                 _ => Ok(Outcome::Done),
             },
-            Op::DeleteClient { client_id } => match self.delete_in(tx, Delete::Client, client_id).await? {
-                0 => Err(Error::client_not_found(client_id)),
-                _ => Ok(Outcome::Done),
-            },
+            Op::UpdateLock(lock) => {
+                let stmt = prepare(&sql::UPDATE_LOCK).await?;
+                match tx.execute(&stmt, &LockParams::new(lock, 0).refs()).await.map_err(pg_error(during))? {
+                    0 => Err(Error::lock_not_found(&*lock.id)),
+                    _ => Ok(Outcome::Done),
+                }
+            }
+            Op::DeleteClient { kind, client_id } => {
+                let stmt = prepare(sql::DELETE_CLIENT).await?;
+                let params: [&(dyn ToSql + Sync); 2] = [&client_kind_text(*kind), &client_id.as_bytes()];
+                match tx.execute(&stmt, &params).await.map_err(pg_error(during))? {
+                    0 => Err(Error::client_not_found(*kind, client_id)),
+                    _ => Ok(Outcome::Done),
+                }
+            }
+            Op::DeleteClients(selector) => {
+                let stmt = prepare(sql::DELETE_CLIENTS).await?;
+                let kind = selector.kind.map(client_kind_text);
+                let id = selector.client_id.as_deref().map(str::as_bytes);
+                let name = selector.name.as_deref().map(str::as_bytes);
+                let params: [&(dyn ToSql + Sync); 3] = [&kind, &id, &name];
+                tx.execute(&stmt, &params).await.map_err(pg_error(during)).map(Outcome::Count)
+            }
+            Op::MarkReclaimComplete { kind, client_id } => {
+                let stmt = prepare(sql::MARK_RECLAIM_COMPLETE).await?;
+                let params: [&(dyn ToSql + Sync); 2] = [&client_kind_text(*kind), &client_id.as_bytes()];
+                match tx.execute(&stmt, &params).await.map_err(pg_error(during))? {
+                    0 => Err(Error::client_not_found(*kind, client_id)),
+                    _ => Ok(Outcome::Done),
+                }
+            }
             Op::DeleteLocksByClient { client_id } => {
                 self.delete_in(tx, Delete::LocksByClient, client_id).await.map(Outcome::Count)
             }
@@ -560,9 +587,10 @@ impl PostgresLockStore {
                 let row = tx.query_one(&stmt, &[&id.as_bytes(), &self.epoch_sql]).await.map_err(pg_error(during))?;
                 decode_lock(&row).map(Outcome::Lock)
             }
-            Op::EndGrace => {
+            Op::EndGrace { share } => {
                 let stmt = prepare(&sql::END_GRACE).await?;
-                let rows = tx.query(&stmt, &[&self.epoch_sql]).await.map_err(pg_error(during))?;
+                let share = share.as_deref().map(str::as_bytes);
+                let rows = tx.query(&stmt, &[&self.epoch_sql, &share]).await.map_err(pg_error(during))?;
                 let mut removed = rows.iter().map(decode_lock).collect::<Result<Vec<_>>>()?;
                 removed.sort_unstable_by(|a, b| a.id.cmp(&b.id));
                 Ok(Outcome::Locks(removed))
@@ -628,16 +656,29 @@ impl LockStore for PostgresLockStore {
             query.share.as_deref().map(str::as_bytes),
         ];
         let mut mask = 0;
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(5);
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(sql::FILTER_COLUMNS.len());
         for (bit, key) in keys.iter().enumerate() {
             if let Some(key) = key {
                 mask |= 1 << bit;
                 params.push(key);
             }
         }
-        if let Some(kind) = &kind {
-            mask |= 1 << 4;
-            params.push(kind);
+        let excluded = query.exclude_kind.map(kind_text);
+        let lease_key = query.lease_key.as_ref().map(|k| &k[..]);
+        // Every stored epoch is at most i64::MAX: a bound above it filters
+        // nothing.
+        let before = query.granted_before_epoch.and_then(|e| i64::try_from(e).ok());
+        let rest: [(usize, Option<&(dyn ToSql + Sync)>); 4] = [
+            (4, kind.as_ref().map(|k| k as &(dyn ToSql + Sync))),
+            (5, excluded.as_ref().map(|k| k as &(dyn ToSql + Sync))),
+            (6, lease_key.as_ref().map(|k| k as &(dyn ToSql + Sync))),
+            (7, before.as_ref().map(|e| e as &(dyn ToSql + Sync))),
+        ];
+        for (bit, param) in rest {
+            if let Some(param) = param {
+                mask |= 1 << bit;
+                params.push(param);
+            }
         }
         let rows = self.read("list_locks", sql::list_locks(mask), &params).await?;
         rows.iter().map(decode_lock).collect()
@@ -649,13 +690,16 @@ impl LockStore for PostgresLockStore {
         Ok(n as u64)
     }
 
-    async fn get_client(&self, client_id: &str) -> Result<ClientRecord> {
-        let rows = self.read("get_client", &sql::GET_CLIENT, &[&client_id.as_bytes()]).await?;
-        rows.first().map(decode_client).unwrap_or_else(|| Err(Error::client_not_found(client_id)))
+    async fn get_client(&self, kind: ClientKind, client_id: &str) -> Result<ClientRecord> {
+        let params: [&(dyn ToSql + Sync); 2] = [&client_kind_text(kind), &client_id.as_bytes()];
+        let rows = self.read("get_client", &sql::GET_CLIENT, &params).await?;
+        rows.first().map(decode_client).unwrap_or_else(|| Err(Error::client_not_found(kind, client_id)))
     }
 
-    async fn list_clients(&self) -> Result<Vec<ClientRecord>> {
-        let rows = self.read("list_clients", &sql::LIST_CLIENTS, &[]).await?;
+    async fn list_clients(&self, query: &ClientQuery) -> Result<Vec<ClientRecord>> {
+        let kind = query.kind.map(client_kind_text);
+        let params: [&(dyn ToSql + Sync); 2] = [&kind, &query.reclaim_complete];
+        let rows = self.read("list_clients", &sql::LIST_CLIENTS, &params).await?;
         rows.iter().map(decode_client).collect()
     }
 
@@ -667,11 +711,6 @@ impl LockStore for PostgresLockStore {
     async fn previous_shutdown_was_clean(&self) -> Result<bool> {
         self.check_open()?;
         Ok(self.previous_clean)
-    }
-
-    async fn reclaimable(&self, client_id: &str) -> Result<Vec<PersistedLock>> {
-        let rows = self.read("reclaimable", &sql::RECLAIMABLE, &[&client_id.as_bytes(), &self.epoch_sql]).await?;
-        rows.iter().map(decode_lock).collect()
     }
 
     /// Records a clean shutdown (only while the epoch is still this

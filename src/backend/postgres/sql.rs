@@ -59,6 +59,10 @@ fn upsert_set(columns: &[(&str, &str)]) -> String {
     columns[1..].iter().map(|(name, _)| format!("{name} = EXCLUDED.{name}")).collect::<Vec<_>>().join(", ")
 }
 
+fn names(columns: &[(&str, &str)]) -> String {
+    columns.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+}
+
 fn fence_cte(epoch_param: usize) -> String {
     format!(
         "WITH fence AS MATERIALIZED (SELECT epoch FROM lockwal_meta WHERE epoch = ${epoch_param} AND NOT clean FOR SHARE) "
@@ -91,8 +95,8 @@ pub static PUT_LOCK_FENCED: LazyLock<String> = LazyLock::new(|| {
 /// Upsert of one client record; parameters in [`CLIENT_COLUMNS`] order.
 pub(crate) static PUT_CLIENT: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "INSERT INTO lockwal_clients ({}) VALUES ({}) ON CONFLICT (client_id) DO UPDATE SET {}",
-        CLIENT_COLUMNS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", "),
+        "INSERT INTO lockwal_clients ({}) VALUES ({}) ON CONFLICT (kind, client_id) DO UPDATE SET {}",
+        names(&CLIENT_COLUMNS),
         casts(&CLIENT_COLUMNS),
         upsert_set(&CLIENT_COLUMNS)
     )
@@ -102,9 +106,9 @@ pub(crate) static PUT_CLIENT: LazyLock<String> = LazyLock::new(|| {
 /// after the record's.
 pub(crate) static PUT_CLIENT_FENCED: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "{}INSERT INTO lockwal_clients ({}) SELECT {} FROM fence ON CONFLICT (client_id) DO UPDATE SET {}",
+        "{}INSERT INTO lockwal_clients ({}) SELECT {} FROM fence ON CONFLICT (kind, client_id) DO UPDATE SET {}",
         fence_cte(CLIENT_COLUMNS.len() + 1),
-        CLIENT_COLUMNS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", "),
+        names(&CLIENT_COLUMNS),
         casts(&CLIENT_COLUMNS),
         upsert_set(&CLIENT_COLUMNS)
     )
@@ -119,8 +123,6 @@ pub enum Delete {
     LocksByClient,
     /// Every lock on a file.
     LocksByFile,
-    /// One client record.
-    Client,
 }
 
 impl Delete {
@@ -129,14 +131,13 @@ impl Delete {
             Delete::Lock => ("lockwal_locks", "id"),
             Delete::LocksByClient => ("lockwal_locks", "client_id"),
             Delete::LocksByFile => ("lockwal_locks", "file_id"),
-            Delete::Client => ("lockwal_clients", "client_id"),
         }
     }
 
     /// The plain delete: `$1` is the key; the affected-row count is the answer.
     pub fn plain(self) -> &'static str {
-        static TEXT: LazyLock<[String; 4]> = LazyLock::new(|| {
-            [Delete::Lock, Delete::LocksByClient, Delete::LocksByFile, Delete::Client].map(|d| {
+        static TEXT: LazyLock<[String; 3]> = LazyLock::new(|| {
+            [Delete::Lock, Delete::LocksByClient, Delete::LocksByFile].map(|d| {
                 let (table, column) = d.target();
                 format!("DELETE FROM {table} WHERE {column} = $1::bytea")
             })
@@ -147,8 +148,8 @@ impl Delete {
     /// The fenced delete: `$1` is our epoch, `$2` the key. Returns one row:
     /// whether the epoch was still ours, and how many rows were deleted.
     pub fn fenced(self) -> &'static str {
-        static TEXT: LazyLock<[String; 4]> = LazyLock::new(|| {
-            [Delete::Lock, Delete::LocksByClient, Delete::LocksByFile, Delete::Client].map(|d| {
+        static TEXT: LazyLock<[String; 3]> = LazyLock::new(|| {
+            [Delete::Lock, Delete::LocksByClient, Delete::LocksByFile].map(|d| {
                 let (table, column) = d.target();
                 format!(
                     "{}, gone AS (DELETE FROM {table} WHERE {column} = $2::bytea AND EXISTS (SELECT FROM fence) \
@@ -168,42 +169,77 @@ pub(crate) const RECLAIM_CHECK: &str = "SELECT client_id, server_epoch FROM lock
 pub(crate) static RECLAIM_SET: LazyLock<String> =
     LazyLock::new(|| format!("UPDATE lockwal_locks SET server_epoch = $2 WHERE id = $1 RETURNING {}", *LOCK_SELECT));
 
-/// Removes every lock from an epoch before `$1`, returning them.
-pub(crate) static END_GRACE: LazyLock<String> =
-    LazyLock::new(|| format!("DELETE FROM lockwal_locks WHERE server_epoch < $1 RETURNING {}", *LOCK_SELECT));
+/// Removes every lock from an epoch before `$1` (on share `$2`, or every
+/// share when it is NULL), returning them.
+pub(crate) static END_GRACE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "DELETE FROM lockwal_locks WHERE server_epoch < $1 AND ($2::bytea IS NULL OR share = $2::bytea) RETURNING {}",
+        *LOCK_SELECT
+    )
+});
+
+/// Replaces every field of lock `$1` but its id and `server_epoch`;
+/// parameters in `codec::LOCK_COLUMNS` order (the epoch one unused but
+/// typed). Affects one row, or none when the lock does not exist.
+pub(crate) static UPDATE_LOCK: LazyLock<String> = LazyLock::new(|| {
+    let set = LOCK_COLUMNS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 0 && *i + 1 != LOCK_EPOCH_PARAM)
+        .map(|(i, (name, ty))| format!("{name} = ${}::{ty}", i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("UPDATE lockwal_locks SET {set} WHERE id = $1::bytea AND ${LOCK_EPOCH_PARAM}::bigint IS NOT NULL")
+});
+
+/// Removes client record (`$1` kind, `$2` id).
+pub(crate) const DELETE_CLIENT: &str = "DELETE FROM lockwal_clients WHERE kind = $1::text AND client_id = $2::bytea";
+
+/// Removes the client records a selector matches: kind `$1`, id `$2`,
+/// name `$3`, each ignored when NULL.
+pub(crate) const DELETE_CLIENTS: &str = "DELETE FROM lockwal_clients WHERE ($1::text IS NULL OR kind = $1::text) \
+     AND ($2::bytea IS NULL OR client_id = $2::bytea) AND ($3::bytea IS NULL OR name = $3::bytea)";
+
+/// Sets `reclaim_complete` of client record (`$1` kind, `$2` id).
+pub(crate) const MARK_RECLAIM_COMPLETE: &str =
+    "UPDATE lockwal_clients SET reclaim_complete = true WHERE kind = $1::text AND client_id = $2::bytea";
 
 /// One lock by id.
 pub(crate) static GET_LOCK: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {} FROM lockwal_locks WHERE id = $1", *LOCK_SELECT));
 
-/// A client's locks from an epoch before `$2`, by id.
-pub(crate) static RECLAIMABLE: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {} FROM lockwal_locks WHERE client_id = $1 AND server_epoch < $2 ORDER BY id", *LOCK_SELECT)
-});
-
 /// How many locks there are.
 pub(crate) const COUNT: &str = "SELECT count(*) FROM lockwal_locks";
 
-/// One client record.
+/// One client record: kind `$1`, id `$2`.
 pub(crate) static GET_CLIENT: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {} FROM lockwal_clients WHERE client_id = $1",
-        CLIENT_COLUMNS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
-    )
+    format!("SELECT {} FROM lockwal_clients WHERE kind = $1::text AND client_id = $2::bytea", names(&CLIENT_COLUMNS))
 });
 
-/// Every client record, by client id.
+/// The client records of kind `$1` with `reclaim_complete` `$2` (each
+/// ignored when NULL), by kind in the model's order (NSM, NFSv4, SMB), then
+/// client id.
 pub(crate) static LIST_CLIENTS: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {} FROM lockwal_clients ORDER BY client_id",
-        CLIENT_COLUMNS.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+        "SELECT {} FROM lockwal_clients WHERE ($1::text IS NULL OR kind = $1::text) \
+         AND ($2::boolean IS NULL OR reclaim_complete = $2::boolean) \
+         ORDER BY CASE kind WHEN 'nsm' THEN 0 WHEN 'nfs4' THEN 1 ELSE 2 END, client_id",
+        names(&CLIENT_COLUMNS)
     )
 });
 
-/// The lock columns a query can filter on, in the order of the filter mask
-/// bits of [`list_locks`].
-pub(crate) const FILTER_COLUMNS: [(&str, &str); 5] =
-    [("file_id", "bytea"), ("owner_id", "bytea"), ("client_id", "bytea"), ("share", "bytea"), ("kind", "text")];
+/// The filters a lock query can have, in the order of the filter mask bits
+/// of [`list_locks`]: column, comparison, parameter type.
+pub(crate) const FILTER_COLUMNS: [(&str, &str, &str); 8] = [
+    ("file_id", "=", "bytea"),
+    ("owner_id", "=", "bytea"),
+    ("client_id", "=", "bytea"),
+    ("share", "=", "bytea"),
+    ("kind", "=", "text"),
+    ("kind", "<>", "text"),
+    ("lease_key", "=", "bytea"),
+    ("server_epoch", "<", "bigint"),
+];
 
 /// The list statement for the filters whose bits are set in `mask` (bit `i`
 /// is [`FILTER_COLUMNS`]`[i]`), parameters in that order. One text per
@@ -214,9 +250,9 @@ pub(crate) fn list_locks(mask: usize) -> &'static str {
         (0..1 << FILTER_COLUMNS.len())
             .map(|mask: usize| {
                 let mut conds = Vec::new();
-                for (bit, (column, ty)) in FILTER_COLUMNS.iter().enumerate() {
+                for (bit, (column, op, ty)) in FILTER_COLUMNS.iter().enumerate() {
                     if mask & (1 << bit) != 0 {
-                        conds.push(format!("{column} = ${}::{ty}", conds.len() + 1));
+                        conds.push(format!("{column} {op} ${}::{ty}", conds.len() + 1));
                     }
                 }
                 let filter = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
@@ -233,10 +269,11 @@ mod tests {
 
     #[test]
     fn statements_number_their_parameters_in_column_order() {
-        assert!(PUT_LOCK.contains("$29::bigint") && !PUT_LOCK.contains("$30"));
+        assert!(PUT_LOCK.contains("$33::boolean") && !PUT_LOCK.contains("$34"));
+        assert!(!UPDATE_LOCK.contains("server_epoch =") && UPDATE_LOCK.contains("deleg_is_directory = $33::boolean"));
         assert!(PUT_LOCK_FENCED.contains(&format!("WHERE epoch = ${LOCK_EPOCH_PARAM} AND NOT clean FOR SHARE")));
         assert_eq!(LOCK_COLUMNS[LOCK_EPOCH_PARAM - 1].0, "server_epoch");
-        assert!(PUT_CLIENT_FENCED.contains("WHERE epoch = $10 AND NOT clean FOR SHARE"));
+        assert!(PUT_CLIENT_FENCED.contains("WHERE epoch = $15 AND NOT clean FOR SHARE"));
         assert_eq!(list_locks(0b10101), {
             let s = format!(
                 "SELECT {} FROM lockwal_locks WHERE file_id = $1::bytea AND client_id = $2::bytea AND kind = $3::text \

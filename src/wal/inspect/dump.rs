@@ -6,7 +6,6 @@ use super::view::Overlay;
 use crate::error::Error;
 use crate::io::FileSystem;
 use crate::state::Command;
-use crate::wal::format::decode_commands;
 use crate::wal::scan::scan_segment;
 use std::io;
 use std::path::Path;
@@ -69,7 +68,7 @@ pub fn dump<E: From<Error>>(
                 return Ok(());
             }
             records += 1;
-            let commands = decode_commands(payload).map_err(|e| e.to_string());
+            let commands = payload.commands().map_err(|e| e.to_string());
             visit(DumpRecord { segment: &check.path, offset, lsn, commands })
         })?;
     }

@@ -7,7 +7,7 @@ use super::{list_names, read};
 use crate::error::{Error, Result, io_error};
 use crate::io::{FileSystem, OpenMode};
 use crate::state::Command;
-use crate::wal::format::{SEGMENT_HEADER_LEN, SegmentHeader, decode_commands, parse_segment_name};
+use crate::wal::format::{Payload, SEGMENT_HEADER_LEN, SegmentHeader, parse_segment_name};
 use crate::wal::recovery::{self, Listing, list_segments};
 use crate::wal::scan::{SegmentEnd, scan_segment, visit_frames_after};
 use crate::wal::snapshot::parse_snapshot_name;
@@ -190,8 +190,8 @@ fn highest_epoch(fs: &dyn FileSystem, dir: &Path) -> Result<u64> {
         }
     }
     let (mut hidden, mut in_headers) = (0u64, 0u64);
-    let mut note_opens = |payload: &[u8]| {
-        for command in decode_commands(payload).unwrap_or_default() {
+    let mut note_opens = |payload: Payload<'_>| {
+        for command in payload.commands().unwrap_or_default() {
             // An epoch above the largest is damage: no open ever ran it.
             if let Command::Open { epoch } = command
                 && epoch <= crate::wal::format::MAX_COUNTER
@@ -224,7 +224,8 @@ fn highest_epoch(fs: &dyn FileSystem, dir: &Path) -> Result<u64> {
         .unwrap_or_else(|()| unreachable!());
         if let Err(damage) = scan {
             let from = (damage.offset as usize + crate::wal::format::FRAME_ALIGN).max(SEGMENT_HEADER_LEN);
-            visit_frames_after(&bytes, from, header.salt, last_lsn, |_, _, payload| note_opens(payload));
+            let version = header.version;
+            visit_frames_after(&bytes, from, header.salt, last_lsn, version, |_, _, payload| note_opens(payload));
         }
     }
     Ok(highest.max(in_headers).saturating_add(hidden).min(crate::wal::format::MAX_COUNTER))

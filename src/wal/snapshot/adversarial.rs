@@ -68,7 +68,16 @@ fn build(entries: &[E], max_block: usize) -> Built {
         blocks.add(&entry, &mut write_at).unwrap();
     }
     blocks.flush(&mut write_at).unwrap();
-    let header = SnapshotHeader { lsn: 1, epoch: 1, clean: true, locks, clients, strings, blocks: blocks.index };
+    let header = SnapshotHeader {
+        lsn: 1,
+        epoch: 1,
+        clean: true,
+        locks,
+        clients,
+        strings,
+        blocks: blocks.index,
+        version: SNAPSHOT_VERSION,
+    };
     write_at(0, &header.encode()).unwrap();
     Built { file, header }
 }

@@ -3,20 +3,21 @@
 //! of whole entries, with the header written last.
 
 use super::format::{
-    BLOCK_HEADER_LEN, MAX_BLOCK, SNAPSHOT_HEADER_LEN, SnapshotHeader, TAG_CLIENT, TAG_LOCK, TAG_STRING, block_crc,
+    BLOCK_HEADER_LEN, MAX_BLOCK, SNAPSHOT_HEADER_LEN, SNAPSHOT_VERSION, SnapshotHeader, TAG_CLIENT, TAG_LOCK,
+    TAG_STRING, block_crc,
 };
-use crate::model::{DelegationType, LeaseState, LockKind, LockType, Timestamp};
+use crate::model::{DelegationType, LockKind, LockType, RangeFlavor, Timestamp};
 use crate::state::StateView;
 use std::collections::HashMap;
 
 pub(super) fn put_str16(out: &mut Vec<u8>, s: &str) {
-    let len = u16::try_from(s.len()).expect("ids are at most 1 KiB");
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
+    put_bytes16(out, s.as_bytes());
 }
 
-fn lease_bits(s: LeaseState) -> u8 {
-    u8::from(s.read) | u8::from(s.write) << 1 | u8::from(s.handle) << 2
+fn put_bytes16(out: &mut Vec<u8>, b: &[u8]) {
+    let len = u16::try_from(b.len()).expect("ids are at most 1 KiB");
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(b);
 }
 
 fn encode_kind(out: &mut Vec<u8>, kind: &LockKind) {
@@ -30,6 +31,10 @@ fn encode_kind(out: &mut Vec<u8>, kind: &LockKind) {
             out.extend_from_slice(&r.offset.to_le_bytes());
             out.extend_from_slice(&r.length.to_le_bytes());
             out.push(u8::from(r.zero_byte));
+            match r.flavor {
+                RangeFlavor::Posix => out.push(0),
+                RangeFlavor::Smb { share_deny } => out.extend_from_slice(&[1, share_deny as u8]),
+            }
         }
         LockKind::Share(s) => {
             out.push(2);
@@ -39,9 +44,9 @@ fn encode_kind(out: &mut Vec<u8>, kind: &LockKind) {
         LockKind::Lease(l) => {
             out.push(3);
             out.extend_from_slice(&l.key);
-            out.push(lease_bits(l.state));
+            out.extend_from_slice(&l.state.0.to_le_bytes());
             out.extend_from_slice(&l.epoch.to_le_bytes());
-            out.push(u8::from(l.is_directory) | u8::from(l.is_traditional_oplock) << 1);
+            out.push(u8::from(l.is_directory) | u8::from(l.is_traditional_oplock) << 1 | u8::from(l.breaking) << 2);
             match l.parent_key {
                 Some(k) => {
                     out.push(1);
@@ -49,24 +54,29 @@ fn encode_kind(out: &mut Vec<u8>, kind: &LockKind) {
                 }
                 None => out.push(0),
             }
-            match l.breaking {
-                Some(b) => {
+            out.extend_from_slice(&l.break_to.0.to_le_bytes());
+            out.extend_from_slice(&l.break_required.0.to_le_bytes());
+            match l.break_started_at {
+                Some(t) => {
                     out.push(1);
-                    out.push(lease_bits(b.to));
-                    out.push(lease_bits(b.required));
-                    out.extend_from_slice(&b.started_at.unix_micros.to_le_bytes());
+                    out.extend_from_slice(&t.unix_micros.to_le_bytes());
                 }
                 None => out.push(0),
             }
         }
         LockKind::Delegation(d) => {
             out.push(4);
-            out.extend_from_slice(&d.delegation_id.to_le_bytes());
+            put_bytes16(out, &d.delegation_id);
             out.push(match d.delegation_type {
                 DelegationType::Read => 0,
                 DelegationType::Write => 1,
             });
-            out.push(u8::from(d.breaking) | u8::from(d.recalled) << 1 | u8::from(d.revoked) << 2);
+            out.push(
+                u8::from(d.breaking)
+                    | u8::from(d.recalled) << 1
+                    | u8::from(d.revoked) << 2
+                    | u8::from(d.is_directory) << 3,
+            );
             out.extend_from_slice(&d.notification_mask.to_le_bytes());
         }
     }
@@ -157,6 +167,7 @@ pub(crate) fn encode_snapshot_in<E>(
         clients: view.clients.len() as u64,
         strings: strings.len() as u64,
         blocks: blocks.index,
+        version: SNAPSHOT_VERSION,
     };
     write_at(0, &header.encode())?;
     Ok((header, blocks.offset))

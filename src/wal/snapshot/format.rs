@@ -4,8 +4,10 @@
 
 /// Magic bytes at the start of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"LWALSNP\0";
-/// The snapshot format version this build reads and writes.
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// The snapshot format version this build writes (and the newest it reads).
+pub const SNAPSHOT_VERSION: u32 = 2;
+/// The oldest snapshot format version this build reads.
+pub const OLDEST_SNAPSHOT_VERSION: u32 = 1;
 /// Size of the snapshot header.
 pub const SNAPSHOT_HEADER_LEN: usize = 64;
 /// Size of a block header.
@@ -48,6 +50,8 @@ pub struct SnapshotHeader {
     pub strings: u64,
     /// Number of blocks.
     pub blocks: u32,
+    /// The format version, which decides how entries decode.
+    pub version: u32,
 }
 
 impl SnapshotHeader {
@@ -55,7 +59,7 @@ impl SnapshotHeader {
     pub fn encode(&self) -> [u8; SNAPSHOT_HEADER_LEN] {
         let mut b = [0u8; SNAPSHOT_HEADER_LEN];
         b[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
-        b[8..12].copy_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&u32::from(self.clean).to_le_bytes());
         b[16..24].copy_from_slice(&self.lsn.to_le_bytes());
         b[24..32].copy_from_slice(&self.epoch.to_le_bytes());
@@ -111,7 +115,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<SnapshotHeader, SnapshotDamage> {
         return Err(damage(0, "header checksum mismatch"));
     }
     let version = u32_at(b, 8);
-    if version != SNAPSHOT_VERSION {
+    if !(OLDEST_SNAPSHOT_VERSION..=SNAPSHOT_VERSION).contains(&version) {
         return Err(SnapshotDamage { offset: 8, reason: format!("unknown version {version}"), version: Some(version) });
     }
     let flags = u32_at(b, 12);
@@ -133,5 +137,6 @@ pub fn decode_header(bytes: &[u8]) -> Result<SnapshotHeader, SnapshotDamage> {
         clients: u64_at(b, 40),
         strings: u64_at(b, 48),
         blocks: u32_at(b, 56),
+        version,
     })
 }

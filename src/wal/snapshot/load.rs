@@ -8,7 +8,7 @@ use super::format::{
     u32_at,
 };
 use crate::model::{
-    ByteRange, ClientRecord, Delegation, DelegationType, Lease, LeaseBreak, LeaseState, LockKind, LockType,
+    ByteRange, ClientRecord, Delegation, DelegationType, Lease, LeaseState, LockKind, LockType, RangeFlavor,
     ShareAccess, ShareDeny, ShareReservation, Timestamp,
 };
 use crate::state::{FinishError, LockEntry, RestoreError, Restorer, State};
@@ -63,54 +63,134 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn lease_state(bits: u8, c: &Cursor<'_>) -> Result<LeaseState, SnapshotDamage> {
-    if bits > 7 {
-        return Err(c.bad("lease state bits out of range"));
+fn lock_type(c: &mut Cursor<'_>) -> Result<LockType, SnapshotDamage> {
+    match c.u8()? {
+        0 => Ok(LockType::Shared),
+        1 => Ok(LockType::Exclusive),
+        _ => Err(c.bad("bad lock type")),
     }
-    Ok(LeaseState { read: bits & 1 != 0, write: bits & 2 != 0, handle: bits & 4 != 0 })
 }
 
+fn share_deny(c: &mut Cursor<'_>) -> Result<ShareDeny, SnapshotDamage> {
+    match c.u8()? {
+        0 => Ok(ShareDeny::None),
+        1 => Ok(ShareDeny::Read),
+        2 => Ok(ShareDeny::Write),
+        3 => Ok(ShareDeny::All),
+        _ => Err(c.bad("bad share deny")),
+    }
+}
+
+fn share(c: &mut Cursor<'_>) -> Result<LockKind, SnapshotDamage> {
+    let access = match c.u8()? {
+        0 => ShareAccess::Read,
+        1 => ShareAccess::Write,
+        2 => ShareAccess::ReadWrite,
+        _ => return Err(c.bad("bad share access")),
+    };
+    Ok(LockKind::Share(ShareReservation { access, deny: share_deny(c)? }))
+}
+
+fn delegation_type(c: &mut Cursor<'_>) -> Result<DelegationType, SnapshotDamage> {
+    match c.u8()? {
+        0 => Ok(DelegationType::Read),
+        1 => Ok(DelegationType::Write),
+        _ => Err(c.bad("bad delegation type")),
+    }
+}
+
+fn timestamp(c: &mut Cursor<'_>) -> Result<Timestamp, SnapshotDamage> {
+    Ok(Timestamp::from_unix_micros(c.u64()? as i64))
+}
+
+/// A lock kind of a format-2 snapshot.
 fn decode_kind(c: &mut Cursor<'_>) -> Result<LockKind, SnapshotDamage> {
     Ok(match c.u8()? {
         1 => {
-            let lock_type = match c.u8()? {
-                0 => LockType::Shared,
-                1 => LockType::Exclusive,
-                _ => return Err(c.bad("bad lock type")),
+            let (lock_type, offset, length, zero_byte) = (lock_type(c)?, c.u64()?, c.u64()?, c.flag()?);
+            let flavor = match c.u8()? {
+                0 => RangeFlavor::Posix,
+                1 => RangeFlavor::Smb { share_deny: share_deny(c)? },
+                _ => return Err(c.bad("bad byte-range flavor")),
             };
-            LockKind::ByteRange(ByteRange { lock_type, offset: c.u64()?, length: c.u64()?, zero_byte: c.flag()? })
+            LockKind::ByteRange(ByteRange { lock_type, offset, length, zero_byte, flavor })
         }
-        2 => {
-            let access = match c.u8()? {
-                0 => ShareAccess::Read,
-                1 => ShareAccess::Write,
-                2 => ShareAccess::ReadWrite,
-                _ => return Err(c.bad("bad share access")),
-            };
-            let deny = match c.u8()? {
-                0 => ShareDeny::None,
-                1 => ShareDeny::Read,
-                2 => ShareDeny::Write,
-                3 => ShareDeny::All,
-                _ => return Err(c.bad("bad share deny")),
-            };
-            LockKind::Share(ShareReservation { access, deny })
+        2 => share(c)?,
+        3 => {
+            let (key, state, epoch, flags) = (c.key()?, LeaseState(c.u32()?), c.u16()?, c.u8()?);
+            if flags > 7 {
+                return Err(c.bad("bad lease flags"));
+            }
+            let parent_key = if c.flag()? { Some(c.key()?) } else { None };
+            let (break_to, break_required) = (LeaseState(c.u32()?), LeaseState(c.u32()?));
+            let break_started_at = if c.flag()? { Some(timestamp(c)?) } else { None };
+            LockKind::Lease(Lease {
+                key,
+                state,
+                epoch,
+                parent_key,
+                is_directory: flags & 1 != 0,
+                is_traditional_oplock: flags & 2 != 0,
+                breaking: flags & 4 != 0,
+                break_to,
+                break_required,
+                break_started_at,
+            })
         }
+        4 => {
+            let len = c.u16()? as usize;
+            if len == 0 || len > crate::model::validate::MAX_OPAQUE_LEN {
+                return Err(c.bad("bad delegation id length"));
+            }
+            let delegation_id = c.take(len)?.to_vec();
+            let delegation_type = delegation_type(c)?;
+            let flags = c.u8()?;
+            if flags > 15 {
+                return Err(c.bad("bad delegation flags"));
+            }
+            LockKind::Delegation(Delegation {
+                delegation_id,
+                delegation_type,
+                breaking: flags & 1 != 0,
+                recalled: flags & 2 != 0,
+                revoked: flags & 4 != 0,
+                is_directory: flags & 8 != 0,
+                notification_mask: c.u32()?,
+            })
+        }
+        _ => return Err(c.bad("unknown lock kind")),
+    })
+}
+
+/// A lock kind of a format-1 snapshot, converted as `wal::legacy` says.
+fn decode_kind_v1(c: &mut Cursor<'_>) -> Result<LockKind, SnapshotDamage> {
+    fn lease_state_v1(bits: u8, c: &Cursor<'_>) -> Result<LeaseState, SnapshotDamage> {
+        if bits > 7 {
+            return Err(c.bad("lease state bits out of range"));
+        }
+        Ok(crate::wal::legacy::lease_state(bits & 1 != 0, bits & 2 != 0, bits & 4 != 0))
+    }
+    Ok(match c.u8()? {
+        1 => {
+            let (lock_type, offset, length, zero_byte) = (lock_type(c)?, c.u64()?, c.u64()?, c.flag()?);
+            LockKind::ByteRange(ByteRange { lock_type, offset, length, zero_byte, flavor: RangeFlavor::Posix })
+        }
+        2 => share(c)?,
         3 => {
             let key = c.key()?;
-            let state = lease_state(c.u8()?, c)?;
+            let state = lease_state_v1(c.u8()?, c)?;
             let epoch = c.u16()?;
             let flags = c.u8()?;
             if flags > 3 {
                 return Err(c.bad("bad lease flags"));
             }
             let parent_key = if c.flag()? { Some(c.key()?) } else { None };
-            let breaking = if c.flag()? {
-                let to = lease_state(c.u8()?, c)?;
-                let required = lease_state(c.u8()?, c)?;
-                Some(LeaseBreak { to, required, started_at: Timestamp::from_unix_micros(c.u64()? as i64) })
+            let (breaking, break_to, break_required, break_started_at) = if c.flag()? {
+                let to = lease_state_v1(c.u8()?, c)?;
+                let required = lease_state_v1(c.u8()?, c)?;
+                (true, to, required, Some(timestamp(c)?))
             } else {
-                None
+                (false, LeaseState::NONE, LeaseState::NONE, None)
             };
             LockKind::Lease(Lease {
                 key,
@@ -120,15 +200,14 @@ fn decode_kind(c: &mut Cursor<'_>) -> Result<LockKind, SnapshotDamage> {
                 is_directory: flags & 1 != 0,
                 is_traditional_oplock: flags & 2 != 0,
                 breaking,
+                break_to,
+                break_required,
+                break_started_at,
             })
         }
         4 => {
-            let delegation_id = c.u64()?;
-            let delegation_type = match c.u8()? {
-                0 => DelegationType::Read,
-                1 => DelegationType::Write,
-                _ => return Err(c.bad("bad delegation type")),
-            };
+            let delegation_id = c.u64()?.to_le_bytes().to_vec();
+            let delegation_type = delegation_type(c)?;
             let flags = c.u8()?;
             if flags > 7 {
                 return Err(c.bad("bad delegation flags"));
@@ -139,6 +218,7 @@ fn decode_kind(c: &mut Cursor<'_>) -> Result<LockKind, SnapshotDamage> {
                 breaking: flags & 1 != 0,
                 recalled: flags & 2 != 0,
                 revoked: flags & 4 != 0,
+                is_directory: false,
                 notification_mask: c.u32()?,
             })
         }
@@ -177,13 +257,14 @@ pub(super) fn finish(
 /// Decodes blocks `blocks`, the first at `at`; returns where they end.
 pub(super) fn decode_blocks(
     bytes: &[u8],
+    version: u32,
     blocks: std::ops::Range<u32>,
     mut at: usize,
     sink: &mut impl Entries,
     done: &impl Fn(usize, usize),
 ) -> Result<usize, SnapshotDamage> {
     for index in blocks {
-        let end = decode_block(bytes, index, at, sink)?;
+        let end = decode_block(bytes, version, index, at, sink)?;
         done(at, end);
         at = end;
     }
@@ -203,7 +284,7 @@ pub(super) fn restore_damage(at: usize, e: RestoreError) -> SnapshotDamage {
         match e {
             RestoreError::UnknownString(r) => format!("lock refers to string {r}, not yet defined"),
             RestoreError::DuplicateId(id) => format!("duplicate lock id {id:?}"),
-            RestoreError::DuplicateClient(id) => format!("duplicate client {id:?}"),
+            RestoreError::DuplicateClient(kind, id) => format!("duplicate client {id:?} of kind {kind:?}"),
         },
     )
 }
@@ -221,10 +302,11 @@ impl Entries for Restorer {
     }
 }
 
-/// Checks block `index` at offset `at` and hands its entries to `sink`;
-/// returns where the next block starts.
+/// Checks block `index` at offset `at` of a snapshot of format `version`
+/// and hands its entries to `sink`; returns where the next block starts.
 pub(super) fn decode_block(
     bytes: &[u8],
+    version: u32,
     index: u32,
     at: usize,
     sink: &mut impl Entries,
@@ -259,13 +341,18 @@ pub(super) fn decode_block(
                 let [share, file, owner, client] = [c.u32()?, c.u32()?, c.u32()?, c.u32()?];
                 let acquired_at = Timestamp::from_unix_micros(c.u64()? as i64);
                 let epoch = c.u64()?;
-                let kind = decode_kind(&mut c)?;
+                let kind = if version == 1 { decode_kind_v1(&mut c)? } else { decode_kind(&mut c)? };
                 sink.lock(entry_at, LockEntry { id, refs: [file, owner, client, share], acquired_at, epoch, kind })?;
             }
             TAG_CLIENT => {
                 let len = c.u32()? as usize;
-                let record: ClientRecord = rmp_serde::from_slice(c.take(len)?)
-                    .map_err(|e| damage(entry_at, format!("client record does not decode: {e}")))?;
+                let bytes = c.take(len)?;
+                let record = if version == 1 {
+                    crate::wal::legacy::decode_client(bytes)
+                } else {
+                    rmp_serde::from_slice::<ClientRecord>(bytes).map_err(|e| e.to_string())
+                }
+                .map_err(|e| damage(entry_at, format!("client record does not decode: {e}")))?;
                 sink.client(entry_at, record)?;
             }
             _ => return Err(c.bad("unknown entry tag")),

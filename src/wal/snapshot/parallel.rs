@@ -53,7 +53,7 @@ pub(crate) fn decode_snapshot_with(
         // In file order up to the block where locks start: the string table
         // is then complete.
         while index < header.blocks && restorer.locks() == 0 {
-            let end = decode_block(bytes, index, at, &mut restorer)?;
+            let end = decode_block(bytes, header.version, index, at, &mut restorer)?;
             done(at, end);
             (index, at) = (index + 1, end);
         }
@@ -66,7 +66,7 @@ pub(crate) fn decode_snapshot_with(
             (index, at) = (0, SNAPSHOT_HEADER_LEN);
         }
     }
-    let at = decode_blocks(bytes, index..header.blocks, at, &mut restorer, &done)?;
+    let at = decode_blocks(bytes, header.version, index..header.blocks, at, &mut restorer, &done)?;
     finish(bytes, header, at, restorer).map(|state| (header, state))
 }
 
@@ -114,9 +114,9 @@ fn decode_halves(
     let (first, second) = std::thread::scope(|scope| {
         let second = scope.spawn(|| {
             let mut sink = PartSink { strings, part: &mut other };
-            decode_blocks(bytes, half..header.blocks, split, &mut sink, done)
+            decode_blocks(bytes, header.version, half..header.blocks, split, &mut sink, done)
         });
-        let first = decode_blocks(bytes, first..half, at, &mut PartSink { strings, part: mine }, done);
+        let first = decode_blocks(bytes, header.version, first..half, at, &mut PartSink { strings, part: mine }, done);
         (first, second.join())
     });
     if first.ok()? != split {
