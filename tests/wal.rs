@@ -34,6 +34,24 @@ impl Harness for Wal {
         drop(store);
         self.open().await
     }
+
+    async fn reopen_from_snapshot(&mut self, store: Arc<dyn LockStore>) -> Arc<dyn LockStore> {
+        assert_eq!(Arc::strong_count(&store), 1, "the harness must hold the last handle");
+        drop(store);
+        let middle = WalLockStore::open(self.dir.path(), self.options.clone()).await.unwrap();
+        middle.compact().await.unwrap();
+        drop(middle);
+        let store = self.open().await;
+        assert!(
+            std::fs::read_dir(self.dir.path()).unwrap().any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".snap")),
+            "the reopened store has a snapshot to load"
+        );
+        store
+    }
 }
 
 mod always {

@@ -44,6 +44,158 @@ pub async fn round_trip_every_kind(mut h: impl Harness) {
     assert_eq!(store.count().await.unwrap(), sorted.len() as u64);
 }
 
+/// Port fidelity: one record of every shape a file server persists
+/// (`sample::every_kind`, `sample::every_client`) keeps every field after a
+/// put, after a restart from the log, and after a restart from a snapshot.
+pub async fn port_fidelity(mut h: impl Harness) {
+    let mut store = h.open().await;
+    let epoch = store.epoch().await.unwrap();
+    let mut locks: Vec<PersistedLock> = sample::every_kind().into_iter().map(|l| stamped(l, epoch)).collect();
+    for lock in &locks {
+        store.put_lock(lock.clone()).await.unwrap();
+        assert_eq!(&store.get_lock(&lock.id).await.unwrap(), lock, "after the put");
+    }
+    let mut clients: Vec<ClientRecord> = ["x", "y"].iter().flat_map(|id| sample::every_client(id)).collect();
+    for record in &clients {
+        store.put_client(record.clone()).await.unwrap();
+        assert_eq!(&store.get_client(record.kind(), &record.client_id).await.unwrap(), record, "after the put");
+    }
+    locks.sort_by(|a, b| a.id.cmp(&b.id));
+    clients.sort_by(|a, b| (a.kind(), &a.client_id).cmp(&(b.kind(), &b.client_id)));
+    assert_eq!(all(&store).await, locks);
+    assert_eq!(store.list_clients(&ClientQuery::all()).await.unwrap(), clients);
+    store = h.reopen(store).await;
+    assert_eq!(all(&store).await, locks, "after a restart from the log");
+    assert_eq!(store.list_clients(&ClientQuery::all()).await.unwrap(), clients, "after a restart from the log");
+    store = h.reopen_from_snapshot(store).await;
+    assert_eq!(all(&store).await, locks, "after a restart from a snapshot");
+    assert_eq!(store.list_clients(&ClientQuery::all()).await.unwrap(), clients, "after a restart from a snapshot");
+    for record in &clients {
+        assert_eq!(&store.get_client(record.kind(), &record.client_id).await.unwrap(), record);
+    }
+}
+
+/// An update keeps the epoch a lock was granted in (so an update during
+/// grace is not a reclaim); grace runs per share: reclaimable, the clients
+/// still to reclaim and the end of grace scoped to one share, the unscoped
+/// calls covering every share; the NFSv4 clients that have not sent
+/// RECLAIM_COMPLETE are a query, and marking one is one operation.
+pub async fn update_keeps_the_epoch_and_grace_runs_per_share(mut h: impl Harness) {
+    let mut store = h.open().await;
+    let old = store.epoch().await.unwrap();
+    for (id, share, client) in [("a1", "s1", "ca"), ("a2", "s2", "ca"), ("b1", "s1", "cb"), ("b2", "s2", "cb")] {
+        store.put_lock(sample::byte_range(id, share, "f", "o", client)).await.unwrap();
+    }
+    let lease = sample::every_kind().into_iter().find(|l| &*l.id == "kind-lease-v1").unwrap();
+    let mut lease = PersistedLock { id: "lease".into(), share: "s1".into(), client_id: "cb".into(), ..lease };
+    store.put_lock(lease.clone()).await.unwrap();
+    for id in ["ca", "cb"] {
+        let mut record = sample::client(id);
+        record.reclaim_complete = false;
+        store.put_client(record).await.unwrap();
+    }
+    store = h.reopen(store).await;
+    let now = store.epoch().await.unwrap();
+    assert!(now > old);
+    assert_eq!(ids(&store.reclaimable_on_share("s1", "ca").await.unwrap()), ["a1"]);
+    assert_eq!(ids(&store.reclaimable("ca").await.unwrap()), ["a1", "a2"]);
+    assert_eq!(store.clients_with_unreclaimed_locks(Some("s1")).await.unwrap(), ["ca", "cb"]);
+    store.reclaim("a1", "ca").await.unwrap();
+    assert_eq!(store.clients_with_unreclaimed_locks(Some("s1")).await.unwrap(), ["cb"]);
+    assert_eq!(store.clients_with_unreclaimed_locks(None).await.unwrap(), ["ca", "cb"]);
+    // A lease breaks during grace: updated, still from the old epoch.
+    if let LockKind::Lease(l) = &mut lease.kind {
+        l.state = LeaseState::READ;
+        l.breaking = true;
+        l.break_to = LeaseState::READ;
+    }
+    lease.server_epoch = now;
+    store.update_lock(lease.clone()).await.unwrap();
+    let got = store.get_lock("lease").await.unwrap();
+    assert_eq!((got.kind.clone(), got.server_epoch), (lease.kind.clone(), old), "an update keeps the epoch");
+    assert!(ids(&store.reclaimable_on_share("s1", "cb").await.unwrap()).contains(&"lease".to_owned()));
+    let missing = PersistedLock { id: "missing".into(), ..lease.clone() };
+    assert!(matches!(store.update_lock(missing).await, Err(Error::NotFound { entity: Entity::Lock, .. })));
+    // The grace period of s1 ends; s2's goes on.
+    assert_eq!(ids(&store.end_grace_on_share("s1").await.unwrap()), ["b1", "lease"]);
+    assert_eq!(ids(&all(&store).await), ["a1", "a2", "b2"]);
+    assert_eq!(store.clients_with_unreclaimed_locks(Some("s1")).await.unwrap(), Vec::<String>::new());
+    assert_eq!(store.clients_with_unreclaimed_locks(Some("s2")).await.unwrap(), ["ca", "cb"]);
+    // RECLAIM_COMPLETE.
+    let pending = ClientQuery { kind: Some(ClientKind::Nfs4), reclaim_complete: Some(false) };
+    let names = |records: Vec<ClientRecord>| records.into_iter().map(|r| r.client_id).collect::<Vec<_>>();
+    assert_eq!(names(store.list_clients(&pending).await.unwrap()), ["ca", "cb"]);
+    store.mark_reclaim_complete(ClientKind::Nfs4, "ca").await.unwrap();
+    assert_eq!(names(store.list_clients(&pending).await.unwrap()), ["cb"]);
+    assert!(matches!(
+        store.mark_reclaim_complete(ClientKind::Nsm, "ca").await,
+        Err(Error::NotFound { entity: Entity::Client(ClientKind::Nsm), .. })
+    ));
+    store = h.reopen(store).await;
+    assert_eq!(ids(&all(&store).await), ["a1", "a2", "b2"]);
+    assert!(store.get_client(ClientKind::Nfs4, "ca").await.unwrap().reclaim_complete);
+    assert_eq!(ids(&store.end_grace().await.unwrap()), ["a1", "a2", "b2"]);
+}
+
+/// NSM, NFSv4 and SMB records live in separate namespaces (one id in each
+/// is three records); bulk deletes of a kind, by monitored name and by id
+/// (idempotent) remove exactly what they name and return the count.
+pub async fn client_namespaces_and_bulk_client_deletes(mut h: impl Harness) {
+    let mut store = h.open().await;
+    for id in ["x", "y", "z"] {
+        for record in sample::every_client(id) {
+            store.put_client(record).await.unwrap();
+        }
+    }
+    assert_eq!(store.list_clients(&ClientQuery::all()).await.unwrap().len(), 9);
+    for kind in ClientKind::ALL {
+        let got = store.get_client(kind, "x").await.unwrap();
+        assert_eq!(got.kind(), kind);
+        let of_kind = store.list_clients(&ClientQuery::by_kind(kind)).await.unwrap();
+        assert_eq!(of_kind.iter().map(|r| r.client_id.as_str()).collect::<Vec<_>>(), ["x", "y", "z"]);
+    }
+    store.delete_client(ClientKind::Nsm, "x").await.unwrap();
+    assert!(matches!(
+        store.get_client(ClientKind::Nsm, "x").await,
+        Err(Error::NotFound { entity: Entity::Client(ClientKind::Nsm), .. })
+    ));
+    assert!(store.get_client(ClientKind::Nfs4, "x").await.is_ok(), "another namespace");
+    // SM_NOTIFY from monitored.y: its registrations go, nothing else.
+    assert_eq!(store.delete_clients(ClientSelector::named(ClientKind::Nsm, "monitored.y")).await.unwrap(), 1);
+    assert_eq!(store.delete_clients(ClientSelector::named(ClientKind::Nsm, "monitored.y")).await.unwrap(), 0);
+    assert_eq!(store.delete_clients(ClientSelector::id(ClientKind::Nfs4, "x")).await.unwrap(), 1);
+    assert_eq!(store.delete_clients(ClientSelector::id(ClientKind::Nfs4, "x")).await.unwrap(), 0, "idempotent");
+    assert_eq!(store.delete_clients(ClientSelector::all(ClientKind::Smb)).await.unwrap(), 3);
+    store = h.reopen(store).await;
+    let left: Vec<(ClientKind, String)> =
+        store.list_clients(&ClientQuery::all()).await.unwrap().into_iter().map(|r| (r.kind(), r.client_id)).collect();
+    let want = [(ClientKind::Nsm, "z"), (ClientKind::Nfs4, "y"), (ClientKind::Nfs4, "z")];
+    assert_eq!(left, want.map(|(k, id)| (k, id.to_owned())));
+    assert_eq!(store.delete_clients(ClientSelector { kind: None, client_id: None, name: None }).await.unwrap(), 3);
+    assert!(store.list_clients(&ClientQuery::all()).await.unwrap().is_empty());
+}
+
+/// A lease is found by file and lease key (SMB lease reclaim), and a
+/// query can leave leases out.
+pub async fn lease_lookup_and_kind_exclusion(mut h: impl Harness) {
+    let store = h.open().await;
+    let epoch = store.epoch().await.unwrap();
+    let locks: Vec<PersistedLock> = sample::every_kind().into_iter().map(|l| stamped(l, epoch)).collect();
+    for lock in &locks {
+        store.put_lock(lock.clone()).await.unwrap();
+    }
+    let v2 = locks.iter().find(|l| &*l.id == "kind-lease-v2").unwrap();
+    let LockKind::Lease(lease) = &v2.kind else { unreachable!() };
+    let found = store.list_locks(&LockQuery::lease(v2.file_id.to_string(), lease.key)).await.unwrap();
+    assert_eq!(found, vec![v2.clone()]);
+    assert!(store.list_locks(&LockQuery::lease("other file", lease.key)).await.unwrap().is_empty());
+    let not_leases = store.list_locks(&LockQuery::all().without_kind(KindFilter::Lease)).await.unwrap();
+    let mut want: Vec<PersistedLock> = locks.iter().filter(|l| l.kind.filter() != KindFilter::Lease).cloned().collect();
+    want.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(not_leases, want);
+    assert!(want.len() < locks.len());
+}
+
 /// Offsets and lengths up to 2^64-1 are stored exactly (a signed 64-bit
 /// column rejected them in the implementation this replaces).
 pub async fn u64_max_ranges_round_trip(mut h: impl Harness) {

@@ -23,6 +23,13 @@ pub trait Harness: Send + 'static {
     /// crash would, unless the case called `close` first) and opens the same
     /// store again.
     async fn reopen(&mut self, store: Arc<dyn LockStore>) -> Arc<dyn LockStore>;
+
+    /// Restarts so that the next incarnation loads the state from a
+    /// snapshot: a backend with snapshots (WAL) reopens, compacts and
+    /// reopens again; the others just reopen.
+    async fn reopen_from_snapshot(&mut self, store: Arc<dyn LockStore>) -> Arc<dyn LockStore> {
+        self.reopen(store).await
+    }
 }
 
 /// Expands every conformance case into a test for one backend.
@@ -31,6 +38,10 @@ macro_rules! conformance_suite {
     ($make:expr) => {
         $crate::conformance_suite!(@cases $make;
             round_trip_every_kind,
+            port_fidelity,
+            update_keeps_the_epoch_and_grace_runs_per_share,
+            client_namespaces_and_bulk_client_deletes,
+            lease_lookup_and_kind_exclusion,
             u64_max_ranges_round_trip,
             upsert_moves_every_index,
             bulk_deletes_remove_exactly_the_right_locks,
