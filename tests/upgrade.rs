@@ -95,6 +95,17 @@ fn a_format_1_store_opens_with_every_record_intact() {
     lockwal(&["compact", d]);
     assert_eq!(lockwal(&["list", d, "--json"]), locks);
     assert_eq!(lockwal(&["clients", d, "--json"]), clients);
+    // ... and retires every format-1 file: what is left is this code's.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let name = path.file_name().unwrap().to_str().unwrap();
+        if lockwal::wal::format::parse_segment_name(name).is_some() {
+            assert_eq!(lockwal::wal::format::SegmentHeader::decode(&bytes).unwrap().version, 3, "{name}");
+        } else if lockwal::wal::snapshot::parse_snapshot_name(name).is_some() {
+            assert_eq!(lockwal::wal::snapshot::decode_header(&bytes).unwrap().version, 2, "{name}");
+        }
+    }
 }
 
 /// The same fixture, before any compaction: the format-1 segments are
@@ -131,4 +142,62 @@ fn an_upgraded_store_keeps_its_format_1_segments_until_compaction() {
         serde_json::from_str::<serde_json::Value>(&lockwal(&["stat", d, "--json"])).unwrap()["epoch"].as_u64().unwrap();
     assert_eq!(versions.first(), Some(&(1, None)), "the oldest segment is still format 1: {versions:?}");
     assert_eq!(versions.last(), Some(&(3, Some(epoch))), "the newest is format 3, with the epoch of its incarnation");
+}
+
+/// A store of a newer format than this code knows is refused with
+/// `UnsupportedVersion` naming the file and the version, and nothing in
+/// it changes: a segment of format 4, then a snapshot of format 3.
+#[test]
+fn a_newer_format_is_refused_by_name_and_changes_nothing() {
+    use lockwal::wal::format::SegmentHeader;
+    use lockwal::wal::snapshot::{SnapshotHeader, decode_header};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    lockwal(&["init", d]);
+    lockwal(&["grant", d, "--id", "a", "--share", "s", "--file", "f", "--owner", "o", "--client", "c"]);
+    lockwal(&["compact", d]);
+    lockwal(&["grant", d, "--id", "b", "--share", "s", "--file", "f", "--owner", "o", "--client", "c"]);
+    let files = |dir: &Path| {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name() != "LOCK")
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let rewrite = |name: &str, header: &[u8]| {
+        let path = dir.path().join(name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[..header.len()].copy_from_slice(header);
+        std::fs::write(&path, bytes).unwrap();
+    };
+    let named =
+        |suffix: &str| files(dir.path()).into_iter().map(|(n, _)| n).filter(|n| n.ends_with(suffix)).max().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let open = || runtime.block_on(lockwal::wal::WalLockStore::open(dir.path(), lockwal::wal::WalOptions::default()));
+    let segment = named(".wal");
+    let header = SegmentHeader::decode(&std::fs::read(dir.path().join(&segment)).unwrap()).unwrap();
+    rewrite(&segment, &SegmentHeader { version: 4, ..header }.encode());
+    let before = files(dir.path());
+    match open() {
+        Err(lockwal::Error::UnsupportedVersion { file, found, supported }) => {
+            assert_eq!((file, found, supported), (dir.path().join(&segment), 4, 3));
+        }
+        other => panic!("expected UnsupportedVersion, got {:?}", other.map(drop)),
+    }
+    assert_eq!(files(dir.path()), before, "a refused open changes nothing");
+    rewrite(&segment, &header.encode());
+    let snapshot = named(".snap");
+    let header = decode_header(&std::fs::read(dir.path().join(&snapshot)).unwrap()).unwrap();
+    rewrite(&snapshot, &SnapshotHeader { version: 3, ..header }.encode());
+    let before = files(dir.path());
+    match open() {
+        Err(lockwal::Error::UnsupportedVersion { file, found, supported }) => {
+            assert_eq!((file, found, supported), (dir.path().join(&snapshot), 3, 2));
+        }
+        other => panic!("expected UnsupportedVersion, got {:?}", other.map(drop)),
+    }
+    assert_eq!(files(dir.path()), before, "a refused open changes nothing");
 }

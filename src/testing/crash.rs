@@ -16,7 +16,7 @@ use crate::io::sim::{Fill, Loss, Pending, SimFs};
 use crate::model::{ClientKind, ClientRecord, LockQuery, PersistedLock};
 use crate::store::LockStore;
 use crate::testing::model::error_kind;
-use crate::testing::workload::{Expected, Rng, Step, expected_states};
+use crate::testing::workload::{Expected, Rng, Step, expected_states_from};
 use crate::wal::{WalLockStore, WalOptions};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -244,8 +244,20 @@ impl Trace {
 /// error (an injected fault); `Err` when the store answers differently from
 /// the model, which is a bug.
 pub fn run(fs: &SimFs, dir: &Path, options: &WalOptions, steps: &[Step]) -> Result<Trace, String> {
+    run_from(fs, dir, options, Expected::initial(), steps)
+}
+
+/// [`run`] on a store that already holds `initial` (a store written
+/// earlier, by this or an older version, already in `fs`).
+pub fn run_from(
+    fs: &SimFs,
+    dir: &Path,
+    options: &WalOptions,
+    initial: Expected,
+    steps: &[Step],
+) -> Result<Trace, String> {
     let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| e.to_string())?;
-    let (expected, answers) = expected_states(steps);
+    let (expected, answers) = expected_states_from(initial, steps);
     let mut trace = Trace { expected, issued_at: Vec::new(), acked_at: Vec::new(), calls: 0 };
     let mut store: Option<WalLockStore> = None;
     let fs_dyn: Arc<dyn FileSystem> = Arc::new(fs.clone());
@@ -428,6 +440,20 @@ pub fn run_and_capture(
 ) -> Result<(Trace, Vec<CrashPoint>), String> {
     let fs = SimFs::new();
     prepare_dir(&fs, dir).map_err(|e| e.to_string())?;
+    run_and_capture_from(fs, dir, options, Expected::initial(), steps, select)
+}
+
+/// [`run_and_capture`] on `fs`, whose store directory already holds a
+/// store (durably) whose state is `initial`: what crashes during the first
+/// open and compaction of a store written by an older version leave.
+pub fn run_and_capture_from(
+    fs: SimFs,
+    dir: &Path,
+    options: &WalOptions,
+    initial: Expected,
+    steps: &[Step],
+    select: SelectLosses,
+) -> Result<(Trace, Vec<CrashPoint>), String> {
     let points = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&points);
     fs.set_observer(move |point| {
@@ -438,7 +464,7 @@ pub fn run_and_capture(
             sink.push(CrashPoint { call: point.index(), pending: pending.clone(), loss, image: point.image(loss) });
         }
     });
-    let trace = run(&fs, dir, options, steps)?;
+    let trace = run_from(&fs, dir, options, initial, steps)?;
     fs.clear_observer();
     let points = std::mem::take(&mut *points.lock().unwrap_or_else(|e| e.into_inner()));
     Ok((trace, points))

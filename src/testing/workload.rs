@@ -86,7 +86,13 @@ pub type Answer = Option<Result<Vec<Outcome>, Error>>;
 /// The expected state after every prefix: `result[j]` after the first `j`
 /// steps (so `result.len() == steps.len() + 1`), and each step's answer.
 pub fn expected_states(steps: &[Step]) -> (Vec<Expected>, Vec<Answer>) {
-    let mut now = Expected::initial();
+    expected_states_from(Expected::initial(), steps)
+}
+
+/// [`expected_states`] of a workload run on a store that held `initial`
+/// (a store written earlier, by this or an older version).
+pub fn expected_states_from(initial: Expected, steps: &[Step]) -> (Vec<Expected>, Vec<Answer>) {
+    let mut now = initial;
     let mut states = vec![now.clone()];
     let mut answers = Vec::with_capacity(steps.len());
     for step in steps {
