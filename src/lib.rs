@@ -21,6 +21,7 @@
 //!     client_id: "host1".into(),
 //!     kind: LockKind::ByteRange(ByteRange {
 //!         lock_type: LockType::Exclusive, offset: 0, length: 0, zero_byte: false,
+//!         flavor: RangeFlavor::Posix,
 //!     }),
 //!     acquired_at: Timestamp::now(),
 //!     server_epoch: 0, // stamped by the store
