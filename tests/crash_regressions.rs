@@ -1,7 +1,7 @@
 //! Named regression tests for the bugs the crash tests found, one per bug,
 //! each reproducing it on the power-loss simulator. Both are fixed: the
 //! store directory's parents are fsynced when it is created
-//! (`create_dir_durably` in `src/wal/mod.rs`), and a frame whose write or
+//! (`create_dir_durably` in `src/wal/open.rs`), and a frame whose write or
 //! fdatasync failed is cut out of the segment (`forget_unsynced_frame` in
 //! `src/wal/writer.rs`).
 

@@ -23,9 +23,9 @@ use super::format::{
     write_array_header,
 };
 // `Answer` is re-exported for `wal::mod`, which names it `writer::Answer`.
+use super::options::{SyncMode, WalOptions};
 pub(crate) use super::shared::Answer;
 use super::shared::{CompactMsg, Msg, Reply, Shared, SnapshotPoint, answer};
-use super::{SyncMode, WalOptions};
 use crate::error::{Error, Result, io_error};
 use crate::io::{FileSystem, OpenMode, StoreFile};
 use crate::op::Outcome;

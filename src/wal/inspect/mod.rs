@@ -15,7 +15,7 @@
 //! - [`repair`] plans its cuts by running recovery on a view of the directory
 //!   with the planned cuts applied in memory, until that view opens; when
 //!   applied it then makes the same cuts on disk, each durable before the
-//!   next (DESIGN.md, "Operator tooling").
+//!   next (docs/operator-tooling.md, "Repair").
 
 mod check;
 mod dump;

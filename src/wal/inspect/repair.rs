@@ -418,7 +418,7 @@ pub fn repair(fs: Arc<dyn FileSystem>, dir: &Path, mode: RepairMode) -> Result<R
 
 /// [`repair`] that makes the cuts, on a thread outside any async runtime.
 fn apply_repair(fs: Arc<dyn FileSystem>, dir: &Path, accept_loss: bool) -> Result<RepairPlan> {
-    let lock = crate::wal::take_lock(&*fs, dir)?;
+    let lock = crate::wal::open::take_lock(&*fs, dir)?;
     let mut plan = plan(&*fs, dir)?;
     if plan.actions.is_empty() {
         return Ok(plan);

@@ -1,0 +1,53 @@
+//! [`WalStats`], the counters and facts that
+//! [`WalLockStore::stats`](super::WalLockStore::stats) reports: sizes, the
+//! writer's appends and syncs, what the open replayed and found, and the
+//! compactor's work. Plain data.
+
+use super::recovery::TornTail;
+use std::time::Duration;
+
+/// What [`WalLockStore::stats`](super::WalLockStore::stats) reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalStats {
+    /// The current epoch.
+    pub epoch: u64,
+    /// Live locks.
+    pub locks: u64,
+    /// Client records.
+    pub clients: u64,
+    /// Logical bytes (headers and frames) of the live segments.
+    pub log_bytes: u64,
+    /// Live segment files.
+    pub segments: u64,
+    /// LSN of the last record.
+    pub last_lsn: u64,
+    /// Frames appended since open.
+    pub records_appended: u64,
+    /// Bytes appended since open.
+    pub bytes_appended: u64,
+    /// fdatasync calls on frames since open.
+    pub fsyncs: u64,
+    /// Requests acknowledged per frame written, since open.
+    pub mean_batch_size: f64,
+    /// How long replay (snapshot load and log) took at open.
+    pub replay_duration: Duration,
+    /// Log records replayed at open (after the snapshot).
+    pub records_replayed: u64,
+    /// Whether the previous incarnation closed cleanly.
+    pub previous_shutdown_clean: bool,
+    /// The torn tail found at open, if any.
+    pub torn_tail: Option<TornTail>,
+    /// Whether the store refuses writes after a failed write or sync.
+    pub poisoned: bool,
+    /// LSN of the snapshot in force, if any.
+    pub snapshot_lsn: Option<u64>,
+    /// Size of that snapshot.
+    pub snapshot_bytes: u64,
+    /// Compactions run since open.
+    pub compactions: u64,
+    /// Duration of the last compaction.
+    pub last_compaction_duration: Duration,
+    /// Bytes of files removed by compactions since open, net of snapshots
+    /// written.
+    pub bytes_reclaimed: u64,
+}
