@@ -28,7 +28,7 @@
 //!
 //! Formats 2 and 3 differ only in the payload: format 3 holds today's
 //! [`Command`]; formats 1 and 2 the record model before record fidelity,
-//! which [`super::legacy`] reads and converts.
+//! which `wal::legacy` reads and converts.
 //!
 //! From format 2 on, every version keeps the magic, the version and the
 //! header checksum at offsets 0, 8 and 12, the checksum covering the rest of
