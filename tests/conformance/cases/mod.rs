@@ -1,0 +1,13 @@
+//! The cases of the conformance suite. Each begins with what it guards.
+//!
+//! They are grouped by topic in the submodules and re-exported here, so that
+//! `conformance_suite!` names every case as `conformance::cases::<case>`.
+
+mod lifecycle;
+mod records;
+mod support;
+mod transactions;
+
+pub use lifecycle::*;
+pub use records::*;
+pub use transactions::*;
