@@ -17,7 +17,7 @@ fn lockwal(args: &[&str]) -> String {
 }
 
 /// Checks that `now` (what this code lists) is `then` (what f3bbd43 listed)
-/// converted as DESIGN.md "Upgrading from format 1" says: every field
+/// converted as DESIGN.md "Upgrading from formats 1 and 2" says: every field
 /// `then` had keeps its value, but for the two whose representation
 /// changed: a delegation id `u64` is now its 8 bytes little-endian (hex),
 /// and a lease's `breaking` object is now the flag and the `break_*`

@@ -3,7 +3,7 @@
 //! same `serde` shape, so its MessagePack decodes exactly as it was
 //! written, and converted losslessly into today's model.
 //!
-//! Conversions (DESIGN.md, "Upgrading from format 1 and 2"):
+//! Conversions (DESIGN.md, "Upgrading from formats 1 and 2"):
 //! - a byte-range lock becomes [`RangeFlavor::Posix`];
 //! - a lease state's three flags become the MS-SMB2 bits (R 0x01, H 0x02,
 //!   W 0x04); a break in progress becomes `breaking` with its fields, no

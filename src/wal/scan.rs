@@ -2,7 +2,7 @@
 //! and whether a bad region is a torn tail or corruption. Pure: takes bytes,
 //! does no I/O, so replay, `verify`, `dump` and the fuzzers share it.
 //!
-//! The rules (DESIGN.md, "Recovery rules"):
+//! The rules (DESIGN.md, "Opening and recovery rules"):
 //! - after the last valid frame, a segment may hold only zeros (the pre-sized
 //!   tail): that is a clean end;
 //! - a bad region in the newest segment with no valid frame after it is the

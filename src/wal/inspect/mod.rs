@@ -55,7 +55,7 @@ pub fn is_store(fs: &dyn FileSystem, dir: &Path) -> Result<bool> {
 }
 
 /// Runs a read-only `attempt` on `dir` under the rule for reading a store
-/// that a live writer may hold (DESIGN.md, "Reading a live store"): a
+/// that a live writer may hold (docs/operator-tooling.md, "Reading a live store"): a
 /// failure is returned only once a quiet re-read confirms it, i.e. two
 /// consecutive attempts failed with the same error and the directory's file
 /// names did not change during either. Anything else is read again, up to

@@ -386,7 +386,7 @@ pub(super) fn plan(fs: &dyn FileSystem, dir: &Path) -> Result<RepairPlan> {
 /// segment, epoch record), with an epoch above [`RepairPlan::epoch_floor`],
 /// so no epoch is ever reused. A crash before that open leaves a store whose
 /// next open still goes above every epoch in a segment header, the backups'
-/// included (DESIGN.md, "Epochs"); only epochs named solely by `Open`
+/// included (DESIGN.md, "Opening and recovery rules"); only epochs named solely by `Open`
 /// records in format-1 segments that the repair dropped can then repeat.
 /// The store is left without a clean-shutdown record: the next server start
 /// runs a grace period.
