@@ -7,7 +7,8 @@
 //! then find it recorded in `lockwal_migrations` and apply nothing. DDL is
 //! transactional in PostgreSQL, so a failed run changes nothing.
 
-use super::{pg_error, validate_schema};
+use super::config::validate_schema;
+use super::error::pg_error;
 use crate::error::{Error, Result};
 use tokio_postgres::{Client, GenericClient};
 
