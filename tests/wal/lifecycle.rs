@@ -1,0 +1,201 @@
+//! Clean shutdown, read-only opens, options, the directory and its files,
+//! concurrent writers.
+
+use super::*;
+
+/// Dropping without close is not a clean shutdown; close is; both keep data.
+#[tokio::test]
+async fn clean_flag_after_close_and_after_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+    store.put_lock(sample::byte_range("a", "s", "f", "o", "c")).await.unwrap();
+    drop(store);
+    let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+    assert!(!store.previous_shutdown_was_clean().await.unwrap());
+    assert!(!store.stats().previous_shutdown_clean);
+    store.close().await.unwrap();
+    let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+    assert!(store.previous_shutdown_was_clean().await.unwrap());
+    assert_eq!(ids(&store).await, ["a"]);
+}
+
+/// Read-only open replays without the lock, changes no byte, refuses writes.
+#[tokio::test]
+async fn read_only_open_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = WalLockStore::open(dir.path(), options()).await.unwrap();
+    writer.put_lock(sample::byte_range("a", "s", "f", "o", "c")).await.unwrap();
+    let epoch = writer.epoch().await.unwrap();
+    let before = snapshot_dir(dir.path());
+    // Works while the writer holds the lock: it reads the acknowledged prefix.
+    let reader = WalLockStore::open(dir.path(), WalOptions { read_only: true, ..options() }).await.unwrap();
+    assert_eq!(ids(&reader).await, ["a"]);
+    assert_eq!(reader.epoch().await.unwrap(), epoch);
+    assert!(matches!(reader.put_lock(sample::byte_range("b", "s", "f", "o", "c")).await, Err(Error::ReadOnly { .. })));
+    reader.close().await.unwrap();
+    drop(reader);
+    assert_eq!(snapshot_dir(dir.path()), before);
+}
+
+/// Every `WalOptions` field out of its documented range is refused at open
+/// with `InvalidInput` naming the field, read-only or not, before anything
+/// on disk is touched: a missing directory is not created, an existing
+/// store keeps every byte (no epoch bump). Regression: only `segment_size`
+/// was checked; a NaN or infinite `compact_size_multiple` never compacted,
+/// a zero `compact_interval` compacted in a busy loop.
+#[tokio::test]
+async fn every_out_of_range_option_is_refused_at_open_naming_the_field_and_touching_nothing() {
+    use lockwal::wal::{MAX_COMPACT_SIZE_MULTIPLE, MAX_SEGMENT_SIZE, MIN_COMPACT_INTERVAL, MIN_SEGMENT_SIZE};
+    use std::time::Duration;
+    let base = options();
+    let bad: Vec<(&str, WalOptions)> = vec![
+        ("segment_size", WalOptions { segment_size: 0, ..base.clone() }),
+        ("segment_size", WalOptions { segment_size: MIN_SEGMENT_SIZE - 1, ..base.clone() }),
+        ("segment_size", WalOptions { segment_size: MAX_SEGMENT_SIZE + 1, ..base.clone() }),
+        ("segment_size", WalOptions { segment_size: u64::MAX, ..base.clone() }),
+        ("compact_after_bytes", WalOptions { compact_after_bytes: Some(0), ..base.clone() }),
+        ("compact_size_multiple", WalOptions { compact_size_multiple: f64::NAN, ..base.clone() }),
+        ("compact_size_multiple", WalOptions { compact_size_multiple: f64::INFINITY, ..base.clone() }),
+        ("compact_size_multiple", WalOptions { compact_size_multiple: f64::NEG_INFINITY, ..base.clone() }),
+        ("compact_size_multiple", WalOptions { compact_size_multiple: -1.0, ..base.clone() }),
+        (
+            "compact_size_multiple",
+            WalOptions { compact_size_multiple: MAX_COMPACT_SIZE_MULTIPLE * 1.5, ..base.clone() },
+        ),
+        ("compact_size_multiple", WalOptions { compact_size_multiple: f64::MAX, ..base.clone() }),
+        ("compact_interval", WalOptions { compact_interval: Some(Duration::ZERO), ..base.clone() }),
+        (
+            "compact_interval",
+            WalOptions { compact_interval: Some(MIN_COMPACT_INTERVAL - Duration::from_nanos(1)), ..base.clone() },
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let store = WalLockStore::open(&store_dir, base.clone()).await.unwrap();
+    store.put_lock(sample::byte_range("a", "s", "f", "o", "c")).await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    let before = snapshot_dir(&store_dir);
+    let missing = dir.path().join("missing");
+    for (field, bad) in &bad {
+        assert!(matches!(bad.validate(), Err(Error::InvalidInput { field: f, .. }) if f == *field), "{bad:?}");
+        for read_only in [false, true] {
+            let bad = WalOptions { read_only, ..bad.clone() };
+            for target in [&store_dir, &missing] {
+                match WalLockStore::open(target, bad.clone()).await {
+                    Err(e @ Error::InvalidInput { field: f, .. }) => {
+                        assert_eq!(f, *field, "{bad:?}");
+                        assert!(e.to_string().contains(field), "the message names the field: {e}");
+                    }
+                    Err(e) => panic!("{bad:?} on {}: expected InvalidInput for {field}, got {e}", target.display()),
+                    Ok(_) => panic!("{bad:?} on {}: opened", target.display()),
+                }
+            }
+            assert!(!missing.exists(), "{bad:?}: the missing directory was created");
+            assert_eq!(snapshot_dir(&store_dir), before, "{bad:?}: the store changed");
+        }
+    }
+    // The ends of every range are accepted.
+    let edges = [
+        WalOptions { segment_size: MIN_SEGMENT_SIZE, ..base.clone() },
+        WalOptions { segment_size: MAX_SEGMENT_SIZE, ..base.clone() },
+        WalOptions { compact_after_bytes: None, ..base.clone() },
+        WalOptions { compact_after_bytes: Some(1), ..base.clone() },
+        WalOptions { compact_size_multiple: 0.0, ..base.clone() },
+        WalOptions { compact_size_multiple: MAX_COMPACT_SIZE_MULTIPLE, ..base.clone() },
+        WalOptions { compact_interval: Some(MIN_COMPACT_INTERVAL), ..base.clone() },
+        WalOptions::default(),
+    ];
+    for edge in &edges {
+        edge.validate().unwrap_or_else(|e| panic!("{edge:?}: {e}"));
+    }
+    let edge = WalOptions {
+        segment_size: MAX_SEGMENT_SIZE,
+        compact_after_bytes: Some(1),
+        compact_size_multiple: MAX_COMPACT_SIZE_MULTIPLE,
+        compact_interval: Some(MIN_COMPACT_INTERVAL),
+        ..base.clone()
+    };
+    let store = WalLockStore::open(&store_dir, edge).await.unwrap();
+    assert_eq!(ids(&store).await, ["a"]);
+    store.close().await.unwrap();
+}
+
+/// A read-only open, `is_store`, `verify` and `dump` on a directory that
+/// does not exist say so (`NoSuchDirectory`, "no such directory DIR")
+/// instead of "I/O error during list on DIR", and create nothing; a
+/// writable open still creates the directory.
+#[tokio::test]
+async fn a_missing_directory_is_no_such_directory_for_readers_and_created_by_a_writer() {
+    use lockwal::io::{CopyingReads, RealFs};
+    use lockwal::wal::inspect;
+    let parent = tempfile::tempdir().unwrap();
+    let missing = parent.path().join("no-store-here");
+    let is_missing = |e: &Error| matches!(e, Error::NoSuchDirectory { dir } if *dir == missing);
+    let e = WalLockStore::open(&missing, WalOptions { read_only: true, ..options() }).await.err().unwrap();
+    assert!(is_missing(&e), "{e:?}");
+    assert_eq!(e.to_string(), format!("no such directory {}", missing.display()));
+    let fs = CopyingReads(Arc::new(RealFs));
+    let e = inspect::is_store(&fs, &missing).unwrap_err();
+    assert!(is_missing(&e), "{e:?}");
+    let e = inspect::verify(&fs, &missing).unwrap_err();
+    assert!(is_missing(&e), "{e:?}");
+    let e = inspect::dump(&fs, &missing, 0, |_| Ok::<(), Error>(())).unwrap_err();
+    assert!(is_missing(&e), "{e:?}");
+    let e = inspect::retry_while_changing(&fs, &missing, || Ok(())).unwrap_err();
+    assert!(is_missing(&e), "{e:?}");
+    assert!(!missing.exists(), "a reader created the directory");
+    // Under a missing parent too.
+    let deeper = missing.join("deeper");
+    let e = WalLockStore::open(&deeper, WalOptions { read_only: true, ..options() }).await.err().unwrap();
+    assert!(matches!(&e, Error::NoSuchDirectory { dir } if *dir == deeper), "{e:?}");
+    assert!(!missing.exists());
+    // A writable open creates it, as before.
+    let store = WalLockStore::open(&deeper, options()).await.unwrap();
+    store.close().await.unwrap();
+    assert!(inspect::is_store(&fs, &deeper).unwrap());
+}
+
+/// Many concurrent writers are all acknowledged and accounted for: every
+/// frame written was synced, and the requests per frame add up to the
+/// writes. (How much grouping happens depends on timing: the benchmarks
+/// measure it, no test relies on it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_are_all_acknowledged_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(WalLockStore::open(dir.path(), options()).await.unwrap());
+    let before = store.stats();
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                for i in 0..20 {
+                    store.put_lock(sample::byte_range(&format!("t{t}-{i}"), "s", "f", "o", "c")).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stats = store.stats();
+    assert_eq!(stats.locks, 64 * 20);
+    let fsyncs = stats.fsyncs - before.fsyncs;
+    assert!((1..=64 * 20).contains(&fsyncs), "{fsyncs} fsyncs");
+    assert_eq!(stats.records_appended - before.records_appended, fsyncs);
+    let requests = (stats.mean_batch_size * stats.records_appended as f64).round() as u64;
+    assert_eq!(requests, 64 * 20 + 1, "every put plus the open record");
+}
+
+/// Files are owner-only.
+#[tokio::test]
+async fn files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("store");
+    drop(WalLockStore::open(&dir, options()).await.unwrap());
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    for (path, _) in snapshot_dir(&dir) {
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "{}", path.display());
+    }
+}
