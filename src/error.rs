@@ -10,6 +10,10 @@ pub enum Entity {
     Lock,
     /// A client record of this kind.
     Client(crate::model::ClientKind),
+    /// A durable handle (by id, file id or create GUID).
+    Handle,
+    /// A record of a keyspace (the id is `space/hex-key`).
+    Record,
 }
 
 impl std::fmt::Display for Entity {
@@ -20,6 +24,8 @@ impl std::fmt::Display for Entity {
             Entity::Client(ClientKind::Nsm) => "NSM client",
             Entity::Client(ClientKind::Nfs4) => "NFSv4 client",
             Entity::Client(ClientKind::Smb) => "SMB client",
+            Entity::Handle => "durable handle",
+            Entity::Record => "record",
         })
     }
 }
@@ -71,6 +77,27 @@ pub enum Error {
         client_id: String,
         /// Why.
         reason: ReclaimRefusal,
+    },
+    /// A durable handle would share its file id or create GUID with another
+    /// handle; nothing was changed.
+    #[error("durable handle {id:?} conflicts with handle {holder:?}: both have this {field}")]
+    HandleConflict {
+        /// The handle being put.
+        id: String,
+        /// `file_id` or `create_guid`.
+        field: &'static str,
+        /// The handle that holds it.
+        holder: String,
+    },
+    /// A conditional record write found another value; nothing was changed.
+    #[error("condition failed for record {space}/{}: {reason}", hex(.key))]
+    ConditionFailed {
+        /// The keyspace.
+        space: String,
+        /// The key.
+        key: Vec<u8>,
+        /// What was found instead of the expected value.
+        reason: &'static str,
     },
     /// Another process or handle holds the store's writer lock.
     #[error("store {dir} is locked by another writer")]
@@ -186,6 +213,10 @@ pub enum Error {
     Internal(String),
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn sqlstate_suffix(sqlstate: &Option<String>) -> String {
     sqlstate.as_ref().map(|code| format!(" (SQLSTATE {code})")).unwrap_or_default()
 }
@@ -211,6 +242,27 @@ impl Error {
     /// Shorthand for a lock that does not exist.
     pub fn lock_not_found(id: impl Into<String>) -> Self {
         Error::NotFound { entity: Entity::Lock, id: id.into() }
+    }
+
+    /// Shorthand for a durable handle that does not exist; `key` names how
+    /// it was looked up (`id`, a file id, a create GUID).
+    pub fn handle_not_found(key: impl Into<String>) -> Self {
+        Error::NotFound { entity: Entity::Handle, id: key.into() }
+    }
+
+    /// Shorthand for no durable handle with this file id.
+    pub fn handle_not_found_by_file_id(file_id: &crate::model::FileId) -> Self {
+        Self::handle_not_found(format!("file id {}", hex(file_id)))
+    }
+
+    /// Shorthand for no durable handle with this create GUID.
+    pub fn handle_not_found_by_create_guid(guid: &crate::model::Guid) -> Self {
+        Self::handle_not_found(format!("create GUID {}", hex(guid)))
+    }
+
+    /// Shorthand for a record that does not exist.
+    pub fn record_not_found(space: &str, key: &[u8]) -> Self {
+        Error::NotFound { entity: Entity::Record, id: format!("{space}/{}", hex(key)) }
     }
 
     /// Shorthand for a client record of `kind` that does not exist.

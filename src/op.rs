@@ -5,7 +5,9 @@
 //! them, so one definition serves the API, replay and the tests.
 
 use crate::error::Result;
-use crate::model::{self, ClientKind, ClientRecord, ClientSelector, PersistedLock, validate};
+use crate::model::{
+    self, ClientKind, ClientRecord, ClientSelector, DurableHandle, FileId, Guid, PersistedLock, Timestamp, validate,
+};
 use serde::{Deserialize, Serialize};
 
 /// One mutation. A transaction is a `Vec<Op>` applied all or nothing.
@@ -69,6 +71,67 @@ pub enum Op {
         /// The share whose grace period ends; `None` for the whole store.
         share: Option<String>,
     },
+    /// Insert or replace the durable handle with this id. Refused with
+    /// [`Error::HandleConflict`](crate::Error::HandleConflict) when another
+    /// handle holds its file id or create GUID.
+    PutHandle(DurableHandle),
+    /// Remove one durable handle; fails with not-found when it does not
+    /// exist.
+    DeleteHandle {
+        /// The handle id.
+        id: String,
+    },
+    /// Get and remove, in one step, the handle with this file id (a v1
+    /// reconnect); yields it, or fails with not-found. Of two racing
+    /// consumers exactly one gets it.
+    ConsumeHandleByFileId {
+        /// The `FileId` the client reconnects with.
+        file_id: FileId,
+    },
+    /// Get and remove, in one step, the handle with this create GUID (a v2
+    /// reconnect); yields it, or fails with not-found.
+    ConsumeHandleByCreateGuid {
+        /// The create GUID.
+        create_guid: Guid,
+    },
+    /// Remove every handle expired at `now` (its `disconnected_at +
+    /// timeout_ms` is before `now`) and yield them sorted by id, so the
+    /// caller can delete the files of delete-pending ones.
+    ExpireHandles {
+        /// The scavenger's current time.
+        now: Timestamp,
+    },
+    /// Insert or replace a record of a keyspace.
+    PutRecord {
+        /// The keyspace.
+        space: String,
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Remove a record; fails with not-found when it does not exist.
+    DeleteRecord {
+        /// The keyspace.
+        space: String,
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// Compare and set: only if the record's current value is `expected`
+    /// (`None`: the record is absent), set it to `value` (`None`: remove
+    /// it). Otherwise fails with
+    /// [`Error::ConditionFailed`](crate::Error::ConditionFailed) and, in a
+    /// transaction, nothing of it is applied.
+    SwapRecord {
+        /// The keyspace.
+        space: String,
+        /// The key.
+        key: Vec<u8>,
+        /// The value the record must hold now (`None`: absent).
+        expected: Option<Vec<u8>>,
+        /// The value it gets (`None`: removed).
+        value: Option<Vec<u8>>,
+    },
 }
 
 /// What one [`Op`] produced.
@@ -82,6 +145,10 @@ pub enum Outcome {
     Lock(PersistedLock),
     /// The locks `EndGrace` removed, sorted by id.
     Locks(Vec<PersistedLock>),
+    /// The durable handle a consume removed.
+    Handle(Box<DurableHandle>),
+    /// The durable handles `ExpireHandles` removed, sorted by id.
+    Handles(Vec<DurableHandle>),
 }
 
 impl Op {
@@ -101,6 +168,82 @@ impl Op {
                 validate::id("client_id", client_id)
             }
             Op::EndGrace { share } => share.as_deref().map_or(Ok(()), |s| validate::id("share", s)),
+            Op::PutHandle(handle) => validate::handle(handle),
+            Op::DeleteHandle { id } => validate::id("id", id),
+            Op::ConsumeHandleByFileId { .. } | Op::ConsumeHandleByCreateGuid { .. } | Op::ExpireHandles { .. } => {
+                Ok(())
+            }
+            Op::PutRecord { space, key, value } => {
+                validate::space(space)?;
+                validate::record_key(key)?;
+                validate::record_value(value)
+            }
+            Op::DeleteRecord { space, key } => {
+                validate::space(space)?;
+                validate::record_key(key)
+            }
+            Op::SwapRecord { space, key, expected, value } => {
+                validate::space(space)?;
+                validate::record_key(key)?;
+                expected.as_deref().map_or(Ok(()), validate::record_value)?;
+                value.as_deref().map_or(Ok(()), validate::record_value)
+            }
+        }
+    }
+
+    /// The variant's name, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::PutLock(_) => "PutLock",
+            Op::UpdateLock(_) => "UpdateLock",
+            Op::DeleteLock { .. } => "DeleteLock",
+            Op::DeleteLocksByClient { .. } => "DeleteLocksByClient",
+            Op::DeleteLocksByFile { .. } => "DeleteLocksByFile",
+            Op::PutClient(_) => "PutClient",
+            Op::DeleteClient { .. } => "DeleteClient",
+            Op::DeleteClients(_) => "DeleteClients",
+            Op::MarkReclaimComplete { .. } => "MarkReclaimComplete",
+            Op::Reclaim { .. } => "Reclaim",
+            Op::EndGrace { .. } => "EndGrace",
+            Op::PutHandle(_) => "PutHandle",
+            Op::DeleteHandle { .. } => "DeleteHandle",
+            Op::ConsumeHandleByFileId { .. } => "ConsumeHandleByFileId",
+            Op::ConsumeHandleByCreateGuid { .. } => "ConsumeHandleByCreateGuid",
+            Op::ExpireHandles { .. } => "ExpireHandles",
+            Op::PutRecord { .. } => "PutRecord",
+            Op::DeleteRecord { .. } => "DeleteRecord",
+            Op::SwapRecord { .. } => "SwapRecord",
+        }
+    }
+
+    /// Whether segment format 3 (and snapshot format 2) could hold the
+    /// operation: the lock and client operations, not the durable-handle
+    /// and record ones that format 4 added.
+    pub fn in_format_3(&self) -> bool {
+        !matches!(
+            self,
+            Op::PutHandle(_)
+                | Op::DeleteHandle { .. }
+                | Op::ConsumeHandleByFileId { .. }
+                | Op::ConsumeHandleByCreateGuid { .. }
+                | Op::ExpireHandles { .. }
+                | Op::PutRecord { .. }
+                | Op::DeleteRecord { .. }
+                | Op::SwapRecord { .. }
+        )
+    }
+
+    /// Bytes of record and durable-handle fields the operation carries,
+    /// counted against [`MAX_TXN_BYTES`](model::validate::MAX_TXN_BYTES).
+    fn weight(&self) -> usize {
+        match self {
+            Op::PutHandle(handle) => validate::handle_bytes(handle),
+            Op::PutRecord { space, key, value } => space.len() + key.len() + value.len(),
+            Op::DeleteRecord { space, key } => space.len() + key.len(),
+            Op::SwapRecord { space, key, expected, value } => {
+                space.len() + key.len() + expected.as_ref().map_or(0, Vec::len) + value.as_ref().map_or(0, Vec::len)
+            }
+            _ => 0,
         }
     }
 }
@@ -117,5 +260,18 @@ pub fn validate_batch(ops: &[Op]) -> Result<()> {
             ),
         });
     }
-    ops.iter().try_for_each(Op::validate)
+    ops.iter().try_for_each(Op::validate)?;
+    // Counted after each op is valid, so every field is within its own
+    // bound and the sum cannot overflow.
+    let bytes: usize = ops.iter().map(Op::weight).sum();
+    if bytes > model::validate::MAX_TXN_BYTES {
+        return Err(crate::Error::InvalidInput {
+            field: "ops",
+            reason: format!(
+                "a transaction carries {bytes} bytes of records and handles, the maximum is {}",
+                model::validate::MAX_TXN_BYTES
+            ),
+        });
+    }
+    Ok(())
 }

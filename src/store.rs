@@ -1,7 +1,10 @@
 //! The [`LockStore`] trait: the contract every backend keeps.
 
 use crate::error::{Error, Result};
-use crate::model::{ClientKind, ClientQuery, ClientRecord, ClientSelector, LockQuery, PersistedLock};
+use crate::model::{
+    ClientKind, ClientQuery, ClientRecord, ClientSelector, DurableHandle, FileId, Guid, HandleQuery, LockQuery,
+    PersistedLock, Record, RecordScan, Timestamp,
+};
 use crate::op::{Op, Outcome};
 use async_trait::async_trait;
 
@@ -48,6 +51,24 @@ use async_trait::async_trait;
 ///
 /// NSM registrations, NFSv4 records and SMB clients live in separate
 /// namespaces ([`ClientKind`]): a client id is unique within its kind.
+///
+/// # Durable handles
+///
+/// SMB2/3 opens that outlive their connection ([`DurableHandle`]), found by
+/// id, file id or create GUID and listed by app instance, file handle or
+/// share. A reconnect *consumes* its handle (get and delete in one step: of
+/// two racing reconnects exactly one gets it), in the same transaction that
+/// restores the open's locks; a scavenger *expires* those whose timeout
+/// passed.
+///
+/// # Records
+///
+/// The server's own small records: named keyspaces of opaque key to value
+/// bytes, read by key or scanned in key order, written in the same
+/// transactions as locks (a file removed with its locks, a directory entry
+/// created with its share reservation). Not a general database: they are
+/// held in memory like the locks, and bounded (see
+/// [`validate`](crate::model::validate)).
 #[async_trait]
 pub trait LockStore: Send + Sync {
     /// Applies `ops` atomically, in order, and returns one [`Outcome`] per
@@ -69,6 +90,24 @@ pub trait LockStore: Send + Sync {
 
     /// The client records matching `query`, sorted by kind, then client id.
     async fn list_clients(&self, query: &ClientQuery) -> Result<Vec<ClientRecord>>;
+
+    /// The durable handle with this id, or [`Error::NotFound`].
+    async fn get_handle(&self, id: &str) -> Result<DurableHandle>;
+
+    /// The durable handle with this file id, or [`Error::NotFound`].
+    async fn get_handle_by_file_id(&self, file_id: &FileId) -> Result<DurableHandle>;
+
+    /// The durable handle with this create GUID, or [`Error::NotFound`].
+    async fn get_handle_by_create_guid(&self, create_guid: &Guid) -> Result<DurableHandle>;
+
+    /// The durable handles `query` selects, sorted by id.
+    async fn list_handles(&self, query: &HandleQuery) -> Result<Vec<DurableHandle>>;
+
+    /// The value of record `key` in keyspace `space`; `None` when absent.
+    async fn get_record(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// The records of `space` that `scan` selects, in key order.
+    async fn scan_records(&self, space: &str, scan: &RecordScan) -> Result<Vec<Record>>;
 
     /// The store's current epoch (incremented each time it is opened).
     async fn epoch(&self) -> Result<u64>;
@@ -186,6 +225,68 @@ pub trait LockStore: Send + Sync {
     /// them sorted by id.
     async fn end_grace_on_share(&self, share: &str) -> Result<Vec<PersistedLock>> {
         end_grace(self, Some(share.to_owned())).await
+    }
+
+    /// Inserts or replaces a durable handle; [`Error::HandleConflict`] when
+    /// another handle holds its file id or create GUID.
+    async fn put_handle(&self, handle: DurableHandle) -> Result<()> {
+        self.transaction(vec![Op::PutHandle(handle)]).await.map(drop)
+    }
+
+    /// Removes a durable handle; [`Error::NotFound`] when it does not exist.
+    async fn delete_handle(&self, id: &str) -> Result<()> {
+        self.transaction(vec![Op::DeleteHandle { id: id.to_owned() }]).await.map(drop)
+    }
+
+    /// Gets and removes, in one step, the handle with this file id;
+    /// [`Error::NotFound`] when none has it (or a racing consumer got it).
+    async fn consume_handle_by_file_id(&self, file_id: &FileId) -> Result<DurableHandle> {
+        handle(single(self.transaction(vec![Op::ConsumeHandleByFileId { file_id: *file_id }]).await?)?)
+    }
+
+    /// Gets and removes, in one step, the handle with this create GUID;
+    /// [`Error::NotFound`] when none has it.
+    async fn consume_handle_by_create_guid(&self, create_guid: &Guid) -> Result<DurableHandle> {
+        let op = Op::ConsumeHandleByCreateGuid { create_guid: *create_guid };
+        handle(single(self.transaction(vec![op]).await?)?)
+    }
+
+    /// Removes every handle expired at `now` and returns them sorted by id.
+    async fn expire_handles(&self, now: Timestamp) -> Result<Vec<DurableHandle>> {
+        match single(self.transaction(vec![Op::ExpireHandles { now }]).await?)? {
+            Outcome::Handles(handles) => Ok(handles),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Inserts or replaces a record.
+    async fn put_record(&self, space: &str, key: &[u8], value: &[u8]) -> Result<()> {
+        let op = Op::PutRecord { space: space.to_owned(), key: key.to_vec(), value: value.to_vec() };
+        self.transaction(vec![op]).await.map(drop)
+    }
+
+    /// Removes a record; [`Error::NotFound`] when it does not exist.
+    async fn delete_record(&self, space: &str, key: &[u8]) -> Result<()> {
+        self.transaction(vec![Op::DeleteRecord { space: space.to_owned(), key: key.to_vec() }]).await.map(drop)
+    }
+
+    /// Sets a record to `value` (`None`: removes it) only if it now holds
+    /// `expected` (`None`: absent); [`Error::ConditionFailed`] otherwise.
+    async fn swap_record(&self, space: &str, key: &[u8], expected: Option<&[u8]>, value: Option<&[u8]>) -> Result<()> {
+        let op = Op::SwapRecord {
+            space: space.to_owned(),
+            key: key.to_vec(),
+            expected: expected.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
+        };
+        self.transaction(vec![op]).await.map(drop)
+    }
+}
+
+fn handle(outcome: Outcome) -> Result<DurableHandle> {
+    match outcome {
+        Outcome::Handle(handle) => Ok(*handle),
+        other => Err(unexpected(other)),
     }
 }
 

@@ -3,7 +3,10 @@
 //! For tests and for deployments that accept losing lock state on restart.
 
 use crate::error::{Error, Result};
-use crate::model::{ClientKind, ClientQuery, ClientRecord, LockQuery, PersistedLock};
+use crate::model::{
+    ClientKind, ClientQuery, ClientRecord, DurableHandle, FileId, Guid, HandleQuery, LockQuery, PersistedLock, Record,
+    RecordScan, validate,
+};
 use crate::op::{Op, Outcome, validate_batch};
 use crate::state::{Command, State};
 use crate::store::LockStore;
@@ -102,6 +105,35 @@ impl LockStore for MemoryLockStore {
 
     async fn list_clients(&self, query: &ClientQuery) -> Result<Vec<ClientRecord>> {
         Ok(self.open_read()?.state.list_clients(query))
+    }
+
+    async fn get_handle(&self, id: &str) -> Result<DurableHandle> {
+        validate::id("id", id)?;
+        self.open_read()?.state.handle(id).ok_or_else(|| Error::handle_not_found(id))
+    }
+
+    async fn get_handle_by_file_id(&self, file_id: &FileId) -> Result<DurableHandle> {
+        self.open_read()?.state.handle_by_file_id(file_id).ok_or_else(|| Error::handle_not_found_by_file_id(file_id))
+    }
+
+    async fn get_handle_by_create_guid(&self, create_guid: &Guid) -> Result<DurableHandle> {
+        let state = &self.open_read()?.state;
+        state.handle_by_create_guid(create_guid).ok_or_else(|| Error::handle_not_found_by_create_guid(create_guid))
+    }
+
+    async fn list_handles(&self, query: &HandleQuery) -> Result<Vec<DurableHandle>> {
+        Ok(self.open_read()?.state.list_handles(query))
+    }
+
+    async fn get_record(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        validate::space(space)?;
+        validate::record_key(key)?;
+        Ok(self.open_read()?.state.record(space, key))
+    }
+
+    async fn scan_records(&self, space: &str, scan: &RecordScan) -> Result<Vec<Record>> {
+        validate::scan(space, scan)?;
+        Ok(self.open_read()?.state.scan_records(space, scan))
     }
 
     async fn epoch(&self) -> Result<u64> {

@@ -2,8 +2,8 @@
 //! in the README) and the human-readable lines.
 
 use lockwal::model::{
-    ClientDetails, ClientKind, ClientRecord, ClientSelector, DelegationType, LeaseState, LockKind, LockType,
-    PersistedLock, RangeFlavor, ShareAccess, ShareDeny, Timestamp,
+    ClientDetails, ClientKind, ClientRecord, ClientSelector, DelegationType, DurableHandle, DurableVersion, LeaseState,
+    LockKind, LockType, PersistedLock, RangeFlavor, ShareAccess, ShareDeny, Timestamp,
 };
 use lockwal::op::Op;
 use lockwal::state::Command;
@@ -205,6 +205,47 @@ pub fn client_json(c: &ClientRecord) -> Value {
     })
 }
 
+/// A durable handle as JSON: every field, byte fields in hex, times as
+/// RFC 3339 and microseconds.
+pub fn handle_json(h: &DurableHandle) -> Value {
+    json!({
+        "id": h.id,
+        "file_id": hex(&h.file_id),
+        "original_file_id": hex(&h.original_file_id),
+        "path": h.path,
+        "share": h.share,
+        "file_handle": hex(&h.file_handle),
+        "desired_access": h.desired_access,
+        "granted_access": h.granted_access,
+        "share_access": h.share_access,
+        "create_options": h.create_options,
+        "oplock_level": h.oplock_level,
+        "lease_key": h.lease.map(|l| hex(&l.key)),
+        "lease_state": h.lease.map(|l| l.state.0),
+        "lease_epoch": h.lease.map(|l| l.epoch),
+        "create_guid": h.create_guid.map(|g| hex(&g)),
+        "app_instance_id": h.app_instance_id.map(|g| hex(&g)),
+        "persistent": h.persistent,
+        "durable_version": match h.version { DurableVersion::V1 => 1, DurableVersion::V2 => 2 },
+        "user": h.user,
+        "session_key_hash": hex(&h.session_key_hash),
+        "client_guid": hex(&h.client_guid),
+        "created_at": rfc3339(h.created_at),
+        "created_at_micros": h.created_at.unix_micros,
+        "disconnected_at": rfc3339(h.disconnected_at),
+        "disconnected_at_micros": h.disconnected_at.unix_micros,
+        "timeout_ms": h.timeout_ms,
+        "server_start_time": rfc3339(h.server_start_time),
+        "server_start_time_micros": h.server_start_time.unix_micros,
+        "delete_pending": h.delete_pending.is_some(),
+        "parent_handle": h.delete_pending.as_ref().map(|p| hex(&p.parent_handle)),
+        "file_name": h.delete_pending.as_ref().map(|p| &p.file_name),
+        "is_directory": h.is_directory,
+        "position": h.position,
+        "allocation_size": h.allocation_size,
+    })
+}
+
 fn selector_json(s: &ClientSelector) -> Value {
     json!({"kind": s.kind.map(client_kind_name), "client_id": s.client_id, "name": s.name})
 }
@@ -226,6 +267,23 @@ fn op_json(op: &Op) -> Value {
         }
         Op::Reclaim { id, client_id } => json!({"op": "reclaim", "id": id, "client_id": client_id}),
         Op::EndGrace { share } => json!({"op": "end_grace", "share": share}),
+        Op::PutHandle(h) => json!({"op": "put_handle", "handle": handle_json(h)}),
+        Op::DeleteHandle { id } => json!({"op": "delete_handle", "id": id}),
+        Op::ConsumeHandleByFileId { file_id } => json!({"op": "consume_handle_by_file_id", "file_id": hex(file_id)}),
+        Op::ConsumeHandleByCreateGuid { create_guid } => {
+            json!({"op": "consume_handle_by_create_guid", "create_guid": hex(create_guid)})
+        }
+        Op::ExpireHandles { now } => {
+            json!({"op": "expire_handles", "now": rfc3339(*now), "now_micros": now.unix_micros})
+        }
+        Op::PutRecord { space, key, value } => {
+            json!({"op": "put_record", "space": space, "key": hex(key), "value": hex(value)})
+        }
+        Op::DeleteRecord { space, key } => json!({"op": "delete_record", "space": space, "key": hex(key)}),
+        Op::SwapRecord { space, key, expected, value } => json!({
+            "op": "swap_record", "space": space, "key": hex(key),
+            "expected": expected.as_deref().map(hex), "value": value.as_deref().map(hex),
+        }),
     }
 }
 
@@ -376,6 +434,28 @@ fn op_text(op: &Op) -> String {
         Op::Reclaim { id, client_id } => format!("reclaim {} by {}", plain(id), plain(client_id)),
         Op::EndGrace { share: None } => "end_grace".to_owned(),
         Op::EndGrace { share: Some(share) } => format!("end_grace share={}", plain(share)),
+        Op::PutHandle(h) => format!(
+            "put_handle {} file_id={} share={} path={}",
+            plain(&h.id),
+            hex(&h.file_id),
+            plain(&h.share),
+            plain(&h.path)
+        ),
+        Op::DeleteHandle { id } => format!("delete_handle {}", plain(id)),
+        Op::ConsumeHandleByFileId { file_id } => format!("consume_handle file_id={}", hex(file_id)),
+        Op::ConsumeHandleByCreateGuid { create_guid } => format!("consume_handle create_guid={}", hex(create_guid)),
+        Op::ExpireHandles { now } => format!("expire_handles now={}", rfc3339(*now)),
+        Op::PutRecord { space, key, value } => {
+            format!("put_record {}/{} value={}", plain(space), hex(key), hex(value))
+        }
+        Op::DeleteRecord { space, key } => format!("delete_record {}/{}", plain(space), hex(key)),
+        Op::SwapRecord { space, key, expected, value } => format!(
+            "swap_record {}/{} expected={} value={}",
+            plain(space),
+            hex(key),
+            expected.as_deref().map_or("absent".to_owned(), hex),
+            value.as_deref().map_or("absent".to_owned(), hex)
+        ),
     }
 }
 

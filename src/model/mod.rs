@@ -6,15 +6,19 @@
 //! store enforces before anything reaches storage.
 
 mod client;
+mod handle;
 mod lock;
 mod query;
+mod record;
 mod time;
 pub mod validate;
 
 pub use client::{ClientDetails, ClientKind, ClientQuery, ClientRecord, ClientSelector, Nfs4Details, NsmDetails};
+pub use handle::{DeletePending, DurableHandle, DurableVersion, FileId, Guid, HandleLease, HandleQuery};
 pub use lock::{
     ByteRange, Delegation, DelegationType, Lease, LeaseKey, LeaseState, LockKind, LockType, PersistedLock, RangeFlavor,
     ShareAccess, ShareDeny, ShareReservation,
 };
 pub use query::{KindFilter, LockQuery};
+pub use record::{Record, RecordScan};
 pub use time::Timestamp;

@@ -3,7 +3,7 @@
 //! Validation is pure and runs before any state changes, so bad input gets a
 //! clear error naming the field and changes nothing.
 
-use super::{ClientDetails, ClientRecord, ClientSelector, LockKind, PersistedLock};
+use super::{ClientDetails, ClientRecord, ClientSelector, DurableHandle, LockKind, PersistedLock, RecordScan};
 use crate::error::{Error, Result};
 
 /// Longest id, share, file id, owner id, client id, name or principal, in
@@ -13,6 +13,16 @@ pub const MAX_ID_LEN: usize = 1024;
 pub const MAX_OPAQUE_LEN: usize = 1024;
 /// Most operations in one transaction.
 pub const MAX_TXN_OPS: usize = 4096;
+/// Longest keyspace name, in bytes.
+pub const MAX_SPACE_LEN: usize = 64;
+/// Longest record key, in bytes.
+pub const MAX_KEY_LEN: usize = 1024;
+/// Longest record value, in bytes.
+pub const MAX_VALUE_LEN: usize = 64 << 10;
+/// Most bytes of record keys and values and of durable-handle fields in one
+/// transaction (with [`MAX_TXN_OPS`] locks of the largest size, a
+/// transaction still fits one log frame).
+pub const MAX_TXN_BYTES: usize = 4 << 20;
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
     Error::InvalidInput { field, reason: reason.into() }
@@ -79,6 +89,84 @@ pub fn client(record: &ClientRecord) -> Result<()> {
     opaque("callback", &record.callback)?;
     if let ClientDetails::Nsm(nsm) = &record.details {
         bounded("callback_host", &nsm.callback_host)?;
+    }
+    Ok(())
+}
+
+/// Validates every field of a durable handle.
+pub fn handle(handle: &DurableHandle) -> Result<()> {
+    id("id", &handle.id)?;
+    id("share", &handle.share)?;
+    bounded("path", &handle.path)?;
+    bounded("user", &handle.user)?;
+    if handle.file_handle.is_empty() {
+        return Err(invalid("file_handle", "must not be empty"));
+    }
+    opaque("file_handle", &handle.file_handle)?;
+    if let Some(pending) = &handle.delete_pending {
+        opaque("parent_handle", &pending.parent_handle)?;
+        id("file_name", &pending.file_name)?;
+    }
+    if handle.expires_at().is_none() {
+        return Err(invalid(
+            "timeout_ms",
+            format!(
+                "disconnected_at {} µs + timeout {} ms overflows the timestamp range",
+                handle.disconnected_at.unix_micros, handle.timeout_ms
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The bytes of a handle's variable-length fields, counted against
+/// [`MAX_TXN_BYTES`].
+pub fn handle_bytes(handle: &DurableHandle) -> usize {
+    let pending = handle.delete_pending.as_ref().map_or(0, |p| p.parent_handle.len() + p.file_name.len());
+    handle.id.len() + handle.share.len() + handle.path.len() + handle.user.len() + handle.file_handle.len() + pending
+}
+
+/// Checks a keyspace name: 1 to [`MAX_SPACE_LEN`] bytes of ASCII letters,
+/// digits, `_`, `-` and `.`, starting with a letter or digit.
+pub fn space(space: &str) -> Result<()> {
+    if space.is_empty() || space.len() > MAX_SPACE_LEN {
+        return Err(invalid("space", format!("must be 1 to {MAX_SPACE_LEN} bytes long, is {}", space.len())));
+    }
+    let first_ok = space.as_bytes()[0].is_ascii_alphanumeric();
+    let rest_ok = space.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !first_ok || !rest_ok {
+        return Err(invalid(
+            "space",
+            format!("{space:?} must be ASCII letters, digits, '_', '-' or '.', starting with a letter or digit"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a record key: 1 to [`MAX_KEY_LEN`] bytes.
+pub fn record_key(key: &[u8]) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(invalid("key", format!("must be 1 to {MAX_KEY_LEN} bytes long, is {}", key.len())));
+    }
+    Ok(())
+}
+
+/// Checks a record value: at most [`MAX_VALUE_LEN`] bytes (may be empty).
+pub fn record_value(value: &[u8]) -> Result<()> {
+    if value.len() > MAX_VALUE_LEN {
+        return Err(invalid("value", format!("is {} bytes long, the maximum is {MAX_VALUE_LEN}", value.len())));
+    }
+    Ok(())
+}
+
+/// Checks a scan's keyspace and bounds (a bound longer than any key could
+/// be is refused, like a key).
+pub fn scan(space_name: &str, scan: &RecordScan) -> Result<()> {
+    space(space_name)?;
+    for (field, bound) in [("prefix", Some(&scan.prefix)), ("start", scan.start.as_ref()), ("end", scan.end.as_ref())] {
+        if bound.is_some_and(|b| b.len() > MAX_KEY_LEN + 1) {
+            return Err(invalid(field, format!("is longer than {} bytes", MAX_KEY_LEN + 1)));
+        }
     }
     Ok(())
 }

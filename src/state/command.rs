@@ -30,16 +30,26 @@ pub enum Command {
 }
 
 impl Command {
+    /// The operations of a transaction (none for the other commands).
+    pub fn ops(&self) -> &[Op] {
+        match self {
+            Command::Txn(ops) => ops,
+            _ => &[],
+        }
+    }
+
     /// The outcome of this command on any state, when it does not depend on
     /// the state: a transaction that fails validation, or one of puts only
-    /// (a put always succeeds). `None` when the state decides. The writer
+    /// (a put of a lock, client or record always succeeds). `None` when the state decides. The writer
     /// uses it to skip finding a group's outcomes by trial application.
     pub fn fixed_outcome(&self) -> Option<Result<Vec<Outcome>>> {
         let Command::Txn(ops) = self else { return None };
         if let Err(e) = crate::op::validate_batch(ops) {
             return Some(Err(e));
         }
-        ops.iter().all(|op| matches!(op, Op::PutLock(_) | Op::PutClient(_))).then(|| Ok(vec![Outcome::Done; ops.len()]))
+        ops.iter()
+            .all(|op| matches!(op, Op::PutLock(_) | Op::PutClient(_) | Op::PutRecord { .. }))
+            .then(|| Ok(vec![Outcome::Done; ops.len()]))
     }
 }
 

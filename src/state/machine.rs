@@ -3,11 +3,13 @@
 //! index upkeep each operation needs and the rollback of an undo log.
 
 use super::command::Command;
+use super::handles::Handles;
 use super::index::{ById, Index, NIL, SlotId};
+use super::records::Records;
 use super::slab::{CLIENT, FILE, OWNER, SHARE, Slab, Slot, StoredKind, slot_number, sort_by_id};
 use super::undo::{Undo, UndoStep};
 use crate::error::{Error, ReclaimRefusal, Result};
-use crate::model::{ClientKind, ClientRecord, PersistedLock};
+use crate::model::{ClientKind, ClientRecord, DurableHandle, PersistedLock};
 use crate::op::{Op, Outcome};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,6 +29,8 @@ pub struct State {
     pub(super) by_client: Index,
     pub(super) by_share: Index,
     pub(super) clients: BTreeMap<(ClientKind, String), ClientRecord>,
+    pub(super) handles: Handles,
+    pub(super) records: Records,
     pub(super) epoch: u64,
     pub(super) clean: bool,
 }
@@ -49,6 +53,8 @@ impl State {
             by_client: Index::new(CLIENT),
             by_share: Index::new(SHARE),
             clients: BTreeMap::new(),
+            handles: Handles::default(),
+            records: Records::default(),
             epoch: 0,
             clean: false,
         }
@@ -107,6 +113,15 @@ impl State {
                         self.clients.remove(&id);
                     }
                 },
+                UndoStep::Handle { id, prev } => {
+                    self.handles.remove(&id);
+                    if let Some(handle) = prev {
+                        self.handles.insert(handle);
+                    }
+                }
+                UndoStep::Record { space, key, prev } => {
+                    self.records.set(&space, &key, prev);
+                }
                 UndoStep::Meta { epoch, clean } => {
                     self.epoch = epoch;
                     self.clean = clean;
@@ -219,6 +234,62 @@ impl State {
                 Ok(Outcome::Done)
             }
             Op::Reclaim { id, client_id } => self.reclaim(id, client_id, undo),
+            Op::PutHandle(handle) => {
+                if let Some(c) = self.handles.conflict(handle) {
+                    return Err(Error::HandleConflict { id: handle.id.clone(), field: c.field, holder: c.holder });
+                }
+                let prev = self.handles.insert(handle.clone());
+                undo.push(UndoStep::Handle { id: handle.id.clone(), prev });
+                Ok(Outcome::Done)
+            }
+            Op::DeleteHandle { id } => {
+                self.take_handle(Some(id.as_str()), undo).ok_or_else(|| Error::handle_not_found(id))?;
+                Ok(Outcome::Done)
+            }
+            Op::ConsumeHandleByFileId { file_id } => {
+                let id = self.handles.id_by_file_id(file_id).map(str::to_owned);
+                let handle = self.take_handle(id.as_deref(), undo);
+                handle.map(|h| Outcome::Handle(Box::new(h))).ok_or_else(|| Error::handle_not_found_by_file_id(file_id))
+            }
+            Op::ConsumeHandleByCreateGuid { create_guid } => {
+                let id = self.handles.id_by_guid(create_guid).map(str::to_owned);
+                let handle = self.take_handle(id.as_deref(), undo);
+                handle
+                    .map(|h| Outcome::Handle(Box::new(h)))
+                    .ok_or_else(|| Error::handle_not_found_by_create_guid(create_guid))
+            }
+            Op::ExpireHandles { now } => {
+                let mut expired: Vec<DurableHandle> = Vec::new();
+                for id in self.handles.expired(*now) {
+                    expired.extend(self.take_handle(Some(&id), undo));
+                }
+                expired.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+                Ok(Outcome::Handles(expired))
+            }
+            Op::PutRecord { space, key, value } => {
+                let prev = self.records.set(space, key, Some(value.clone()));
+                undo.push(UndoStep::Record { space: space.clone(), key: key.clone(), prev });
+                Ok(Outcome::Done)
+            }
+            Op::DeleteRecord { space, key } => {
+                let prev = self.records.set(space, key, None).ok_or_else(|| Error::record_not_found(space, key))?;
+                undo.push(UndoStep::Record { space: space.clone(), key: key.clone(), prev: Some(prev) });
+                Ok(Outcome::Done)
+            }
+            Op::SwapRecord { space, key, expected, value } => {
+                let current = self.records.get(space, key);
+                if current != expected.as_ref() {
+                    let reason = match (current, expected) {
+                        (None, _) => "the record is absent",
+                        (Some(_), None) => "the record exists",
+                        (Some(_), Some(_)) => "the record holds another value",
+                    };
+                    return Err(Error::ConditionFailed { space: space.clone(), key: key.clone(), reason });
+                }
+                let prev = self.records.set(space, key, value.clone());
+                undo.push(UndoStep::Record { space: space.clone(), key: key.clone(), prev });
+                Ok(Outcome::Done)
+            }
             Op::EndGrace { share } => {
                 let epoch = self.epoch;
                 let stale: Vec<SlotId> = match share {
@@ -256,6 +327,13 @@ impl State {
         undo.push(UndoStep::Lock { id: Arc::clone(&slot.id), prev: Some(slot.clone()) });
         slot.epoch = current;
         Ok(Outcome::Lock(slot.to_lock()))
+    }
+
+    /// Removes the handle `id` (if any), recording the undo step.
+    fn take_handle(&mut self, id: Option<&str>, undo: &mut Undo) -> Option<DurableHandle> {
+        let handle = self.handles.remove(id?)?;
+        undo.push(UndoStep::Handle { id: handle.id.clone(), prev: Some(handle.clone()) });
+        Some(handle)
     }
 
     fn remove_slots(&mut self, slots: Vec<SlotId>, undo: &mut Undo) -> u64 {

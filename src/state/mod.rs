@@ -6,14 +6,17 @@
 //! cannot disagree about what an operation means.
 //!
 //! From the bottom up: `index` (the key indexes), `slab` (slot storage),
+//! `handles` and `records` (the durable handles and the server's records),
 //! `command` (the input), `undo` (the undo log), `machine` (the state and
 //! `apply`), `query` (the reads), `view` and `restore` (the two sides of a
 //! snapshot).
 
 mod command;
+mod handles;
 mod index;
 mod machine;
 mod query;
+mod records;
 mod restore;
 mod slab;
 mod undo;

@@ -5,7 +5,10 @@
 use super::index::{SlotId, Slots};
 use super::machine::State;
 use super::slab::{Slot, sort_by_id};
-use crate::model::{ClientKind, ClientQuery, ClientRecord, LockQuery, PersistedLock};
+use crate::model::{
+    ClientKind, ClientQuery, ClientRecord, DurableHandle, FileId, Guid, HandleQuery, LockQuery, PersistedLock, Record,
+    RecordScan,
+};
 use std::sync::Arc;
 
 impl State {
@@ -82,6 +85,61 @@ impl State {
         records.filter(|r| query.matches(r)).cloned().collect()
     }
 
+    /// The durable handle with this id.
+    pub fn handle(&self, id: &str) -> Option<DurableHandle> {
+        self.handles.get(id).cloned()
+    }
+
+    /// The durable handle with this file id.
+    pub fn handle_by_file_id(&self, file_id: &FileId) -> Option<DurableHandle> {
+        self.handles.id_by_file_id(file_id).and_then(|id| self.handle(id))
+    }
+
+    /// The durable handle with this create GUID.
+    pub fn handle_by_create_guid(&self, guid: &Guid) -> Option<DurableHandle> {
+        self.handles.id_by_guid(guid).and_then(|id| self.handle(id))
+    }
+
+    /// The durable handles `query` selects, sorted by id.
+    pub fn list_handles(&self, query: &HandleQuery) -> Vec<DurableHandle> {
+        self.handles.list(query)
+    }
+
+    /// Every durable handle, sorted by id.
+    pub fn handles(&self) -> impl Iterator<Item = &DurableHandle> {
+        self.handles.iter()
+    }
+
+    /// Number of durable handles.
+    pub fn handle_count(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// The value of record `key` in `space`.
+    pub fn record(&self, space: &str, key: &[u8]) -> Option<Vec<u8>> {
+        self.records.get(space, key).cloned()
+    }
+
+    /// The records of `space` that `scan` selects, in key order.
+    pub fn scan_records(&self, space: &str, scan: &RecordScan) -> Vec<Record> {
+        self.records.scan(space, scan)
+    }
+
+    /// Every keyspace with its number of records, in name order.
+    pub fn record_spaces(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.records.spaces()
+    }
+
+    /// Every record as (space, key, value), by keyspace, then key.
+    pub fn records(&self) -> impl Iterator<Item = (&str, &[u8], &[u8])> {
+        self.records.iter()
+    }
+
+    /// Number of records in every keyspace.
+    pub fn record_count(&self) -> usize {
+        self.records.len()
+    }
+
     /// Number of free slots (tests: a two-thread restore leaves some).
     #[cfg(test)]
     pub(crate) fn free_slot_count(&self) -> usize {
@@ -106,6 +164,8 @@ impl State {
     /// Checks every index invariant; panics with a description when one is
     /// broken. For tests and fuzzing.
     pub fn check_invariants(&self) {
+        self.handles.check_invariants();
+        self.records.check_invariants();
         let live: Vec<(SlotId, &Slot)> = self.live_slots().collect();
         assert_eq!(live.len(), self.by_id.len(), "by_id size differs from live slots");
         assert_eq!(live.len() + self.free.len(), self.slots.slots.len(), "free list out of step");

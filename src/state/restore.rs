@@ -6,7 +6,7 @@
 use super::index::{Index, NIL, Posting, SlotId, Slots};
 use super::machine::State;
 use super::slab::{CHUNK, Chunks, Slab, Slot, StoredKind, slot_number};
-use crate::model::{ClientKind, ClientRecord, LockKind, Timestamp};
+use crate::model::{ClientKind, ClientRecord, DurableHandle, LockKind, Timestamp};
 use std::sync::Arc;
 
 impl State {
@@ -54,6 +54,8 @@ pub(crate) struct Part {
     chunk: Vec<Option<Slot>>,
     refs: [Vec<u32>; 4],
     clients: Vec<ClientRecord>,
+    handles: Vec<DurableHandle>,
+    records: Vec<(String, Vec<u8>, Vec<u8>)>,
 }
 
 /// A lock entry of a snapshot; `refs` are the string-table entries of its
@@ -78,6 +80,19 @@ pub(crate) enum RestoreError {
     DuplicateId(Arc<str>),
     /// A second client of this kind with this id.
     DuplicateClient(ClientKind, String),
+    /// A second durable handle with this id.
+    DuplicateHandle(String),
+    /// A durable handle with the file id or create GUID of another.
+    HandleConflict {
+        /// The handle.
+        id: String,
+        /// `file_id` or `create_guid`.
+        field: &'static str,
+        /// The handle that has it too.
+        holder: String,
+    },
+    /// A second record with the same key in this keyspace.
+    DuplicateRecord(String),
 }
 
 /// Why the restored entries do not make a state.
@@ -91,6 +106,8 @@ pub(crate) enum FinishError {
     DuplicateId,
     /// Two client records of a forked restore have the same client id.
     DuplicateClient,
+    /// Two durable handles or records of a forked restore clash.
+    DuplicateExtra,
 }
 
 impl Part {
@@ -102,6 +119,8 @@ impl Part {
             chunk: Vec::with_capacity(CHUNK),
             refs: std::array::from_fn(|_| Vec::with_capacity(locks)),
             clients: Vec::new(),
+            handles: Vec::new(),
+            records: Vec::new(),
         }
     }
 
@@ -153,6 +172,17 @@ impl Part {
         self.clients.push(record);
     }
 
+    /// Adds a durable handle (checked against the others in
+    /// [`Restorer::finish`]).
+    pub(crate) fn add_handle(&mut self, handle: DurableHandle) {
+        self.handles.push(handle);
+    }
+
+    /// Adds a record (checked against the others in [`Restorer::finish`]).
+    pub(crate) fn add_record(&mut self, space: &str, key: &[u8], value: &[u8]) {
+        self.records.push((space.to_owned(), key.to_vec(), value.to_vec()));
+    }
+
     /// Hands the chunk being filled to the slab.
     fn close(&mut self) {
         if !self.chunk.is_empty() {
@@ -190,6 +220,31 @@ impl Restorer {
             None => Ok(()),
             Some(record) => Err(RestoreError::DuplicateClient(record.kind(), record.client_id)),
         }
+    }
+
+    /// Adds a durable handle.
+    pub(crate) fn add_handle(&mut self, handle: DurableHandle) -> std::result::Result<(), RestoreError> {
+        insert_handle(&mut self.state, handle)
+    }
+
+    /// Adds a record.
+    pub(crate) fn add_record(
+        &mut self,
+        space: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> std::result::Result<(), RestoreError> {
+        insert_record(&mut self.state, space, key, value.to_vec())
+    }
+
+    /// Number of durable handles so far.
+    pub(crate) fn handles(&self) -> usize {
+        self.state.handles.len() + self.part.handles.len()
+    }
+
+    /// Number of records so far.
+    pub(crate) fn records(&self) -> usize {
+        self.state.records.len() + self.part.records.len()
     }
 
     /// Number of string-table entries so far.
@@ -239,7 +294,9 @@ impl Restorer {
             }
         }
         other.close();
-        let Part { slots, chunk: _, refs, clients } = other;
+        let Part { slots, chunk: _, refs, clients, handles, records } = other;
+        self.part.handles.extend(handles);
+        self.part.records.extend(records);
         self.part.slots.chunks.extend(slots.chunks);
         self.part.slots.len += slots.len;
         slot_number(self.part.slots.len.saturating_sub(1)); // panics past the last slot number
@@ -255,12 +312,18 @@ impl Restorer {
     pub(crate) fn finish(mut self) -> std::result::Result<State, FinishError> {
         self.part.close();
         let Restorer { mut state, strings, string_at, part, indexed, forked: _ } = self;
-        let Part { slots, chunk: _, refs, clients } = part;
+        let Part { slots, chunk: _, refs, clients, handles, records } = part;
         for record in clients {
             let key = (record.kind(), record.client_id.clone());
             if state.clients.insert(key, record).is_some() {
                 return Err(FinishError::DuplicateClient);
             }
+        }
+        for handle in handles {
+            insert_handle(&mut state, handle).map_err(|_| FinishError::DuplicateExtra)?;
+        }
+        for (space, key, value) in records {
+            insert_record(&mut state, &space, &key, value).map_err(|_| FinishError::DuplicateExtra)?;
         }
         state.slots.slots = slots;
         let State { slots, by_id, by_file, by_owner, by_client, by_share, .. } = &mut state;
@@ -292,6 +355,25 @@ impl Restorer {
         }
         Ok(state)
     }
+}
+
+fn insert_handle(state: &mut State, handle: DurableHandle) -> std::result::Result<(), RestoreError> {
+    if state.handles.get(&handle.id).is_some() {
+        return Err(RestoreError::DuplicateHandle(handle.id));
+    }
+    if let Some(c) = state.handles.conflict(&handle) {
+        return Err(RestoreError::HandleConflict { id: handle.id, field: c.field, holder: c.holder });
+    }
+    state.handles.insert(handle);
+    Ok(())
+}
+
+fn insert_record(state: &mut State, space: &str, key: &[u8], value: Vec<u8>) -> std::result::Result<(), RestoreError> {
+    if state.records.get(space, key).is_some() {
+        return Err(RestoreError::DuplicateRecord(space.to_owned()));
+    }
+    state.records.set(space, key, Some(value));
+    Ok(())
 }
 
 /// Below this many ids left to index, `finish` does not start a thread.

@@ -3,7 +3,7 @@
 //! newest first, by [`State::rollback`](super::State::rollback).
 
 use super::slab::Slot;
-use crate::model::{ClientKind, ClientRecord};
+use crate::model::{ClientKind, ClientRecord, DurableHandle};
 use std::sync::Arc;
 
 pub(super) enum UndoStep {
@@ -11,6 +11,10 @@ pub(super) enum UndoStep {
     Lock { id: Arc<str>, prev: Option<Slot> },
     /// Restore the client `id` to `prev`.
     Client { id: (ClientKind, String), prev: Option<ClientRecord> },
+    /// Restore the durable handle `id` to `prev`.
+    Handle { id: String, prev: Option<DurableHandle> },
+    /// Restore the record `key` of `space` to `prev`.
+    Record { space: String, key: Vec<u8>, prev: Option<Vec<u8>> },
     /// Restore epoch and clean flag.
     Meta { epoch: u64, clean: bool },
 }

@@ -25,7 +25,7 @@ use crate::wal::format::{
 };
 use crate::wal::scan::scan_segment;
 use crate::wal::snapshot::{
-    BLOCK_HEADER_LEN, MAX_BLOCK, SNAPSHOT_MAGIC, SNAPSHOT_VERSION, Threads, decode_snapshot, decode_snapshot_with,
+    BLOCK_HEADER_LEN, MAX_BLOCK, SNAPSHOT_VERSION, SnapshotHeader, Threads, decode_snapshot, decode_snapshot_with,
     encode_snapshot_to_vec, snapshot_name,
 };
 use crate::wal::{WalLockStore, WalOptions};
@@ -78,24 +78,25 @@ fn crc_block(index: u32, payload: &[u8]) -> u32 {
 }
 
 /// A snapshot with a valid header and valid block checksums around the
-/// pieces of `body` (after three count bytes): the entry decoder sees raw
-/// bytes.
+/// pieces of `body` (after five count bytes: locks, clients, strings,
+/// handles, records): the entry decoder sees raw bytes.
 fn blocked_snapshot(body: &[u8]) -> Vec<u8> {
-    let (counts, rest) = body.split_at(body.len().min(3));
+    let (counts, rest) = body.split_at(body.len().min(5));
     let count = |i: usize| u64::from(counts.get(i).copied().unwrap_or(0));
     let blocks = pieces(rest);
-    let mut header = [0u8; 64];
-    header[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
-    header[8..12].copy_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-    header[16..24].copy_from_slice(&0u64.to_le_bytes());
-    header[24..32].copy_from_slice(&(count(0) % 4).to_le_bytes());
-    header[32..40].copy_from_slice(&count(0).to_le_bytes());
-    header[40..48].copy_from_slice(&count(1).to_le_bytes());
-    header[48..56].copy_from_slice(&count(2).to_le_bytes());
-    header[56..60].copy_from_slice(&(blocks.len() as u32).to_le_bytes());
-    let crc = crc32fast::hash(&header[0..60]);
-    header[60..64].copy_from_slice(&crc.to_le_bytes());
-    let mut out = header.to_vec();
+    let header = SnapshotHeader {
+        lsn: 0,
+        epoch: count(0) % 4,
+        clean: false,
+        locks: count(0),
+        clients: count(1),
+        strings: count(2),
+        handles: count(3),
+        records: count(4),
+        blocks: blocks.len() as u32,
+        version: SNAPSHOT_VERSION,
+    };
+    let mut out = header.encode();
     for (index, payload) in blocks.into_iter().enumerate() {
         let index = index as u32;
         out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -370,7 +371,7 @@ mod tests {
             WalLockStore::open_blocking(Arc::new(fs), store_dir(), fuzz_options(true)).expect("a valid framed segment");
         assert_eq!(observe(&store).unwrap().locks.iter().map(|l| &l.id).collect::<Vec<_>>(), [&lock.id]);
         // A blocked snapshot with matching counts decodes.
-        assert!(decode_snapshot(&blocked_snapshot(&[0, 0, 0])).is_ok());
+        assert!(decode_snapshot(&blocked_snapshot(&[0, 0, 0, 0, 0])).is_ok());
         // The valid store opens.
         let fs = SimFs::lossless();
         write_files(&fs, &store_dir(), valid_store());

@@ -3,7 +3,9 @@
 //! independent oracle for the state machine and for every backend.
 
 use crate::error::{Error, ReclaimRefusal};
-use crate::model::{ClientKind, ClientQuery, ClientRecord, LockQuery, PersistedLock};
+use crate::model::{
+    ClientKind, ClientQuery, ClientRecord, DurableHandle, HandleQuery, LockQuery, PersistedLock, Record, RecordScan,
+};
 use crate::op::{Op, Outcome, validate_batch};
 use std::collections::BTreeMap;
 
@@ -14,6 +16,10 @@ pub struct Model {
     pub locks: BTreeMap<String, PersistedLock>,
     /// Client records by kind and id.
     pub clients: BTreeMap<(ClientKind, String), ClientRecord>,
+    /// Durable handles by id.
+    pub handles: BTreeMap<String, DurableHandle>,
+    /// Records by keyspace and key.
+    pub records: BTreeMap<(String, Vec<u8>), Vec<u8>>,
     /// Current epoch.
     pub epoch: u64,
 }
@@ -111,6 +117,69 @@ impl Model {
                 self.locks = keep;
                 Outcome::Locks(stale.into_values().collect())
             }
+            Op::PutHandle(handle) => {
+                let clash = self.handles.values().find(|h| {
+                    h.id != handle.id
+                        && (h.file_id == handle.file_id
+                            || (h.create_guid.is_some() && h.create_guid == handle.create_guid))
+                });
+                if let Some(other) = clash {
+                    let field = if other.file_id == handle.file_id { "file_id" } else { "create_guid" };
+                    return Err(Error::HandleConflict { id: handle.id.clone(), field, holder: other.id.clone() });
+                }
+                self.handles.insert(handle.id.clone(), handle.clone());
+                Outcome::Done
+            }
+            Op::DeleteHandle { id } => {
+                self.handles.remove(id).ok_or_else(|| Error::handle_not_found(id))?;
+                Outcome::Done
+            }
+            Op::ConsumeHandleByFileId { file_id } => {
+                let id = self.handles.values().find(|h| h.file_id == *file_id).map(|h| h.id.clone());
+                let handle = id
+                    .and_then(|id| self.handles.remove(&id))
+                    .ok_or_else(|| Error::handle_not_found_by_file_id(file_id))?;
+                Outcome::Handle(Box::new(handle))
+            }
+            Op::ConsumeHandleByCreateGuid { create_guid } => {
+                let id = self.handles.values().find(|h| h.create_guid == Some(*create_guid)).map(|h| h.id.clone());
+                let handle = id
+                    .and_then(|id| self.handles.remove(&id))
+                    .ok_or_else(|| Error::handle_not_found_by_create_guid(create_guid))?;
+                Outcome::Handle(Box::new(handle))
+            }
+            Op::ExpireHandles { now } => {
+                // Straight from the definition: disconnected + timeout < now.
+                let expired = |h: &DurableHandle| {
+                    i128::from(h.disconnected_at.unix_micros) + i128::from(h.timeout_ms) * 1000
+                        < i128::from(now.unix_micros)
+                };
+                let (gone, keep): (BTreeMap<_, _>, BTreeMap<_, _>) =
+                    std::mem::take(&mut self.handles).into_iter().partition(|(_, h)| expired(h));
+                self.handles = keep;
+                Outcome::Handles(gone.into_values().collect())
+            }
+            Op::PutRecord { space, key, value } => {
+                self.records.insert((space.clone(), key.clone()), value.clone());
+                Outcome::Done
+            }
+            Op::DeleteRecord { space, key } => {
+                self.records
+                    .remove(&(space.clone(), key.clone()))
+                    .ok_or_else(|| Error::record_not_found(space, key))?;
+                Outcome::Done
+            }
+            Op::SwapRecord { space, key, expected, value } => {
+                let slot = (space.clone(), key.clone());
+                if self.records.get(&slot) != expected.as_ref() {
+                    return Err(Error::ConditionFailed { space: space.clone(), key: key.clone(), reason: "differs" });
+                }
+                match value {
+                    Some(v) => self.records.insert(slot, v.clone()),
+                    None => self.records.remove(&slot),
+                };
+                Outcome::Done
+            }
         })
     }
 
@@ -122,6 +191,23 @@ impl Model {
     /// Locks matching `query`, sorted by id.
     pub fn list(&self, query: &LockQuery) -> Vec<PersistedLock> {
         self.locks.values().filter(|l| query.matches(l)).cloned().collect()
+    }
+
+    /// Durable handles matching `query`, sorted by id.
+    pub fn list_handles(&self, query: &HandleQuery) -> Vec<DurableHandle> {
+        let matches = |h: &DurableHandle| match query {
+            HandleQuery::All => true,
+            HandleQuery::AppInstance(guid) => h.app_instance_id == Some(*guid),
+            HandleQuery::FileHandle(fh) => h.file_handle == *fh,
+            HandleQuery::Share(share) => h.share == *share,
+        };
+        self.handles.values().filter(|h| matches(h)).cloned().collect()
+    }
+
+    /// Records of `space` that `scan` selects, in key order.
+    pub fn scan_records(&self, space: &str, scan: &RecordScan) -> Vec<Record> {
+        let hits = self.records.iter().filter(|((s, key), _)| s == space && scan.matches(key));
+        hits.take(scan.limit).map(|((_, key), value)| Record { key: key.clone(), value: value.clone() }).collect()
     }
 
     /// Client records matching `query`, sorted by kind, then id.

@@ -182,3 +182,42 @@ pub fn every_client(client_id: &str) -> Vec<ClientRecord> {
     };
     vec![nsm, client(client_id), smb]
 }
+
+/// A durable handle with every field non-default, its unique keys (file id,
+/// create GUID) derived from `n`.
+pub fn handle(n: u32) -> DurableHandle {
+    let key = |tag: u8| -> [u8; 16] {
+        let mut k = [tag; 16];
+        k[..4].copy_from_slice(&n.to_le_bytes());
+        k
+    };
+    DurableHandle {
+        id: format!("open-{n}"),
+        file_id: key(0xF1),
+        original_file_id: key(0x0F),
+        path: format!("dir/sub dir/file-{n}.txt"),
+        share: "projects".into(),
+        file_handle: format!("fh-{}", n % 7).into_bytes(),
+        desired_access: 0x0012_019F,
+        granted_access: 0x0012_0089,
+        share_access: 0x7,
+        create_options: 0x0000_0040,
+        oplock_level: 0xFF,
+        lease: Some(HandleLease { key: key(0x1E), state: LeaseState(0x7), epoch: 9 }),
+        create_guid: Some(key(0xC6)),
+        app_instance_id: Some([0xA1 ^ (n % 3) as u8; 16]),
+        persistent: true,
+        version: DurableVersion::V2,
+        user: "DOMAIN\\alice".into(),
+        session_key_hash: [0x5A; 32],
+        client_guid: [0xC1; 16],
+        created_at: Timestamp::from_unix_micros(1_764_000_000_000_007),
+        disconnected_at: Timestamp::from_unix_micros(1_764_000_060_000_009),
+        timeout_ms: 60_000 + u64::from(n),
+        server_start_time: Timestamp::from_unix_micros(1_763_999_000_000_011),
+        delete_pending: Some(DeletePending { parent_handle: vec![0xD0, 0xD1, 0xD2], file_name: format!("file-{n}.txt") }),
+        is_directory: true,
+        position: 0x1_0000_0001,
+        allocation_size: 1 << 40,
+    }
+}

@@ -3,9 +3,9 @@
 //!
 //! ```text
 //! segment file  seg-<number:020>.wal
-//! +---------- header, formats 2 and 3, 48 bytes -----+
+//! +---------- header, formats 2 to 4, 48 bytes ------+
 //! | 0  magic "LWALSEG\0"          8 bytes            |
-//! | 8  format version (u32 LE)    4  = 3 (or 2)      |
+//! | 8  format version (u32 LE)    4  = 4 (or 2, 3)   |
 //! | 12 crc32 of bytes 0..12, 16..48   4              |
 //! | 16 segment number (u64 LE)    8                  |
 //! | 24 salt (u64 LE)              8  random per file |
@@ -26,9 +26,11 @@
 //! | .. zero padding to a multiple of 8              |
 //! ```
 //!
-//! Formats 2 and 3 differ only in the payload: format 3 holds today's
-//! [`Command`]; formats 1 and 2 the record model before record fidelity,
-//! which `wal::legacy` reads and converts.
+//! Formats 2, 3 and 4 differ only in the payload: format 4 holds today's
+//! [`Command`]; format 3 the same encoding without the durable-handle and
+//! record operations (a format-3 payload that holds one is damage); formats
+//! 1 and 2 the record model before record fidelity, which `wal::legacy`
+//! reads and converts.
 //!
 //! From format 2 on, every version keeps the magic, the version and the
 //! header checksum at offsets 0, 8 and 12, the checksum covering the rest of
@@ -40,7 +42,7 @@ use crate::state::Command;
 /// Magic bytes at the start of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"LWALSEG\0";
 /// The segment format version this build writes (and the newest it reads).
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest segment format version this build reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Size of the segment header.
@@ -346,7 +348,13 @@ pub fn decode_commands(payload: &[u8], version: u32) -> Result<Vec<Command>, Dec
     if version < 3 {
         return super::legacy::decode_commands(payload).map_err(DecodeError::Payload);
     }
-    rmp_serde::from_slice(payload).map_err(|e| DecodeError::Payload(e.to_string()))
+    let commands: Vec<Command> = rmp_serde::from_slice(payload).map_err(|e| DecodeError::Payload(e.to_string()))?;
+    if version == 3
+        && let Some(op) = commands.iter().flat_map(Command::ops).find(|op| !op.in_format_3())
+    {
+        return Err(DecodeError::Payload(format!("{} is not an operation of format 3", op.name())));
+    }
+    Ok(commands)
 }
 
 #[cfg(test)]
@@ -356,7 +364,7 @@ mod tests {
 
     #[test]
     fn header_round_trips_and_every_flipped_bit_is_caught() {
-        for (epoch, version) in [(Some(3), 3), (Some(3), 2), (None, 1)] {
+        for (epoch, version) in [(Some(3), 4), (Some(3), 3), (Some(3), 2), (None, 1)] {
             let h = SegmentHeader { number: 7, salt: 0xDEAD_BEEF_0123_4567, first_lsn: 99, epoch, version };
             let bytes = h.encode();
             assert_eq!(SegmentHeader::decode(&bytes), Ok(h));
@@ -372,10 +380,10 @@ mod tests {
     }
 
     #[test]
-    fn the_format_3_header_is_laid_out_as_specified() {
+    fn the_format_4_header_is_laid_out_as_specified() {
         let b = SegmentHeader::new(0x0102, 0x0A0B, 0x0C0D, 0x0E0F).encode();
         assert_eq!(&b[0..8], b"LWALSEG\0");
-        assert_eq!(u32_at(&b, 8), 3);
+        assert_eq!(u32_at(&b, 8), 4);
         assert_eq!(u32_at(&b, 12), header_crc_v2(&b));
         assert_eq!((u64_at(&b, 16), u64_at(&b, 24), u64_at(&b, 32), u64_at(&b, 40)), (0x0102, 0x0A0B, 0x0C0D, 0x0E0F));
     }
@@ -386,11 +394,11 @@ mod tests {
     #[test]
     fn unknown_version_is_named_and_a_flipped_version_is_damage() {
         let mut b = SegmentHeader::new(1, 1, 1, 1).encode();
-        b[8..12].copy_from_slice(&4u32.to_le_bytes());
+        b[8..12].copy_from_slice(&5u32.to_le_bytes());
         assert_eq!(SegmentHeader::decode(&b), Err(DecodeError::Checksum));
         let crc = header_crc_v2(&b);
         b[12..16].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(SegmentHeader::decode(&b), Err(DecodeError::Version(4)));
+        assert_eq!(SegmentHeader::decode(&b), Err(DecodeError::Version(5)));
         b[8..12].copy_from_slice(&0u32.to_le_bytes());
         let crc = header_crc_v2(&b);
         b[12..16].copy_from_slice(&crc.to_le_bytes());
@@ -436,6 +444,26 @@ mod tests {
             assert_eq!(out, rmp_serde::to_vec(&owned).unwrap(), "n = {n}");
             assert_eq!(out.len() - n * rmp_serde::to_vec(&Command::CleanShutdown).unwrap().len(), array_header_len(n));
             assert_eq!(decode_commands(&out, FORMAT_VERSION).unwrap().len(), n);
+        }
+    }
+
+    /// A format-3 payload decodes as format 4 (the operations it holds kept
+    /// their encoding); a handle or record operation in a format-3 segment
+    /// is damage, never a write the format could not hold.
+    #[test]
+    fn format_3_payloads_decode_and_refuse_newer_operations() {
+        let lock = crate::testing::sample::byte_range("l", "s", "f", "o", "c");
+        let old = Command::Txn(vec![Op::PutLock(lock), Op::DeleteLock { id: "l".into() }]);
+        let mut bytes = Vec::new();
+        encode_commands(&mut bytes, &[&old, &Command::CleanShutdown]);
+        assert_eq!(decode_commands(&bytes, 3).unwrap(), vec![old.clone(), Command::CleanShutdown]);
+        let new = Command::Txn(vec![Op::DeleteRecord { space: "dir".into(), key: b"k".to_vec() }]);
+        let mut bytes = Vec::new();
+        encode_commands(&mut bytes, &[&old, &new]);
+        assert_eq!(decode_commands(&bytes, 4).unwrap(), vec![old, new]);
+        match decode_commands(&bytes, 3) {
+            Err(DecodeError::Payload(reason)) => assert!(reason.contains("DeleteRecord"), "{reason}"),
+            other => panic!("expected a payload error, got {other:?}"),
         }
     }
 

@@ -35,7 +35,10 @@ pub use stats::WalStats;
 
 use crate::error::{Error, Result};
 use crate::io::{FileSystem, LockGuard, RealFs};
-use crate::model::{ClientKind, ClientQuery, ClientRecord, LockQuery, PersistedLock};
+use crate::model::{
+    ClientKind, ClientQuery, ClientRecord, DurableHandle, FileId, Guid, HandleQuery, LockQuery, PersistedLock, Record,
+    RecordScan, validate,
+};
 use crate::op::{Op, Outcome, validate_batch};
 use crate::state::{Command, State};
 use crate::store::LockStore;
@@ -342,6 +345,35 @@ impl LockStore for WalLockStore {
 
     async fn list_clients(&self, query: &ClientQuery) -> Result<Vec<ClientRecord>> {
         Ok(self.read_state()?.list_clients(query))
+    }
+
+    async fn get_handle(&self, id: &str) -> Result<DurableHandle> {
+        validate::id("id", id)?;
+        self.read_state()?.handle(id).ok_or_else(|| Error::handle_not_found(id))
+    }
+
+    async fn get_handle_by_file_id(&self, file_id: &FileId) -> Result<DurableHandle> {
+        self.read_state()?.handle_by_file_id(file_id).ok_or_else(|| Error::handle_not_found_by_file_id(file_id))
+    }
+
+    async fn get_handle_by_create_guid(&self, create_guid: &Guid) -> Result<DurableHandle> {
+        let state = self.read_state()?;
+        state.handle_by_create_guid(create_guid).ok_or_else(|| Error::handle_not_found_by_create_guid(create_guid))
+    }
+
+    async fn list_handles(&self, query: &HandleQuery) -> Result<Vec<DurableHandle>> {
+        Ok(self.read_state()?.list_handles(query))
+    }
+
+    async fn get_record(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        validate::space(space)?;
+        validate::record_key(key)?;
+        Ok(self.read_state()?.record(space, key))
+    }
+
+    async fn scan_records(&self, space: &str, scan: &RecordScan) -> Result<Vec<Record>> {
+        validate::scan(space, scan)?;
+        Ok(self.read_state()?.scan_records(space, scan))
     }
 
     async fn epoch(&self) -> Result<u64> {

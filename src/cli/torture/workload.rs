@@ -190,7 +190,15 @@ impl TaskView {
                 | Op::EndGrace { .. }
                 | Op::UpdateLock(_)
                 | Op::DeleteClients(_)
-                | Op::MarkReclaimComplete { .. } => unreachable!("not in the workload"),
+                | Op::MarkReclaimComplete { .. }
+                | Op::PutHandle(_)
+                | Op::DeleteHandle { .. }
+                | Op::ConsumeHandleByFileId { .. }
+                | Op::ConsumeHandleByCreateGuid { .. }
+                | Op::ExpireHandles { .. }
+                | Op::PutRecord { .. }
+                | Op::DeleteRecord { .. }
+                | Op::SwapRecord { .. } => unreachable!("not in the workload"),
             }
         }
     }

@@ -75,6 +75,8 @@ fn build(entries: &[E], max_block: usize) -> Built {
         locks,
         clients,
         strings,
+        handles: 0,
+        records: 0,
         blocks: blocks.index,
         version: SNAPSHOT_VERSION,
     };

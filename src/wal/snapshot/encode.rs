@@ -1,10 +1,11 @@
 //! Writing a snapshot: a state view streamed as the string table, then the
-//! locks grouped by client, then the client records, in checksummed blocks
+//! locks grouped by client, then the client records, durable handles and
+//! records, in checksummed blocks
 //! of whole entries, with the header written last.
 
 use super::format::{
-    BLOCK_HEADER_LEN, MAX_BLOCK, SNAPSHOT_HEADER_LEN, SNAPSHOT_VERSION, SnapshotHeader, TAG_CLIENT, TAG_LOCK,
-    TAG_STRING, block_crc,
+    BLOCK_HEADER_LEN, MAX_BLOCK, SNAPSHOT_HEADER_LEN, SNAPSHOT_VERSION, SnapshotHeader, TAG_CLIENT, TAG_HANDLE,
+    TAG_LOCK, TAG_RECORD, TAG_STRING, block_crc,
 };
 use crate::model::{DelegationType, LockKind, LockType, RangeFlavor, Timestamp};
 use crate::state::StateView;
@@ -151,11 +152,20 @@ pub(crate) fn encode_snapshot_in<E>(
         blocks.add(&entry, &mut write_at)?;
     }
     for client in &view.clients {
-        let encoded = rmp_serde::to_vec(client).expect("encoding into a Vec cannot fail");
+        encode_packed(&mut entry, TAG_CLIENT, client);
+        blocks.add(&entry, &mut write_at)?;
+    }
+    for handle in &view.handles {
+        encode_packed(&mut entry, TAG_HANDLE, handle);
+        blocks.add(&entry, &mut write_at)?;
+    }
+    for (space, key, value) in &view.records {
         entry.clear();
-        entry.push(TAG_CLIENT);
-        entry.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
-        entry.extend_from_slice(&encoded);
+        entry.push(TAG_RECORD);
+        put_str16(&mut entry, space);
+        put_bytes16(&mut entry, key);
+        entry.extend_from_slice(&u32::try_from(value.len()).expect("values are at most 64 KiB").to_le_bytes());
+        entry.extend_from_slice(value);
         blocks.add(&entry, &mut write_at)?;
     }
     blocks.flush(&mut write_at)?;
@@ -166,6 +176,8 @@ pub(crate) fn encode_snapshot_in<E>(
         locks: view.locks as u64,
         clients: view.clients.len() as u64,
         strings: strings.len() as u64,
+        handles: view.handles.len() as u64,
+        records: view.records.len() as u64,
         blocks: blocks.index,
         version: SNAPSHOT_VERSION,
     };
@@ -187,6 +199,16 @@ pub(crate) fn encode_snapshot_to_vec(view: &StateView, lsn: u64, max_block: usiz
     let Ok((header, len)) = written;
     assert_eq!(len, file.len() as u64, "the length returned is the file's");
     (header, file)
+}
+
+/// Encodes an entry of `tag` whose body is MessagePack: length u32, bytes.
+fn encode_packed(entry: &mut Vec<u8>, tag: u8, value: &impl serde::Serialize) {
+    entry.clear();
+    entry.push(tag);
+    entry.extend_from_slice(&[0; 4]);
+    rmp_serde::encode::write(entry, value).expect("encoding into a Vec cannot fail");
+    let len = u32::try_from(entry.len() - 5).expect("a record is far below 4 GiB");
+    entry[1..5].copy_from_slice(&len.to_le_bytes());
 }
 
 /// Encodes a lock entry into `entry`; `refs` are the string-table entries

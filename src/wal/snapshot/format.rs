@@ -5,11 +5,14 @@
 /// Magic bytes at the start of every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"LWALSNP\0";
 /// The snapshot format version this build writes (and the newest it reads).
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 /// The oldest snapshot format version this build reads.
 pub const OLDEST_SNAPSHOT_VERSION: u32 = 1;
-/// Size of the snapshot header.
-pub const SNAPSHOT_HEADER_LEN: usize = 64;
+/// Size of the snapshot header this build writes (version 3).
+pub const SNAPSHOT_HEADER_LEN: usize = 88;
+/// Size of the header of versions 1 and 2, and of the part of a version-3
+/// header an older build checks (its checksum at 60 covers bytes 0..60).
+pub const BASE_HEADER_LEN: usize = 64;
 /// Size of a block header.
 pub const BLOCK_HEADER_LEN: usize = 16;
 /// Largest block payload.
@@ -18,6 +21,8 @@ pub const MAX_BLOCK: usize = 1 << 20;
 pub(super) const TAG_STRING: u8 = 1;
 pub(super) const TAG_LOCK: u8 = 2;
 pub(super) const TAG_CLIENT: u8 = 3;
+pub(super) const TAG_HANDLE: u8 = 4;
+pub(super) const TAG_RECORD: u8 = 5;
 
 /// File name of the snapshot as of `lsn`.
 pub fn snapshot_name(lsn: u64) -> String {
@@ -48,6 +53,10 @@ pub struct SnapshotHeader {
     pub clients: u64,
     /// Number of string-table entries.
     pub strings: u64,
+    /// Number of durable handles (0 before version 3).
+    pub handles: u64,
+    /// Number of records (0 before version 3).
+    pub records: u64,
     /// Number of blocks.
     pub blocks: u32,
     /// The format version, which decides how entries decode.
@@ -55,9 +64,16 @@ pub struct SnapshotHeader {
 }
 
 impl SnapshotHeader {
-    /// The 64 header bytes.
-    pub fn encode(&self) -> [u8; SNAPSHOT_HEADER_LEN] {
-        let mut b = [0u8; SNAPSHOT_HEADER_LEN];
+    /// Bytes of the header, where the first block starts: 64 before
+    /// version 3, 88 from it.
+    pub fn len(&self) -> usize {
+        if self.version >= 3 { SNAPSHOT_HEADER_LEN } else { BASE_HEADER_LEN }
+    }
+
+    /// The header bytes in the layout of its version (only tests write a
+    /// version before [`SNAPSHOT_VERSION`]).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = vec![0u8; self.len()];
         b[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
         b[8..12].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&u32::from(self.clean).to_le_bytes());
@@ -69,6 +85,12 @@ impl SnapshotHeader {
         b[56..60].copy_from_slice(&self.blocks.to_le_bytes());
         let crc = crc32fast::hash(&b[0..60]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());
+        if self.version >= 3 {
+            b[64..72].copy_from_slice(&self.handles.to_le_bytes());
+            b[72..80].copy_from_slice(&self.records.to_le_bytes());
+            let crc = crc32fast::hash(&b[0..80]);
+            b[80..84].copy_from_slice(&crc.to_le_bytes());
+        }
         b
     }
 }
@@ -107,7 +129,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 /// Decodes and checks a snapshot header.
 pub fn decode_header(bytes: &[u8]) -> Result<SnapshotHeader, SnapshotDamage> {
-    let b = bytes.get(..SNAPSHOT_HEADER_LEN).ok_or_else(|| damage(0, "shorter than its header"))?;
+    let b = bytes.get(..BASE_HEADER_LEN).ok_or_else(|| damage(0, "shorter than its header"))?;
     if b[0..8] != SNAPSHOT_MAGIC {
         return Err(damage(0, "bad magic"));
     }
@@ -117,6 +139,17 @@ pub fn decode_header(bytes: &[u8]) -> Result<SnapshotHeader, SnapshotDamage> {
     let version = u32_at(b, 8);
     if !(OLDEST_SNAPSHOT_VERSION..=SNAPSHOT_VERSION).contains(&version) {
         return Err(SnapshotDamage { offset: 8, reason: format!("unknown version {version}"), version: Some(version) });
+    }
+    let (mut handles, mut records) = (0, 0);
+    if version >= 3 {
+        let b = bytes.get(..SNAPSHOT_HEADER_LEN).ok_or_else(|| damage(BASE_HEADER_LEN, "shorter than its header"))?;
+        if crc32fast::hash(&b[0..80]) != u32_at(b, 80) {
+            return Err(damage(64, "header checksum mismatch"));
+        }
+        if u32_at(b, 84) != 0 {
+            return Err(damage(84, "reserved header bytes are not zero"));
+        }
+        (handles, records) = (u64_at(b, 64), u64_at(b, 72));
     }
     let flags = u32_at(b, 12);
     if flags > 1 {
@@ -136,6 +169,8 @@ pub fn decode_header(bytes: &[u8]) -> Result<SnapshotHeader, SnapshotDamage> {
         locks: u64_at(b, 32),
         clients: u64_at(b, 40),
         strings: u64_at(b, 48),
+        handles,
+        records,
         blocks: u32_at(b, 56),
         version,
     })

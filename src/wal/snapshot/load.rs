@@ -4,12 +4,12 @@
 //! the last block and the restored state.
 
 use super::format::{
-    BLOCK_HEADER_LEN, MAX_BLOCK, SnapshotDamage, SnapshotHeader, TAG_CLIENT, TAG_LOCK, TAG_STRING, block_crc, damage,
-    u32_at,
+    BLOCK_HEADER_LEN, MAX_BLOCK, SnapshotDamage, SnapshotHeader, TAG_CLIENT, TAG_HANDLE, TAG_LOCK, TAG_RECORD,
+    TAG_STRING, block_crc, damage, u32_at,
 };
 use crate::model::{
-    ByteRange, ClientRecord, Delegation, DelegationType, Lease, LeaseState, LockKind, LockType, RangeFlavor,
-    ShareAccess, ShareDeny, ShareReservation, Timestamp,
+    ByteRange, ClientRecord, Delegation, DelegationType, DurableHandle, Lease, LeaseState, LockKind, LockType,
+    RangeFlavor, ShareAccess, ShareDeny, ShareReservation, Timestamp,
 };
 use crate::state::{FinishError, LockEntry, RestoreError, Restorer, State};
 
@@ -44,6 +44,10 @@ impl<'a> Cursor<'a> {
     }
     fn key(&mut self) -> Result<[u8; 16], SnapshotDamage> {
         Ok(self.take(16)?.try_into().expect("16"))
+    }
+    fn bytes16(&mut self) -> Result<&'a [u8], SnapshotDamage> {
+        let len = self.u16()? as usize;
+        self.take(len)
     }
     fn str16(&mut self) -> Result<&'a str, SnapshotDamage> {
         let at = self.base + self.at;
@@ -245,12 +249,17 @@ pub(super) fn finish(
     if counts != (header.locks, header.clients, header.strings) {
         return Err(damage(32, "entry counts differ from the header"));
     }
+    if (restorer.handles() as u64, restorer.records() as u64) != (header.handles, header.records) {
+        return Err(damage(64, "handle or record counts differ from the header"));
+    }
     restorer.finish().map_err(|e| match e {
         FinishError::RepeatedString { text, at } => {
             damage(at, format!("string {text:?} repeats an earlier entry that names a key of the same index"))
         }
         // Only a forked restore finds these here, and it is never reported.
-        FinishError::DuplicateId | FinishError::DuplicateClient => damage(32, "duplicate ids"),
+        FinishError::DuplicateId | FinishError::DuplicateClient | FinishError::DuplicateExtra => {
+            damage(32, "duplicate ids")
+        }
     })
 }
 
@@ -276,6 +285,8 @@ pub(super) trait Entries {
     fn string(&mut self, text: &str, at: usize) -> Result<(), SnapshotDamage>;
     fn lock(&mut self, at: usize, lock: LockEntry<'_>) -> Result<(), SnapshotDamage>;
     fn client(&mut self, at: usize, record: ClientRecord) -> Result<(), SnapshotDamage>;
+    fn handle(&mut self, at: usize, handle: DurableHandle) -> Result<(), SnapshotDamage>;
+    fn record(&mut self, at: usize, space: &str, key: &[u8], value: &[u8]) -> Result<(), SnapshotDamage>;
 }
 
 pub(super) fn restore_damage(at: usize, e: RestoreError) -> SnapshotDamage {
@@ -285,6 +296,11 @@ pub(super) fn restore_damage(at: usize, e: RestoreError) -> SnapshotDamage {
             RestoreError::UnknownString(r) => format!("lock refers to string {r}, not yet defined"),
             RestoreError::DuplicateId(id) => format!("duplicate lock id {id:?}"),
             RestoreError::DuplicateClient(kind, id) => format!("duplicate client {id:?} of kind {kind:?}"),
+            RestoreError::DuplicateHandle(id) => format!("duplicate durable handle {id:?}"),
+            RestoreError::HandleConflict { id, field, holder } => {
+                format!("durable handle {id:?} has the {field} of handle {holder:?}")
+            }
+            RestoreError::DuplicateRecord(space) => format!("duplicate record in keyspace {space:?}"),
         },
     )
 }
@@ -299,6 +315,12 @@ impl Entries for Restorer {
     }
     fn client(&mut self, at: usize, record: ClientRecord) -> Result<(), SnapshotDamage> {
         self.add_client(record).map_err(|e| restore_damage(at, e))
+    }
+    fn handle(&mut self, at: usize, handle: DurableHandle) -> Result<(), SnapshotDamage> {
+        self.add_handle(handle).map_err(|e| restore_damage(at, e))
+    }
+    fn record(&mut self, at: usize, space: &str, key: &[u8], value: &[u8]) -> Result<(), SnapshotDamage> {
+        self.add_record(space, key, value).map_err(|e| restore_damage(at, e))
     }
 }
 
@@ -354,6 +376,27 @@ pub(super) fn decode_block(
                 }
                 .map_err(|e| damage(entry_at, format!("client record does not decode: {e}")))?;
                 sink.client(entry_at, record)?;
+            }
+            TAG_HANDLE if version >= 3 => {
+                let len = c.u32()? as usize;
+                let handle = rmp_serde::from_slice::<DurableHandle>(c.take(len)?)
+                    .map_err(|e| damage(entry_at, format!("durable handle does not decode: {e}")))?;
+                // Every stored handle passed validation; one that does not
+                // is damage, never a handle no write could have made.
+                crate::model::validate::handle(&handle)
+                    .map_err(|e| damage(entry_at, format!("durable handle is not valid: {e}")))?;
+                sink.handle(entry_at, handle)?;
+            }
+            TAG_RECORD if version >= 3 => {
+                let space = c.str16()?;
+                let key = c.bytes16()?;
+                let len = c.u32()? as usize;
+                let value = c.take(len)?;
+                let valid = crate::model::validate::space(space)
+                    .and_then(|()| crate::model::validate::record_key(key))
+                    .and_then(|()| crate::model::validate::record_value(value));
+                valid.map_err(|e| damage(entry_at, format!("record is not valid: {e}")))?;
+                sink.record(entry_at, space, key, value)?;
             }
             _ => return Err(c.bad("unknown entry tag")),
         }

@@ -3,11 +3,9 @@
 //! once into two parts of the restorer; on any damage the file is decoded
 //! again on one thread, so errors are always those of the one-thread load.
 
-use super::format::{
-    BLOCK_HEADER_LEN, SNAPSHOT_HEADER_LEN, SnapshotDamage, SnapshotHeader, damage, decode_header, u32_at,
-};
+use super::format::{BLOCK_HEADER_LEN, SnapshotDamage, SnapshotHeader, damage, decode_header, u32_at};
 use super::load::{Entries, decode_block, decode_blocks, finish, new_restorer, restore_damage};
-use crate::model::ClientRecord;
+use crate::model::{ClientRecord, DurableHandle};
 use crate::state::{LockEntry, Part, Restorer, State};
 use std::sync::Arc;
 
@@ -48,7 +46,7 @@ pub(crate) fn decode_snapshot_with(
 ) -> Result<(SnapshotHeader, State), SnapshotDamage> {
     let header = decode_header(bytes)?;
     let mut restorer = new_restorer(bytes, header);
-    let (mut index, mut at) = (0, SNAPSHOT_HEADER_LEN);
+    let (mut index, mut at) = (0, header.len());
     if threads == Threads::Two {
         // In file order up to the block where locks start: the string table
         // is then complete.
@@ -63,7 +61,7 @@ pub(crate) fn decode_snapshot_with(
             }
             // Again on one thread, for the error at the first damaged entry.
             restorer = new_restorer(bytes, header);
-            (index, at) = (0, SNAPSHOT_HEADER_LEN);
+            (index, at) = (0, header.len());
         }
     }
     let at = decode_blocks(bytes, header.version, index..header.blocks, at, &mut restorer, &done)?;
@@ -145,6 +143,14 @@ impl Entries for PartSink<'_> {
     }
     fn client(&mut self, _: usize, record: ClientRecord) -> Result<(), SnapshotDamage> {
         self.part.add_client(record);
+        Ok(())
+    }
+    fn handle(&mut self, _: usize, handle: DurableHandle) -> Result<(), SnapshotDamage> {
+        self.part.add_handle(handle);
+        Ok(())
+    }
+    fn record(&mut self, _: usize, space: &str, key: &[u8], value: &[u8]) -> Result<(), SnapshotDamage> {
+        self.part.add_record(space, key, value);
         Ok(())
     }
 }
