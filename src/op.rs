@@ -86,12 +86,14 @@ pub enum Op {
     /// consumers exactly one gets it.
     ConsumeHandleByFileId {
         /// The `FileId` the client reconnects with.
+        #[serde(with = "serde_bytes")]
         file_id: FileId,
     },
     /// Get and remove, in one step, the handle with this create GUID (a v2
     /// reconnect); yields it, or fails with not-found.
     ConsumeHandleByCreateGuid {
         /// The create GUID.
+        #[serde(with = "serde_bytes")]
         create_guid: Guid,
     },
     /// Remove every handle expired at `now` (its `disconnected_at +
@@ -101,13 +103,16 @@ pub enum Op {
         /// The scavenger's current time.
         now: Timestamp,
     },
-    /// Insert or replace a record of a keyspace.
+    /// Insert or replace a record of a keyspace. (Byte fields of the
+    /// operations from here on serialize as MessagePack `bin`.)
     PutRecord {
         /// The keyspace.
         space: String,
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Remove a record; fails with not-found when it does not exist.
@@ -115,6 +120,7 @@ pub enum Op {
         /// The keyspace.
         space: String,
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Compare and set: only if the record's current value is `expected`
@@ -126,10 +132,13 @@ pub enum Op {
         /// The keyspace.
         space: String,
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The value the record must hold now (`None`: absent).
+        #[serde(with = "serde_bytes")]
         expected: Option<Vec<u8>>,
         /// The value it gets (`None`: removed).
+        #[serde(with = "serde_bytes")]
         value: Option<Vec<u8>>,
     },
 }

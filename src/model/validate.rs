@@ -22,7 +22,7 @@ pub const MAX_VALUE_LEN: usize = 64 << 10;
 /// Most bytes of record keys and values and of durable-handle fields in one
 /// transaction (with [`MAX_TXN_OPS`] locks of the largest size, a
 /// transaction still fits one log frame).
-pub const MAX_TXN_BYTES: usize = 4 << 20;
+pub const MAX_TXN_BYTES: usize = 2 << 20;
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
     Error::InvalidInput { field, reason: reason.into() }

@@ -467,6 +467,65 @@ mod tests {
         }
     }
 
+    /// The largest transaction validation accepts fits one frame: any mix
+    /// of [`MAX_TXN_OPS`] operations, the lock and client ones at their
+    /// largest (every string and opaque field at its limit) and the record
+    /// and handle ones carrying [`MAX_TXN_BYTES`] between them.
+    ///
+    /// [`MAX_TXN_OPS`]: crate::model::validate::MAX_TXN_OPS
+    /// [`MAX_TXN_BYTES`]: crate::model::validate::MAX_TXN_BYTES
+    #[test]
+    fn the_largest_valid_transaction_fits_one_frame() {
+        use crate::model::validate::{MAX_ID_LEN, MAX_OPAQUE_LEN, MAX_TXN_BYTES, MAX_TXN_OPS, MAX_VALUE_LEN};
+        use crate::model::{Delegation, DelegationType, DeletePending, LockKind};
+        let s = |c: char| c.to_string().repeat(MAX_ID_LEN);
+        let lock = crate::model::PersistedLock {
+            id: s('i').into(),
+            share: s('s').into(),
+            file_id: s('f').into(),
+            owner_id: s('o').into(),
+            client_id: s('c').into(),
+            kind: LockKind::Delegation(Delegation {
+                delegation_id: vec![0xFF; MAX_OPAQUE_LEN],
+                delegation_type: DelegationType::Write,
+                breaking: true,
+                recalled: true,
+                revoked: true,
+                is_directory: true,
+                notification_mask: u32::MAX,
+            }),
+            acquired_at: crate::model::Timestamp::from_unix_micros(i64::MIN),
+            server_epoch: u64::MAX,
+        };
+        let mut client = crate::testing::sample::client("c");
+        (client.client_id, client.name, client.principal) = (s('c'), s('n'), s('p'));
+        (client.verifier, client.callback) = (vec![0xFF; MAX_OPAQUE_LEN], vec![0xFF; MAX_OPAQUE_LEN]);
+        let mut handle = crate::testing::sample::handle(0);
+        (handle.id, handle.share, handle.path, handle.user) = (s('i'), s('s'), s('p'), s('u'));
+        handle.file_handle = vec![0xFF; MAX_OPAQUE_LEN];
+        handle.delete_pending = Some(DeletePending { parent_handle: vec![0xFF; MAX_OPAQUE_LEN], file_name: s('n') });
+        let swap = Op::SwapRecord {
+            space: "s".repeat(crate::model::validate::MAX_SPACE_LEN),
+            key: vec![0xFF; crate::model::validate::MAX_KEY_LEN],
+            expected: Some(vec![0xFF; MAX_VALUE_LEN]),
+            value: Some(vec![0xFF; MAX_VALUE_LEN]),
+        };
+        let heavy_ops =
+            [(swap, MAX_TXN_BYTES / (2 * MAX_VALUE_LEN + 1088)), (Op::PutHandle(handle), MAX_TXN_BYTES / 7200)];
+        for (heavy, most) in heavy_ops {
+            for k in [0, 1, most / 2, most] {
+                for light in [Op::PutLock(lock.clone()), Op::PutClient(client.clone())] {
+                    let mut ops = vec![heavy.clone(); k];
+                    ops.resize(MAX_TXN_OPS, light);
+                    crate::op::validate_batch(&ops).expect("valid");
+                    let mut payload = Vec::new();
+                    encode_commands(&mut payload, &[&Command::Txn(ops)]);
+                    assert!(payload.len() <= MAX_PAYLOAD as usize, "{k} heavy ops: {} bytes", payload.len());
+                }
+            }
+        }
+    }
+
     #[test]
     fn segment_names_round_trip_and_reject_lookalikes() {
         assert_eq!(parse_segment_name(&segment_name(12)), Some(12));
