@@ -8,8 +8,8 @@ use crate::model::{ClientRecord, DurableHandle};
 
 /// A point-in-time copy of the state for a snapshot. It shares the slot
 /// chunks with the live state (copy on write, see [`Chunks`]), so taking it
-/// costs one `Arc` per [`CHUNK`] slots; the strings are shared too. The
-/// client records, durable handles and records are copied.
+/// costs one `Arc` per [`CHUNK`] slots; the strings and durable handles
+/// are shared too. The client records and records are copied.
 ///
 /// [`CHUNK`]: super::slab::CHUNK
 pub(crate) struct StateView {
@@ -17,8 +17,8 @@ pub(crate) struct StateView {
     /// How many slots are live.
     pub(crate) locks: usize,
     pub(crate) clients: Vec<ClientRecord>,
-    /// The durable handles, sorted by id.
-    pub(crate) handles: Vec<DurableHandle>,
+    /// The durable handles, sorted by id (shared with the state).
+    pub(crate) handles: Vec<std::sync::Arc<DurableHandle>>,
     /// The records as (space, key, value), by space, then key.
     pub(crate) records: Vec<(String, Vec<u8>, Vec<u8>)>,
     pub(crate) epoch: u64,
@@ -39,7 +39,7 @@ impl State {
             slots: self.slots.slots.clone(),
             locks: self.by_id.len(),
             clients: self.clients.values().cloned().collect(),
-            handles: self.handles.iter().cloned().collect(),
+            handles: self.handles.shared().cloned().collect(),
             records: self.records.iter().map(|(s, k, v)| (s.to_owned(), k.to_vec(), v.to_vec())).collect(),
             epoch: self.epoch,
             clean: self.clean,
