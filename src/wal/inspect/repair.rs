@@ -479,6 +479,8 @@ fn apply_repair(fs: Arc<dyn FileSystem>, dir: &Path, accept_loss: bool) -> Resul
         epoch: s.epoch,
         locks: s.locks,
         clients: s.clients,
+        handles: s.handles,
+        keyspace_records: s.keyspace_records,
         clean_shutdown: false,
     });
     plan.applied = true;
