@@ -1,4 +1,5 @@
-//! The read-only commands: `stat`, `list`, `clients`, `dump`, `verify`.
+//! The read-only commands: `stat`, `list`, `clients`, `handles`, `records`,
+//! `dump`, `verify`.
 //!
 //! They open the store with `WalOptions { read_only: true }`: no writer lock,
 //! no byte changed, no epoch bump. On a store that a live server holds they
@@ -9,16 +10,22 @@
 //! newest segment, which would kill a mapping reader with SIGBUS.
 
 use super::fs::copying;
-use super::show::{client_json, client_line, command_json, command_text, lock_json, lock_line, plain};
-use super::{CliError, CliResult, ListArgs, SourceArgs, out, out_json, runtime};
+use super::show::{
+    client_json, client_line, command_json, command_text, handle_json, handle_text, lock_json, lock_line, plain,
+    record_json, record_line,
+};
+use super::{CliError, CliResult, ListArgs, RecordsArgs, SourceArgs, out, out_json, runtime};
 use lockwal::LockStore;
 #[cfg(feature = "postgres")]
 use lockwal::backend::postgres::{PostgresConfig, PostgresLockStore};
 use lockwal::io::FileSystem;
-use lockwal::model::{ClientQuery, LockQuery};
+use lockwal::model::{ClientQuery, HandleQuery, LockQuery, RecordScan, validate};
+use lockwal::op::Op;
+use lockwal::state::Command;
 use lockwal::wal::inspect::{self, DumpRecord, ProblemKind, SegmentCheck, SegmentStatus, VerifyReport};
 use lockwal::wal::{WalLockStore, WalOptions};
 use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -109,12 +116,19 @@ pub(super) fn stat(source: &SourceArgs, json: bool) -> CliResult {
     };
     let dir = dir.as_path();
     let s = store.stats();
+    let handles = rt.block_on(store.list_handles(&HandleQuery::All))?.len();
+    let spaces = record_spaces(dir, &store, &rt)?;
+    let records: usize = spaces.values().sum();
+    rt.block_on(store.close())?;
     if json {
         out_json(&json!({
             "dir": dir,
             "epoch": s.epoch,
             "locks": s.locks,
             "clients": s.clients,
+            "handles": handles,
+            "records": records,
+            "record_spaces": spaces,
             "log_bytes": s.log_bytes,
             "segments": s.segments,
             "snapshot_lsn": s.snapshot_lsn,
@@ -129,6 +143,8 @@ pub(super) fn stat(source: &SourceArgs, json: bool) -> CliResult {
         out(format_args!("epoch           {}", s.epoch))?;
         out(format_args!("locks           {}", s.locks))?;
         out(format_args!("clients         {}", s.clients))?;
+        out(format_args!("handles         {handles}"))?;
+        out(format_args!("records         {records} in {} keyspace(s)", spaces.len()))?;
         out(format_args!("log             {} bytes in {} segment(s)", s.log_bytes, s.segments))?;
         match s.snapshot_lsn {
             Some(lsn) => out(format_args!("snapshot        LSN {lsn} ({} bytes)", s.snapshot_bytes))?,
@@ -146,6 +162,64 @@ pub(super) fn stat(source: &SourceArgs, json: bool) -> CliResult {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every keyspace of the opened store that holds records, with its count.
+///
+/// The store scans a keyspace by name but does not list its keyspaces, so
+/// the candidate names come from the files the store opened from: the
+/// keyspaces of each snapshot whose header counts records (only those are
+/// decoded), and every keyspace a log record writes. Each candidate is then
+/// counted in the opened store itself, which has the final say: a keyspace
+/// emptied since is left out. Every keyspace that holds records was either
+/// in the snapshot or written by a log record after it, so none is missed
+/// (on a quiet store; a live writer's compaction between the open and this
+/// read could retire the record that named a keyspace).
+fn record_spaces(dir: &Path, store: &WalLockStore, rt: &Runtime) -> Result<BTreeMap<String, usize>, CliError> {
+    let fs = copying();
+    let mut names = BTreeSet::new();
+    let mut files = fs.list(dir).map_err(|e| CliError::unusable(format!("listing {}: {e}", dir.display())))?;
+    files.sort();
+    for file in files {
+        let path = dir.join(&file);
+        let segment = lockwal::wal::format::parse_segment_name(&file).is_some();
+        let snapshot = lockwal::wal::snapshot::parse_snapshot_name(&file).is_some();
+        if !segment && !snapshot {
+            continue;
+        }
+        // Gone meanwhile (a live writer's compaction or rotation): what it
+        // held is in a newer file.
+        let Ok(bytes) = fs.read(&path) else { continue };
+        if snapshot {
+            use lockwal::wal::snapshot::{decode_header, decode_snapshot};
+            if decode_header(&bytes).is_ok_and(|h| h.records > 0)
+                && let Ok((_, state)) = decode_snapshot(&bytes)
+            {
+                names.extend(state.record_spaces().map(|(name, _)| name.to_owned()));
+            }
+            continue;
+        }
+        let _ = lockwal::wal::scan::scan_segment(&bytes, None, true, |_, _, payload| {
+            for command in payload.commands().into_iter().flatten() {
+                if let Command::Txn(ops) = command {
+                    for op in ops {
+                        if let Op::PutRecord { space, .. } | Op::SwapRecord { space, value: Some(_), .. } = op {
+                            names.insert(space);
+                        }
+                    }
+                }
+            }
+            Ok::<_, ()>(())
+        });
+    }
+    let mut spaces = BTreeMap::new();
+    for name in names {
+        let count = rt.block_on(store.scan_records(&name, &RecordScan::all(usize::MAX)))?.len();
+        if count > 0 {
+            spaces.insert(name, count);
+        }
+    }
+    Ok(spaces)
 }
 
 /// `stat --url`: what a PostgreSQL store has (no log, segments or LSNs).
@@ -213,6 +287,40 @@ pub(super) fn clients(args: &SourceArgs, json: bool) -> CliResult {
     } else {
         for c in &clients {
             out(client_line(c))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn handles(args: &SourceArgs, share: Option<String>, json: bool) -> CliResult {
+    let rt = runtime()?;
+    let source = Source::open(args, &rt)?;
+    let query = share.map_or(HandleQuery::All, HandleQuery::Share);
+    let handles = rt.block_on(source.store().list_handles(&query))?;
+    source.close(&rt)?;
+    if json {
+        out_json(&Value::Array(handles.iter().map(handle_json).collect()))?;
+    } else {
+        for h in &handles {
+            out(handle_text(h))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn records(a: RecordsArgs) -> CliResult {
+    // A bad name is a usage error, before the store is even looked at.
+    validate::space(&a.space).map_err(|e| CliError::unusable(e.to_string()))?;
+    let prefix = a.prefix_hex.or(a.prefix.map(String::into_bytes)).unwrap_or_default();
+    let rt = runtime()?;
+    let store = open_read_only(&a.dir)?;
+    let records = rt.block_on(store.scan_records(&a.space, &RecordScan::prefix(prefix, usize::MAX)))?;
+    rt.block_on(store.close())?;
+    if a.json {
+        out_json(&Value::Array(records.iter().map(|r| record_json(&a.space, r)).collect()))?;
+    } else {
+        for r in &records {
+            out(record_line(r))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -319,11 +427,13 @@ pub(super) fn verify(dir: &Path, json: bool) -> CliResult {
         for s in &report.snapshots {
             let what = match (&s.header, &s.damage) {
                 (Some(h), _) => format!(
-                    "LSN {}, epoch {}, {} lock(s), {} client(s): ok{}",
+                    "LSN {}, epoch {}, {} lock(s), {} client(s), {} handle(s), {} record(s): ok{}",
                     h.lsn,
                     h.epoch,
                     h.locks,
                     h.clients,
+                    h.handles,
+                    h.records,
                     if s.in_use { "" } else { " [older snapshot: open removes it]" }
                 ),
                 (None, Some((offset, reason))) => format!("DAMAGED at byte offset {offset}: {reason}"),
