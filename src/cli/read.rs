@@ -20,12 +20,10 @@ use lockwal::LockStore;
 use lockwal::backend::postgres::{PostgresConfig, PostgresLockStore};
 use lockwal::io::FileSystem;
 use lockwal::model::{ClientQuery, HandleQuery, LockQuery, RecordScan, validate};
-use lockwal::op::Op;
-use lockwal::state::Command;
 use lockwal::wal::inspect::{self, DumpRecord, ProblemKind, SegmentCheck, SegmentStatus, VerifyReport};
 use lockwal::wal::{WalLockStore, WalOptions};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -116,9 +114,8 @@ pub(super) fn stat(source: &SourceArgs, json: bool) -> CliResult {
     };
     let dir = dir.as_path();
     let s = store.stats();
-    let handles = rt.block_on(store.list_handles(&HandleQuery::All))?.len();
-    let spaces = record_spaces(dir, &store, &rt)?;
-    let records: usize = spaces.values().sum();
+    let (handles, records) = (s.handles, s.keyspace_records);
+    let spaces: BTreeMap<String, u64> = store.record_spaces().into_iter().collect();
     rt.block_on(store.close())?;
     if json {
         out_json(&json!({
@@ -162,64 +159,6 @@ pub(super) fn stat(source: &SourceArgs, json: bool) -> CliResult {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Every keyspace of the opened store that holds records, with its count.
-///
-/// The store scans a keyspace by name but does not list its keyspaces, so
-/// the candidate names come from the files the store opened from: the
-/// keyspaces of each snapshot whose header counts records (only those are
-/// decoded), and every keyspace a log record writes. Each candidate is then
-/// counted in the opened store itself, which has the final say: a keyspace
-/// emptied since is left out. Every keyspace that holds records was either
-/// in the snapshot or written by a log record after it, so none is missed
-/// (on a quiet store; a live writer's compaction between the open and this
-/// read could retire the record that named a keyspace).
-fn record_spaces(dir: &Path, store: &WalLockStore, rt: &Runtime) -> Result<BTreeMap<String, usize>, CliError> {
-    let fs = copying();
-    let mut names = BTreeSet::new();
-    let mut files = fs.list(dir).map_err(|e| CliError::unusable(format!("listing {}: {e}", dir.display())))?;
-    files.sort();
-    for file in files {
-        let path = dir.join(&file);
-        let segment = lockwal::wal::format::parse_segment_name(&file).is_some();
-        let snapshot = lockwal::wal::snapshot::parse_snapshot_name(&file).is_some();
-        if !segment && !snapshot {
-            continue;
-        }
-        // Gone meanwhile (a live writer's compaction or rotation): what it
-        // held is in a newer file.
-        let Ok(bytes) = fs.read(&path) else { continue };
-        if snapshot {
-            use lockwal::wal::snapshot::{decode_header, decode_snapshot};
-            if decode_header(&bytes).is_ok_and(|h| h.records > 0)
-                && let Ok((_, state)) = decode_snapshot(&bytes)
-            {
-                names.extend(state.record_spaces().map(|(name, _)| name.to_owned()));
-            }
-            continue;
-        }
-        let _ = lockwal::wal::scan::scan_segment(&bytes, None, true, |_, _, payload| {
-            for command in payload.commands().into_iter().flatten() {
-                if let Command::Txn(ops) = command {
-                    for op in ops {
-                        if let Op::PutRecord { space, .. } | Op::SwapRecord { space, value: Some(_), .. } = op {
-                            names.insert(space);
-                        }
-                    }
-                }
-            }
-            Ok::<_, ()>(())
-        });
-    }
-    let mut spaces = BTreeMap::new();
-    for name in names {
-        let count = rt.block_on(store.scan_records(&name, &RecordScan::all(usize::MAX)))?.len();
-        if count > 0 {
-            spaces.insert(name, count);
-        }
-    }
-    Ok(spaces)
 }
 
 /// `stat --url`: what a PostgreSQL store has (no log, segments or LSNs).

@@ -162,6 +162,13 @@ impl WalLockStore {
         &self.dir
     }
 
+    /// Every keyspace that holds records, with its number of records, in
+    /// name order.
+    pub fn record_spaces(&self) -> Vec<(String, u64)> {
+        let state = self.shared.state.read().unwrap_or_else(|e| e.into_inner());
+        state.record_spaces().map(|(name, n)| (name.to_owned(), n as u64)).collect()
+    }
+
     /// Counters and facts about the store.
     pub fn stats(&self) -> WalStats {
         let (epoch, locks, clients, handles, keyspace_records) = {
