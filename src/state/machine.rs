@@ -133,7 +133,7 @@ impl State {
     fn apply_inner(&mut self, cmd: &Command, undo: &mut Undo) -> Result<Vec<Outcome>> {
         match cmd {
             Command::Txn(ops) => {
-                crate::op::validate_batch(ops)?;
+                crate::op::validate_ops(ops)?;
                 let outcomes = ops.iter().map(|op| self.apply_op(op, undo)).collect::<Result<Vec<_>>>()?;
                 if self.clean {
                     // A write after the clean-shutdown marker (a log written

@@ -61,6 +61,9 @@ pub const LOCK_FILE: &str = "LOCK";
 pub const TMP_SUFFIX: &str = ".tmp";
 
 const _: () = assert!(SEGMENT_HEADER_LEN.is_multiple_of(FRAME_ALIGN));
+// The largest transaction validation accepts is one command in a frame of
+// its own: a one-byte array header and its encoding.
+const _: () = assert!(crate::model::validate::MAX_TXN_ENCODED + 1 == MAX_PAYLOAD as usize);
 const _: () = assert!(FRAME_HEADER_LEN.is_multiple_of(FRAME_ALIGN));
 const _: () = assert!(MAX_PAYLOAD as u64 + FRAME_HEADER_LEN as u64 + FRAME_ALIGN as u64 <= u32::MAX as u64);
 
@@ -468,62 +471,43 @@ mod tests {
     }
 
     /// The largest transaction validation accepts fits one frame: any mix
-    /// of [`MAX_TXN_OPS`] operations, the lock and client ones at their
-    /// largest (every string and opaque field at its limit) and the record
-    /// and handle ones carrying [`MAX_TXN_BYTES`] between them.
+    /// of `MAX_TXN_OPS` operations of the largest size of each kind, up to
+    /// the record and handle byte limit, either is accepted and encodes to
+    /// at most a frame's payload, or is refused as too large; never a
+    /// payload `append_frame` would refuse.
     ///
-    /// [`MAX_TXN_OPS`]: crate::model::validate::MAX_TXN_OPS
-    /// [`MAX_TXN_BYTES`]: crate::model::validate::MAX_TXN_BYTES
+    /// Regression (review of issue 18): 4,096 NSM client records with every
+    /// field at its limit passed validation and encoded to 33,845,257
+    /// bytes, and the writer thread panicked on it.
     #[test]
-    fn the_largest_valid_transaction_fits_one_frame() {
-        use crate::model::validate::{MAX_ID_LEN, MAX_OPAQUE_LEN, MAX_TXN_BYTES, MAX_TXN_OPS, MAX_VALUE_LEN};
-        use crate::model::{Delegation, DelegationType, DeletePending, LockKind};
-        let s = |c: char| c.to_string().repeat(MAX_ID_LEN);
-        let lock = crate::model::PersistedLock {
-            id: s('i').into(),
-            share: s('s').into(),
-            file_id: s('f').into(),
-            owner_id: s('o').into(),
-            client_id: s('c').into(),
-            kind: LockKind::Delegation(Delegation {
-                delegation_id: vec![0xFF; MAX_OPAQUE_LEN],
-                delegation_type: DelegationType::Write,
-                breaking: true,
-                recalled: true,
-                revoked: true,
-                is_directory: true,
-                notification_mask: u32::MAX,
-            }),
-            acquired_at: crate::model::Timestamp::from_unix_micros(i64::MIN),
-            server_epoch: u64::MAX,
-        };
-        let mut client = crate::testing::sample::client("c");
-        (client.client_id, client.name, client.principal) = (s('c'), s('n'), s('p'));
-        (client.verifier, client.callback) = (vec![0xFF; MAX_OPAQUE_LEN], vec![0xFF; MAX_OPAQUE_LEN]);
-        let mut handle = crate::testing::sample::handle(0);
-        (handle.id, handle.share, handle.path, handle.user) = (s('i'), s('s'), s('p'), s('u'));
-        handle.file_handle = vec![0xFF; MAX_OPAQUE_LEN];
-        handle.delete_pending = Some(DeletePending { parent_handle: vec![0xFF; MAX_OPAQUE_LEN], file_name: s('n') });
-        let swap = Op::SwapRecord {
-            space: "s".repeat(crate::model::validate::MAX_SPACE_LEN),
-            key: vec![0xFF; crate::model::validate::MAX_KEY_LEN],
-            expected: Some(vec![0xFF; MAX_VALUE_LEN]),
-            value: Some(vec![0xFF; MAX_VALUE_LEN]),
-        };
-        let heavy_ops =
-            [(swap, MAX_TXN_BYTES / (2 * MAX_VALUE_LEN + 1088)), (Op::PutHandle(handle), MAX_TXN_BYTES / 7200)];
-        for (heavy, most) in heavy_ops {
-            for k in [1, most] {
-                for light in [Op::PutLock(lock.clone()), Op::PutClient(client.clone())] {
-                    let mut ops = vec![heavy.clone(); k];
-                    ops.resize(MAX_TXN_OPS, light);
-                    crate::op::validate_batch(&ops).expect("valid");
-                    let mut payload = Vec::new();
-                    encode_commands(&mut payload, &[&Command::Txn(ops)]);
-                    assert!(payload.len() <= MAX_PAYLOAD as usize, "{k} heavy ops: {} bytes", payload.len());
+    fn no_valid_transaction_exceeds_a_frame() {
+        use crate::model::validate::{MAX_TXN_ENCODED, MAX_TXN_OPS};
+        let [lock, client, handle, swap] = <[Op; 4]>::try_from(crate::testing::sample::largest_ops()).unwrap();
+        // The count is the encoding (checked on a short transaction).
+        let few = vec![lock.clone(), client.clone(), handle.clone(), swap.clone()];
+        let mut payload = Vec::new();
+        encode_commands(&mut payload, &[&Command::Txn(few.clone())]);
+        assert_eq!(payload.len(), 1 + crate::op::encoded_len(&few));
+        let (mut accepted, mut refused) = (0, 0);
+        // (heavy op, how many, the op filling up to MAX_TXN_OPS)
+        let mixes = [(&lock, 0, &lock), (&client, 0, &client), (&swap, 15, &lock), (&handle, 290, &lock)];
+        for (heavy, k, light) in mixes.into_iter().chain([(&swap, 15, &client), (&handle, 290, &client)]) {
+            let mut ops = vec![heavy.clone(); k];
+            ops.resize(MAX_TXN_OPS, light.clone());
+            let len = 1 + crate::op::encoded_len(&ops);
+            match crate::op::validate_batch(&ops) {
+                Ok(()) => {
+                    accepted += 1;
+                    assert!(len <= MAX_PAYLOAD as usize, "{k} x {} + {}: {len} bytes", heavy.name(), light.name());
                 }
+                Err(crate::Error::InvalidInput { field: "ops", reason }) => {
+                    refused += 1;
+                    assert!(len > MAX_TXN_ENCODED + 1, "refused a transaction that fits: {reason}");
+                }
+                Err(e) => panic!("unexpected {e}"),
             }
         }
+        assert!(accepted > 0 && refused > 0, "{accepted} accepted, {refused} refused");
     }
 
     #[test]
