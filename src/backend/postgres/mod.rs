@@ -83,6 +83,10 @@ pub struct PostgresLockStore {
     closing: AtomicBool,
     /// The newer epoch that fenced this handle, or [`NOT_FENCED`].
     fenced_by: AtomicU64,
+    /// The store's database and the oid of its `lockwal_meta`, to refuse a
+    /// caller's transaction on another database
+    /// ([`transaction_in`](Self::transaction_in)).
+    identity: (String, u32),
 }
 
 impl std::fmt::Debug for PostgresLockStore {
@@ -100,7 +104,7 @@ impl PostgresLockStore {
     /// `auto_migrate` is set, checks the schema version, and starts the next
     /// epoch (which fences every handle opened before).
     pub async fn open(config: PostgresConfig) -> Result<Self> {
-        let (pool, mut conn) = Self::connect(&config, config.auto_migrate).await?;
+        let (pool, mut conn, identity) = Self::connect(&config, config.auto_migrate).await?;
         let during = "opening the store";
         let tx = conn.transaction().await.map_err(pg_error(during))?;
         tx.batch_execute(sql::OPEN_LOCK).await.map_err(pg_error(during))?;
@@ -110,7 +114,7 @@ impl PostgresLockStore {
         drop(conn);
         let epoch = epoch_from_sql(epoch_sql, during)?;
         tracing::info!(schema = %config.schema, epoch, previous_clean, "lockwal: opened PostgreSQL store");
-        Ok(Self::new(pool, config.schema, epoch, previous_clean, false))
+        Ok(Self::new(pool, config.schema, epoch, previous_clean, false, identity))
     }
 
     /// Opens the store for reading only, as operators' tools do: no epoch
@@ -119,17 +123,17 @@ impl PostgresLockStore {
     /// `previous_shutdown_was_clean()` report the stored epoch and clean
     /// flag as they were at open.
     pub async fn open_read_only(config: PostgresConfig) -> Result<Self> {
-        let (pool, conn) = Self::connect(&config, false).await?;
+        let (pool, conn, identity) = Self::connect(&config, false).await?;
         let during = "opening the store read-only";
         let (epoch_sql, clean) = read_meta(&conn, sql::META, during).await?;
         drop(conn);
         let epoch = epoch_from_sql(epoch_sql, during)?;
-        Ok(Self::new(pool, config.schema, epoch, clean, true))
+        Ok(Self::new(pool, config.schema, epoch, clean, true, identity))
     }
 
     /// The pool and one connection from it, after migrating (when asked)
-    /// and checking the schema version.
-    async fn connect(config: &PostgresConfig, migrate: bool) -> Result<(Pool, Object)> {
+    /// and checking the schema version, and the store's identity.
+    async fn connect(config: &PostgresConfig, migrate: bool) -> Result<(Pool, Object, (String, u32))> {
         if config.pool_size == 0 {
             return Err(Error::InvalidInput { field: "pool_size", reason: "must be at least 1".into() });
         }
@@ -153,10 +157,18 @@ impl PostgresLockStore {
         if found != SCHEMA_VERSION {
             return Err(Error::SchemaVersion { schema: config.schema.clone(), found, expected: SCHEMA_VERSION });
         }
-        Ok((pool, conn))
+        let row = conn.query_one(sql::IDENTITY, &[]).await.map_err(pg_error("connect"))?;
+        Ok((pool, conn, (row.get(0), row.get(1))))
     }
 
-    fn new(pool: Pool, schema: String, epoch: u64, previous_clean: bool, read_only: bool) -> Self {
+    fn new(
+        pool: Pool,
+        schema: String,
+        epoch: u64,
+        previous_clean: bool,
+        read_only: bool,
+        identity: (String, u32),
+    ) -> Self {
         Self {
             pool,
             schema,
@@ -167,6 +179,7 @@ impl PostgresLockStore {
             closed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             fenced_by: AtomicU64::new(NOT_FENCED),
+            identity,
         }
     }
 
