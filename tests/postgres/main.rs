@@ -23,6 +23,7 @@ mod conformance;
 mod connections;
 mod encodings;
 mod fencing;
+mod handles;
 mod migrations;
 
 use async_trait::async_trait;
