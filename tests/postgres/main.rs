@@ -13,13 +13,17 @@
 //!
 //! Files by topic: `fencing.rs` (several nodes, the epoch fence, read-only
 //! opens), `migrations.rs`, `encodings.rs` (exact numerics, rows that do not
-//! decode), `connections.rs` (transactions and the pool, typed errors).
+//! decode), `connections.rs` (transactions and the pool, typed errors),
+//! `handles.rs` (durable handles and records: every field, rows that do not
+//! decode, racing consumers and puts, a random run against the state
+//! machine), `caller.rs` (operations in a caller's own transaction).
 #![cfg(feature = "postgres")]
 
 #[macro_use]
 #[path = "../conformance/mod.rs"]
 mod conformance;
 
+mod caller;
 mod connections;
 mod encodings;
 mod fencing;

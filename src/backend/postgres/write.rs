@@ -247,8 +247,10 @@ impl PostgresLockStore {
         let during = "caller transaction";
         let txn = Txn::caller(tx, during);
         // The schema name is a plain identifier (config::validate_schema).
+        // pg_temp last: a temporary table of the caller's session with the
+        // name of one of the store's must not stand in for it.
         let shown = tx
-            .simple_query(&format!("SHOW search_path; SET LOCAL search_path TO {}", self.schema))
+            .simple_query(&format!("SHOW search_path; SET LOCAL search_path TO {}, pg_temp", self.schema))
             .await
             .map_err(pg_error(during))?;
         let caller_path = shown
@@ -262,7 +264,12 @@ impl PostgresLockStore {
                 sqlstate: None,
                 message: "SHOW search_path returned no row".into(),
             })?;
-        let row = tx.query_one(&txn.prepare(sql::CALLER_FENCE).await?, &[]).await.map_err(pg_error(during))?;
+        let row = tx.query_typed(sql::CALLER_FENCE, &[]).await.map_err(pg_error(during))?;
+        let row = row.first().ok_or_else(|| Error::Postgres {
+            during,
+            sqlstate: None,
+            message: "lockwal_meta has no row".into(),
+        })?;
         let (current, clean, database, meta): (i64, bool, String, u32) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
         if (database.as_str(), meta) != (self.identity.0.as_str(), self.identity.1) {
