@@ -203,7 +203,8 @@ async fn a_refused_operation_aborts_the_caller_transaction() {
     let mut client = caller(&scratch).await;
     let mut conflicting = sample::handle(8);
     conflicting.file_id = sample::handle(7).file_id;
-    let refusals: [(Op, fn(&Error) -> bool); 3] = [
+    type Expected = fn(&Error) -> bool;
+    let refusals: [(Op, Expected); 3] = [
         (Op::DeleteLock { id: "missing".into() }, |e| matches!(e, Error::NotFound { entity: Entity::Lock, .. })),
         (Op::SwapRecord { space: "dir".into(), key: b"k".to_vec(), expected: Some(b"x".to_vec()), value: None }, |e| {
             matches!(e, Error::ConditionFailed { reason: "the record is absent", .. })

@@ -447,6 +447,61 @@ async fn a_put_racing_an_uncommitted_put_of_its_key_is_a_handle_conflict() {
     }
 }
 
+/// Compare-and-set under a race: a swap in a caller's transaction that has
+/// not committed holds the record (or, for an absent one, its key); a
+/// second swap expecting what the first expected waits, then fails with
+/// the reason the state machine gives after the first (the record exists,
+/// or holds another value), or succeeds when the first rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swap_racing_an_uncommitted_swap_fails_as_after_it() {
+    let Some(scratch) = Scratch::new() else { return };
+    let store = Arc::new(scratch.open().await);
+    let mut caller = caller_client(&scratch).await;
+    let swap = |key: &[u8], expected: Option<&[u8]>, value: Option<&[u8]>| Op::SwapRecord {
+        space: "dir".into(),
+        key: key.to_vec(),
+        expected: expected.map(<[u8]>::to_vec),
+        value: value.map(<[u8]>::to_vec),
+    };
+    // (key, value before, the first swap's new value, reason the second fails)
+    let cases: [(&[u8], Option<&[u8]>, Option<&[u8]>, &str); 3] = [
+        (b"absent", None, Some(b"v1"), "the record exists"),
+        (b"present", Some(b"v0"), Some(b"v1"), "the record holds another value"),
+        (b"removed", Some(b"v0"), None, "the record is absent"),
+    ];
+    for (key, before, first_value, reason) in cases {
+        for commit in [true, false] {
+            if let Some(v) = before {
+                store.put_record("dir", key, v).await.unwrap();
+            }
+            let tx = caller.transaction().await.unwrap();
+            store.transaction_in(&tx, vec![swap(key, before, first_value)]).await.unwrap();
+            let racer = {
+                let (store, op) = (Arc::clone(&store), swap(key, before, Some(b"v2")));
+                tokio::spawn(async move { store.transaction(vec![op]).await })
+            };
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(!racer.is_finished(), "{reason}: the second swap waits for the first");
+            let what = format!("{:?} commit {commit}", String::from_utf8_lossy(key));
+            if commit {
+                tx.commit().await.unwrap();
+                match racer.await.unwrap() {
+                    Err(Error::ConditionFailed { reason: r, space, key: k }) => {
+                        assert_eq!((r, space.as_str(), k.as_slice()), (reason, "dir", key), "{what}")
+                    }
+                    other => panic!("{what}: expected ConditionFailed, got {other:?}"),
+                }
+                assert_eq!(store.get_record("dir", key).await.unwrap().as_deref(), first_value, "{what}");
+            } else {
+                tx.rollback().await.unwrap();
+                racer.await.unwrap().unwrap_or_else(|e| panic!("{what}: {e:?}"));
+                assert_eq!(store.get_record("dir", key).await.unwrap().as_deref(), Some(&b"v2"[..]), "{what}");
+            }
+            let _ = store.delete_record("dir", key).await;
+        }
+    }
+}
+
 /// A small deterministic generator (xorshift).
 struct Rng(u64);
 
@@ -525,16 +580,16 @@ fn random_op(rng: &mut Rng) -> Op {
     let maybe_value = |rng: &mut Rng| rng.chance(70).then(|| rng.pick(&values).clone());
     match rng.below(13) {
         0..=2 => Op::PutHandle(random_handle(rng)),
-        2 => Op::DeleteHandle { id: rng.pick(&IDS).to_string() },
-        3 => Op::ConsumeHandleByFileId { file_id: key16(rng.below(FILE_IDS), 0xF1) },
-        4 => Op::ConsumeHandleByCreateGuid { create_guid: key16(rng.below(GUIDS), 0xC6) },
-        5 => Op::ExpireHandles { now: Timestamp::from_unix_micros(rng.below(2000) as i64) },
-        6 | 7 => Op::PutRecord {
+        3 => Op::DeleteHandle { id: rng.pick(&IDS).to_string() },
+        4 => Op::ConsumeHandleByFileId { file_id: key16(rng.below(FILE_IDS), 0xF1) },
+        5 => Op::ConsumeHandleByCreateGuid { create_guid: key16(rng.below(GUIDS), 0xC6) },
+        6 => Op::ExpireHandles { now: Timestamp::from_unix_micros(rng.below(2000) as i64) },
+        7 | 8 => Op::PutRecord {
             space: rng.pick(&SPACES).to_string(),
             key: rng.pick(&keys).clone(),
             value: rng.pick(&values).clone(),
         },
-        8 | 9 => Op::DeleteRecord { space: rng.pick(&SPACES).to_string(), key: rng.pick(&keys).clone() },
+        9 => Op::DeleteRecord { space: rng.pick(&SPACES).to_string(), key: rng.pick(&keys).clone() },
         _ => Op::SwapRecord {
             space: rng.pick(&SPACES).to_string(),
             key: rng.pick(&keys).clone(),

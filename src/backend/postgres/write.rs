@@ -1,8 +1,9 @@
 //! The write path: a single operation as one fenced autocommit statement,
 //! several as one fenced transaction (run again whole after a deadlock),
-//! operations inside a caller's own transaction, and each operation's
-//! statements inside a transaction ([`PostgresLockStore::apply`], which the
-//! last two share).
+//! several inside a caller's own transaction
+//! ([`PostgresLockStore::transaction_in`]), and each operation's statements
+//! inside a transaction (`apply`, which the last two share through
+//! [`Txn`]).
 
 use super::PostgresLockStore;
 use super::codec::{ClientParams, HandleParams, LockParams, client_kind_text, decode_handle, decode_lock};
@@ -19,14 +20,14 @@ use tokio_postgres::{Row, Statement, Transaction};
 
 /// Attempts of a transaction that deadlocks or fails to serialize, and of a
 /// durable-handle put that loses a race (see [`sql::PUT_HANDLE`]).
-pub(super) const TXN_ATTEMPTS: usize = 5;
+const TXN_ATTEMPTS: usize = 5;
 
 /// A transaction the operations run in, and where its statements are
 /// prepared.
-pub(super) struct Txn<'a, 't> {
-    pub(super) tx: &'a Transaction<'t>,
+struct Txn<'a, 't> {
+    tx: &'a Transaction<'t>,
     statements: Statements<'a>,
-    pub(super) during: &'static str,
+    during: &'static str,
 }
 
 enum Statements<'a> {
@@ -42,16 +43,16 @@ enum Statements<'a> {
 
 impl<'a, 't> Txn<'a, 't> {
     /// A transaction on a pooled connection.
-    pub(super) fn pooled(tx: &'a deadpool_postgres::Transaction<'t>, during: &'static str) -> Self {
+    fn pooled(tx: &'a deadpool_postgres::Transaction<'t>, during: &'static str) -> Self {
         Self { tx, statements: Statements::Pooled(&tx.statement_cache), during }
     }
 
     /// A caller's transaction.
-    pub(super) fn caller(tx: &'a Transaction<'t>, during: &'static str) -> Self {
+    fn caller(tx: &'a Transaction<'t>, during: &'static str) -> Self {
         Self { tx, statements: Statements::Caller(Mutex::new(HashMap::new())), during }
     }
 
-    pub(super) async fn prepare(&self, text: &'static str) -> Result<Statement> {
+    async fn prepare(&self, text: &'static str) -> Result<Statement> {
         match &self.statements {
             Statements::Pooled(cache) => cache.prepare(self.tx.client(), text).await.map_err(pg_error(self.during)),
             Statements::Caller(cache) => {
@@ -205,8 +206,16 @@ impl PostgresLockStore {
     /// every open.
     ///
     /// The operations run with `search_path` set to the store's schema
-    /// (`SET LOCAL`), exactly as on the store's own connections, and the
-    /// caller's `search_path` is restored before the call returns `Ok`.
+    /// (`SET LOCAL search_path TO <schema>, pg_temp`): the very statements
+    /// of the store's own connections, resolved the same way (tables,
+    /// functions and operators alike), with a temporary table of the
+    /// caller's session never standing in for one of the store's. The
+    /// caller's `search_path` is restored before the call returns `Ok`, so
+    /// its own statements after the call resolve as before.
+    ///
+    /// `tx` is a `tokio_postgres` transaction of the version this crate
+    /// re-exports ([`super::tokio_postgres`]); a
+    /// `deadpool_postgres::Transaction` derefs to one.
     ///
     /// # Errors
     ///
@@ -221,10 +230,12 @@ impl PostgresLockStore {
     /// `Ok`). A caller that wants to carry on after a refused operation runs
     /// this in a savepoint of its own and rolls back to it. A deadlock or
     /// serialization failure (`Error::Postgres` with SQLSTATE `40P01` or
-    /// `40001`) means: run the whole transaction again. Connections other
-    /// than the store's are not checked for a configuration of its own:
-    /// one that reaches another database fails with [`Error::InvalidInput`]
-    /// (`field: "transaction"`).
+    /// `40001`, the latter also for a durable-handle put that keeps losing
+    /// races, or any under `REPEATABLE READ`) means: run the whole
+    /// transaction again. A transaction on another database than the
+    /// store's (told by the database name and the oid of its
+    /// `lockwal_meta`) fails with [`Error::InvalidInput`] (`field:
+    /// "transaction"`).
     ///
     /// [`transaction`]: crate::LockStore::transaction
     pub async fn transaction_in(&self, tx: &Transaction<'_>, ops: Vec<Op>) -> Result<Vec<Outcome>> {
@@ -338,7 +349,7 @@ impl PostgresLockStore {
 
     /// Every operation in order inside a fenced transaction; stops at the
     /// first that fails.
-    pub(super) async fn apply_all(&self, txn: &Txn<'_, '_>, ops: &[Op]) -> Result<Vec<Outcome>> {
+    async fn apply_all(&self, txn: &Txn<'_, '_>, ops: &[Op]) -> Result<Vec<Outcome>> {
         let mut outcomes = Vec::with_capacity(ops.len());
         for op in ops {
             outcomes.push(self.apply(txn, op).await?);
