@@ -290,3 +290,31 @@ async fn a_caller_transaction_on_another_database_is_refused() {
     assert!(!result.1, "nothing written to the other database's store");
     assert_ops_applied(&store, false, "the store's own database").await;
 }
+
+/// Any isolation level: under REPEATABLE READ the operations commit with
+/// the caller's statements, and an open by another node after the
+/// transaction took its snapshot (but before the fence) is a serialization
+/// failure (`40001`: run the transaction again), never a write that lands
+/// behind the fence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeatable_read_caller_transaction_is_fenced_by_serialization() {
+    let Some(scratch) = Scratch::new() else { return };
+    let store = scratch.open().await;
+    let mut client = caller(&scratch).await;
+    let tx = client.build_transaction().isolation_level(tokio_postgres::IsolationLevel::RepeatableRead).start().await;
+    let tx = tx.unwrap();
+    tx.execute("INSERT INTO app_files VALUES ('a.txt')", &[]).await.unwrap();
+    store.transaction_in(&tx, ops()).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_ops_applied(&store, true, "repeatable read").await;
+
+    let tx = client.build_transaction().isolation_level(tokio_postgres::IsolationLevel::RepeatableRead).start().await;
+    let tx = tx.unwrap();
+    tx.execute("INSERT INTO app_files VALUES ('b.txt')", &[]).await.unwrap();
+    let other = scratch.open().await;
+    let result = store.transaction_in(&tx, vec![Op::DeleteLock { id: "l1".into() }]).await;
+    assert!(matches!(&result, Err(Error::Postgres { sqlstate: Some(code), .. }) if code == "40001"), "{result:?}");
+    tx.rollback().await.unwrap();
+    assert_eq!(app_files(&client).await, ["a.txt"]);
+    assert!(other.get_lock("l1").await.is_ok(), "the delete did not land");
+}

@@ -29,6 +29,30 @@
 //! a fenced handle. See DESIGN.md, "PostgreSQL backend", for the schema, the
 //! encodings and the decisions.
 //!
+//! # Operations in the caller's transaction
+//!
+//! A server whose own metadata lives in the same PostgreSQL database can
+//! commit it and lock-state operations in one transaction with
+//! [`PostgresLockStore::transaction_in`], fenced like every write:
+//!
+//! ```no_run
+//! use lockwal::backend::postgres::{PostgresLockStore, tokio_postgres};
+//! use lockwal::Op;
+//! # async fn f(store: &PostgresLockStore, client: &mut tokio_postgres::Client, ops: Vec<Op>)
+//! #     -> Result<(), Box<dyn std::error::Error>> {
+//! let tx = client.transaction().await?;
+//! tx.execute("DELETE FROM files WHERE name = $1", &[&"a.txt"]).await?;
+//! match store.transaction_in(&tx, ops).await {
+//!     Ok(_outcomes) => tx.commit().await?,
+//!     // Fenced, refused or failed: nothing of either may commit.
+//!     Err(e) => {
+//!         tx.rollback().await?;
+//!         return Err(e.into());
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! TLS is not built in: the pool connects without TLS (`sslmode=require`
 //! fails); use a loopback or otherwise trusted network, or a local proxy.
 //!
@@ -37,7 +61,8 @@
 //! statement), `codec.rs` (statement parameters from the model, rows back
 //! to it), `numeric.rs` (the exact `u64` codec), `migrate.rs` (the embedded
 //! migrations), this file (the handle, open and the fence), `write.rs` (the
-//! write path) and `store.rs` (the [`LockStore`] implementation).
+//! write path, a caller's transaction included) and `store.rs` (the
+//! [`LockStore`] implementation).
 
 mod codec;
 mod config;

@@ -1,8 +1,9 @@
 //! The SQL text of every statement the backend prepares.
 //!
 //! Names are unqualified: every connection of a store sets `search_path` to
-//! the store's schema when it connects, so one text serves every schema and
-//! is prepared once per connection.
+//! the store's schema when it connects (and `transaction_in` sets it with
+//! `SET LOCAL` inside a caller's transaction), so one text serves every
+//! schema and is prepared once per connection.
 //!
 //! Two forms exist for each single-operation write:
 //!
@@ -452,5 +453,17 @@ mod tests {
             s
         });
         assert!(Delete::LocksByFile.fenced().contains("DELETE FROM lockwal_locks WHERE file_id = $2::bytea"));
+        assert!(Delete::Handle.fenced().contains("DELETE FROM lockwal_handles WHERE id = $2::bytea"));
+        assert_eq!(HANDLE_COLUMNS[handle_param("file_id") - 1].0, "file_id");
+        assert!(PUT_HANDLE.contains("file_id = $2::bytea OR create_guid = $15::bytea"));
+        assert!(PUT_HANDLE.contains("$30::numeric") && !PUT_HANDLE.contains("$31") && !PUT_HANDLE.contains("fence"));
+        assert!(PUT_HANDLE_FENCED.contains("WHERE epoch = $31 AND NOT clean FOR SHARE"));
+        assert!(PUT_HANDLE_FENCED.contains("SELECT EXISTS (SELECT FROM fence), (SELECT id FROM holder)"));
+        assert!(PUT_RECORD_FENCED.contains("WHERE epoch = $4 AND NOT clean FOR SHARE"));
+        assert_eq!(
+            Take::Expired.plain(),
+            format!("DELETE FROM lockwal_handles WHERE expires_at < $1::bigint RETURNING {}", *HANDLE_SELECT)
+        );
+        assert!(!HANDLE_SELECT.contains("expires_at"), "derived, never written or decoded");
     }
 }
