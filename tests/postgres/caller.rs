@@ -167,6 +167,7 @@ async fn a_caller_transaction_fenced_after_begin_fails_and_writes_nothing() {
 async fn an_open_waits_for_a_caller_transaction_that_took_the_fence() {
     let Some(scratch) = Scratch::new() else { return };
     let mut client = caller(&scratch).await;
+    let holder = backend_pid(&client).await;
     for with_ops in [true, false] {
         let store = scratch.open().await;
         let ours = store.epoch().await.unwrap();
@@ -178,7 +179,7 @@ async fn an_open_waits_for_a_caller_transaction_that_took_the_fence() {
         assert_eq!(outcomes.len(), usize::from(with_ops));
         let config = scratch.config();
         let opening = tokio::spawn(async move { PostgresLockStore::open(config).await });
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        wait_blocked_by(&scratch, holder).await;
         assert!(!opening.is_finished(), "with ops {with_ops}: the open waits for the caller's transaction");
         tx.commit().await.unwrap();
         let other = opening.await.unwrap().unwrap();

@@ -346,6 +346,7 @@ async fn a_consume_waits_for_an_uncommitted_one_then_finds_nothing() {
     let Some(scratch) = Scratch::new() else { return };
     let store = Arc::new(scratch.open().await);
     let mut caller = caller_client(&scratch).await;
+    let holder = backend_pid(&caller).await;
     let mut second = caller_client(&scratch).await;
     for (n, path) in [Path::Single, Path::Multi, Path::Caller].into_iter().enumerate() {
         for commit in [true, false] {
@@ -360,7 +361,7 @@ async fn a_consume_waits_for_an_uncommitted_one_then_finds_nothing() {
                 let mut client = std::mem::replace(&mut second, caller_client(&scratch).await);
                 tokio::spawn(async move { consume(&store, &mut client, path, op).await })
             };
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            wait_blocked_by(&scratch, holder).await;
             assert!(!racer.is_finished(), "{path:?}: the second consume waits for the first");
             if commit {
                 tx.commit().await.unwrap();
@@ -386,6 +387,7 @@ async fn a_put_racing_an_uncommitted_put_of_its_key_is_a_handle_conflict() {
     let Some(scratch) = Scratch::new() else { return };
     let store = Arc::new(scratch.open().await);
     let mut caller = caller_client(&scratch).await;
+    let holder = backend_pid(&caller).await;
     let mut round = 0;
     for path in [Path::Single, Path::Multi, Path::Caller] {
         for field in ["file_id", "create_guid"] {
@@ -420,7 +422,7 @@ async fn a_put_racing_an_uncommitted_put_of_its_key_is_a_handle_conflict() {
                         }
                     })
                 };
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                wait_blocked_by(&scratch, holder).await;
                 assert!(!racer.is_finished(), "{path:?} {field}: the second put waits for the first");
                 let what = format!("{path:?}, {field}, commit {commit}");
                 if commit {
@@ -457,6 +459,7 @@ async fn a_swap_racing_an_uncommitted_swap_fails_as_after_it() {
     let Some(scratch) = Scratch::new() else { return };
     let store = Arc::new(scratch.open().await);
     let mut caller = caller_client(&scratch).await;
+    let holder = backend_pid(&caller).await;
     let swap = |key: &[u8], expected: Option<&[u8]>, value: Option<&[u8]>| Op::SwapRecord {
         space: "dir".into(),
         key: key.to_vec(),
@@ -464,7 +467,8 @@ async fn a_swap_racing_an_uncommitted_swap_fails_as_after_it() {
         value: value.map(<[u8]>::to_vec),
     };
     // (key, value before, the first swap's new value, reason the second fails)
-    let cases: [(&[u8], Option<&[u8]>, Option<&[u8]>, &str); 3] = [
+    type Case<'a> = (&'a [u8], Option<&'a [u8]>, Option<&'a [u8]>, &'a str);
+    let cases: [Case; 3] = [
         (b"absent", None, Some(b"v1"), "the record exists"),
         (b"present", Some(b"v0"), Some(b"v1"), "the record holds another value"),
         (b"removed", Some(b"v0"), None, "the record is absent"),
@@ -480,7 +484,7 @@ async fn a_swap_racing_an_uncommitted_swap_fails_as_after_it() {
                 let (store, op) = (Arc::clone(&store), swap(key, before, Some(b"v2")));
                 tokio::spawn(async move { store.transaction(vec![op]).await })
             };
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            wait_blocked_by(&scratch, holder).await;
             assert!(!racer.is_finished(), "{reason}: the second swap waits for the first");
             let what = format!("{:?} commit {commit}", String::from_utf8_lossy(key));
             if commit {
