@@ -119,6 +119,52 @@ async fn every_handle_field_round_trips_exactly() {
     assert_eq!(store.list_handles(&HandleQuery::All).await.unwrap(), sorted);
 }
 
+/// Every handle and record write path (the one-statement puts and deletes,
+/// the consumes, the expiry and the swap as transactions, a caller's
+/// transaction) checks the epoch in the database itself: each stale handle
+/// here has never been refused before, so only the database can tell it
+/// that it was replaced. Nothing any of them tried is visible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_handle_and_record_write_path_checks_the_epoch_in_the_database() {
+    let Some(scratch) = Scratch::new() else { return };
+    let setup = scratch.open().await;
+    let h = sample::handle(1);
+    setup.put_handle(h.clone()).await.unwrap();
+    setup.put_record("dir", b"k", b"v").await.unwrap();
+    let mut stale = Vec::new();
+    for _ in 0..9 {
+        stale.push(scratch.open().await);
+    }
+    let current = scratch.open().await;
+    let now = current.epoch().await.unwrap();
+    let mut client = caller_client(&scratch).await;
+    let tx = client.transaction().await.unwrap();
+    let attempts = [
+        Op::PutHandle(sample::handle(2)),
+        Op::DeleteHandle { id: h.id.clone() },
+        Op::ConsumeHandleByFileId { file_id: h.file_id },
+        Op::ConsumeHandleByCreateGuid { create_guid: h.create_guid.unwrap() },
+        Op::ExpireHandles { now: Timestamp::from_unix_micros(i64::MAX) },
+        Op::PutRecord { space: "dir".into(), key: b"new".to_vec(), value: vec![] },
+        Op::DeleteRecord { space: "dir".into(), key: b"k".to_vec() },
+        Op::SwapRecord { space: "dir".into(), key: b"k".to_vec(), expected: Some(b"v".to_vec()), value: None },
+    ];
+    for (store, op) in stale.iter().zip(attempts) {
+        let ours = store.epoch().await.unwrap();
+        assert_fenced(store.transaction(vec![op]).await, ours, now);
+    }
+    let last = &stale[8];
+    assert_fenced(
+        last.transaction_in(&tx, vec![Op::PutHandle(sample::handle(3))]).await,
+        last.epoch().await.unwrap(),
+        now,
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(current.list_handles(&HandleQuery::All).await.unwrap(), vec![h]);
+    let records = current.scan_records("dir", &RecordScan::all(10)).await.unwrap();
+    assert_eq!(records, vec![Record { key: b"k".to_vec(), value: b"v".to_vec() }]);
+}
+
 /// A handle row that does not fit the model (bytes that are not UTF-8, a
 /// lease with a part missing once its constraint is gone) is a decoding
 /// error naming the table, the handle and the column, on every read.
