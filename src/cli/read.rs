@@ -335,6 +335,8 @@ fn verify_json(r: &VerifyReport) -> Value {
         "epoch": r.replayed.as_ref().map(|x| x.epoch),
         "locks": r.replayed.as_ref().map(|x| x.locks),
         "clients": r.replayed.as_ref().map(|x| x.clients),
+        "handles": r.replayed.as_ref().map(|x| x.handles),
+        "keyspace_records": r.replayed.as_ref().map(|x| x.keyspace_records),
         "clean_shutdown": r.replayed.as_ref().map(|x| x.clean_shutdown),
         "snapshots": r.snapshots.iter().map(|s| json!({
             "file": s.path,
@@ -350,6 +352,8 @@ fn verify_json(r: &VerifyReport) -> Value {
             "last_lsn": plan.after.as_ref().map(|a| a.last_lsn),
             "locks": plan.after.as_ref().map(|a| a.locks),
             "clients": plan.after.as_ref().map(|a| a.clients),
+            "handles": plan.after.as_ref().map(|a| a.handles),
+            "keyspace_records": plan.after.as_ref().map(|a| a.keyspace_records),
             "records_dropped": plan.records_dropped(),
             "snapshots_dropped": plan.snapshots_dropped(),
             "loss": plan.loss(),
@@ -388,12 +392,14 @@ pub(super) fn verify(dir: &Path, json: bool) -> CliResult {
         }
         if let Some(r) = &report.replayed {
             out(format_args!(
-                "intact: replays {} log record(s) to LSN {}: epoch {}, {} lock(s), {} client(s), clean shutdown: {}",
+                "intact: replays {} log record(s) to LSN {}: epoch {}, {} lock(s), {} client(s), {} handle(s), {} record(s), clean shutdown: {}",
                 r.records,
                 r.last_lsn,
                 r.epoch,
                 r.locks,
                 r.clients,
+                r.handles,
+                r.keyspace_records,
                 if r.clean_shutdown { "yes" } else { "no" }
             ))?;
         }
@@ -401,10 +407,12 @@ pub(super) fn verify(dir: &Path, json: bool) -> CliResult {
             && let Some(after) = &plan.after
         {
             out(format_args!(
-                "recoverable: `lockwal repair` would keep the log to LSN {}: {} lock(s), {} client(s); {}",
+                "recoverable: `lockwal repair` would keep the log to LSN {}: {} lock(s), {} client(s), {} handle(s), {} record(s); {}",
                 after.last_lsn,
                 after.locks,
                 after.clients,
+                after.handles,
+                after.keyspace_records,
                 plan.loss().unwrap_or_else(|| "it drops only the damaged bytes".into())
             ))?;
         }

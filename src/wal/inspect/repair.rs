@@ -127,10 +127,14 @@ impl RepairPlan {
             parts.push(format!("{records} valid log record(s) after the damage"));
         }
         for s in &snapshots {
-            parts.push(format!("the snapshot {} (every lock and client it holds)", s.display()));
+            parts
+                .push(format!("the snapshot {} (every lock, client, durable handle and record it holds)", s.display()));
         }
         let after = self.after.as_ref().map_or(String::new(), |a| {
-            format!("; the repaired store would hold {} lock(s) and {} client(s)", a.locks, a.clients)
+            format!(
+                "; the repaired store would hold {} lock(s), {} client(s), {} durable handle(s) and {} record(s)",
+                a.locks, a.clients, a.handles, a.keyspace_records
+            )
         });
         Some(format!("it would drop {}{after}", parts.join(" and ")))
     }
