@@ -149,6 +149,35 @@ fn a_version_2_snapshot_loads_and_cannot_hold_handles() {
     assert!(damage.reason.contains("unknown entry tag"), "{}", damage.reason);
 }
 
+/// A handle entry whose length is longer than its MessagePack value is
+/// damage at the entry (review of issue 18: `from_slice` ignored the
+/// bytes after the value).
+#[test]
+fn a_handle_entry_longer_than_its_value_is_damage() {
+    let mut state = State::new();
+    state.apply(&Command::Open { epoch: 1 }).unwrap();
+    state.apply(&Command::Txn(vec![Op::PutHandle(sample::handle(1))])).unwrap();
+    let file = encode(&state, 2);
+    let packed = rmp_serde::to_vec(&sample::handle(1)).unwrap();
+    let at = file.windows(packed.len()).position(|w| w == packed.as_slice()).expect("the handle's bytes");
+    // The entry: tag at `at - 5`, length at `at - 4`. One byte more in
+    // both the length and the block (a zero after the value).
+    let mut bad = file[..at + packed.len()].to_vec();
+    bad.push(0);
+    bad.extend_from_slice(&file[at + packed.len()..]);
+    bad[at - 4..at].copy_from_slice(&(packed.len() as u32 + 1).to_le_bytes());
+    let block_at = SNAPSHOT_HEADER_LEN;
+    let len = u32_at(&bad, block_at) + 1;
+    bad[block_at..block_at + 4].copy_from_slice(&len.to_le_bytes());
+    let padded = (block_at + BLOCK_HEADER_LEN + len as usize).next_multiple_of(8);
+    bad.truncate(padded.max(block_at + BLOCK_HEADER_LEN + len as usize));
+    bad.resize(padded, 0);
+    fix_block_crc(&mut bad, block_at + BLOCK_HEADER_LEN);
+    let damage = decode_snapshot(&bad).map(|_| ()).unwrap_err();
+    assert_eq!(damage.offset, (at - 5) as u64, "{}", damage.reason);
+    assert!(damage.reason.contains("1 bytes after the value"), "{}", damage.reason);
+}
+
 #[test]
 fn snapshot_names_round_trip() {
     assert_eq!(parse_snapshot_name(&snapshot_name(42)), Some(42));
