@@ -372,7 +372,7 @@ fn insert_record(state: &mut State, space: &str, key: &[u8], value: Vec<u8>) -> 
     if state.records.get(space, key).is_some() {
         return Err(RestoreError::DuplicateRecord(space.to_owned(), key.to_vec()));
     }
-    state.records.set(space, key, Some(value));
+    state.records.set(space, key, Some(value.into()));
     Ok(())
 }
 
