@@ -21,6 +21,14 @@ pub(crate) struct Handles {
     by_expiry: BTreeSet<(Timestamp, Arc<str>)>,
 }
 
+/// Why [`Handles::build`] refused a handle.
+pub(crate) enum BuildError {
+    /// A second handle with this id.
+    DuplicateId(String),
+    /// The handle `id` has the file id or create GUID of an earlier one.
+    Conflict(String, Conflict),
+}
+
 /// Which unique key of a handle another handle holds.
 pub(crate) struct Conflict {
     pub(crate) field: &'static str,
@@ -88,6 +96,66 @@ impl Handles {
         }
         let guid = handle.create_guid.and_then(|g| other(self.by_guid.get(&g)));
         guid.map(|holder| Conflict { field: "create_guid", holder })
+    }
+
+    /// The handles of a snapshot, in file order, with every index built at
+    /// once: the checks [`Handles::insert`]'s callers make (a repeated id,
+    /// a file id or create GUID an earlier handle holds) in file order, so
+    /// the first refusal is the one inserting them one by one would meet;
+    /// then the ordered indexes built from sorted runs instead of one
+    /// insertion each. `Err` names the refused handle by its position.
+    pub(crate) fn build(handles: Vec<DurableHandle>) -> Result<Handles, (usize, BuildError)> {
+        let n = handles.len();
+        let mut ids: std::collections::HashSet<&str> = std::collections::HashSet::with_capacity(n);
+        let mut file_ids: HashMap<FileId, usize> = HashMap::with_capacity(n);
+        let mut guids: HashMap<Guid, usize> = HashMap::with_capacity(n);
+        for (i, h) in handles.iter().enumerate() {
+            if !ids.insert(&h.id) {
+                return Err((i, BuildError::DuplicateId(h.id.clone())));
+            }
+            let clash = |field, holder: usize| {
+                (i, BuildError::Conflict(h.id.clone(), Conflict { field, holder: handles[holder].id.clone() }))
+            };
+            if let Some(&holder) = file_ids.get(&h.file_id) {
+                return Err(clash("file_id", holder));
+            }
+            if let Some(holder) = h.create_guid.and_then(|g| guids.get(&g).copied()) {
+                return Err(clash("create_guid", holder));
+            }
+            file_ids.insert(h.file_id, i);
+            if let Some(g) = h.create_guid {
+                guids.insert(g, i);
+            }
+        }
+        drop((ids, file_ids, guids));
+        let mut built = Handles::default();
+        built.by_file_id.reserve(n);
+        built.by_guid.reserve(n);
+        let (mut app, mut file_handle, mut share, mut expiry) =
+            (Vec::new(), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut by_id = Vec::with_capacity(n);
+        for handle in handles {
+            let id: Arc<str> = Arc::from(handle.id.as_str());
+            built.by_file_id.insert(handle.file_id, id.clone());
+            if let Some(guid) = handle.create_guid {
+                built.by_guid.insert(guid, id.clone());
+            }
+            if let Some(a) = handle.app_instance_id {
+                app.push((a, id.clone()));
+            }
+            file_handle.push((handle.file_handle.clone(), id.clone()));
+            share.push((handle.share.clone(), id.clone()));
+            expiry.push((self::expiry(&handle), id.clone()));
+            by_id.push((id, Arc::new(handle)));
+        }
+        // `from_iter` sorts (a sorted run costs one pass) and builds each
+        // tree bottom up.
+        built.by_id = by_id.into_iter().collect();
+        built.by_app = app.into_iter().collect();
+        built.by_file_handle = file_handle.into_iter().collect();
+        built.by_share = share.into_iter().collect();
+        built.by_expiry = expiry.into_iter().collect();
+        Ok(built)
     }
 
     /// Inserts `handle` (its unique keys free, see [`Handles::conflict`]),

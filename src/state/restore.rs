@@ -54,7 +54,9 @@ pub(crate) struct Part {
     chunk: Vec<Option<Slot>>,
     refs: [Vec<u32>; 4],
     clients: Vec<ClientRecord>,
-    handles: Vec<DurableHandle>,
+    /// The durable handles with their offsets, in file order (indexed at
+    /// once in [`Restorer::finish`]).
+    handles: Vec<(usize, DurableHandle)>,
     records: Vec<(String, Vec<u8>, Vec<u8>)>,
 }
 
@@ -106,8 +108,15 @@ pub(crate) enum FinishError {
     DuplicateId,
     /// Two client records of a forked restore have the same client id.
     DuplicateClient,
-    /// Two durable handles or records of a forked restore clash.
+    /// Two records of a forked restore clash.
     DuplicateExtra,
+    /// The entry at `at` does not restore.
+    Entry {
+        /// Its offset.
+        at: usize,
+        /// Why.
+        error: RestoreError,
+    },
 }
 
 impl Part {
@@ -172,10 +181,10 @@ impl Part {
         self.clients.push(record);
     }
 
-    /// Adds a durable handle (checked against the others in
-    /// [`Restorer::finish`]).
-    pub(crate) fn add_handle(&mut self, handle: DurableHandle) {
-        self.handles.push(handle);
+    /// Adds a durable handle found at offset `at` (checked against the
+    /// others in [`Restorer::finish`]).
+    pub(crate) fn add_handle(&mut self, at: usize, handle: DurableHandle) {
+        self.handles.push((at, handle));
     }
 
     /// Adds a record (checked against the others in [`Restorer::finish`]).
@@ -222,9 +231,10 @@ impl Restorer {
         }
     }
 
-    /// Adds a durable handle.
-    pub(crate) fn add_handle(&mut self, handle: DurableHandle) -> std::result::Result<(), RestoreError> {
-        insert_handle(&mut self.state, handle)
+    /// Adds a durable handle found at offset `at` (checked in
+    /// [`Restorer::finish`], where every handle is indexed at once).
+    pub(crate) fn add_handle(&mut self, at: usize, handle: DurableHandle) {
+        self.part.add_handle(at, handle);
     }
 
     /// Adds a record.
@@ -239,7 +249,7 @@ impl Restorer {
 
     /// Number of durable handles so far.
     pub(crate) fn handles(&self) -> usize {
-        self.state.handles.len() + self.part.handles.len()
+        self.part.handles.len()
     }
 
     /// Number of records so far.
@@ -319,9 +329,16 @@ impl Restorer {
                 return Err(FinishError::DuplicateClient);
             }
         }
-        for handle in handles {
-            insert_handle(&mut state, handle).map_err(|_| FinishError::DuplicateExtra)?;
-        }
+        let (offsets, handles): (Vec<usize>, Vec<DurableHandle>) = handles.into_iter().unzip();
+        state.handles = super::handles::Handles::build(handles).map_err(|(i, e)| {
+            let error = match e {
+                super::handles::BuildError::DuplicateId(id) => RestoreError::DuplicateHandle(id),
+                super::handles::BuildError::Conflict(id, c) => {
+                    RestoreError::HandleConflict { id, field: c.field, holder: c.holder }
+                }
+            };
+            FinishError::Entry { at: offsets[i], error }
+        })?;
         for (space, key, value) in records {
             insert_record(&mut state, &space, &key, value).map_err(|_| FinishError::DuplicateExtra)?;
         }
@@ -355,17 +372,6 @@ impl Restorer {
         }
         Ok(state)
     }
-}
-
-fn insert_handle(state: &mut State, handle: DurableHandle) -> std::result::Result<(), RestoreError> {
-    if state.handles.get(&handle.id).is_some() {
-        return Err(RestoreError::DuplicateHandle(handle.id));
-    }
-    if let Some(c) = state.handles.conflict(&handle) {
-        return Err(RestoreError::HandleConflict { id: handle.id, field: c.field, holder: c.holder });
-    }
-    state.handles.insert(handle);
-    Ok(())
 }
 
 fn insert_record(state: &mut State, space: &str, key: &[u8], value: Vec<u8>) -> std::result::Result<(), RestoreError> {

@@ -145,8 +145,8 @@ impl Entries for PartSink<'_> {
         self.part.add_client(record);
         Ok(())
     }
-    fn handle(&mut self, _: usize, handle: DurableHandle) -> Result<(), SnapshotDamage> {
-        self.part.add_handle(handle);
+    fn handle(&mut self, at: usize, handle: DurableHandle) -> Result<(), SnapshotDamage> {
+        self.part.add_handle(at, handle);
         Ok(())
     }
     fn record(&mut self, _: usize, space: &str, key: &[u8], value: &[u8]) -> Result<(), SnapshotDamage> {
