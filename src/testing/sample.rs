@@ -215,7 +215,10 @@ pub fn handle(n: u32) -> DurableHandle {
         disconnected_at: Timestamp::from_unix_micros(1_764_000_060_000_009),
         timeout_ms: 60_000 + u64::from(n),
         server_start_time: Timestamp::from_unix_micros(1_763_999_000_000_011),
-        delete_pending: Some(DeletePending { parent_handle: vec![0xD0, 0xD1, 0xD2], file_name: format!("file-{n}.txt") }),
+        delete_pending: Some(DeletePending {
+            parent_handle: vec![0xD0, 0xD1, 0xD2],
+            file_name: format!("file-{n}.txt"),
+        }),
         is_directory: true,
         position: 0x1_0000_0001,
         allocation_size: 1 << 40,
