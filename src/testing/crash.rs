@@ -4,19 +4,22 @@
 //! recovered store against what the workload acknowledged and issued.
 //!
 //! The check, for a crash while step `i` was in flight: the recovered locks,
-//! clients and clean-shutdown flag equal those expected after the first `j`
+//! clients, durable handles, records (every field of each) and
+//! clean-shutdown flag equal those expected after the first `j`
 //! steps for some `j` between the number acknowledged and the number issued
 //! (every acknowledged grant and release is there, nothing never issued is,
-//! a transaction is all or nothing), and the epoch is the epoch of that
+//! an acknowledged consume of a handle stays consumed, a transaction is all
+//! or nothing: its records and its locks both there or both absent), and
+//! the epoch is the epoch of that
 //! prefix plus one: strictly greater than any acknowledged before the crash.
 
 use crate::error::Error;
 use crate::io::FileSystem;
 use crate::io::sim::{Fill, Loss, Pending, SimFs};
-use crate::model::{ClientKind, ClientRecord, LockQuery, PersistedLock};
+use crate::model::{ClientKind, ClientRecord, DurableHandle, HandleQuery, LockQuery, PersistedLock, RecordScan};
 use crate::store::LockStore;
 use crate::testing::model::error_kind;
-use crate::testing::workload::{Expected, Rng, Step, expected_states_from};
+use crate::testing::workload::{Expected, Rng, SPACES, Step, expected_states_from};
 use crate::wal::{WalLockStore, WalOptions};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -106,17 +109,34 @@ pub struct Observed {
     pub locks: Vec<PersistedLock>,
     /// Every client, sorted by kind, then id.
     pub clients: Vec<ClientRecord>,
+    /// Every durable handle, sorted by id.
+    pub handles: Vec<DurableHandle>,
+    /// Every record of the keyspaces workloads use ([`SPACES`]), as
+    /// (space, key, value), sorted by space, then key.
+    pub records: Vec<(String, Vec<u8>, Vec<u8>)>,
     /// The epoch of this incarnation.
     pub epoch: u64,
     /// Whether the previous incarnation closed cleanly.
     pub clean: bool,
 }
 
-/// Reads everything observable from an open store.
+/// Reads everything observable from an open store: records of the
+/// keyspaces in [`SPACES`] (a store has no call that lists keyspaces;
+/// [`verify`] refuses an expected state with records elsewhere).
 pub fn observe(store: &dyn LockStore) -> Result<Observed, Error> {
+    let mut records = Vec::new();
+    let mut spaces = SPACES;
+    spaces.sort_unstable();
+    for space in spaces {
+        for record in now(store.scan_records(space, &RecordScan::all(usize::MAX)))? {
+            records.push((space.to_owned(), record.key, record.value));
+        }
+    }
     Ok(Observed {
         locks: now(store.list_locks(&LockQuery::all()))?,
         clients: now(store.list_clients(&crate::model::ClientQuery::all()))?,
+        handles: now(store.list_handles(&HandleQuery::All))?,
+        records,
         epoch: now(store.epoch())?,
         clean: now(store.previous_shutdown_was_clean())?,
     })
@@ -128,6 +148,31 @@ fn matches(observed: &Observed, expected: &Expected) -> bool {
         && observed.locks.len() == expected.model.locks.len()
         && observed.locks.iter().eq(expected.model.locks.values())
         && observed.clients.iter().eq(expected.model.clients.values())
+        && observed.handles.iter().eq(expected.model.handles.values())
+        && observed.records.len() == expected.model.records.len()
+        && observed
+            .records
+            .iter()
+            .zip(&expected.model.records)
+            .all(|((s, k, v), ((ms, mk), mv))| (s, k, v) == (ms, mk, mv))
+}
+
+/// The hex of a key, for messages.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Which entries of `want` are missing from `got`, which of `got` are not
+/// in `want`, and which differ: each as its key's name.
+fn diff<K: Ord + Clone, V: PartialEq>(
+    want: &std::collections::BTreeMap<K, V>,
+    got: &std::collections::BTreeMap<K, V>,
+    name: impl Fn(&K) -> String,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let lost = want.keys().filter(|k| !got.contains_key(*k)).map(&name).collect();
+    let extra = got.keys().filter(|k| !want.contains_key(*k)).map(&name).collect();
+    let changed = want.iter().filter(|(k, v)| got.get(*k).is_some_and(|g| g != *v)).map(|(k, _)| name(k)).collect();
+    (lost, extra, changed)
 }
 
 /// What differs between an observed state and an expected one, for
@@ -161,6 +206,20 @@ pub fn describe_difference(observed: &Observed, expected: &Expected) -> String {
     if want_clients != got_clients || !observed.clients.iter().eq(expected.model.clients.values()) {
         out.push(format!("clients {got_clients:?}, expected {want_clients:?}"));
     }
+    let got_handles = observed.handles.iter().map(|h| (h.id.clone(), h.clone())).collect();
+    let (lost, extra, changed) = diff(&expected.model.handles, &got_handles, String::clone);
+    for (what, ids) in [("missing", lost), ("that should not be there", extra), ("with other contents", changed)] {
+        if !ids.is_empty() {
+            out.push(format!("durable handles {what}: {ids:?}"));
+        }
+    }
+    let got_records = observed.records.iter().map(|(s, k, v)| ((s.clone(), k.clone()), v.clone())).collect();
+    let (lost, extra, changed) = diff(&expected.model.records, &got_records, |(s, k)| format!("{s}/{}", hex(k)));
+    for (what, keys) in [("missing", lost), ("that should not be there", extra), ("with other values", changed)] {
+        if !keys.is_empty() {
+            out.push(format!("records {what}: {keys:?}"));
+        }
+    }
     if observed.epoch != expected.model.epoch + 1 {
         out.push(format!("epoch {}, expected {}", observed.epoch, expected.model.epoch + 1));
     }
@@ -174,6 +233,10 @@ pub fn describe_difference(observed: &Observed, expected: &Expected) -> String {
 /// acknowledged state); returns the index of the one it equals.
 pub fn verify(observed: &Observed, allowed: &[Expected]) -> Result<usize, String> {
     let acked = &allowed[0];
+    let unseen = allowed.iter().flat_map(|e| e.model.records.keys()).find(|(s, _)| !SPACES.contains(&s.as_str()));
+    if let Some((space, _)) = unseen {
+        return Err(format!("keyspace {space:?} is not one `observe` reads (workload::SPACES)"));
+    }
     if observed.epoch <= acked.model.epoch {
         return Err(format!("epoch {} is not above the acknowledged epoch {}", observed.epoch, acked.model.epoch));
     }
