@@ -185,6 +185,7 @@ pub fn replay_bytes(data: &[u8]) {
     let _ = scan_segment::<()>(body, Some(1), false, |_, _, _| Ok(()));
     snapshot_threads_agree(body);
     let _ = decode_commands(body, FORMAT_VERSION);
+    let _ = decode_commands(body, 3);
     let _ = decode_commands(body, 1);
     let files = match mode % 6 {
         0 => vec![(segment_name(1), body.to_vec())],
@@ -210,7 +211,11 @@ pub fn replay_bytes(data: &[u8]) {
             let again = WalLockStore::open_blocking(fs_dyn, dir, fuzz_options(true))
                 .unwrap_or_else(|e| panic!("opened once, then refused: {e}"));
             let second = observe(&again).expect("reads of an open store");
-            assert_eq!((first.locks, first.clients), (second.locks, second.clients), "a second open differs");
+            assert_eq!(
+                (first.locks, first.clients, first.handles, first.records),
+                (second.locks, second.clients, second.handles, second.records),
+                "a second open differs"
+            );
         }
         Err(Error::Corruption { .. } | Error::UnsupportedVersion { .. }) => {}
         Err(e) => panic!("damaged files refused with an error that names no damage: {e:?}"),
@@ -262,13 +267,16 @@ fn every_eighth_call(phase: u64) -> SelectLosses {
 }
 
 /// Commands from the bytes go through a frame and back unchanged, and the
-/// state they build goes through a snapshot and back unchanged; any bytes
-/// that decode as a payload re-encode to the same commands.
+/// state they build (locks, clients, durable handles, records) goes through
+/// a snapshot and back unchanged; any bytes that decode as a payload
+/// re-encode to the same commands, and decode as format 3 exactly when they
+/// hold no operation format 4 added.
 pub fn record_roundtrip(data: &[u8]) {
     if let Ok(commands) = decode_commands(data, FORMAT_VERSION) {
         let mut again = Vec::new();
         encode_commands(&mut again, &commands.iter().collect::<Vec<_>>());
         assert_eq!(decode_commands(&again, FORMAT_VERSION).as_ref(), Ok(&commands), "re-encoding changed the commands");
+        check_format_3(data, &commands);
     }
     // Bytes that decode as a format-1 payload convert into commands that
     // encode and decode as today's.
@@ -296,6 +304,7 @@ pub fn record_roundtrip(data: &[u8]) {
         let decoded = decode_frame(&frame, SALT, |l| l == lsn).expect("a frame just encoded");
         assert_eq!(decoded.len, frame.len());
         assert_eq!(decode_commands(decoded.payload, FORMAT_VERSION), Ok(vec![command.clone()]));
+        check_format_3(decoded.payload, std::slice::from_ref(&command));
         let _ = state.apply(&command);
     }
     let encode = |max_block| encode_snapshot_to_vec(&state.view(), lsn, max_block);
@@ -311,8 +320,33 @@ pub fn record_roundtrip(data: &[u8]) {
     assert_eq!(decoded_header, header);
     assert_eq!(restored.list(&LockQuery::all()), state.list(&LockQuery::all()));
     assert!(restored.clients().eq(state.clients()));
+    assert!(restored.handles().eq(state.handles()), "durable handles changed through a snapshot");
+    assert!(restored.records().eq(state.records()), "records changed through a snapshot");
+    assert_eq!(
+        (decoded_header.handles, decoded_header.records),
+        (state.handle_count() as u64, state.record_count() as u64)
+    );
+    // The indexes are rebuilt: every handle is found by its file id and
+    // create GUID.
+    for handle in state.handles() {
+        assert_eq!(restored.handle_by_file_id(&handle.file_id).as_ref(), Some(handle));
+        if let Some(guid) = &handle.create_guid {
+            assert_eq!(restored.handle_by_create_guid(guid).as_ref(), Some(handle));
+        }
+    }
     assert_eq!((restored.epoch(), restored.clean()), (state.epoch(), state.clean()));
     restored.check_invariants();
+}
+
+/// A payload decodes as format 3 to the same commands when they hold no
+/// operation of format 4, and is refused as damage when they do.
+fn check_format_3(payload: &[u8], commands: &[Command]) {
+    let as_3 = decode_commands(payload, 3);
+    if commands.iter().flat_map(Command::ops).all(crate::op::Op::in_format_3) {
+        assert_eq!(as_3.as_deref(), Ok(commands), "a format-3 payload decodes as format 4 does");
+    } else {
+        assert!(as_3.is_err(), "a format-3 payload holds an operation of format 4: {commands:?}");
+    }
 }
 
 #[cfg(test)]
