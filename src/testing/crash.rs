@@ -19,7 +19,7 @@ use crate::io::sim::{Fill, Loss, Pending, SimFs};
 use crate::model::{ClientKind, ClientRecord, DurableHandle, HandleQuery, LockQuery, PersistedLock, RecordScan};
 use crate::store::LockStore;
 use crate::testing::model::error_kind;
-use crate::testing::workload::{Expected, Rng, SPACES, Step, expected_states_from};
+use crate::testing::workload::{Expected, Rng, SPACES, Step, Targeted, expected_states_from};
 use crate::wal::{WalLockStore, WalOptions};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -140,6 +140,16 @@ pub fn observe(store: &dyn LockStore) -> Result<Observed, Error> {
         epoch: now(store.epoch())?,
         clean: now(store.previous_shutdown_was_clean())?,
     })
+}
+
+/// [`Targeted::check`] of an observed state, `acked` steps acknowledged.
+pub fn check_targeted(observed: &Observed, targeted: &Targeted, acked: usize) -> Result<(), String> {
+    targeted.check(
+        &|id| observed.locks.iter().any(|l| &*l.id == id),
+        &|space, key| observed.records.iter().any(|(s, k, _)| s == space && k == key),
+        &|id| observed.handles.iter().any(|h| h.id == id),
+        acked,
+    )
 }
 
 fn matches(observed: &Observed, expected: &Expected) -> bool {
