@@ -3,17 +3,22 @@
 //! that recovery itself survives one.
 //!
 //! A workload of more than 1,000 operations (transactions, failing
-//! transactions, bulk deletes, client records, a clean and an unclean
-//! restart each followed by reclaims and `end_grace`, compactions, and
-//! segment rotations every few records with the smallest segment size) runs
-//! once on the power-loss simulator, which takes the crash image before
-//! every I/O call with every loss pattern: nothing unsynced kept, prefixes
-//! of the unsynced operations, and each unsynced write torn at a random byte
-//! with zeros or garbage behind. Every image is reopened and must hold
-//! exactly the state after some prefix of the workload between the last
-//! acknowledged and the last issued step, with an epoch above every
-//! acknowledged one. For a sample of the images, the recovery is crashed in
-//! turn at each of its own I/O calls, and those images are checked again.
+//! transactions, bulk deletes, client records, durable handles put,
+//! colliding, consumed and expired, records put, deleted and swapped,
+//! transactions mixing them with locks, some failing half way, a clean and
+//! an unclean restart each followed by reclaims (some with a handle's
+//! reconnect) and `end_grace`, compactions, and segment rotations every few
+//! records with the smallest segment size) runs once on the power-loss
+//! simulator, which takes the crash image before every I/O call with every
+//! loss pattern: nothing unsynced kept, prefixes of the unsynced
+//! operations, and each unsynced write torn at a random byte with zeros or
+//! garbage behind. Every image is reopened and must hold exactly the state
+//! (locks, clients, handles and records, every field) after some prefix of
+//! the workload between the last acknowledged and the last issued step,
+//! with an epoch above every acknowledged one. For a sample of the images,
+//! the recovery is crashed in turn at each of its own I/O calls, and those
+//! images are checked again. A second, short workload aims at transactions
+//! that mix handles, records and locks, checked also without the model.
 //!
 //! Taking the images from one run is the same as crashing a run at call `k`
 //! for each `k` (the simulator's unit tests prove it), without re-running
@@ -102,6 +107,32 @@ fn every_crash_point_of_a_1000_operation_workload_recovers_an_acknowledged_state
     assert!(zeros > 300 && garbage > 300, "{zeros} {garbage}");
     let steps_of = |f: fn(&Step) -> bool| steps.iter().filter(|s| f(s)).count();
     assert!(steps_of(|s| *s == Step::Compact) >= 6 && steps_of(|s| *s == Step::Open) == 3);
+    // Durable handles and records, alone and with locks in one transaction.
+    let ops_named = |name: &str| {
+        steps
+            .iter()
+            .filter_map(|s| if let Step::Txn(ops) = s { Some(ops) } else { None })
+            .flatten()
+            .filter(|o| o.name() == name)
+            .count()
+    };
+    for (name, at_least) in [
+        ("PutHandle", 40),
+        ("ConsumeHandleByFileId", 10),
+        ("ConsumeHandleByCreateGuid", 10),
+        ("ExpireHandles", 4),
+        ("DeleteHandle", 4),
+        ("PutRecord", 40),
+        ("DeleteRecord", 10),
+        ("SwapRecord", 20),
+    ] {
+        assert!(ops_named(name) >= at_least, "{name}: {}", ops_named(name));
+    }
+    let mixed = steps_of(|s| {
+        matches!(s, Step::Txn(ops) if ops.iter().any(|o| matches!(o, lockwal::Op::PutLock(_)))
+            && ops.iter().any(|o| !o.in_format_3()))
+    });
+    assert!(mixed >= 20, "{mixed} transactions mix locks with handles or records");
 
     let (checked, failures) = check_all(&points, &trace, &default_losses());
     assert!(
