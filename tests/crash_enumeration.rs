@@ -178,7 +178,7 @@ fn after_a_crash_at_any_call_a_transactions_records_and_locks_are_together_and_a
     for (i, p) in points.iter().enumerate() {
         let window = trace.window_at(p.call);
         windows.insert((window.acked, window.issued));
-        let nested = (i % 2 == 0).then(default_losses);
+        let nested = (i % 4 == 0).then(default_losses);
         match check_image(&p.image, &store_dir(), &crash_options(), trace.allowed(window), nested) {
             Ok(checked) => total += checked,
             Err(e) => failures.push(format!("crash at call {} with {:?} ({window:?}): {e}", p.call, p.loss)),

@@ -833,8 +833,8 @@ impl Targeted {
 /// fails half way (a swap expecting another value); a v1 reconnect by file
 /// id; after the restart, a reconnect consuming with a reclaim; expiries at
 /// a handle's expiry instant (kept) and the microsecond after (gone); the
-/// second file removed through a swap; handles, records with keys that share
-/// a prefix and a lock put together.
+/// second file removed through a swap; a handle, records with keys that
+/// share a prefix (one of the largest value) and a lock put together.
 pub fn targeted() -> Targeted {
     let long = |mut h: DurableHandle| {
         h.disconnected_at = Timestamp::from_unix_micros(DISCONNECTED_FROM);
@@ -922,12 +922,18 @@ pub fn targeted() -> Targeted {
             Op::DeleteLocksByFile { file_id: "file-2".into() },
             Op::DeleteRecord { space: SPACES[2].into(), key: b"file-2".to_vec() },
         ]),
-        // 15: a handle, records whose keys share a prefix, and a lock.
+        // 15: a handle, records whose keys share a prefix (one of the
+        // largest value: a frame far larger than a segment), and a lock.
         Step::Txn(vec![
             Op::PutHandle(h7),
             put(slot(1, "ab"), 6),
             put(slot(1, "abc"), 0),
             put(slot(1, "ab/c"), 7),
+            Op::PutRecord {
+                space: SPACES[1].into(),
+                key: b"ab/big".to_vec(),
+                value: vec![0xB1; crate::model::validate::MAX_VALUE_LEN],
+            },
             Op::PutLock(lock_on(7, "file-7")),
         ]),
         Step::Compact,
@@ -950,7 +956,7 @@ pub fn targeted() -> Targeted {
         Group { records: records(&[(2, "h3")]), consumed: strings(&["h3"]), ..Group::default() },
         Group {
             locks: strings(&["t7"]),
-            records: records(&[(1, "ab"), (1, "abc"), (1, "ab/c")]),
+            records: records(&[(1, "ab"), (1, "abc"), (1, "ab/c"), (1, "ab/big")]),
             handles: strings(&["h7"]),
             ..Group::default()
         },
