@@ -119,6 +119,7 @@ class Results:
         self.w3 = {r["peer"]: r for r in doc.get("w3", [])}
         self.w4 = {r["peer"]: r["queries"] for r in doc.get("w4", [])}
         self.w5 = doc.get("w5")
+        self.w6 = doc.get("w6")
         self.tasks = doc["settings"]["tasks"]
         self.locks = doc["settings"]["locks"]
 
@@ -154,12 +155,14 @@ def machine_section(res):
         ["disk writes by other processes during the run",
          f"{d.get('disk_others_written_bytes', 0) / 2**20:,.0f} MiB to {d.get('disk_device', '?')} "
          f"(the device completed {d.get('disk_flushes', 0):,} flushes in all, this run's included)"],
-        ["settings", f"{s['locks']:,} locks for W3/W4/W5; tasks {', '.join(map(str, s['tasks']))}; "
+        ["settings", f"{s['locks']:,} locks for W3/W4/W5{'/W6' if 'handles' in s else ''}; tasks {', '.join(map(str, s['tasks']))}; "
                      f"W1/W2: {secs(s['timing']['measure']):g} s measured per point, in {rounds} round{'s' if rounds > 1 else ''} "
                      f"of {secs(s['timing']['measure']) / rounds:.3g} s on a fresh store after {secs(s['timing']['warmup']):g} s of warm-up, "
                      f"each round visiting every store and level in turn (ops and latencies of the rounds pooled); "
                      f"W5: {secs(s['timing']['warmup']):g} s warm-up + {secs(s['timing']['measure']):g} s per phase; "
-                     f"{s['queries']:,} queries of each kind; {s['restores']} warm restores (median shown) + 1 cold"],
+                     f"{s['queries']:,} queries of each kind; {s['restores']} warm restores (median shown) + 1 cold"
+                     + (f"; W6: {s['handles']:,} durable handles, consume window {secs(s['timing']['measure']):g} s after "
+                        f"{secs(s['timing']['warmup']):g} s of warm-up" if "handles" in s else "")],
     ]
     if POSTGRES in res.w1 or POSTGRES in res.w2:
         rows.append(["PostgreSQL server", "ran on this machine for the lockwal PostgreSQL rows: its own CPU time and disk writes "
@@ -168,7 +171,7 @@ def machine_section(res):
 
 
 def configs_section(res):
-    used = set(res.w1) | set(res.w2) | set(res.w3) | set(res.w4)
+    used = set(res.w1) | set(res.w2) | set(res.w3) | set(res.w4) | ({LOCKWAL} if res.w6 else set())
     rows = [[f"`{p['name']}`", label(p["name"]), p["config"]] for p in res.doc["peers"] if p["name"] in used]
     return table(["name", "store", "exact configuration"], rows)
 
@@ -318,6 +321,61 @@ def w5_section(res):
     extra = f" The W2 run at {tasks} tasks on an empty store had p99 {us(w2['latency']['p99_us'])}." if w2 else ""
     return (table(["lockwal WAL, " + f"{w['live_locks']:,} live locks, {tasks} tasks", "durable puts/s", "p50", "p99", "compactions in the window"], rows)
             + f"\n\np99 with compactions ÷ p99 without: **{w['p99_ratio']:.2f}×**.{extra}")
+
+
+def w6_section(res):
+    """Issue 18's rows: consume by create GUID, and restore with handles."""
+    w = res.w6
+    if not w:
+        return "Not run."
+    parts = []
+    c = w.get("consume")
+    if c:
+        n = c["stored"]
+        rows = [
+            [f"`consume_handle_by_create_guid` alone: one task, a random one of the {n:,} stored handles per call; "
+             "durable (its log record fdatasync'ed before the call returns); returns the handle, owned",
+             f"{c['consume']['samples']:,}", us(c["consume"]["p50_us"]), us(c["consume"]["p99_us"]),
+             us(c["consume"]["p999_us"]), us(c["consume"]["max_us"])],
+            [f"`put_handle` of a fresh handle after each consume, so that {n:,} are stored at every consume "
+             "(timed on its own, not part of the row above)",
+             f"{c['put_back']['samples']:,}", us(c["put_back"]["p50_us"]), us(c["put_back"]["p99_us"]),
+             us(c["put_back"]["p999_us"]), us(c["put_back"]["max_us"])],
+        ]
+        parts.append(table(["lockwal WAL, " + f"{n:,} stored durable handles", "samples", "p50", "p99", "p99.9", "max"], rows))
+        parts.append(f"{num(c['pairs_per_sec'])} consume + put-back pairs per second in the {c['seconds']:g} s window. "
+                     f"The store holds the handles only (no locks): loaded in transactions of 1,024 and compacted "
+                     f"({c['build_s']:.1f} s, untimed) before the warm-up; {c['compactions']} automatic compaction(s) "
+                     "started during the warm-up and window.")
+    r = w.get("restore")
+    if r:
+        warm = r["warm"]
+        first = warm[0] if warm else r.get("cold")
+        if first:
+            cold = r.get("cold")
+            runs = warm + ([cold] if cold else [])
+            replayed = sorted({x["records_replayed"] for x in runs})
+            after = (f"{replayed[0]:,} log record(s) after it" if len(replayed) == 1 else
+                     f"{replayed[0]:,} to {replayed[-1]:,} log records after it (each restore opens as a writer: "
+                     "its open record and, at close, its clean-shutdown record follow the snapshot for the next)")
+            source = (f"the snapshot, then {after}" if all(x["from_snapshot"] for x in runs)
+                      else "the log alone (no snapshot)")
+            peak = max((x["peak_rss_bytes"] for x in warm), default=None)
+            rows = [[
+                f"{first['locks']:,} locks + {first['handles']:,} durable handles, compacted after loading, closed cleanly",
+                source,
+                f"{median([x['open_s'] for x in warm]):.3f} s" if warm else "–",
+                f"{median([x['replay_s'] for x in warm]):.3f} s" if warm else "–",
+                f"{cold['open_s']:.3f} s" if cold else "–",
+                f"{median([x['list_handles_s'] for x in warm]):.3f} s" if warm else "–",
+                f"{peak / 2**20:,.0f} MiB" if peak else "–",
+                f"{r['disk_bytes'] / 2**20:,.0f} MiB",
+                f"{r['build_s']:.1f} s",
+            ]]
+            parts.append(table(["lockwal WAL store", "open loads", f"restore: `WalLockStore::open`, warm (median of {len(warm)})",
+                                "of which snapshot load + log replay", "open, cold cache",
+                                "then `list_handles(All)`: every handle, owned", "peak RSS", "on disk", "build"], rows))
+    return "\n\n".join(parts) if parts else "Not run."
 
 
 def targets_section(res):
@@ -536,11 +594,21 @@ def render(res, rel_json):
         "Peers answer through their indexes; lockwal from memory.",
         "", w4_section(res), "",
         "## W5: durable puts while compactions run (lockwal only)", "", w5_section(res), "",
+        "## W6: SMB durable handles (lockwal WAL only)",
+        "",
+        "lockwal's WAL backend in its default configuration (`lockwal-wal` under Configurations), called as a file server would call it: "
+        "through the public `LockStore` API, every result owned. Handle `n` is a pure function of `n` (`benches/compare/src/data.rs`, `handle`): "
+        "an SMB 3.x durable open with its own `FileId` and create GUID, on one of 4 shares, three in four with a lease. "
+        "Consume: the reconnect path, on a store of durable handles only. "
+        "Restore: the store is opened in a fresh process (its own peak RSS), warm and then with its files evicted from the page cache.",
+        "", w6_section(res), "",
         "## Configurations", "", configs_section(res), "",
         "## How to reproduce", "",
         "```sh",
         "scripts/compare            # full run (about 15 minutes), rewrites docs/benchmarks.md and docs/bench/",
         "scripts/compare --quick    # seconds: tiny sizes, output to a temporary directory",
+        "target/release/compare --workloads w6 --out w6.json   # W6 alone (built by scripts/compare); then:",
+        "python3 scripts/bench_report.py w6.json /tmp/w6       # renders /tmp/w6/benchmarks.md",
         "# lockwal PostgreSQL (W1/W2): scripts/compare starts a throwaway cluster (scripts/pg-throwaway) when the server",
         "# binaries are installed, or uses LOCKWAL_TEST_PG_URL when set; otherwise that row is left out",
         "cargo bench -p lockwal-compare            # the criterion benches (W1-W5, every peer)",

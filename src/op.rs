@@ -86,12 +86,14 @@ pub enum Op {
     /// consumers exactly one gets it.
     ConsumeHandleByFileId {
         /// The `FileId` the client reconnects with.
+        #[serde(with = "serde_bytes")]
         file_id: FileId,
     },
     /// Get and remove, in one step, the handle with this create GUID (a v2
     /// reconnect); yields it, or fails with not-found.
     ConsumeHandleByCreateGuid {
         /// The create GUID.
+        #[serde(with = "serde_bytes")]
         create_guid: Guid,
     },
     /// Remove every handle expired at `now` (its `disconnected_at +
@@ -101,13 +103,16 @@ pub enum Op {
         /// The scavenger's current time.
         now: Timestamp,
     },
-    /// Insert or replace a record of a keyspace.
+    /// Insert or replace a record of a keyspace. (Byte fields of the
+    /// operations from here on serialize as MessagePack `bin`.)
     PutRecord {
         /// The keyspace.
         space: String,
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Remove a record; fails with not-found when it does not exist.
@@ -115,6 +120,7 @@ pub enum Op {
         /// The keyspace.
         space: String,
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Compare and set: only if the record's current value is `expected`
@@ -126,10 +132,13 @@ pub enum Op {
         /// The keyspace.
         space: String,
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         /// The value the record must hold now (`None`: absent).
+        #[serde(with = "serde_bytes")]
         expected: Option<Vec<u8>>,
         /// The value it gets (`None`: removed).
+        #[serde(with = "serde_bytes")]
         value: Option<Vec<u8>>,
     },
 }
@@ -248,8 +257,65 @@ impl Op {
     }
 }
 
-/// Validates a whole transaction: its size and every operation in it.
+/// Validates a whole transaction as a caller hands it to a store: what
+/// [`validate_ops`] checks, and that its encoding fits one log frame (at
+/// most [`MAX_TXN_ENCODED`](model::validate::MAX_TXN_ENCODED) bytes), which
+/// the field limits alone do not ensure for the largest transactions.
 pub fn validate_batch(ops: &[Op]) -> Result<()> {
+    validate_ops(ops)?;
+    // A transaction this short cannot reach the bound (each op encodes to
+    // at most MAX_OP_ENCODED bytes, test
+    // `the_largest_operation_of_each_kind_is_bounded`), so only long ones
+    // are measured, by encoding them into a counter.
+    if ops.len() > SHORT_TXN_OPS {
+        let len = encoded_len(ops);
+        if len > model::validate::MAX_TXN_ENCODED {
+            return Err(crate::Error::InvalidInput {
+                field: "ops",
+                reason: format!(
+                    "the transaction encodes to {len} bytes, more than one log frame holds ({})",
+                    model::validate::MAX_TXN_ENCODED
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Most bytes one operation of any kind encodes to, fields at their limits.
+const MAX_OP_ENCODED: usize = 256 << 10;
+/// Transactions of at most this many operations fit a frame whatever they
+/// hold.
+const SHORT_TXN_OPS: usize = 64;
+const _: () = assert!(SHORT_TXN_OPS * MAX_OP_ENCODED < model::validate::MAX_TXN_ENCODED);
+
+/// The exact length of `Command::Txn(ops)` as the log encodes it.
+pub fn encoded_len(ops: &[Op]) -> usize {
+    /// The shape of `Command::Txn` (variant 0, "Txn"), borrowing the ops.
+    #[derive(Serialize)]
+    enum Txn<'a> {
+        Txn(&'a [Op]),
+    }
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    rmp_serde::encode::write(&mut counter, &Txn::Txn(ops)).expect("counting cannot fail");
+    counter.0
+}
+
+/// Validates a transaction's operations: how many, every field, the bytes
+/// of records and handles. Pure and cheap: the state machine checks it on
+/// every command it applies (logged transactions passed
+/// [`validate_batch`] when they were written).
+pub fn validate_ops(ops: &[Op]) -> Result<()> {
     if ops.len() > model::validate::MAX_TXN_OPS {
         return Err(crate::Error::InvalidInput {
             field: "ops",
@@ -274,4 +340,20 @@ pub fn validate_batch(ops: &[Op]) -> Result<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each operation, at its largest, encodes to at most `MAX_OP_ENCODED`
+    /// bytes: what lets `validate_batch` skip measuring short transactions.
+    #[test]
+    fn the_largest_operation_of_each_kind_is_bounded() {
+        for op in crate::testing::sample::largest_ops() {
+            op.validate().expect("valid");
+            let len = encoded_len(std::slice::from_ref(&op));
+            assert!(len <= MAX_OP_ENCODED, "{}: {len} bytes", op.name());
+        }
+    }
 }

@@ -38,6 +38,10 @@ enum Cmd {
     List(ListArgs),
     /// Client records, sorted by client id (read-only)
     Clients(StatArgs),
+    /// SMB durable handles, sorted by id (read-only)
+    Handles(HandlesArgs),
+    /// The records of one keyspace in key order, keys and values in hex (read-only)
+    Records(RecordsArgs),
     /// Every log record with its LSN, segment and byte offset (read-only)
     Dump(DumpArgs),
     /// Check every segment and snapshot; exit 1 on corruption (read-only)
@@ -155,6 +159,47 @@ fn parse_lease_key(text: &str) -> Result<lockwal::model::LeaseKey, String> {
         .then(|| (0..16).map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()).collect())
         .flatten();
     bytes.and_then(|b| b.try_into().ok()).ok_or_else(|| format!("{text:?} is not 32 hex digits"))
+}
+
+#[derive(Args, Debug)]
+struct HandlesArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Only handles on this share
+    #[arg(long)]
+    share: Option<String>,
+    /// Print one JSON array
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct RecordsArgs {
+    /// The store directory
+    dir: PathBuf,
+    /// The keyspace (ASCII letters, digits, '_', '-', '.'; starts with a letter or digit)
+    space: String,
+    /// Only keys that start with the UTF-8 bytes of this text
+    #[arg(long, value_name = "TEXT", conflicts_with = "prefix_hex")]
+    prefix: Option<String>,
+    /// Only keys that start with these bytes, in hex (an even number of hex digits)
+    #[arg(long, value_name = "HEX", value_parser = parse_hex)]
+    prefix_hex: Option<Bytes>,
+    /// Print one JSON array
+    #[arg(long)]
+    json: bool,
+}
+
+/// One option value of bytes (`Option<Vec<u8>>` would tell clap "many
+/// values of `u8`").
+type Bytes = Vec<u8>;
+
+/// Bytes written as hex digits, two per byte, either case.
+fn parse_hex(text: &str) -> Result<Bytes, String> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("{text:?} is not an even number of hex digits"));
+    }
+    (0..text.len() / 2).map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())).collect()
 }
 
 #[derive(Args, Debug)]
@@ -317,6 +362,8 @@ pub fn main() -> ExitCode {
         Cmd::Stat(a) => read::stat(&a.source, a.json),
         Cmd::List(a) => read::list(a),
         Cmd::Clients(a) => read::clients(&a.source, a.json),
+        Cmd::Handles(a) => read::handles(&a.source, a.share, a.json),
+        Cmd::Records(a) => read::records(a),
         Cmd::Dump(a) => read::dump(&a.dir, a.from, a.json),
         Cmd::Verify(a) => read::verify(&a.dir, a.json),
         Cmd::Init(a) => write::init(&a.dir),

@@ -1,4 +1,5 @@
-//! The read-only commands: `stat`, `list`, `clients`, `dump`, `verify`.
+//! The read-only commands: `stat`, `list`, `clients`, `handles`, `records`,
+//! `dump`, `verify`.
 //!
 //! They open the store with `WalOptions { read_only: true }`: no writer lock,
 //! no byte changed, no epoch bump. On a store that a live server holds they
@@ -9,16 +10,20 @@
 //! newest segment, which would kill a mapping reader with SIGBUS.
 
 use super::fs::copying;
-use super::show::{client_json, client_line, command_json, command_text, lock_json, lock_line, plain};
-use super::{CliError, CliResult, ListArgs, SourceArgs, out, out_json, runtime};
+use super::show::{
+    client_json, client_line, command_json, command_text, handle_json, handle_text, lock_json, lock_line, plain,
+    record_json, record_line,
+};
+use super::{CliError, CliResult, ListArgs, RecordsArgs, SourceArgs, out, out_json, runtime};
 use lockwal::LockStore;
 #[cfg(feature = "postgres")]
 use lockwal::backend::postgres::{PostgresConfig, PostgresLockStore};
 use lockwal::io::FileSystem;
-use lockwal::model::{ClientQuery, LockQuery};
+use lockwal::model::{ClientQuery, HandleQuery, LockQuery, RecordScan, validate};
 use lockwal::wal::inspect::{self, DumpRecord, ProblemKind, SegmentCheck, SegmentStatus, VerifyReport};
 use lockwal::wal::{WalLockStore, WalOptions};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -109,12 +114,18 @@ pub(super) fn stat(source: &SourceArgs, json: bool) -> CliResult {
     };
     let dir = dir.as_path();
     let s = store.stats();
+    let (handles, records) = (s.handles, s.keyspace_records);
+    let spaces: BTreeMap<String, u64> = store.record_spaces().into_iter().collect();
+    rt.block_on(store.close())?;
     if json {
         out_json(&json!({
             "dir": dir,
             "epoch": s.epoch,
             "locks": s.locks,
             "clients": s.clients,
+            "handles": handles,
+            "records": records,
+            "record_spaces": spaces,
             "log_bytes": s.log_bytes,
             "segments": s.segments,
             "snapshot_lsn": s.snapshot_lsn,
@@ -129,6 +140,8 @@ pub(super) fn stat(source: &SourceArgs, json: bool) -> CliResult {
         out(format_args!("epoch           {}", s.epoch))?;
         out(format_args!("locks           {}", s.locks))?;
         out(format_args!("clients         {}", s.clients))?;
+        out(format_args!("handles         {handles}"))?;
+        out(format_args!("records         {records} in {} keyspace(s)", spaces.len()))?;
         out(format_args!("log             {} bytes in {} segment(s)", s.log_bytes, s.segments))?;
         match s.snapshot_lsn {
             Some(lsn) => out(format_args!("snapshot        LSN {lsn} ({} bytes)", s.snapshot_bytes))?,
@@ -218,6 +231,40 @@ pub(super) fn clients(args: &SourceArgs, json: bool) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+pub(super) fn handles(args: &SourceArgs, share: Option<String>, json: bool) -> CliResult {
+    let rt = runtime()?;
+    let source = Source::open(args, &rt)?;
+    let query = share.map_or(HandleQuery::All, HandleQuery::Share);
+    let handles = rt.block_on(source.store().list_handles(&query))?;
+    source.close(&rt)?;
+    if json {
+        out_json(&Value::Array(handles.iter().map(handle_json).collect()))?;
+    } else {
+        for h in &handles {
+            out(handle_text(h))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn records(a: RecordsArgs) -> CliResult {
+    // A bad name is a usage error, before the store is even looked at.
+    validate::space(&a.space).map_err(|e| CliError::unusable(e.to_string()))?;
+    let prefix = a.prefix_hex.or(a.prefix.map(String::into_bytes)).unwrap_or_default();
+    let rt = runtime()?;
+    let store = open_read_only(&a.dir)?;
+    let records = rt.block_on(store.scan_records(&a.space, &RecordScan::prefix(prefix, usize::MAX)))?;
+    rt.block_on(store.close())?;
+    if a.json {
+        out_json(&Value::Array(records.iter().map(|r| record_json(&a.space, r)).collect()))?;
+    } else {
+        for r in &records {
+            out(record_line(r))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn status_text(s: &SegmentCheck) -> String {
     match &s.status {
         SegmentStatus::Clean => "clean".to_owned(),
@@ -288,6 +335,8 @@ fn verify_json(r: &VerifyReport) -> Value {
         "epoch": r.replayed.as_ref().map(|x| x.epoch),
         "locks": r.replayed.as_ref().map(|x| x.locks),
         "clients": r.replayed.as_ref().map(|x| x.clients),
+        "handles": r.replayed.as_ref().map(|x| x.handles),
+        "keyspace_records": r.replayed.as_ref().map(|x| x.keyspace_records),
         "clean_shutdown": r.replayed.as_ref().map(|x| x.clean_shutdown),
         "snapshots": r.snapshots.iter().map(|s| json!({
             "file": s.path,
@@ -303,6 +352,8 @@ fn verify_json(r: &VerifyReport) -> Value {
             "last_lsn": plan.after.as_ref().map(|a| a.last_lsn),
             "locks": plan.after.as_ref().map(|a| a.locks),
             "clients": plan.after.as_ref().map(|a| a.clients),
+            "handles": plan.after.as_ref().map(|a| a.handles),
+            "keyspace_records": plan.after.as_ref().map(|a| a.keyspace_records),
             "records_dropped": plan.records_dropped(),
             "snapshots_dropped": plan.snapshots_dropped(),
             "loss": plan.loss(),
@@ -319,11 +370,13 @@ pub(super) fn verify(dir: &Path, json: bool) -> CliResult {
         for s in &report.snapshots {
             let what = match (&s.header, &s.damage) {
                 (Some(h), _) => format!(
-                    "LSN {}, epoch {}, {} lock(s), {} client(s): ok{}",
+                    "LSN {}, epoch {}, {} lock(s), {} client(s), {} handle(s), {} record(s): ok{}",
                     h.lsn,
                     h.epoch,
                     h.locks,
                     h.clients,
+                    h.handles,
+                    h.records,
                     if s.in_use { "" } else { " [older snapshot: open removes it]" }
                 ),
                 (None, Some((offset, reason))) => format!("DAMAGED at byte offset {offset}: {reason}"),
@@ -339,12 +392,14 @@ pub(super) fn verify(dir: &Path, json: bool) -> CliResult {
         }
         if let Some(r) = &report.replayed {
             out(format_args!(
-                "intact: replays {} log record(s) to LSN {}: epoch {}, {} lock(s), {} client(s), clean shutdown: {}",
+                "intact: replays {} log record(s) to LSN {}: epoch {}, {} lock(s), {} client(s), {} handle(s), {} record(s), clean shutdown: {}",
                 r.records,
                 r.last_lsn,
                 r.epoch,
                 r.locks,
                 r.clients,
+                r.handles,
+                r.keyspace_records,
                 if r.clean_shutdown { "yes" } else { "no" }
             ))?;
         }
@@ -352,10 +407,12 @@ pub(super) fn verify(dir: &Path, json: bool) -> CliResult {
             && let Some(after) = &plan.after
         {
             out(format_args!(
-                "recoverable: `lockwal repair` would keep the log to LSN {}: {} lock(s), {} client(s); {}",
+                "recoverable: `lockwal repair` would keep the log to LSN {}: {} lock(s), {} client(s), {} handle(s), {} record(s); {}",
                 after.last_lsn,
                 after.locks,
                 after.clients,
+                after.handles,
+                after.keyspace_records,
                 plan.loss().unwrap_or_else(|| "it drops only the damaged bytes".into())
             ))?;
         }

@@ -3,7 +3,7 @@
 
 use lockwal::model::{
     ClientDetails, ClientKind, ClientRecord, ClientSelector, DelegationType, DurableHandle, DurableVersion, LeaseState,
-    LockKind, LockType, PersistedLock, RangeFlavor, ShareAccess, ShareDeny, Timestamp,
+    LockKind, LockType, PersistedLock, RangeFlavor, Record, ShareAccess, ShareDeny, Timestamp,
 };
 use lockwal::op::Op;
 use lockwal::state::Command;
@@ -246,6 +246,12 @@ pub fn handle_json(h: &DurableHandle) -> Value {
     })
 }
 
+/// A record of a keyspace as JSON: the `put_record` op's fields, key and
+/// value in hex.
+pub fn record_json(space: &str, r: &Record) -> Value {
+    json!({"space": space, "key": hex(&r.key), "value": hex(&r.value)})
+}
+
 fn selector_json(s: &ClientSelector) -> Value {
     json!({"kind": s.kind.map(client_kind_name), "client_id": s.client_id, "name": s.name})
 }
@@ -401,6 +407,49 @@ pub fn client_line(c: &ClientRecord) -> String {
         hex(&c.verifier),
         hex(&c.callback)
     )
+}
+
+/// One durable handle on one line: id, version, the reconnect keys, where
+/// and whose the open is, its lease, and when it expires.
+pub fn handle_text(h: &DurableHandle) -> String {
+    let mut text = format!(
+        "{}  v{}{}  share={} path={} file_id={} create_guid={} user={} granted_access={:#010x} oplock={:#04x}",
+        plain(&h.id),
+        match h.version {
+            DurableVersion::V1 => 1,
+            DurableVersion::V2 => 2,
+        },
+        if h.persistent { " persistent" } else { "" },
+        plain(&h.share),
+        plain(&h.path),
+        hex(&h.file_id),
+        h.create_guid.map_or_else(|| "none".to_owned(), |g| hex(&g)),
+        plain(&h.user),
+        h.granted_access,
+        h.oplock_level,
+    );
+    if let Some(l) = h.lease {
+        text.push_str(&format!(" lease={} key={} epoch={}", lease_bits(l.state), hex(&l.key), l.epoch));
+    }
+    if let Some(app) = h.app_instance_id {
+        text.push_str(&format!(" app_instance={}", hex(&app)));
+    }
+    text.push_str(&format!(" disconnected={} timeout_ms={}", rfc3339(h.disconnected_at), h.timeout_ms));
+    if let Some(at) = h.expires_at() {
+        text.push_str(&format!(" expires={}", rfc3339(at)));
+    }
+    if let Some(p) = &h.delete_pending {
+        text.push_str(&format!(" delete_pending={}", plain(&p.file_name)));
+    }
+    if h.is_directory {
+        text.push_str(" directory");
+    }
+    text
+}
+
+/// One record of a keyspace on one line: key and value in hex.
+pub fn record_line(r: &Record) -> String {
+    format!("key={} value={}", hex(&r.key), hex(&r.value))
 }
 
 fn op_text(op: &Op) -> String {

@@ -162,6 +162,7 @@ fn plan_json(p: &RepairPlan) -> Value {
         "applied": p.applied,
         "after": p.after.as_ref().map(|r| json!({
             "last_lsn": r.last_lsn, "epoch": r.epoch, "locks": r.locks, "clients": r.clients,
+            "handles": r.handles, "keyspace_records": r.keyspace_records,
         })),
     })
 }
@@ -211,12 +212,14 @@ fn show_plan(plan: &RepairPlan, json: bool) -> Result<(), CliError> {
         }
         if let Some(r) = &plan.after {
             out(format_args!(
-                "{}: the log ends at LSN {}; epoch {}, {} lock(s), {} client(s), no clean-shutdown record (grace period at the next start); {} valid record(s) dropped",
+                "{}: the log ends at LSN {}; epoch {}, {} lock(s), {} client(s), {} handle(s), {} record(s), no clean-shutdown record (grace period at the next start); {} valid record(s) dropped",
                 if plan.applied { "repaired" } else { "after the repair" },
                 r.last_lsn,
                 r.epoch,
                 r.locks,
                 r.clients,
+                r.handles,
+                r.keyspace_records,
                 plan.records_dropped()
             ))?;
         }

@@ -27,6 +27,7 @@ pub enum DurableVersion {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HandleLease {
     /// The client's lease key.
+    #[serde(with = "serde_bytes")]
     pub key: LeaseKey,
     /// The lease state granted.
     pub state: LeaseState,
@@ -39,6 +40,7 @@ pub struct HandleLease {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeletePending {
     /// The opaque metadata handle of the parent directory.
+    #[serde(with = "serde_bytes")]
     pub parent_handle: Vec<u8>,
     /// The file's name in that directory.
     pub file_name: String,
@@ -46,6 +48,9 @@ pub struct DeletePending {
 
 /// A disconnected durable or persistent open: everything a reconnect needs
 /// to restore it exactly.
+///
+/// Byte fields serialize as byte strings (MessagePack `bin`), not as
+/// sequences of integers: the log and snapshot hold them at their size.
 ///
 /// Two handles never share a `file_id`, nor a `create_guid`: a reconnect by
 /// either finds one open. A put that would break that is refused with
@@ -55,14 +60,17 @@ pub struct DurableHandle {
     /// Key of the record (the server's own id for the open).
     pub id: String,
     /// The `FileId` the client reconnects with.
+    #[serde(with = "serde_bytes")]
     pub file_id: FileId,
     /// The `FileId` of the original open (before any earlier reconnect).
+    #[serde(with = "serde_bytes")]
     pub original_file_id: FileId,
     /// The path of the file within its share.
     pub path: String,
     /// The share (tree) name.
     pub share: String,
     /// The opaque metadata handle of the file (what locks call `file_id`).
+    #[serde(with = "serde_bytes")]
     pub file_handle: Vec<u8>,
     /// `DesiredAccess` of the original create.
     pub desired_access: u32,
@@ -78,8 +86,10 @@ pub struct DurableHandle {
     /// The lease, when the open held one.
     pub lease: Option<HandleLease>,
     /// The create GUID (v2 handles).
+    #[serde(with = "serde_bytes")]
     pub create_guid: Option<Guid>,
     /// The application instance id (`SMB2_CREATE_APP_INSTANCE_ID`), if any.
+    #[serde(with = "serde_bytes")]
     pub app_instance_id: Option<Guid>,
     /// A persistent handle (continuously available share).
     pub persistent: bool,
@@ -89,8 +99,10 @@ pub struct DurableHandle {
     pub user: String,
     /// A hash of the session key (never the key itself), to check that the
     /// reconnecting session is the same principal.
+    #[serde(with = "serde_bytes")]
     pub session_key_hash: [u8; 32],
     /// The client's `ClientGuid`.
+    #[serde(with = "serde_bytes")]
     pub client_guid: Guid,
     /// When the open was created.
     pub created_at: Timestamp,
@@ -138,7 +150,7 @@ pub enum HandleQuery {
     /// application reclaiming all its opens).
     AppInstance(Guid),
     /// The handles of one file (its opaque metadata handle).
-    FileHandle(Vec<u8>),
+    FileHandle(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The handles on one share.
     Share(String),
 }

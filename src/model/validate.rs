@@ -20,9 +20,11 @@ pub const MAX_KEY_LEN: usize = 1024;
 /// Longest record value, in bytes.
 pub const MAX_VALUE_LEN: usize = 64 << 10;
 /// Most bytes of record keys and values and of durable-handle fields in one
-/// transaction (with [`MAX_TXN_OPS`] locks of the largest size, a
-/// transaction still fits one log frame).
-pub const MAX_TXN_BYTES: usize = 4 << 20;
+/// transaction.
+pub const MAX_TXN_BYTES: usize = 2 << 20;
+/// Most bytes a transaction encodes to: what one log frame holds (32 MiB)
+/// less the frame's one-byte array header.
+pub const MAX_TXN_ENCODED: usize = (32 << 20) - 1;
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Error {
     Error::InvalidInput { field, reason: reason.into() }

@@ -44,7 +44,7 @@ impl Command {
     /// uses it to skip finding a group's outcomes by trial application.
     pub fn fixed_outcome(&self) -> Option<Result<Vec<Outcome>>> {
         let Command::Txn(ops) = self else { return None };
-        if let Err(e) = crate::op::validate_batch(ops) {
+        if let Err(e) = crate::op::validate_ops(ops) {
             return Some(Err(e));
         }
         ops.iter()

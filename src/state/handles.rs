@@ -5,17 +5,20 @@
 
 use crate::model::{DurableHandle, FileId, Guid, HandleQuery, Timestamp};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
-/// The handles by id, and their indexes.
+/// The handles by id, and their indexes. Each handle is one allocation
+/// (an `Arc`, so a snapshot's view copies pointers) and every index holds
+/// its id as one shared `Arc<str>`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Handles {
-    by_id: BTreeMap<String, DurableHandle>,
-    by_file_id: HashMap<FileId, String>,
-    by_guid: HashMap<Guid, String>,
-    by_app: BTreeSet<(Guid, String)>,
-    by_file_handle: BTreeSet<(Vec<u8>, String)>,
-    by_share: BTreeSet<(String, String)>,
-    by_expiry: BTreeSet<(Timestamp, String)>,
+    by_id: BTreeMap<Arc<str>, Arc<DurableHandle>>,
+    by_file_id: HashMap<FileId, Arc<str>>,
+    by_guid: HashMap<Guid, Arc<str>>,
+    by_app: BTreeSet<(Guid, Arc<str>)>,
+    by_file_handle: BTreeSet<(Vec<u8>, Arc<str>)>,
+    by_share: BTreeSet<(String, Arc<str>)>,
+    by_expiry: BTreeSet<(Timestamp, Arc<str>)>,
 }
 
 /// Which unique key of a handle another handle holds.
@@ -30,49 +33,56 @@ impl Handles {
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<&DurableHandle> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(|h| &**h)
     }
 
     pub(crate) fn id_by_file_id(&self, file_id: &FileId) -> Option<&str> {
-        self.by_file_id.get(file_id).map(String::as_str)
+        self.by_file_id.get(file_id).map(|id| &**id)
     }
 
     pub(crate) fn id_by_guid(&self, guid: &Guid) -> Option<&str> {
-        self.by_guid.get(guid).map(String::as_str)
+        self.by_guid.get(guid).map(|id| &**id)
     }
 
     /// Every handle, sorted by id.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &DurableHandle> {
+        self.by_id.values().map(|h| &**h)
+    }
+
+    /// Every handle as its shared allocation, sorted by id (a snapshot's
+    /// view).
+    pub(crate) fn shared(&self) -> impl Iterator<Item = &Arc<DurableHandle>> {
         self.by_id.values()
     }
 
     /// The handles `query` selects, sorted by id.
     pub(crate) fn list(&self, query: &HandleQuery) -> Vec<DurableHandle> {
-        let ids: Vec<&String> = match query {
-            HandleQuery::All => return self.by_id.values().cloned().collect(),
+        let empty = || Arc::<str>::from("");
+        let ids: Vec<&Arc<str>> = match query {
+            HandleQuery::All => return self.iter().cloned().collect(),
             HandleQuery::AppInstance(guid) => {
-                self.by_app.range((*guid, String::new())..).take_while(|(g, _)| g == guid).map(|(_, id)| id).collect()
+                self.by_app.range((*guid, empty())..).take_while(|(g, _)| g == guid).map(|(_, id)| id).collect()
             }
             HandleQuery::FileHandle(fh) => self
                 .by_file_handle
-                .range((fh.clone(), String::new())..)
+                .range((fh.clone(), empty())..)
                 .take_while(|(f, _)| f == fh)
                 .map(|(_, id)| id)
                 .collect(),
             HandleQuery::Share(share) => self
                 .by_share
-                .range((share.clone(), String::new())..)
+                .range((share.clone(), empty())..)
                 .take_while(|(s, _)| s == share)
                 .map(|(_, id)| id)
                 .collect(),
         };
-        ids.into_iter().map(|id| self.by_id[id].clone()).collect()
+        ids.into_iter().map(|id| (*self.by_id[id]).clone()).collect()
     }
 
     /// The handle that holds `handle`'s file id or create GUID, other than
     /// the one with its id.
     pub(crate) fn conflict(&self, handle: &DurableHandle) -> Option<Conflict> {
-        let other = |holder: Option<&String>| holder.filter(|h| **h != handle.id).cloned();
+        let other = |holder: Option<&Arc<str>>| holder.filter(|h| ***h != *handle.id).map(|h| h.to_string());
         if let Some(holder) = other(self.by_file_id.get(&handle.file_id)) {
             return Some(Conflict { field: "file_id", holder });
         }
@@ -84,7 +94,7 @@ impl Handles {
     /// returning the handle it replaced.
     pub(crate) fn insert(&mut self, handle: DurableHandle) -> Option<DurableHandle> {
         let prev = self.remove(&handle.id);
-        let id = handle.id.clone();
+        let id: Arc<str> = Arc::from(handle.id.as_str());
         let displaced = self.by_file_id.insert(handle.file_id, id.clone());
         debug_assert!(displaced.is_none(), "a file id is held by one handle");
         if let Some(guid) = handle.create_guid {
@@ -97,14 +107,13 @@ impl Handles {
         self.by_file_handle.insert((handle.file_handle.clone(), id.clone()));
         self.by_share.insert((handle.share.clone(), id.clone()));
         self.by_expiry.insert((expiry(&handle), id.clone()));
-        self.by_id.insert(id, handle);
+        self.by_id.insert(id, Arc::new(handle));
         prev
     }
 
     /// Removes the handle `id` with its index entries.
     pub(crate) fn remove(&mut self, id: &str) -> Option<DurableHandle> {
-        let handle = self.by_id.remove(id)?;
-        let id = handle.id.clone();
+        let (id, handle) = self.by_id.remove_entry(id)?;
         self.by_file_id.remove(&handle.file_id);
         if let Some(guid) = handle.create_guid {
             self.by_guid.remove(&guid);
@@ -115,20 +124,21 @@ impl Handles {
         self.by_file_handle.remove(&(handle.file_handle.clone(), id.clone()));
         self.by_share.remove(&(handle.share.clone(), id.clone()));
         self.by_expiry.remove(&(expiry(&handle), id));
-        Some(handle)
+        Some(Arc::unwrap_or_clone(handle))
     }
 
     /// The ids of the handles expired at `now`, in expiry order.
     pub(crate) fn expired(&self, now: Timestamp) -> Vec<String> {
-        self.by_expiry.range(..(now, String::new())).map(|(_, id)| id.clone()).collect()
+        self.by_expiry.range(..(now, Arc::from(""))).map(|(_, id)| id.to_string()).collect()
     }
 
     /// Checks that every index holds exactly the handles' keys (tests).
     pub(crate) fn check_invariants(&self) {
         let mut copy = Handles::default();
-        for handle in self.by_id.values() {
+        for (id, handle) in &self.by_id {
+            assert_eq!(**id, *handle.id, "a handle is filed under its own id");
             assert!(copy.conflict(handle).is_none(), "handle {:?} shares a unique key", handle.id);
-            copy.insert(handle.clone());
+            copy.insert((**handle).clone());
         }
         assert_eq!(copy.by_file_id, self.by_file_id);
         assert_eq!(copy.by_guid, self.by_guid);

@@ -133,7 +133,7 @@ impl State {
     fn apply_inner(&mut self, cmd: &Command, undo: &mut Undo) -> Result<Vec<Outcome>> {
         match cmd {
             Command::Txn(ops) => {
-                crate::op::validate_batch(ops)?;
+                crate::op::validate_ops(ops)?;
                 let outcomes = ops.iter().map(|op| self.apply_op(op, undo)).collect::<Result<Vec<_>>>()?;
                 if self.clean {
                     // A write after the clean-shutdown marker (a log written
@@ -267,7 +267,7 @@ impl State {
                 Ok(Outcome::Handles(expired))
             }
             Op::PutRecord { space, key, value } => {
-                let prev = self.records.set(space, key, Some(value.clone()));
+                let prev = self.records.set(space, key, Some(value.as_slice().into()));
                 undo.push(UndoStep::Record { space: space.clone(), key: key.clone(), prev });
                 Ok(Outcome::Done)
             }
@@ -278,7 +278,7 @@ impl State {
             }
             Op::SwapRecord { space, key, expected, value } => {
                 let current = self.records.get(space, key);
-                if current != expected.as_ref() {
+                if current.map(|v| &v[..]) != expected.as_deref() {
                     let reason = match (current, expected) {
                         (None, _) => "the record is absent",
                         (Some(_), None) => "the record exists",
@@ -286,7 +286,7 @@ impl State {
                     };
                     return Err(Error::ConditionFailed { space: space.clone(), key: key.clone(), reason });
                 }
-                let prev = self.records.set(space, key, value.clone());
+                let prev = self.records.set(space, key, value.as_deref().map(Into::into));
                 undo.push(UndoStep::Record { space: space.clone(), key: key.clone(), prev });
                 Ok(Outcome::Done)
             }

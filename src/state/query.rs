@@ -117,7 +117,7 @@ impl State {
 
     /// The value of record `key` in `space`.
     pub fn record(&self, space: &str, key: &[u8]) -> Option<Vec<u8>> {
-        self.records.get(space, key).cloned()
+        self.records.get(space, key).map(|v| v.to_vec())
     }
 
     /// The records of `space` that `scan` selects, in key order.

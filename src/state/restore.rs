@@ -91,8 +91,8 @@ pub(crate) enum RestoreError {
         /// The handle that has it too.
         holder: String,
     },
-    /// A second record with the same key in this keyspace.
-    DuplicateRecord(String),
+    /// A second record with this key in this keyspace.
+    DuplicateRecord(String, Vec<u8>),
 }
 
 /// Why the restored entries do not make a state.
@@ -370,9 +370,9 @@ fn insert_handle(state: &mut State, handle: DurableHandle) -> std::result::Resul
 
 fn insert_record(state: &mut State, space: &str, key: &[u8], value: Vec<u8>) -> std::result::Result<(), RestoreError> {
     if state.records.get(space, key).is_some() {
-        return Err(RestoreError::DuplicateRecord(space.to_owned()));
+        return Err(RestoreError::DuplicateRecord(space.to_owned(), key.to_vec()));
     }
-    state.records.set(space, key, Some(value));
+    state.records.set(space, key, Some(value.into()));
     Ok(())
 }
 

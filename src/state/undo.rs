@@ -14,7 +14,7 @@ pub(super) enum UndoStep {
     /// Restore the durable handle `id` to `prev`.
     Handle { id: String, prev: Option<DurableHandle> },
     /// Restore the record `key` of `space` to `prev`.
-    Record { space: String, key: Vec<u8>, prev: Option<Vec<u8>> },
+    Record { space: String, key: Vec<u8>, prev: Option<super::records::Bytes> },
     /// Restore epoch and clean flag.
     Meta { epoch: u64, clean: bool },
 }

@@ -8,8 +8,8 @@ use crate::model::{ClientRecord, DurableHandle};
 
 /// A point-in-time copy of the state for a snapshot. It shares the slot
 /// chunks with the live state (copy on write, see [`Chunks`]), so taking it
-/// costs one `Arc` per [`CHUNK`] slots; the strings are shared too. The
-/// client records, durable handles and records are copied.
+/// costs one `Arc` per [`CHUNK`] slots; the strings, durable handles and
+/// keyspaces are shared too. The client records are copied.
 ///
 /// [`CHUNK`]: super::slab::CHUNK
 pub(crate) struct StateView {
@@ -17,15 +17,25 @@ pub(crate) struct StateView {
     /// How many slots are live.
     pub(crate) locks: usize,
     pub(crate) clients: Vec<ClientRecord>,
-    /// The durable handles, sorted by id.
-    pub(crate) handles: Vec<DurableHandle>,
-    /// The records as (space, key, value), by space, then key.
-    pub(crate) records: Vec<(String, Vec<u8>, Vec<u8>)>,
+    /// The durable handles, sorted by id (shared with the state).
+    pub(crate) handles: Vec<std::sync::Arc<DurableHandle>>,
+    /// Every keyspace, shared with the state (copy on write).
+    pub(crate) records: Vec<(String, super::records::Space)>,
     pub(crate) epoch: u64,
     pub(crate) clean: bool,
 }
 
 impl StateView {
+    /// How many records the view holds.
+    pub(crate) fn record_count(&self) -> usize {
+        self.records.iter().map(|(_, space)| space.len()).sum()
+    }
+
+    /// Every record as (space, key, value), by space, then key.
+    pub(crate) fn records(&self) -> impl Iterator<Item = (&str, &[u8], &[u8])> {
+        self.records.iter().flat_map(|(name, space)| space.iter().map(move |(k, v)| (name.as_str(), &k[..], &v[..])))
+    }
+
     /// The live slots, in slab order.
     pub(crate) fn slots(&self) -> impl Iterator<Item = &Slot> {
         self.slots.iter().flatten()
@@ -39,8 +49,8 @@ impl State {
             slots: self.slots.slots.clone(),
             locks: self.by_id.len(),
             clients: self.clients.values().cloned().collect(),
-            handles: self.handles.iter().cloned().collect(),
-            records: self.records.iter().map(|(s, k, v)| (s.to_owned(), k.to_vec(), v.to_vec())).collect(),
+            handles: self.handles.shared().cloned().collect(),
+            records: self.records.shared(),
             epoch: self.epoch,
             clean: self.clean,
         }

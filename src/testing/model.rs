@@ -118,13 +118,12 @@ impl Model {
                 Outcome::Locks(stale.into_values().collect())
             }
             Op::PutHandle(handle) => {
-                let clash = self.handles.values().find(|h| {
-                    h.id != handle.id
-                        && (h.file_id == handle.file_id
-                            || (h.create_guid.is_some() && h.create_guid == handle.create_guid))
-                });
-                if let Some(other) = clash {
-                    let field = if other.file_id == handle.file_id { "file_id" } else { "create_guid" };
+                // The file id is checked first, across every handle, then
+                // the create GUID.
+                let others = || self.handles.values().filter(|h| h.id != handle.id);
+                let same_file = others().find(|h| h.file_id == handle.file_id).map(|h| ("file_id", h));
+                let same_guid = || others().find(|h| h.create_guid.is_some() && h.create_guid == handle.create_guid);
+                if let Some((field, other)) = same_file.or_else(|| same_guid().map(|h| ("create_guid", h))) {
                     return Err(Error::HandleConflict { id: handle.id.clone(), field, holder: other.id.clone() });
                 }
                 self.handles.insert(handle.id.clone(), handle.clone());
@@ -213,5 +212,32 @@ impl Model {
     /// Client records matching `query`, sorted by kind, then id.
     pub fn list_clients(&self, query: &ClientQuery) -> Vec<ClientRecord> {
         self.clients.values().filter(|r| query.matches(r)).cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Command, State};
+    use crate::testing::sample;
+
+    /// Regression (review of issue 18): with one handle holding the create
+    /// GUID and another the file id of a new handle, the model named the
+    /// GUID's holder and the state machine the file id's; the property
+    /// tests compared only the error's variant. Both name the file id.
+    #[test]
+    fn a_handle_conflict_names_the_same_field_and_holder_as_the_state_machine() {
+        let (a, b) = (sample::handle(1), sample::handle(2));
+        let clash = DurableHandle { create_guid: a.create_guid, file_id: b.file_id, ..sample::handle(3) };
+        let setup = vec![Op::PutHandle(a), Op::PutHandle(b)];
+        let mut state = State::new();
+        state.apply(&Command::Open { epoch: 1 }).unwrap();
+        state.apply(&Command::Txn(setup.clone())).unwrap();
+        let mut model = Model::new(1);
+        model.apply(&setup).unwrap();
+        let from_state = state.apply(&Command::Txn(vec![Op::PutHandle(clash.clone())])).unwrap_err();
+        let from_model = model.apply(&[Op::PutHandle(clash)]).unwrap_err();
+        assert_eq!(format!("{from_state:?}"), format!("{from_model:?}"));
+        assert!(matches!(from_state, Error::HandleConflict { field: "file_id", ref holder, .. } if holder == "open-2"));
     }
 }

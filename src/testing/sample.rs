@@ -224,3 +224,63 @@ pub fn handle(n: u32) -> DurableHandle {
         allocation_size: 1 << 40,
     }
 }
+
+/// One operation of each kind that carries data, every string and byte
+/// field at its limit: a lock (a delegation), an NSM client, a durable
+/// handle, a record swap.
+pub fn largest_ops() -> Vec<crate::op::Op> {
+    use crate::model::validate::{MAX_ID_LEN, MAX_KEY_LEN, MAX_OPAQUE_LEN, MAX_SPACE_LEN, MAX_VALUE_LEN};
+    use crate::op::Op;
+    let s = |c: char| c.to_string().repeat(MAX_ID_LEN);
+    let opaque = || vec![0xFF; MAX_OPAQUE_LEN];
+    let lock = PersistedLock {
+        id: s('i').into(),
+        share: s('s').into(),
+        file_id: s('f').into(),
+        owner_id: s('o').into(),
+        client_id: s('c').into(),
+        kind: LockKind::Delegation(Delegation {
+            delegation_id: opaque(),
+            delegation_type: DelegationType::Write,
+            breaking: true,
+            recalled: true,
+            revoked: true,
+            is_directory: true,
+            notification_mask: u32::MAX,
+        }),
+        acquired_at: Timestamp::from_unix_micros(i64::MIN),
+        server_epoch: u64::MAX,
+    };
+    let client = ClientRecord {
+        client_id: s('c'),
+        name: s('n'),
+        verifier: opaque(),
+        principal: s('p'),
+        callback: opaque(),
+        registered_at: Timestamp::from_unix_micros(i64::MIN),
+        epoch: u64::MAX,
+        reclaim_complete: true,
+        details: ClientDetails::Nsm(NsmDetails {
+            callback_host: s('h'),
+            program: u32::MAX,
+            version: u32::MAX,
+            procedure: u32::MAX,
+        }),
+    };
+    let handle = DurableHandle {
+        id: s('i'),
+        share: s('s'),
+        path: s('p'),
+        user: s('u'),
+        file_handle: opaque(),
+        delete_pending: Some(DeletePending { parent_handle: opaque(), file_name: s('n') }),
+        ..handle(u32::MAX)
+    };
+    let swap = Op::SwapRecord {
+        space: "s".repeat(MAX_SPACE_LEN),
+        key: vec![0xFF; MAX_KEY_LEN],
+        expected: Some(vec![0xFF; MAX_VALUE_LEN]),
+        value: Some(vec![0xFF; MAX_VALUE_LEN]),
+    };
+    vec![Op::PutLock(lock), Op::PutClient(client), Op::PutHandle(handle), swap]
+}

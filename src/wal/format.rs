@@ -61,6 +61,9 @@ pub const LOCK_FILE: &str = "LOCK";
 pub const TMP_SUFFIX: &str = ".tmp";
 
 const _: () = assert!(SEGMENT_HEADER_LEN.is_multiple_of(FRAME_ALIGN));
+// The largest transaction validation accepts is one command in a frame of
+// its own: a one-byte array header and its encoding.
+const _: () = assert!(crate::model::validate::MAX_TXN_ENCODED + 1 == MAX_PAYLOAD as usize);
 const _: () = assert!(FRAME_HEADER_LEN.is_multiple_of(FRAME_ALIGN));
 const _: () = assert!(MAX_PAYLOAD as u64 + FRAME_HEADER_LEN as u64 + FRAME_ALIGN as u64 <= u32::MAX as u64);
 
@@ -465,6 +468,46 @@ mod tests {
             Err(DecodeError::Payload(reason)) => assert!(reason.contains("DeleteRecord"), "{reason}"),
             other => panic!("expected a payload error, got {other:?}"),
         }
+    }
+
+    /// The largest transaction validation accepts fits one frame: any mix
+    /// of `MAX_TXN_OPS` operations of the largest size of each kind, up to
+    /// the record and handle byte limit, either is accepted and encodes to
+    /// at most a frame's payload, or is refused as too large; never a
+    /// payload `append_frame` would refuse.
+    ///
+    /// Regression (review of issue 18): 4,096 NSM client records with every
+    /// field at its limit passed validation and encoded to 33,845,257
+    /// bytes, and the writer thread panicked on it.
+    #[test]
+    fn no_valid_transaction_exceeds_a_frame() {
+        use crate::model::validate::{MAX_TXN_ENCODED, MAX_TXN_OPS};
+        let [lock, client, handle, swap] = <[Op; 4]>::try_from(crate::testing::sample::largest_ops()).unwrap();
+        // The count is the encoding (checked on a short transaction).
+        let few = vec![lock.clone(), client.clone(), handle.clone(), swap.clone()];
+        let mut payload = Vec::new();
+        encode_commands(&mut payload, &[&Command::Txn(few.clone())]);
+        assert_eq!(payload.len(), 1 + crate::op::encoded_len(&few));
+        let (mut accepted, mut refused) = (0, 0);
+        // (heavy op, how many, the op filling up to MAX_TXN_OPS)
+        let mixes = [(&lock, 0, &lock), (&client, 0, &client), (&swap, 15, &lock), (&handle, 290, &lock)];
+        for (heavy, k, light) in mixes.into_iter().chain([(&swap, 15, &client), (&handle, 290, &client)]) {
+            let mut ops = vec![heavy.clone(); k];
+            ops.resize(MAX_TXN_OPS, light.clone());
+            let len = 1 + crate::op::encoded_len(&ops);
+            match crate::op::validate_batch(&ops) {
+                Ok(()) => {
+                    accepted += 1;
+                    assert!(len <= MAX_PAYLOAD as usize, "{k} x {} + {}: {len} bytes", heavy.name(), light.name());
+                }
+                Err(crate::Error::InvalidInput { field: "ops", reason }) => {
+                    refused += 1;
+                    assert!(len > MAX_TXN_ENCODED + 1, "refused a transaction that fits: {reason}");
+                }
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert!(accepted > 0 && refused > 0, "{accepted} accepted, {refused} refused");
     }
 
     #[test]

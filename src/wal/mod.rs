@@ -162,11 +162,25 @@ impl WalLockStore {
         &self.dir
     }
 
+    /// Every keyspace that holds records, with its number of records, in
+    /// name order.
+    pub fn record_spaces(&self) -> Vec<(String, u64)> {
+        let state = self.shared.state.read().unwrap_or_else(|e| e.into_inner());
+        state.record_spaces().map(|(name, n)| (name.to_owned(), n as u64)).collect()
+    }
+
     /// Counters and facts about the store.
     pub fn stats(&self) -> WalStats {
-        let (epoch, locks, clients) = {
+        let (epoch, locks, clients, handles, keyspace_records) = {
             let state = self.shared.state.read().unwrap_or_else(|e| e.into_inner());
-            (state.epoch(), state.lock_count() as u64, state.client_count() as u64)
+            let count = |n: usize| n as u64;
+            (
+                state.epoch(),
+                count(state.lock_count()),
+                count(state.client_count()),
+                count(state.handle_count()),
+                count(state.record_count()),
+            )
         };
         let c = &self.shared.counters;
         let records = c.records.load(Relaxed);
@@ -176,6 +190,8 @@ impl WalLockStore {
             epoch,
             locks,
             clients,
+            handles,
+            keyspace_records,
             log_bytes,
             segments,
             last_lsn: c.last_lsn.load(Relaxed),

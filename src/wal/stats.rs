@@ -15,6 +15,10 @@ pub struct WalStats {
     pub locks: u64,
     /// Client records.
     pub clients: u64,
+    /// Durable handles.
+    pub handles: u64,
+    /// Records, in every keyspace.
+    pub keyspace_records: u64,
     /// Logical bytes (headers and frames) of the live segments.
     pub log_bytes: u64,
     /// Live segment files.

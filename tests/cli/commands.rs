@@ -3,7 +3,7 @@
 //! commands leaving the directory byte-identical, a second writer refused
 //! while readers see the live store, and the clean-shutdown marker.
 
-use crate::support::{fails, files, ids, many_segments, ok, p, rich_store, runtime, segments};
+use crate::support::{fails, files, handle_store, ids, many_segments, ok, p, rich_store, runtime, segments};
 use lockwal::LockStore;
 use lockwal::testing::sample;
 use lockwal::wal::{WalLockStore, WalOptions};
@@ -134,20 +134,26 @@ fn list_filters_and_json_shapes() {
 
 #[test]
 fn read_only_commands_leave_the_directory_byte_identical() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = p(dir.path());
-    rich_store(dir.path());
-    std::fs::remove_file(dir.path().join("LOCK")).unwrap(); // they must not even create it
-    let before = files(dir.path());
-    ok(&["stat", d]);
-    ok(&["stat", d, "--json"]);
-    ok(&["list", d, "--json", "--kind", "lease"]);
-    ok(&["clients", d]);
-    ok(&["dump", d, "--json"]);
-    ok(&["verify", d, "--json"]);
-    fails(&["repair", d], 1); // nothing to repair, and the dry run changes nothing anyway
-    assert_eq!(files(dir.path()), before, "a read-only command changed the directory");
-    assert_eq!(ok(&["stat", d, "--json"]).json()["epoch"], 1, "no epoch bump");
+    for build in [rich_store, handle_store] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = p(dir.path());
+        build(dir.path());
+        std::fs::remove_file(dir.path().join("LOCK")).unwrap(); // they must not even create it
+        let before = files(dir.path());
+        ok(&["stat", d]);
+        ok(&["stat", d, "--json"]);
+        ok(&["list", d, "--json", "--kind", "lease"]);
+        ok(&["clients", d]);
+        ok(&["handles", d]);
+        ok(&["handles", d, "--json", "--share", "projects"]);
+        ok(&["records", d, "dirents"]);
+        ok(&["records", d, "dirents", "--json", "--prefix", "a"]);
+        ok(&["dump", d, "--json"]);
+        ok(&["verify", d, "--json"]);
+        fails(&["repair", d], 1); // nothing to repair, and the dry run changes nothing anyway
+        assert_eq!(files(dir.path()), before, "a read-only command changed the directory");
+        assert_eq!(ok(&["stat", d, "--json"]).json()["epoch"], 1, "no epoch bump");
+    }
 }
 
 #[test]
@@ -171,6 +177,12 @@ fn a_second_writer_is_refused_and_readers_see_the_live_store() {
     assert_eq!((stat["epoch"].as_u64(), stat["clean_shutdown"].as_bool()), (Some(1), Some(false)));
     rt.block_on(store.put_lock(sample::byte_range("later", "s", "f", "o", "c"))).unwrap();
     assert_eq!(ids(&ok(&["list", d, "--json"]).json()), ["later", "live"]);
+    rt.block_on(store.put_handle(sample::handle(7))).unwrap();
+    rt.block_on(store.put_record("live", b"k", b"v")).unwrap();
+    assert_eq!(ids(&ok(&["handles", d, "--json"]).json()), ["open-7"]);
+    assert_eq!(ok(&["records", d, "live"]).stdout, "key=6b value=76\n");
+    let stat = ok(&["stat", d, "--json"]).json();
+    assert_eq!((stat["handles"].as_u64(), stat["record_spaces"]["live"].as_u64()), (Some(1), Some(1)));
     assert_eq!(ok(&["verify", d, "--json"]).json()["intact"], true);
     rt.block_on(store.close()).unwrap();
     ok(&["release", d, "--id", "live"]);

@@ -7,6 +7,7 @@
 
 mod commands;
 mod damage;
+mod handles;
 mod support;
 mod torture;
 mod usage;

@@ -1,10 +1,11 @@
 //! What every test here shares: running the binary (`lockwal`, `ok`,
 //! `fails`) and reading its output, listing a store directory, and
 //! building the stores the tests start from (`rich_store`,
-//! `many_segments`).
+//! `many_segments`, `handle_store`).
 
 use lockwal::LockStore;
-use lockwal::model::{ClientDetails, ClientRecord, NsmDetails, Timestamp};
+use lockwal::model::{ClientDetails, ClientRecord, DurableHandle, DurableVersion, NsmDetails, Timestamp};
+use lockwal::op::Op;
 use lockwal::testing::sample;
 use lockwal::wal::{WalLockStore, WalOptions};
 use serde_json::Value;
@@ -127,4 +128,72 @@ pub(crate) fn many_segments(dir: &Path, puts: usize) {
 
 pub(crate) fn ids(list: &Value) -> Vec<String> {
     list.as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap().to_owned()).collect()
+}
+
+/// A plain SMB 2.x durable handle: v1, no create GUID, lease, app
+/// instance or delete-on-close, not persistent.
+pub(crate) fn v1_handle() -> DurableHandle {
+    DurableHandle {
+        id: "v1-open".into(),
+        file_id: [0x11; 16],
+        original_file_id: [0x11; 16],
+        path: "report.doc".into(),
+        share: "public".into(),
+        file_handle: vec![0xFE, 0xED],
+        desired_access: 0x0012_0089,
+        granted_access: 0x0012_0089,
+        share_access: 0x1,
+        create_options: 0,
+        oplock_level: 0x08,
+        lease: None,
+        create_guid: None,
+        app_instance_id: None,
+        persistent: false,
+        version: DurableVersion::V1,
+        user: "bob".into(),
+        session_key_hash: [0; 32],
+        client_guid: [0x22; 16],
+        created_at: Timestamp::from_unix_micros(1_764_000_000_000_000),
+        disconnected_at: Timestamp::from_unix_micros(1_764_000_001_000_000),
+        timeout_ms: 16_000,
+        server_start_time: Timestamp::from_unix_micros(1_763_999_000_000_000),
+        delete_pending: None,
+        is_directory: false,
+        position: 0,
+        allocation_size: 0,
+    }
+}
+
+/// A store with durable handles and records, every record op in its log,
+/// closed cleanly: handles `open-1`, `open-2` (share `projects`, the
+/// sample shape) and `v1-open` (share `public`; `open-3` was put and
+/// consumed by its create GUID); keyspace `dirents` holds `a/1` = `x`,
+/// `a/2` = `yy` and `b/1` = `z` (`a/3` was put and deleted, `b/1` swapped
+/// from `old`), keyspace `meta` holds `00ff` = empty, keyspace `gone` was
+/// emptied; and one lock `l1`, put in one transaction with `a/2`.
+pub(crate) fn handle_store(dir: &Path) {
+    runtime().block_on(async {
+        let store = WalLockStore::open(dir, WalOptions::default()).await.unwrap();
+        for n in [1, 2, 3] {
+            store.put_handle(sample::handle(n)).await.unwrap();
+        }
+        store.put_handle(v1_handle()).await.unwrap();
+        store.consume_handle_by_create_guid(&sample::handle(3).create_guid.unwrap()).await.unwrap();
+        store.put_record("dirents", b"a/1", b"x").await.unwrap();
+        store
+            .transaction(vec![
+                Op::PutRecord { space: "dirents".into(), key: b"a/2".to_vec(), value: b"yy".to_vec() },
+                Op::PutLock(sample::byte_range("l1", "projects", "f", "o", "c")),
+            ])
+            .await
+            .unwrap();
+        store.put_record("dirents", b"a/3", b"gone").await.unwrap();
+        store.delete_record("dirents", b"a/3").await.unwrap();
+        store.put_record("dirents", b"b/1", b"old").await.unwrap();
+        store.swap_record("dirents", b"b/1", Some(b"old"), Some(b"z")).await.unwrap();
+        store.put_record("meta", &[0x00, 0xFF], b"").await.unwrap();
+        store.put_record("gone", b"k", b"v").await.unwrap();
+        store.delete_record("gone", b"k").await.unwrap();
+        store.close().await.unwrap();
+    });
 }

@@ -6,8 +6,10 @@ use crate::support::{fails, files, lockwal, ok, p};
 #[test]
 fn help_lists_every_subcommand_but_not_the_hidden_child() {
     let run = ok(&["--help"]);
-    for cmd in ["stat", "list", "clients", "dump", "verify", "init", "grant", "release", "compact", "repair", "torture"]
-    {
+    for cmd in [
+        "stat", "list", "clients", "handles", "records", "dump", "verify", "init", "grant", "release", "compact",
+        "repair", "torture",
+    ] {
         assert!(run.stdout.contains(cmd), "{cmd} missing from --help");
     }
     assert!(!run.stdout.contains("torture-child"));
@@ -26,12 +28,14 @@ fn usage_errors_and_missing_stores_exit_2() {
     assert!(schema.stderr.contains("--url"), "--schema needs --url: {}", schema.stderr);
     // Nothing listens on port 1: a clear error, exit 2 (with the PostgreSQL
     // backend built in: a connection error; without it: how to build it).
-    let unreachable = fails(&["clients", "--url", "postgres://lockwal@127.0.0.1:1/x"], 2);
-    assert!(
-        unreachable.stderr.contains("connect") || unreachable.stderr.contains("--features postgres"),
-        "{}",
-        unreachable.stderr
-    );
+    for cmd in ["clients", "handles"] {
+        let unreachable = fails(&[cmd, "--url", "postgres://lockwal@127.0.0.1:1/x"], 2);
+        assert!(
+            unreachable.stderr.contains("connect") || unreachable.stderr.contains("--features postgres"),
+            "{cmd}: {}",
+            unreachable.stderr
+        );
+    }
     assert_eq!(lockwal(&["list", p(dir.path()), "--kind", "spaceship"]).code, 2);
     assert_eq!(lockwal(&["grant", p(dir.path()), "--id", "x"]).code, 2, "missing required options");
     let run = fails(&["stat", p(dir.path())], 2);
@@ -52,10 +56,12 @@ fn a_missing_directory_is_reported_as_no_such_directory() {
     let missing = parent.path().join("nope");
     let d = p(&missing);
     let expected = format!("lockwal: no such directory {d}\n");
-    let commands: [&[&str]; 9] = [
+    let commands: [&[&str]; 11] = [
         &["stat", d],
         &["list", d],
         &["clients", d],
+        &["handles", d],
+        &["records", d, "space"],
         &["dump", d],
         &["verify", d],
         &["release", d, "--id", "x"],

@@ -61,6 +61,19 @@ macro_rules! conformance_suite {
             reads_return_copies,
             concurrent_writers_match_sequential_model,
             random_operations_match_model,
+            handles_round_trip_every_field,
+            handle_lists_follow_every_index,
+            handle_unique_keys_are_enforced,
+            consume_returns_and_removes_the_handle,
+            racing_consumers_get_each_handle_once,
+            expire_is_exact_at_the_boundary,
+            handle_ops_are_atomic_with_lock_ops,
+            invalid_handles_change_nothing,
+            records_put_get_delete_and_scan,
+            swap_record_applies_only_on_the_expected_value,
+            record_limits_and_bad_input,
+            records_survive_restart_and_snapshot,
+            records_and_locks_commit_together,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

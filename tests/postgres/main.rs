@@ -13,16 +13,21 @@
 //!
 //! Files by topic: `fencing.rs` (several nodes, the epoch fence, read-only
 //! opens), `migrations.rs`, `encodings.rs` (exact numerics, rows that do not
-//! decode), `connections.rs` (transactions and the pool, typed errors).
+//! decode), `connections.rs` (transactions and the pool, typed errors),
+//! `handles.rs` (durable handles and records: every field, rows that do not
+//! decode, racing consumers and puts, a random run against the state
+//! machine), `caller.rs` (operations in a caller's own transaction).
 #![cfg(feature = "postgres")]
 
 #[macro_use]
 #[path = "../conformance/mod.rs"]
 mod conformance;
 
+mod caller;
 mod connections;
 mod encodings;
 mod fencing;
+mod handles;
 mod migrations;
 
 use async_trait::async_trait;
@@ -183,5 +188,32 @@ fn assert_fenced(result: Result<impl std::fmt::Debug, Error>, ours: u64, current
     match result {
         Err(Error::Fenced { ours: o, current: c }) if o == ours && c == current => {}
         other => panic!("expected Fenced {{ ours: {ours}, current: {current} }}, got {other:?}"),
+    }
+}
+
+/// The backend process id of a connection.
+async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
+    client.query_one("SELECT pg_backend_pid()", &[]).await.expect("pg_backend_pid").get(0)
+}
+
+/// Waits until another backend is blocked by backend `holder` (on a row,
+/// key or table lock it holds): a racer is then really waiting for it.
+async fn wait_blocked_by(scratch: &Scratch, holder: i32) {
+    let observer = scratch.sql().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1::integer = ANY (pg_blocking_pids(pid))",
+                &[&holder],
+            )
+            .await
+            .expect("pg_blocking_pids")
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "nothing waited for backend {holder} within 30 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -1,5 +1,6 @@
-//! Migrations up, down and up again, and migration 3 converting rows in
-//! place.
+//! Migrations up, down and up again, migration 3 converting rows in place,
+//! and migration 4 adding the durable-handle and record tables beside the
+//! rows it leaves alone.
 
 use super::*;
 
@@ -14,6 +15,9 @@ async fn tables(scratch: &Scratch) -> Vec<String> {
         .map(|r| r.get(0))
         .collect()
 }
+
+const ALL_TABLES: [&str; 6] =
+    ["lockwal_clients", "lockwal_handles", "lockwal_locks", "lockwal_meta", "lockwal_migrations", "lockwal_records"];
 
 async fn recorded(scratch: &Scratch) -> Vec<i32> {
     let sql = scratch.sql().await;
@@ -31,7 +35,7 @@ async fn recorded(scratch: &Scratch) -> Vec<i32> {
 async fn migrations_up_down_up() {
     let Some(scratch) = Scratch::new() else { return };
     let config = scratch.config().with_auto_migrate(false);
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     assert_eq!(PostgresLockStore::schema_version(&config).await.unwrap(), 0);
     match PostgresLockStore::open(config.clone()).await {
         Err(Error::SchemaVersion { found: 0, expected: SCHEMA_VERSION, schema }) => assert_eq!(schema, scratch.schema),
@@ -39,11 +43,11 @@ async fn migrations_up_down_up() {
     }
 
     let up = PostgresLockStore::migrate(&config).await.unwrap();
-    assert_eq!((up.from, up.to, up.steps), (0, 3, vec![1, 2, 3]));
-    assert_eq!(tables(&scratch).await, ["lockwal_clients", "lockwal_locks", "lockwal_meta", "lockwal_migrations"]);
-    assert_eq!(recorded(&scratch).await, [1, 2, 3]);
+    assert_eq!((up.from, up.to, up.steps), (0, 4, vec![1, 2, 3, 4]));
+    assert_eq!(tables(&scratch).await, ALL_TABLES);
+    assert_eq!(recorded(&scratch).await, [1, 2, 3, 4]);
     let again = PostgresLockStore::migrate(&config).await.unwrap();
-    assert_eq!((again.from, again.to, again.steps), (3, 3, vec![]));
+    assert_eq!((again.from, again.to, again.steps), (4, 4, vec![]));
 
     let store = PostgresLockStore::open(config.clone()).await.unwrap();
     store.put_lock(lock("L")).await.unwrap();
@@ -54,7 +58,7 @@ async fn migrations_up_down_up() {
     store.close().await.unwrap();
 
     let down = PostgresLockStore::migrate_to(&config, 1).await.unwrap();
-    assert_eq!((down.from, down.to, down.steps), (3, 1, vec![3, 2]));
+    assert_eq!((down.from, down.to, down.steps), (4, 1, vec![4, 3, 2]));
     assert_eq!(tables(&scratch).await, ["lockwal_locks", "lockwal_meta", "lockwal_migrations"]);
     assert!(matches!(PostgresLockStore::open(config.clone()).await, Err(Error::SchemaVersion { found: 1, .. })));
     let down = PostgresLockStore::migrate_to(&config, 0).await.unwrap();
@@ -63,7 +67,7 @@ async fn migrations_up_down_up() {
     assert!(recorded(&scratch).await.is_empty());
 
     let up = PostgresLockStore::migrate(&config).await.unwrap();
-    assert_eq!((up.from, up.to, up.steps), (0, 3, vec![1, 2, 3]));
+    assert_eq!((up.from, up.to, up.steps), (0, 4, vec![1, 2, 3, 4]));
     let store = PostgresLockStore::open(config.clone()).await.unwrap();
     assert_eq!(store.epoch().await.unwrap(), 1, "a fresh schema after down and up");
     assert_eq!(store.count().await.unwrap(), 0);
@@ -138,7 +142,7 @@ async fn migration_3_upgrades_rows_in_place_and_down_up_is_lossless() {
     assert_eq!(written.len(), 8);
 
     let report = PostgresLockStore::migrate(&config).await.unwrap();
-    assert_eq!((report.from, report.to, report.steps), (2, 3, vec![3]));
+    assert_eq!((report.from, report.to, report.steps), (2, 4, vec![3, 4]));
     let store = PostgresLockStore::open_read_only(config.clone()).await.unwrap();
     let locks = store.list_locks(&LockQuery::all()).await.unwrap();
     let kinds: Vec<(&str, &LockKind, u64)> = locks.iter().map(|l| (&*l.id, &l.kind, l.server_epoch)).collect();
@@ -214,7 +218,7 @@ async fn migration_3_upgrades_rows_in_place_and_down_up_is_lossless() {
 
     // Down to 2: the rows exactly as migration 2 held them.
     let report = PostgresLockStore::migrate_to(&config, 2).await.unwrap();
-    assert_eq!(report.steps, [3]);
+    assert_eq!(report.steps, [4, 3]);
     assert_eq!(rows_as_text(&sql).await, written);
     PostgresLockStore::migrate(&config).await.unwrap();
     let store = PostgresLockStore::open_read_only(config.clone()).await.unwrap();
@@ -234,5 +238,62 @@ async fn migration_3_upgrades_rows_in_place_and_down_up_is_lossless() {
         other => panic!("expected a refused down migration, got {other:?}"),
     }
     assert_eq!(rows_as_text(&sql).await, before);
-    assert_eq!(PostgresLockStore::schema_version(&config).await.unwrap(), 3);
+    assert_eq!(PostgresLockStore::schema_version(&config).await.unwrap(), 4);
+    assert_eq!(tables(&scratch).await, ALL_TABLES, "the refused run dropped nothing");
+}
+
+/// Migration 4 on a database at migration 3 with locks and client records:
+/// it adds the durable-handle and record tables and leaves every row as it
+/// was; handles and records then work; down to 3 drops exactly the two
+/// tables (the other rows unchanged, the store refused at version 3), and
+/// up again gives them back empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_4_adds_handles_and_records_and_down_up_keeps_the_rest() {
+    let Some(scratch) = Scratch::new() else { return };
+    let config = scratch.config().with_auto_migrate(false);
+    PostgresLockStore::migrate_to(&config, 3).await.unwrap();
+    let sql = scratch.sql().await;
+    let columns = "id, share, file_id, owner_id, client_id, kind, acquired_at, server_epoch";
+    sql.batch_execute(&format!(
+        "INSERT INTO lockwal_locks ({columns}, range_type, range_offset, range_length, range_zero_byte, range_flavor,
+                 range_share_deny)
+             VALUES ('r', 's', 'f', 'o', 'c', 'byte_range', 10, 0, 'exclusive', 7, 3, false, 'smb', 'read');
+         INSERT INTO lockwal_clients (client_id, kind, name, verifier, principal, callback, registered_at, epoch,
+                 reclaim_complete, nfs4_short_id)
+             VALUES ('b', 'nfs4', 'n', '', '', '', 21, 5, true, 18446744073709551615);"
+    ))
+    .await
+    .unwrap();
+    let rows = rows_as_text(&sql).await;
+    assert!(matches!(PostgresLockStore::open(config.clone()).await, Err(Error::SchemaVersion { found: 3, .. })));
+
+    let up = PostgresLockStore::migrate(&config).await.unwrap();
+    assert_eq!((up.from, up.to, up.steps), (3, 4, vec![4]));
+    assert_eq!(tables(&scratch).await, ALL_TABLES);
+    assert_eq!(rows_as_text(&sql).await, rows, "migration 4 leaves the other rows alone");
+    let store = PostgresLockStore::open(config.clone()).await.unwrap();
+    assert_eq!(store.list_locks(&LockQuery::all()).await.unwrap().len(), 1);
+    store.put_handle(sample::handle(1)).await.unwrap();
+    store.put_record("s", b"k", b"v").await.unwrap();
+    assert_eq!(store.get_handle("open-1").await.unwrap(), sample::handle(1));
+    store.close().await.unwrap();
+
+    let down = PostgresLockStore::migrate_to(&config, 3).await.unwrap();
+    assert_eq!((down.from, down.to, down.steps), (4, 3, vec![4]));
+    assert_eq!(tables(&scratch).await, ["lockwal_clients", "lockwal_locks", "lockwal_meta", "lockwal_migrations"]);
+    let meta: (i64, bool) = {
+        let row = sql.query_one("SELECT epoch, clean FROM lockwal_meta", &[]).await.unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(meta, (1, true), "the epoch row is kept");
+    assert_eq!(rows_as_text(&sql).await, rows, "down leaves the other rows alone");
+    assert!(matches!(PostgresLockStore::open(config.clone()).await, Err(Error::SchemaVersion { found: 3, .. })));
+
+    let up = PostgresLockStore::migrate(&config).await.unwrap();
+    assert_eq!(up.steps, [4]);
+    let store = PostgresLockStore::open(config.clone()).await.unwrap();
+    assert_eq!(store.epoch().await.unwrap(), 2);
+    assert!(store.list_handles(&HandleQuery::All).await.unwrap().is_empty());
+    assert_eq!(store.scan_records("s", &RecordScan::all(10)).await.unwrap(), Vec::new());
+    assert_eq!(rows_as_text(&sql).await, rows);
 }

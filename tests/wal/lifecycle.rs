@@ -2,6 +2,8 @@
 //! concurrent writers.
 
 use super::*;
+use lockwal::Op;
+use lockwal::model::ClientQuery;
 
 /// Dropping without close is not a clean shutdown; close is; both keep data.
 #[tokio::test]
@@ -198,4 +200,31 @@ async fn files_are_owner_only() {
     for (path, _) in snapshot_dir(&dir) {
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "{}", path.display());
     }
+}
+
+/// Regression (review of issue 18): a transaction whose every field is
+/// within its limit but whose encoding is larger than a log frame (4,096
+/// NSM client records at their largest, 33.8 MB) reached the writer thread,
+/// which panicked, and every later write failed with `Closed`. It is now
+/// `InvalidInput` before anything is queued, and the store writes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_larger_than_a_frame_is_refused_and_the_writer_lives_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = WalLockStore::open(dir.path(), WalOptions::default()).await.unwrap();
+    let client = lockwal::testing::sample::largest_ops().swap_remove(1);
+    let Op::PutClient(client) = client else { panic!("the second of largest_ops is a client") };
+    let ops: Vec<Op> = (0..lockwal::model::validate::MAX_TXN_OPS)
+        .map(|n| {
+            let mut c = client.clone();
+            c.client_id = format!("{n:08}{}", &c.client_id[8..]);
+            Op::PutClient(c)
+        })
+        .collect();
+    match store.transaction(ops).await {
+        Err(Error::InvalidInput { field: "ops", reason }) => assert!(reason.contains("log frame"), "{reason}"),
+        other => panic!("expected InvalidInput, got {:?}", other.map(drop)),
+    }
+    store.put_lock(lockwal::testing::sample::byte_range("after", "s", "f", "o", "c")).await.unwrap();
+    assert_eq!(store.count().await.unwrap(), 1);
+    assert_eq!(store.list_clients(&ClientQuery::all()).await.unwrap(), Vec::new());
 }

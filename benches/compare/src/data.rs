@@ -7,8 +7,14 @@
 //! byte-range lock. Lock `n` of the data set is a pure function of `n`, so
 //! every store gets exactly the same records and a child process can rebuild
 //! the key lists without reading anything.
+//!
+//! W6's SMB durable handles ([`handle`]) are pure functions of their number
+//! too, each with its own file id and create GUID.
 
-use lockwal::model::{ByteRange, LockKind, LockType, PersistedLock, RangeFlavor, Timestamp};
+use lockwal::model::{
+    ByteRange, DeletePending, DurableHandle, DurableVersion, HandleLease, LeaseState, LockKind, LockType,
+    PersistedLock, RangeFlavor, Timestamp,
+};
 
 /// How many distinct keys of each kind the data set draws from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,9 +154,85 @@ impl Dataset {
     }
 }
 
+/// 16 bytes: `n` little-endian, then 8 bytes mixed from `n` and `tag`.
+/// Distinct `n` give distinct keys (the first half is `n` itself).
+fn key16(n: u64, tag: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&n.to_le_bytes());
+    k[8..].copy_from_slice(&mix(n ^ tag.rotate_left(48)).to_le_bytes());
+    k
+}
+
+/// The create GUID of durable handle `n` (what [`handle`] gives it).
+pub fn create_guid(n: u64) -> lockwal::model::Guid {
+    key16(n, 4)
+}
+
+/// Durable handle `n`, a pure function of `n`: an SMB 3.x (v2) open, so
+/// reconnectable by create GUID, with its own `FileId` and create GUID
+/// (both start with `n`); on one of 4 shares, a path in one of 1,000
+/// directories, a 16-byte file handle out of 10,000, a user out of 500 and
+/// a client GUID out of 1,000. Three in four hold a lease, one in four has
+/// an app instance id (of 16), one in eight is persistent, one in sixteen
+/// is delete-on-close, one in ten is a directory.
+pub fn handle(n: u64) -> DurableHandle {
+    let h = mix(n ^ 0x6A09_E667_F3BC_C908);
+    let file = h % 10_000;
+    let dir = (h >> 16) % 1_000;
+    let file_id = key16(n, 1);
+    let name = format!("file-{n:08}.docx");
+    DurableHandle {
+        id: format!("smb-open-{n:012}"),
+        file_id,
+        original_file_id: file_id,
+        path: format!("projects/dir{dir:04}/{name}"),
+        share: format!("export{:02}", file % 4),
+        file_handle: key16(file, 2).to_vec(),
+        desired_access: 0x0012_019F,
+        granted_access: 0x0012_0089 | ((h >> 8) as u32 & 0x2),
+        share_access: 0x7,
+        create_options: 0x0000_0040,
+        oplock_level: if n % 4 == 3 { 0x08 } else { 0xFF },
+        lease: (n % 4 != 3).then(|| HandleLease { key: key16(n, 3), state: LeaseState(0x7), epoch: (h % 16) as u16 }),
+        create_guid: Some(create_guid(n)),
+        app_instance_id: n.is_multiple_of(4).then(|| key16((h >> 32) % 16, 5)),
+        persistent: n.is_multiple_of(8),
+        version: DurableVersion::V2,
+        user: format!("LAB\\user{:03}", (h >> 40) % 500),
+        session_key_hash: [(h & 0xFF) as u8; 32],
+        client_guid: key16((h >> 24) % 1_000, 6),
+        created_at: Timestamp::from_unix_micros(1_764_000_000_000_000 + n as i64),
+        disconnected_at: Timestamp::from_unix_micros(1_764_000_060_000_000 + n as i64),
+        timeout_ms: 60_000 + (h % 120) * 1_000,
+        server_start_time: Timestamp::from_unix_micros(1_763_990_000_000_000),
+        delete_pending: (n % 16 == 5).then(|| DeletePending { parent_handle: key16(dir, 7).to_vec(), file_name: name }),
+        is_directory: n % 10 == 9,
+        position: (h >> 4) % (1 << 30),
+        allocation_size: ((h >> 12) % 4096) * 4096,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handles_are_valid_varied_and_unique_by_file_id_and_create_guid() {
+        let handles: Vec<DurableHandle> = (0..20_000).map(handle).collect();
+        for h in &handles {
+            lockwal::model::validate::handle(h).unwrap();
+        }
+        let unique = |key: &dyn Fn(&DurableHandle) -> Vec<u8>| {
+            handles.iter().map(key).collect::<std::collections::HashSet<_>>().len()
+        };
+        assert_eq!(unique(&|h| h.id.clone().into_bytes()), handles.len());
+        assert_eq!(unique(&|h| h.file_id.to_vec()), handles.len());
+        assert_eq!(unique(&|h| h.create_guid.unwrap().to_vec()), handles.len());
+        assert_eq!(unique(&|h| h.share.clone().into_bytes()), 4);
+        assert!(unique(&|h| h.file_handle.clone()) > 8_000, "20,000 draws out of 10,000 file handles");
+        assert_eq!(handles.iter().filter(|h| h.lease.is_some()).count(), 15_000);
+        assert_eq!(handle(77), handle(77), "deterministic");
+    }
 
     #[test]
     fn records_have_the_issue_shape() {

@@ -1,6 +1,7 @@
 //! The workloads of issue 7, as plain async functions over [`Store`], used
 //! by both the `compare` runner (which records every latency) and the
-//! criterion benches.
+//! criterion benches; and W6 (issue 18), lockwal's SMB durable handles,
+//! over the WAL backend's public API.
 
 use crate::engine::{Peer, Store};
 use crate::stats::Latency;
@@ -318,6 +319,196 @@ pub async fn during_compaction(
         compactions,
         mean_compaction_s: spent.iter().sum::<Duration>().as_secs_f64() / compactions.max(1) as f64,
     })
+}
+
+// ---- W6: durable handles (lockwal only) --------------------------------------------
+
+/// Handles per transaction when W6 loads a store (well inside
+/// `MAX_TXN_OPS` and `MAX_TXN_BYTES`).
+pub const HANDLE_CHUNK: u64 = 1024;
+
+/// Puts durable handles `range` (see [`crate::data::handle`]) in
+/// transactions of [`HANDLE_CHUNK`].
+pub async fn load_handles(store: &lockwal::wal::WalLockStore, range: std::ops::Range<u64>) -> Result<()> {
+    use lockwal::{LockStore, Op};
+    let mut at = range.start;
+    while at < range.end {
+        let end = (at + HANDLE_CHUNK).min(range.end);
+        store.transaction((at..end).map(|n| Op::PutHandle(crate::data::handle(n))).collect()).await?;
+        at = end;
+    }
+    Ok(())
+}
+
+/// W6, consume: latency of `consume_handle_by_create_guid` on a store
+/// holding a fixed number of handles.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HandleConsume {
+    /// Handles stored before every consume (the store holds nothing else).
+    pub stored: u64,
+    /// Seconds to load them and compact (untimed set-up).
+    pub build_s: f64,
+    /// Length of the measured window.
+    pub seconds: f64,
+    /// The `consume_handle_by_create_guid` call alone, one task, a random
+    /// stored handle each time: durable (the log record is fdatasync'ed
+    /// before it returns) and returning the handle, owned.
+    pub consume: Latency,
+    /// The `put_handle` of a fresh handle after each consume, which keeps
+    /// the count at `stored` (not part of `consume`).
+    pub put_back: Latency,
+    /// Consume + put-back pairs per second in the window.
+    pub pairs_per_sec: f64,
+    /// Compactions the store started by itself in the warm-up and window
+    /// (default options: after 64 MiB of log).
+    pub compactions: u64,
+}
+
+/// Runs W6's consume on a fresh WAL store in `dir` (default options): puts
+/// handles `0..stored`, compacts, then for the warm-up and the window
+/// consumes a random stored handle by its create GUID (timed) and puts a
+/// fresh one back (timed apart), so that `stored` handles are there at
+/// every consume.
+pub async fn consume_by_create_guid(dir: &Path, stored: u64, timing: Timing, seed: u64) -> Result<HandleConsume> {
+    use crate::data::{create_guid, handle};
+    use crate::engines::wal::Wal;
+    use lockwal::LockStore;
+    if stored == 0 {
+        return Err("W6 needs at least one stored handle".into());
+    }
+    let build = Instant::now();
+    let wal = Wal::Snapshot.open_wal(dir).await?;
+    let store = &wal.store;
+    load_handles(store, 0..stored).await?;
+    store.compact().await?;
+    let build_s = build.elapsed().as_secs_f64();
+    let compactions_before = store.stats().compactions;
+    // The handle number in each slot: a consume empties a slot, its put-back fills it.
+    let mut live: Vec<u64> = (0..stored).collect();
+    let mut rng = crate::data::Rng::new(seed);
+    let mut next = FRESH_IDS;
+    let (mut consume, mut put_back) = (Vec::new(), Vec::new());
+    let begin = Instant::now() + timing.warmup;
+    let end = begin + timing.measure;
+    loop {
+        let started = Instant::now();
+        if started >= end {
+            break;
+        }
+        let slot = (rng.next_u64() % stored) as usize;
+        let guid = create_guid(live[slot]);
+        let fresh = handle(next);
+        let t = Instant::now();
+        let got = store.consume_handle_by_create_guid(&guid).await?;
+        let consumed = t.elapsed();
+        if got.create_guid != Some(guid) {
+            return Err(format!("consumed {} for create GUID {guid:02x?}", got.id).into());
+        }
+        let t = Instant::now();
+        store.put_handle(fresh).await?;
+        let put = t.elapsed();
+        live[slot] = next;
+        next += 1;
+        if started >= begin && Instant::now() <= end {
+            consume.push(consumed);
+            put_back.push(put);
+        }
+    }
+    let compactions = store.stats().compactions - compactions_before;
+    let after = store.list_handles(&lockwal::model::HandleQuery::All).await?.len() as u64;
+    wal.close().await?;
+    if after != stored {
+        return Err(format!("W6 consume: {after} handles at the end, expected {stored}").into());
+    }
+    let pairs = consume.len();
+    Ok(HandleConsume {
+        stored,
+        build_s,
+        seconds: timing.measure.as_secs_f64(),
+        consume: Latency::of(&mut consume),
+        put_back: Latency::of(&mut put_back),
+        pairs_per_sec: pairs as f64 / timing.measure.as_secs_f64(),
+        compactions,
+    })
+}
+
+/// Fills a fresh WAL store in `dir` (default options) with locks
+/// `0..locks` of `data` and durable handles `0..handles`, compacts it (the
+/// shape a long-running store has: a snapshot and a short log) and closes
+/// it cleanly.
+pub async fn build_handle_store(dir: &Path, data: &Dataset, locks: u64, handles: u64) -> Result<Duration> {
+    let start = Instant::now();
+    let wal = crate::engines::wal::Wal::Snapshot.open_wal(dir).await?;
+    let mut at = 0;
+    while at < locks {
+        let end = (at + LOAD_CHUNK).min(locks);
+        wal.load(data.locks(at..end)).await?;
+        at = end;
+    }
+    load_handles(&wal.store, 0..handles).await?;
+    wal.store.compact().await?;
+    Store::close(&wal).await?;
+    Ok(start.elapsed())
+}
+
+/// W6, restore: a fresh process opening a store built by
+/// [`build_handle_store`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HandleRestore {
+    /// Locks the opened store holds.
+    pub locks: u64,
+    /// Durable handles it holds (`list_handles` of them all).
+    pub handles: u64,
+    /// `WalLockStore::open`: directory lock, snapshot load, log replay,
+    /// the new incarnation's open record (durable).
+    pub open_s: f64,
+    /// The snapshot load and log replay alone (`WalStats::replay_duration`).
+    pub replay_s: f64,
+    /// Whether open started from a snapshot (else from the start of the log).
+    pub from_snapshot: bool,
+    /// Log records replayed after the snapshot.
+    pub records_replayed: u64,
+    /// Size of the snapshot loaded.
+    pub snapshot_bytes: u64,
+    /// `list_handles(HandleQuery::All)` after the open: every handle,
+    /// owned, sorted by id.
+    pub list_handles_s: f64,
+    /// Peak resident set of the process (VmHWM).
+    pub peak_rss_bytes: u64,
+}
+
+/// Opens the store in `dir` (default options), then lists every handle;
+/// checks that it holds `locks` locks and `handles` handles.
+pub async fn restore_handles(dir: &Path, locks: u64, handles: u64) -> Result<HandleRestore> {
+    use lockwal::LockStore;
+    let start = Instant::now();
+    let store = lockwal::wal::WalLockStore::open(dir, crate::engines::wal::Wal::Snapshot.options()).await?;
+    let open_s = start.elapsed().as_secs_f64();
+    let stats = store.stats();
+    let start = Instant::now();
+    let listed = store.list_handles(&lockwal::model::HandleQuery::All).await?;
+    let list_handles_s = start.elapsed().as_secs_f64();
+    let result = HandleRestore {
+        locks: stats.locks,
+        handles: listed.len() as u64,
+        open_s,
+        replay_s: stats.replay_duration.as_secs_f64(),
+        from_snapshot: stats.snapshot_lsn.is_some(),
+        records_replayed: stats.records_replayed,
+        snapshot_bytes: stats.snapshot_bytes,
+        list_handles_s,
+        peak_rss_bytes: crate::machine::status_bytes("VmHWM"),
+    };
+    drop(listed);
+    store.close().await?;
+    if (result.locks, result.handles) != (locks, handles) {
+        return Err(format!(
+            "W6 restore: {} locks and {} handles, expected {locks} and {handles}",
+            result.locks, result.handles
+        )
+        .into());
+    }
+    Ok(result)
 }
 
 #[cfg(test)]

@@ -31,6 +31,37 @@ pub(crate) fn pool_error(during: &'static str) -> impl FnOnce(PoolError) -> Erro
     }
 }
 
+/// The unique constraints a durable-handle put can violate under a race:
+/// another transaction put a handle with the same file id or create GUID
+/// after this one checked for it.
+const HANDLE_KEYS: [(&str, &str); 2] =
+    [("lockwal_handles_file_id_key", "file id"), ("lockwal_handles_create_guid_key", "create GUID")];
+
+/// Like [`pg_error`], for the statement of a durable-handle put: a unique
+/// violation of [`HANDLE_KEYS`] is a race lost to a concurrent put, reported
+/// as the serialization failure it is (SQLSTATE `40001`, so [`retryable`]):
+/// the check that runs again sees the other handle and refuses with
+/// `HandleConflict`.
+pub(crate) fn put_handle_error(during: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Error {
+    move |e| {
+        let raced = e
+            .as_db_error()
+            .filter(|db| db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+            .and_then(|db| HANDLE_KEYS.iter().find(|(name, _)| db.constraint() == Some(name)).map(|(_, what)| *what));
+        match raced {
+            Some(what) => Error::Postgres {
+                during,
+                sqlstate: Some("40001".into()),
+                message: format!(
+                    "a concurrent transaction put a durable handle with the same {what} after this one checked; \
+                     run the transaction again"
+                ),
+            },
+            None => pg_error(during)(e),
+        }
+    }
+}
+
 /// Deadlock and serialization failures: the transaction was rolled back
 /// whole and may simply be run again.
 pub(crate) fn retryable(e: &Error) -> bool {

@@ -41,6 +41,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_locks", "locks"),
     migration!(2, "0002_clients", "clients"),
     migration!(3, "0003_fidelity", "fidelity"),
+    migration!(4, "0004_handles_records", "handles_records"),
 ];
 
 /// The schema version this build reads and writes: the newest migration.

@@ -29,6 +29,30 @@
 //! a fenced handle. See DESIGN.md, "PostgreSQL backend", for the schema, the
 //! encodings and the decisions.
 //!
+//! # Operations in the caller's transaction
+//!
+//! A server whose own metadata lives in the same PostgreSQL database can
+//! commit it and lock-state operations in one transaction with
+//! [`PostgresLockStore::transaction_in`], fenced like every write:
+//!
+//! ```no_run
+//! use lockwal::backend::postgres::{PostgresLockStore, tokio_postgres};
+//! use lockwal::Op;
+//! # async fn f(store: &PostgresLockStore, client: &mut tokio_postgres::Client, ops: Vec<Op>)
+//! #     -> Result<(), Box<dyn std::error::Error>> {
+//! let tx = client.transaction().await?;
+//! tx.execute("DELETE FROM files WHERE name = $1", &[&"a.txt"]).await?;
+//! match store.transaction_in(&tx, ops).await {
+//!     Ok(_outcomes) => tx.commit().await?,
+//!     // Fenced, refused or failed: nothing of either may commit.
+//!     Err(e) => {
+//!         tx.rollback().await?;
+//!         return Err(e.into());
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
 //! TLS is not built in: the pool connects without TLS (`sslmode=require`
 //! fails); use a loopback or otherwise trusted network, or a local proxy.
 //!
@@ -37,7 +61,8 @@
 //! statement), `codec.rs` (statement parameters from the model, rows back
 //! to it), `numeric.rs` (the exact `u64` codec), `migrate.rs` (the embedded
 //! migrations), this file (the handle, open and the fence), `write.rs` (the
-//! write path) and `store.rs` (the [`LockStore`] implementation).
+//! write path, a caller's transaction included) and `store.rs` (the
+//! [`LockStore`] implementation).
 
 mod codec;
 mod config;
@@ -83,6 +108,10 @@ pub struct PostgresLockStore {
     closing: AtomicBool,
     /// The newer epoch that fenced this handle, or [`NOT_FENCED`].
     fenced_by: AtomicU64,
+    /// The store's database and the oid of its `lockwal_meta`, to refuse a
+    /// caller's transaction on another database
+    /// ([`transaction_in`](Self::transaction_in)).
+    identity: (String, u32),
 }
 
 impl std::fmt::Debug for PostgresLockStore {
@@ -100,7 +129,7 @@ impl PostgresLockStore {
     /// `auto_migrate` is set, checks the schema version, and starts the next
     /// epoch (which fences every handle opened before).
     pub async fn open(config: PostgresConfig) -> Result<Self> {
-        let (pool, mut conn) = Self::connect(&config, config.auto_migrate).await?;
+        let (pool, mut conn, identity) = Self::connect(&config, config.auto_migrate).await?;
         let during = "opening the store";
         let tx = conn.transaction().await.map_err(pg_error(during))?;
         tx.batch_execute(sql::OPEN_LOCK).await.map_err(pg_error(during))?;
@@ -110,7 +139,7 @@ impl PostgresLockStore {
         drop(conn);
         let epoch = epoch_from_sql(epoch_sql, during)?;
         tracing::info!(schema = %config.schema, epoch, previous_clean, "lockwal: opened PostgreSQL store");
-        Ok(Self::new(pool, config.schema, epoch, previous_clean, false))
+        Ok(Self::new(pool, config.schema, epoch, previous_clean, false, identity))
     }
 
     /// Opens the store for reading only, as operators' tools do: no epoch
@@ -119,17 +148,17 @@ impl PostgresLockStore {
     /// `previous_shutdown_was_clean()` report the stored epoch and clean
     /// flag as they were at open.
     pub async fn open_read_only(config: PostgresConfig) -> Result<Self> {
-        let (pool, conn) = Self::connect(&config, false).await?;
+        let (pool, conn, identity) = Self::connect(&config, false).await?;
         let during = "opening the store read-only";
         let (epoch_sql, clean) = read_meta(&conn, sql::META, during).await?;
         drop(conn);
         let epoch = epoch_from_sql(epoch_sql, during)?;
-        Ok(Self::new(pool, config.schema, epoch, clean, true))
+        Ok(Self::new(pool, config.schema, epoch, clean, true, identity))
     }
 
     /// The pool and one connection from it, after migrating (when asked)
-    /// and checking the schema version.
-    async fn connect(config: &PostgresConfig, migrate: bool) -> Result<(Pool, Object)> {
+    /// and checking the schema version, and the store's identity.
+    async fn connect(config: &PostgresConfig, migrate: bool) -> Result<(Pool, Object, (String, u32))> {
         if config.pool_size == 0 {
             return Err(Error::InvalidInput { field: "pool_size", reason: "must be at least 1".into() });
         }
@@ -153,10 +182,18 @@ impl PostgresLockStore {
         if found != SCHEMA_VERSION {
             return Err(Error::SchemaVersion { schema: config.schema.clone(), found, expected: SCHEMA_VERSION });
         }
-        Ok((pool, conn))
+        let row = conn.query_one(sql::IDENTITY, &[]).await.map_err(pg_error("connect"))?;
+        Ok((pool, conn, (row.get(0), row.get(1))))
     }
 
-    fn new(pool: Pool, schema: String, epoch: u64, previous_clean: bool, read_only: bool) -> Self {
+    fn new(
+        pool: Pool,
+        schema: String,
+        epoch: u64,
+        previous_clean: bool,
+        read_only: bool,
+        identity: (String, u32),
+    ) -> Self {
         Self {
             pool,
             schema,
@@ -167,6 +204,7 @@ impl PostgresLockStore {
             closed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             fenced_by: AtomicU64::new(NOT_FENCED),
+            identity,
         }
     }
 

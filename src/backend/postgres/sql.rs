@@ -1,8 +1,9 @@
 //! The SQL text of every statement the backend prepares.
 //!
 //! Names are unqualified: every connection of a store sets `search_path` to
-//! the store's schema when it connects, so one text serves every schema and
-//! is prepared once per connection.
+//! the store's schema when it connects (and `transaction_in` sets it with
+//! `SET LOCAL` inside a caller's transaction), so one text serves every
+//! schema and is prepared once per connection.
 //!
 //! Two forms exist for each single-operation write:
 //!
@@ -16,7 +17,7 @@
 //! - the **plain** form runs inside a multi-operation transaction that took
 //!   the same share lock with `FENCE` first.
 
-use super::codec::{CLIENT_COLUMNS, LOCK_COLUMNS, LOCK_EPOCH_PARAM};
+use super::codec::{CLIENT_COLUMNS, HANDLE_COLUMNS, LOCK_COLUMNS, LOCK_EPOCH_PARAM, handle_param};
 use std::sync::LazyLock;
 
 /// Reads the epoch row and share-locks it until the transaction ends.
@@ -123,21 +124,26 @@ pub enum Delete {
     LocksByClient,
     /// Every lock on a file.
     LocksByFile,
+    /// One durable handle by id.
+    Handle,
 }
 
 impl Delete {
+    const ALL: [Delete; 4] = [Delete::Lock, Delete::LocksByClient, Delete::LocksByFile, Delete::Handle];
+
     fn target(self) -> (&'static str, &'static str) {
         match self {
             Delete::Lock => ("lockwal_locks", "id"),
             Delete::LocksByClient => ("lockwal_locks", "client_id"),
             Delete::LocksByFile => ("lockwal_locks", "file_id"),
+            Delete::Handle => ("lockwal_handles", "id"),
         }
     }
 
     /// The plain delete: `$1` is the key; the affected-row count is the answer.
     pub fn plain(self) -> &'static str {
-        static TEXT: LazyLock<[String; 3]> = LazyLock::new(|| {
-            [Delete::Lock, Delete::LocksByClient, Delete::LocksByFile].map(|d| {
+        static TEXT: LazyLock<[String; 4]> = LazyLock::new(|| {
+            Delete::ALL.map(|d| {
                 let (table, column) = d.target();
                 format!("DELETE FROM {table} WHERE {column} = $1::bytea")
             })
@@ -148,8 +154,8 @@ impl Delete {
     /// The fenced delete: `$1` is our epoch, `$2` the key. Returns one row:
     /// whether the epoch was still ours, and how many rows were deleted.
     pub fn fenced(self) -> &'static str {
-        static TEXT: LazyLock<[String; 3]> = LazyLock::new(|| {
-            [Delete::Lock, Delete::LocksByClient, Delete::LocksByFile].map(|d| {
+        static TEXT: LazyLock<[String; 4]> = LazyLock::new(|| {
+            Delete::ALL.map(|d| {
                 let (table, column) = d.target();
                 format!(
                     "{}, gone AS (DELETE FROM {table} WHERE {column} = $2::bytea AND EXISTS (SELECT FROM fence) \
@@ -263,6 +269,170 @@ pub(crate) fn list_locks(mask: usize) -> &'static str {
     &TEXT[mask]
 }
 
+// ---- durable handles -------------------------------------------------------
+
+/// Every handle column, in [`HANDLE_COLUMNS`] order.
+pub(crate) static HANDLE_SELECT: LazyLock<String> = LazyLock::new(|| names(&HANDLE_COLUMNS));
+
+/// The check and the upsert of one durable handle, as one statement: the
+/// other handle (not `$1`) that holds its file id or create GUID, the file
+/// id's first as the state machine checks it first, and the upsert only when
+/// there is none. `fenced` puts the fence before them, on parameter 31.
+/// Returns one row: whether the fence held (always true unfenced), the
+/// holder's id and whether it holds the file id (both NULL: written).
+///
+/// A handle that a concurrent, uncommitted transaction is putting with the
+/// same file id or create GUID is invisible to the check; the upsert then
+/// waits for that transaction and fails with a unique violation on
+/// `lockwal_handles_file_id_key` or `lockwal_handles_create_guid_key` if it
+/// commits (the write path runs the statement again, and then sees it).
+fn put_handle(fenced: bool) -> String {
+    let (file_id, guid) = (handle_param("file_id"), handle_param("create_guid"));
+    let (fence, from, unfenced) = if fenced {
+        (format!("{}, ", fence_cte(HANDLE_COLUMNS.len() + 1).trim_end()), " FROM fence", "EXISTS (SELECT FROM fence)")
+    } else {
+        ("WITH ".to_owned(), "", "true")
+    };
+    format!(
+        "{fence}holder AS MATERIALIZED (SELECT id, file_id = ${file_id}::bytea AS by_file_id FROM lockwal_handles \
+         WHERE (file_id = ${file_id}::bytea OR create_guid = ${guid}::bytea) AND id <> $1::bytea \
+         ORDER BY by_file_id DESC LIMIT 1), \
+         put AS (INSERT INTO lockwal_handles ({}) SELECT {}{from} WHERE NOT EXISTS (SELECT FROM holder) \
+         ON CONFLICT (id) DO UPDATE SET {}) \
+         SELECT {unfenced}, (SELECT id FROM holder), (SELECT by_file_id FROM holder)",
+        *HANDLE_SELECT,
+        casts(&HANDLE_COLUMNS),
+        upsert_set(&HANDLE_COLUMNS)
+    )
+}
+
+/// [`put_handle`] inside a transaction that took the fence; parameters in
+/// `codec::HANDLE_COLUMNS` order.
+pub(crate) static PUT_HANDLE: LazyLock<String> = LazyLock::new(|| put_handle(false));
+
+/// [`put_handle`] behind the fence: the store's epoch is one more parameter
+/// after the handle's.
+pub(crate) static PUT_HANDLE_FENCED: LazyLock<String> = LazyLock::new(|| put_handle(true));
+
+/// The handles a take removes, inside a transaction that took the fence
+/// (never autocommit: a removed row that fails to decode must be rolled
+/// back): by file id, by create GUID (consumes), or those expired at an
+/// instant.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Take {
+    /// The handle with file id `key`.
+    ByFileId,
+    /// The handle with create GUID `key`.
+    ByCreateGuid,
+    /// The handles whose expiry instant is before `key` (microseconds).
+    Expired,
+}
+
+impl Take {
+    const ALL: [Take; 3] = [Take::ByFileId, Take::ByCreateGuid, Take::Expired];
+
+    fn condition(self, param: usize) -> String {
+        match self {
+            Take::ByFileId => format!("file_id = ${param}::bytea"),
+            Take::ByCreateGuid => format!("create_guid = ${param}::bytea"),
+            Take::Expired => format!("expires_at < ${param}::bigint"),
+        }
+    }
+
+    /// Removes the handles, `$1` the key; returns them. Of two racing takes of one handle, the second
+    /// waits for the first's row lock, then finds the row gone and returns
+    /// nothing.
+    pub(crate) fn plain(self) -> &'static str {
+        static TEXT: LazyLock<[String; 3]> = LazyLock::new(|| {
+            Take::ALL
+                .map(|t| format!("DELETE FROM lockwal_handles WHERE {} RETURNING {}", t.condition(1), *HANDLE_SELECT))
+        });
+        &TEXT[self as usize]
+    }
+}
+
+/// One handle by id, file id or create GUID (`$1`).
+pub(crate) static GET_HANDLE: LazyLock<[String; 3]> = LazyLock::new(|| {
+    ["id", "file_id", "create_guid"]
+        .map(|key| format!("SELECT {} FROM lockwal_handles WHERE {key} = $1::bytea", *HANDLE_SELECT))
+});
+
+/// The handles of a list query, by id: every one, or those whose app
+/// instance id, file handle or share is `$1` (each served by its index).
+pub(crate) static LIST_HANDLES: LazyLock<[String; 4]> = LazyLock::new(|| {
+    [None, Some("app_instance_id"), Some("file_handle"), Some("share")].map(|column| {
+        let filter = column.map(|c| format!(" WHERE {c} = $1::bytea")).unwrap_or_default();
+        format!("SELECT {} FROM lockwal_handles{filter} ORDER BY id", *HANDLE_SELECT)
+    })
+});
+
+// ---- records ----------------------------------------------------------------
+
+/// Upsert of record (`$1` space, `$2` key) to value `$3`.
+pub(crate) const PUT_RECORD: &str = "INSERT INTO lockwal_records (space, key, value) VALUES ($1::text, $2::bytea, $3::bytea) \
+     ON CONFLICT (space, key) DO UPDATE SET value = EXCLUDED.value";
+
+/// [`PUT_RECORD`] behind the fence on `$4`; affects one row, or none when
+/// fenced.
+pub(crate) static PUT_RECORD_FENCED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{}INSERT INTO lockwal_records (space, key, value) SELECT $1::text, $2::bytea, $3::bytea FROM fence \
+         ON CONFLICT (space, key) DO UPDATE SET value = EXCLUDED.value",
+        fence_cte(4)
+    )
+});
+
+/// Inserts record (`$1` space, `$2` key) with value `$3` only if there is
+/// none: affects no row when another transaction has it (waiting for an
+/// uncommitted one to finish).
+pub(crate) const INSERT_RECORD: &str = "INSERT INTO lockwal_records (space, key, value) \
+     VALUES ($1::text, $2::bytea, $3::bytea) ON CONFLICT (space, key) DO NOTHING";
+
+/// The value of record (`$1` space, `$2` key), row-locked for a swap.
+pub(crate) const LOCK_RECORD: &str =
+    "SELECT value FROM lockwal_records WHERE space = $1::text AND key = $2::bytea FOR UPDATE";
+
+/// Sets the value of record (`$1` space, `$2` key) to `$3`.
+pub(crate) const UPDATE_RECORD: &str =
+    "UPDATE lockwal_records SET value = $3::bytea WHERE space = $1::text AND key = $2::bytea";
+
+/// Removes record (`$1` space, `$2` key).
+pub(crate) const DELETE_RECORD: &str = "DELETE FROM lockwal_records WHERE space = $1::text AND key = $2::bytea";
+
+/// [`DELETE_RECORD`] behind the fence: `$1` our epoch, `$2` space, `$3`
+/// key. Returns one row: whether the fence held, how many were removed.
+pub(crate) static DELETE_RECORD_FENCED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{}, gone AS (DELETE FROM lockwal_records WHERE space = $2::text AND key = $3::bytea \
+         AND EXISTS (SELECT FROM fence) RETURNING 1) SELECT EXISTS (SELECT FROM fence), (SELECT count(*) FROM gone)",
+        fence_cte(1).trim_end()
+    )
+});
+
+/// The value of record (`$1` space, `$2` key).
+pub(crate) const GET_RECORD: &str = "SELECT value FROM lockwal_records WHERE space = $1::text AND key = $2::bytea";
+
+/// The records of space `$1` from key `$2` on, in key order, at most `$3`.
+pub(crate) const SCAN_RECORDS: &str = "SELECT key, value FROM lockwal_records WHERE space = $1::text \
+     AND key >= $2::bytea ORDER BY key LIMIT $3::bigint";
+
+/// [`SCAN_RECORDS`] with an end: keys in `[$2, $3)`, at most `$4`. A text of
+/// its own so the end bounds the index scan (a `$3 IS NULL OR` would leave
+/// the scan walking to the end of the space when the limit is not reached).
+pub(crate) const SCAN_RECORDS_BOUNDED: &str = "SELECT key, value FROM lockwal_records WHERE space = $1::text \
+     AND key >= $2::bytea AND key < $3::bytea ORDER BY key LIMIT $4::bigint";
+
+// ---- a caller's transaction -------------------------------------------------
+
+/// The fence inside a caller's transaction, with what identifies the
+/// store's database: the caller's connection may reach another database.
+pub(crate) const CALLER_FENCE: &str =
+    "SELECT epoch, clean, current_database()::text, 'lockwal_meta'::regclass::oid FROM lockwal_meta FOR SHARE";
+
+/// What identifies the store's database: its name and the oid of the
+/// store's `lockwal_meta` table.
+pub(crate) const IDENTITY: &str = "SELECT current_database()::text, 'lockwal_meta'::regclass::oid";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,5 +453,17 @@ mod tests {
             s
         });
         assert!(Delete::LocksByFile.fenced().contains("DELETE FROM lockwal_locks WHERE file_id = $2::bytea"));
+        assert!(Delete::Handle.fenced().contains("DELETE FROM lockwal_handles WHERE id = $2::bytea"));
+        assert_eq!(HANDLE_COLUMNS[handle_param("file_id") - 1].0, "file_id");
+        assert!(PUT_HANDLE.contains("file_id = $2::bytea OR create_guid = $15::bytea"));
+        assert!(PUT_HANDLE.contains("$30::numeric") && !PUT_HANDLE.contains("$31") && !PUT_HANDLE.contains("fence"));
+        assert!(PUT_HANDLE_FENCED.contains("WHERE epoch = $31 AND NOT clean FOR SHARE"));
+        assert!(PUT_HANDLE_FENCED.contains("SELECT EXISTS (SELECT FROM fence), (SELECT id FROM holder)"));
+        assert!(PUT_RECORD_FENCED.contains("WHERE epoch = $4 AND NOT clean FOR SHARE"));
+        assert_eq!(
+            Take::Expired.plain(),
+            format!("DELETE FROM lockwal_handles WHERE expires_at < $1::bigint RETURNING {}", *HANDLE_SELECT)
+        );
+        assert!(!HANDLE_SELECT.contains("expires_at"), "derived, never written or decoded");
     }
 }

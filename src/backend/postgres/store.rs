@@ -1,13 +1,17 @@
 //! The [`LockStore`] implementation: validation and the write path's
 //! entry, the reads (one prepared statement each; `list_locks` picks the
-//! statement for its combination of filters), and `close`.
+//! statement for its combination of filters, `list_handles` and
+//! `scan_records` theirs), and `close`.
 
 use super::PostgresLockStore;
-use super::codec::{client_kind_text, decode_client, decode_lock};
+use super::codec::{client_kind_text, decode_client, decode_handle, decode_lock};
 use super::error::pg_error;
 use super::sql;
 use crate::error::{Error, Result};
-use crate::model::{ClientKind, ClientQuery, ClientRecord, KindFilter, LockQuery, PersistedLock};
+use crate::model::{
+    ClientKind, ClientQuery, ClientRecord, DurableHandle, FileId, Guid, HandleQuery, KindFilter, LockQuery,
+    PersistedLock, Record, RecordScan, validate,
+};
 use crate::op::{Op, Outcome, validate_batch};
 use crate::store::LockStore;
 use async_trait::async_trait;
@@ -27,6 +31,35 @@ impl PostgresLockStore {
         let stmt = conn.prepare_cached(text).await.map_err(pg_error(during))?;
         conn.query(&stmt, params).await.map_err(pg_error(during))
     }
+}
+
+/// The handle a lookup found, or `not_found`.
+fn one_handle(rows: &[tokio_postgres::Row], not_found: impl FnOnce() -> Error) -> Result<DurableHandle> {
+    rows.first().map(decode_handle).unwrap_or_else(|| Err(not_found()))
+}
+
+/// The smallest key above every key that starts with `prefix`: `None` when
+/// there is none (an empty prefix, or one of 0xff bytes only).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|&b| b != 0xff)?;
+    let mut end = prefix[..=last].to_vec();
+    end[last] += 1;
+    Some(end)
+}
+
+/// A scan's filters as one key range `[from, to)` (`to` `None`: to the end
+/// of the space): the larger lower bound and the smaller upper bound of
+/// the prefix and of `start` and `end`, exactly the keys `scan.matches`.
+pub(crate) fn scan_range(scan: &RecordScan) -> (Vec<u8>, Option<Vec<u8>>) {
+    let from = match &scan.start {
+        Some(start) if *start > scan.prefix => start.clone(),
+        _ => scan.prefix.clone(),
+    };
+    let to = match (prefix_end(&scan.prefix), scan.end.clone()) {
+        (Some(p), Some(e)) => Some(p.min(e)),
+        (p, e) => p.or(e),
+    };
+    (from, to)
 }
 
 fn kind_text(kind: KindFilter) -> &'static str {
@@ -114,6 +147,53 @@ impl LockStore for PostgresLockStore {
         rows.iter().map(decode_client).collect()
     }
 
+    async fn get_handle(&self, id: &str) -> Result<DurableHandle> {
+        validate::id("id", id)?;
+        let rows = self.read("get_handle", &sql::GET_HANDLE[0], &[&id.as_bytes()]).await?;
+        one_handle(&rows, || Error::handle_not_found(id))
+    }
+
+    async fn get_handle_by_file_id(&self, file_id: &FileId) -> Result<DurableHandle> {
+        let rows = self.read("get_handle_by_file_id", &sql::GET_HANDLE[1], &[&&file_id[..]]).await?;
+        one_handle(&rows, || Error::handle_not_found_by_file_id(file_id))
+    }
+
+    async fn get_handle_by_create_guid(&self, create_guid: &Guid) -> Result<DurableHandle> {
+        let rows = self.read("get_handle_by_create_guid", &sql::GET_HANDLE[2], &[&&create_guid[..]]).await?;
+        one_handle(&rows, || Error::handle_not_found_by_create_guid(create_guid))
+    }
+
+    async fn list_handles(&self, query: &HandleQuery) -> Result<Vec<DurableHandle>> {
+        let during = "list_handles";
+        let rows = match query {
+            HandleQuery::All => self.read(during, &sql::LIST_HANDLES[0], &[]).await?,
+            HandleQuery::AppInstance(guid) => self.read(during, &sql::LIST_HANDLES[1], &[&&guid[..]]).await?,
+            HandleQuery::FileHandle(fh) => self.read(during, &sql::LIST_HANDLES[2], &[fh]).await?,
+            HandleQuery::Share(share) => self.read(during, &sql::LIST_HANDLES[3], &[&share.as_bytes()]).await?,
+        };
+        rows.iter().map(decode_handle).collect()
+    }
+
+    async fn get_record(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        validate::space(space)?;
+        validate::record_key(key)?;
+        let rows = self.read("get_record", sql::GET_RECORD, &[&space, &key]).await?;
+        Ok(rows.first().map(|row| row.get(0)))
+    }
+
+    async fn scan_records(&self, space: &str, scan: &RecordScan) -> Result<Vec<Record>> {
+        validate::scan(space, scan)?;
+        let (from, to) = scan_range(scan);
+        // At most i64::MAX rows: more than a space can hold.
+        let limit = i64::try_from(scan.limit).unwrap_or(i64::MAX);
+        let during = "scan_records";
+        let rows = match &to {
+            None => self.read(during, sql::SCAN_RECORDS, &[&space, &from, &limit]).await?,
+            Some(to) => self.read(during, sql::SCAN_RECORDS_BOUNDED, &[&space, &from, to, &limit]).await?,
+        };
+        Ok(rows.iter().map(|row| Record { key: row.get(0), value: row.get(1) }).collect())
+    }
+
     async fn epoch(&self) -> Result<u64> {
         self.check_open()?;
         Ok(self.epoch)
@@ -153,5 +233,51 @@ impl LockStore for PostgresLockStore {
             tracing::info!(schema = %self.schema, epoch = self.epoch, "lockwal: closed PostgreSQL store cleanly");
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The range of a scan holds exactly the keys the scan matches, for
+    /// every combination of prefix, start and end over a small alphabet
+    /// with the bytes at the edges (0x00, 0xff).
+    #[test]
+    fn scan_ranges_select_exactly_the_matching_keys() {
+        let alphabet = [0x00u8, 0x01, 0x7f, 0xfe, 0xff];
+        let mut keys: Vec<Vec<u8>> = vec![Vec::new()];
+        for len in 1..=3 {
+            let mut next = Vec::new();
+            for key in keys.iter().filter(|k| k.len() == len - 1) {
+                for &b in &alphabet {
+                    let mut k = key.clone();
+                    k.push(b);
+                    next.push(k);
+                }
+            }
+            keys.extend(next);
+        }
+        let bounds: Vec<Option<Vec<u8>>> =
+            std::iter::once(None).chain(keys.iter().filter(|k| k.len() <= 2).cloned().map(Some)).collect();
+        let mut checked = 0;
+        for prefix in keys.iter().filter(|k| k.len() <= 2) {
+            for start in &bounds {
+                for end in bounds.iter().step_by(3) {
+                    let scan = RecordScan { prefix: prefix.clone(), start: start.clone(), end: end.clone(), limit: 0 };
+                    let (from, to) = scan_range(&scan);
+                    for key in &keys {
+                        let in_range = *key >= from && to.as_ref().is_none_or(|t| key < t);
+                        assert_eq!(in_range, scan.matches(key), "{scan:?} key {key:?}: range {from:?}..{to:?}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 100_000, "{checked}");
+        assert_eq!(prefix_end(b""), None);
+        assert_eq!(prefix_end(&[0xff, 0xff]), None);
+        assert_eq!(prefix_end(&[0x01, 0xff]), Some(vec![0x02]));
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
     }
 }

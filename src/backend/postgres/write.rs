@@ -1,24 +1,95 @@
 //! The write path: a single operation as one fenced autocommit statement,
 //! several as one fenced transaction (run again whole after a deadlock),
-//! and each operation's statements inside it.
+//! several inside a caller's own transaction
+//! ([`PostgresLockStore::transaction_in`]), and each operation's statements
+//! inside a transaction (`apply`, which the last two share through
+//! [`Txn`]).
 
 use super::PostgresLockStore;
-use super::codec::{ClientParams, LockParams, client_kind_text, decode_lock};
-use super::error::{pg_error, retryable};
-use super::sql::{self, Delete};
+use super::codec::{ClientParams, HandleParams, LockParams, client_kind_text, decode_handle, decode_lock};
+use super::error::{pg_error, put_handle_error, retryable};
+use super::sql::{self, Delete, Take};
 use crate::error::{Error, Result};
+use crate::model::DurableHandle;
 use crate::op::{Op, Outcome};
-use deadpool_postgres::Transaction;
+use deadpool_postgres::StatementCache;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement, Transaction};
 
-/// Attempts of a transaction that deadlocks or fails to serialize.
+/// Attempts of a transaction that deadlocks or fails to serialize, and of a
+/// durable-handle put that loses a race (see [`sql::PUT_HANDLE`]).
 const TXN_ATTEMPTS: usize = 5;
+
+/// A transaction the operations run in, and where its statements are
+/// prepared.
+struct Txn<'a, 't> {
+    tx: &'a Transaction<'t>,
+    statements: Statements<'a>,
+    during: &'static str,
+}
+
+enum Statements<'a> {
+    /// A pooled connection's cache: each text is prepared once per
+    /// connection. A failed durable-handle put aborts the transaction, which
+    /// the pooled path runs again whole.
+    Pooled(&'a StatementCache),
+    /// A caller's transaction: each text is prepared once per call (and
+    /// closed when the call returns). A durable-handle put runs under a
+    /// savepoint, as the caller's transaction cannot be run again here.
+    Caller(Mutex<HashMap<&'static str, Statement>>),
+}
+
+impl<'a, 't> Txn<'a, 't> {
+    /// A transaction on a pooled connection.
+    fn pooled(tx: &'a deadpool_postgres::Transaction<'t>, during: &'static str) -> Self {
+        Self { tx, statements: Statements::Pooled(&tx.statement_cache), during }
+    }
+
+    /// A caller's transaction.
+    fn caller(tx: &'a Transaction<'t>, during: &'static str) -> Self {
+        Self { tx, statements: Statements::Caller(Mutex::new(HashMap::new())), during }
+    }
+
+    async fn prepare(&self, text: &'static str) -> Result<Statement> {
+        match &self.statements {
+            Statements::Pooled(cache) => cache.prepare(self.tx.client(), text).await.map_err(pg_error(self.during)),
+            Statements::Caller(cache) => {
+                let cached = cache.lock().unwrap_or_else(|e| e.into_inner()).get(text).cloned();
+                if let Some(stmt) = cached {
+                    return Ok(stmt);
+                }
+                let stmt = self.tx.prepare(text).await.map_err(pg_error(self.during))?;
+                cache.lock().unwrap_or_else(|e| e.into_inner()).insert(text, stmt.clone());
+                Ok(stmt)
+            }
+        }
+    }
+
+    async fn execute(&self, text: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let stmt = self.prepare(text).await?;
+        self.tx.execute(&stmt, params).await.map_err(pg_error(self.during))
+    }
+
+    async fn query(&self, text: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let stmt = self.prepare(text).await?;
+        self.tx.query(&stmt, params).await.map_err(pg_error(self.during))
+    }
+
+    async fn savepoint(&self, command: &str) -> Result<()> {
+        self.tx.batch_execute(command).await.map_err(pg_error(self.during))
+    }
+}
 
 impl PostgresLockStore {
     /// A write that is one operation: one autocommit statement behind the
     /// fence, one round trip. `None` for the operations that need several
-    /// statements (reclaim, end of grace) or are rare (updates and the
-    /// client-record operations), which run as a fenced transaction.
+    /// statements (reclaim, swap), that return rows they removed (end of
+    /// grace, consumes, expiry: a row that fails to decode must roll its
+    /// removal back, which an autocommit statement could not), or are rare
+    /// (updates and the client-record operations), which run as a fenced
+    /// transaction.
     pub(super) async fn single(&self, op: &Op) -> Option<Result<Outcome>> {
         Some(match op {
             Op::PutLock(lock) => {
@@ -40,12 +111,26 @@ impl PostgresLockStore {
             Op::DeleteLocksByFile { file_id } => {
                 self.delete_fenced("delete_locks_by_file", Delete::LocksByFile, file_id).await.map(Outcome::Count)
             }
+            Op::PutHandle(handle) => self.put_handle_fenced(handle).await,
+            Op::DeleteHandle { id } => match self.delete_fenced("delete_handle", Delete::Handle, id).await {
+                Ok(0) => Err(Error::handle_not_found(id)),
+                other => other.map(|_| Outcome::Done),
+            },
+            Op::PutRecord { space, key, value } => {
+                let params: [&(dyn ToSql + Sync); 4] = [space, key, value, &self.epoch_sql];
+                self.put_fenced("put_record", &sql::PUT_RECORD_FENCED, &params).await
+            }
+            Op::DeleteRecord { space, key } => self.delete_record_fenced(space, key).await,
             Op::UpdateLock(_)
             | Op::DeleteClient { .. }
             | Op::DeleteClients(_)
             | Op::MarkReclaimComplete { .. }
             | Op::Reclaim { .. }
-            | Op::EndGrace { .. } => return None,
+            | Op::EndGrace { .. }
+            | Op::ConsumeHandleByFileId { .. }
+            | Op::ConsumeHandleByCreateGuid { .. }
+            | Op::ExpireHandles { .. }
+            | Op::SwapRecord { .. } => return None,
         })
     }
 
@@ -70,6 +155,157 @@ impl PostgresLockStore {
         Ok(removed as u64)
     }
 
+    async fn delete_record_fenced(&self, space: &str, key: &[u8]) -> Result<Outcome> {
+        let during = "delete_record";
+        let conn = self.conn(during).await?;
+        let stmt = conn.prepare_cached(&sql::DELETE_RECORD_FENCED).await.map_err(pg_error(during))?;
+        let row = conn.query_one(&stmt, &[&self.epoch_sql, &space, &key]).await.map_err(pg_error(during))?;
+        let (unfenced, removed): (bool, i64) = (row.get(0), row.get(1));
+        match (unfenced, removed) {
+            (false, _) => Err(self.fenced(&conn).await),
+            (true, 0) => Err(Error::record_not_found(space, key)),
+            (true, _) => Ok(Outcome::Done),
+        }
+    }
+
+    /// A durable-handle put as one fenced statement, run again when it lost
+    /// a race to a concurrent put (the statement then sees that handle).
+    async fn put_handle_fenced(&self, handle: &DurableHandle) -> Result<Outcome> {
+        let during = "put_handle";
+        let conn = self.conn(during).await?;
+        let stmt = conn.prepare_cached(&sql::PUT_HANDLE_FENCED).await.map_err(pg_error(during))?;
+        let params = HandleParams::new(handle);
+        let mut refs: Vec<&(dyn ToSql + Sync)> = params.refs().to_vec();
+        refs.push(&self.epoch_sql);
+        let mut attempt = 1;
+        let row = loop {
+            match conn.query_one(&stmt, &refs).await.map_err(put_handle_error(during)) {
+                Err(e) if retryable(&e) && attempt < TXN_ATTEMPTS => attempt += 1,
+                result => break result?,
+            }
+        };
+        if !row.get::<_, bool>(0) {
+            return Err(self.fenced(&conn).await);
+        }
+        handle_conflict(handle, &row)
+    }
+
+    /// Applies `ops` inside the caller's own PostgreSQL transaction, so that
+    /// the caller's statements (a file server's metadata in the same
+    /// database) and these operations commit in one `COMMIT`, or not at
+    /// all. `tx` must be a transaction on the store's database (a savepoint
+    /// of one will do), at any isolation level; the caller commits it.
+    ///
+    /// Fenced exactly like a multi-operation [`transaction`]: the first
+    /// statement share-locks the epoch row in `tx` and checks that it still
+    /// holds this handle's epoch, so another node's open waits until `tx`
+    /// ends, and if another node has opened since this one, the call fails
+    /// with [`Error::Fenced`] and writes nothing (and this handle refuses
+    /// every later write). With no operations it only takes the fence: a
+    /// transaction of the caller's own statements ordered before or after
+    /// every open.
+    ///
+    /// The operations run with `search_path` set to the store's schema
+    /// (`SET LOCAL search_path TO <schema>, pg_temp`): the very statements
+    /// of the store's own connections, resolved the same way (tables,
+    /// functions and operators alike), with a temporary table of the
+    /// caller's session never standing in for one of the store's. The
+    /// caller's `search_path` is restored before the call returns `Ok`, so
+    /// its own statements after the call resolve as before.
+    ///
+    /// `tx` is a `tokio_postgres` transaction of the version this crate
+    /// re-exports ([`super::tokio_postgres`]); a
+    /// `deadpool_postgres::Transaction` derefs to one.
+    ///
+    /// # Errors
+    ///
+    /// **Roll `tx` back on any error.** Input that fails validation is
+    /// refused with [`Error::InvalidInput`] before anything is sent, `tx` as
+    /// it was. Any other error ([`Error::Fenced`], a refused operation such
+    /// as [`Error::NotFound`] or [`Error::ConditionFailed`], a database
+    /// error) leaves `tx` aborted: this call makes PostgreSQL refuse every
+    /// later statement of it, so that neither the operations that did apply
+    /// nor the caller's statements can commit (a `COMMIT` of an aborted
+    /// transaction rolls it back, and `tokio_postgres` still reports it as
+    /// `Ok`). A caller that wants to carry on after a refused operation runs
+    /// this in a savepoint of its own and rolls back to it. A deadlock or
+    /// serialization failure (`Error::Postgres` with SQLSTATE `40P01` or
+    /// `40001`, the latter also for a durable-handle put that keeps losing
+    /// races, or any under `REPEATABLE READ`) means: run the whole
+    /// transaction again. A transaction on another database than the
+    /// store's (told by the database name and the oid of its
+    /// `lockwal_meta`) fails with [`Error::InvalidInput`] (`field:
+    /// "transaction"`).
+    ///
+    /// [`transaction`]: crate::LockStore::transaction
+    pub async fn transaction_in(&self, tx: &Transaction<'_>, ops: Vec<Op>) -> Result<Vec<Outcome>> {
+        crate::op::validate_batch(&ops)?;
+        let result = self.try_in(tx, &ops).await;
+        if result.is_err() {
+            // Fails (harmlessly) when a database error aborted it already.
+            let _ = tx
+                .batch_execute(
+                    "DO $$BEGIN RAISE EXCEPTION 'lockwal: an operation of this transaction failed; roll it back'; \
+                     END$$",
+                )
+                .await;
+        }
+        result
+    }
+
+    async fn try_in(&self, tx: &Transaction<'_>, ops: &[Op]) -> Result<Vec<Outcome>> {
+        self.check_writable()?;
+        let during = "caller transaction";
+        let txn = Txn::caller(tx, during);
+        // The schema name is a plain identifier (config::validate_schema).
+        // pg_temp last: a temporary table of the caller's session with the
+        // name of one of the store's must not stand in for it.
+        let shown = tx
+            .simple_query(&format!("SHOW search_path; SET LOCAL search_path TO {}, pg_temp", self.schema))
+            .await
+            .map_err(pg_error(during))?;
+        let caller_path = shown
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .ok_or_else(|| Error::Postgres {
+                during,
+                sqlstate: None,
+                message: "SHOW search_path returned no row".into(),
+            })?;
+        let row = tx.query_typed(sql::CALLER_FENCE, &[]).await.map_err(pg_error(during))?;
+        let row = row.first().ok_or_else(|| Error::Postgres {
+            during,
+            sqlstate: None,
+            message: "lockwal_meta has no row".into(),
+        })?;
+        let (current, clean, database, meta): (i64, bool, String, u32) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if (database.as_str(), meta) != (self.identity.0.as_str(), self.identity.1) {
+            return Err(Error::InvalidInput {
+                field: "transaction",
+                reason: format!(
+                    "it is on database {database:?} (lockwal_meta oid {meta}), the store on database {:?} \
+                     (lockwal_meta oid {}) in schema {}",
+                    self.identity.0, self.identity.1, self.schema
+                ),
+            });
+        }
+        if current != self.epoch_sql || clean {
+            return Err(self.refusal(current, clean));
+        }
+        let outcomes = self.apply_all(&txn, ops).await?;
+        tx.query_typed(
+            "SELECT set_config('search_path', $1, true)",
+            &[(&caller_path, tokio_postgres::types::Type::TEXT)],
+        )
+        .await
+        .map_err(pg_error(during))?;
+        Ok(outcomes)
+    }
+
     /// A write of several operations: one SQL transaction that share-locks
     /// the epoch row first, run again (whole) after a deadlock.
     pub(super) async fn multi(&self, ops: &[Op]) -> Result<Vec<Outcome>> {
@@ -89,90 +325,91 @@ impl PostgresLockStore {
         let during = "transaction";
         let mut conn = self.conn(during).await?;
         let tx = conn.transaction().await.map_err(pg_error(during))?;
-        let fence = tx.prepare_cached(sql::FENCE).await.map_err(pg_error(during))?;
-        let row = tx.query_one(&fence, &[]).await.map_err(pg_error(during))?;
+        let txn = Txn::pooled(&tx, during);
+        let row = txn.tx.query_one(&txn.prepare(sql::FENCE).await?, &[]).await.map_err(pg_error(during))?;
         let (current, clean): (i64, bool) = (row.get(0), row.get(1));
         if current != self.epoch_sql || clean {
             // Dropping the transaction rolls it back; it wrote nothing.
             return Err(self.refusal(current, clean));
         }
-        let mut outcomes = Vec::with_capacity(ops.len());
-        for op in ops {
-            match self.apply(&tx, op).await {
-                Ok(outcome) => outcomes.push(outcome),
-                Err(e) => {
-                    // Roll back before the connection goes back to the pool.
-                    let _ = tx.rollback().await;
-                    return Err(e);
-                }
+        match self.apply_all(&txn, ops).await {
+            Ok(outcomes) => {
+                drop(txn);
+                tx.commit().await.map_err(pg_error("commit"))?;
+                Ok(outcomes)
+            }
+            Err(e) => {
+                drop(txn);
+                // Roll back before the connection goes back to the pool.
+                let _ = tx.rollback().await;
+                Err(e)
             }
         }
-        tx.commit().await.map_err(pg_error("commit"))?;
+    }
+
+    /// Every operation in order inside a fenced transaction; stops at the
+    /// first that fails.
+    async fn apply_all(&self, txn: &Txn<'_, '_>, ops: &[Op]) -> Result<Vec<Outcome>> {
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for op in ops {
+            outcomes.push(self.apply(txn, op).await?);
+        }
         Ok(outcomes)
     }
 
     /// One operation inside a fenced transaction.
-    async fn apply(&self, tx: &Transaction<'_>, op: &Op) -> Result<Outcome> {
-        let during = "transaction";
-        let prepare = |text: &'static str| async move { tx.prepare_cached(text).await.map_err(pg_error(during)) };
+    async fn apply(&self, txn: &Txn<'_, '_>, op: &Op) -> Result<Outcome> {
+        let during = txn.during;
         match op {
             Op::PutLock(lock) => {
-                let stmt = prepare(&sql::PUT_LOCK).await?;
-                tx.execute(&stmt, &LockParams::new(lock, self.epoch_sql).refs()).await.map_err(pg_error(during))?;
+                txn.execute(&sql::PUT_LOCK, &LockParams::new(lock, self.epoch_sql).refs()).await?;
                 Ok(Outcome::Done)
             }
             Op::PutClient(record) => {
-                let stmt = prepare(&sql::PUT_CLIENT).await?;
-                tx.execute(&stmt, &ClientParams::new(record).refs()).await.map_err(pg_error(during))?;
+                txn.execute(&sql::PUT_CLIENT, &ClientParams::new(record).refs()).await?;
                 Ok(Outcome::Done)
             }
-            Op::DeleteLock { id } => match self.delete_in(tx, Delete::Lock, id).await? {
+            Op::DeleteLock { id } => match txn.execute(Delete::Lock.plain(), &[&id.as_bytes()]).await? {
                 0 => Err(Error::lock_not_found(id)),
                 _ => Ok(Outcome::Done),
             },
-            Op::UpdateLock(lock) => {
-                let stmt = prepare(&sql::UPDATE_LOCK).await?;
-                match tx.execute(&stmt, &LockParams::new(lock, 0).refs()).await.map_err(pg_error(during))? {
-                    0 => Err(Error::lock_not_found(&*lock.id)),
-                    _ => Ok(Outcome::Done),
-                }
-            }
+            Op::UpdateLock(lock) => match txn.execute(&sql::UPDATE_LOCK, &LockParams::new(lock, 0).refs()).await? {
+                0 => Err(Error::lock_not_found(&*lock.id)),
+                _ => Ok(Outcome::Done),
+            },
             Op::DeleteClient { kind, client_id } => {
-                let stmt = prepare(sql::DELETE_CLIENT).await?;
                 let params: [&(dyn ToSql + Sync); 2] = [&client_kind_text(*kind), &client_id.as_bytes()];
-                match tx.execute(&stmt, &params).await.map_err(pg_error(during))? {
+                match txn.execute(sql::DELETE_CLIENT, &params).await? {
                     0 => Err(Error::client_not_found(*kind, client_id)),
                     _ => Ok(Outcome::Done),
                 }
             }
             Op::DeleteClients(selector) => {
-                let stmt = prepare(sql::DELETE_CLIENTS).await?;
                 let kind = selector.kind.map(client_kind_text);
                 let id = selector.client_id.as_deref().map(str::as_bytes);
                 let name = selector.name.as_deref().map(str::as_bytes);
                 let params: [&(dyn ToSql + Sync); 3] = [&kind, &id, &name];
-                tx.execute(&stmt, &params).await.map_err(pg_error(during)).map(Outcome::Count)
+                txn.execute(sql::DELETE_CLIENTS, &params).await.map(Outcome::Count)
             }
             Op::MarkReclaimComplete { kind, client_id } => {
-                let stmt = prepare(sql::MARK_RECLAIM_COMPLETE).await?;
                 let params: [&(dyn ToSql + Sync); 2] = [&client_kind_text(*kind), &client_id.as_bytes()];
-                match tx.execute(&stmt, &params).await.map_err(pg_error(during))? {
+                match txn.execute(sql::MARK_RECLAIM_COMPLETE, &params).await? {
                     0 => Err(Error::client_not_found(*kind, client_id)),
                     _ => Ok(Outcome::Done),
                 }
             }
             Op::DeleteLocksByClient { client_id } => {
-                self.delete_in(tx, Delete::LocksByClient, client_id).await.map(Outcome::Count)
+                txn.execute(Delete::LocksByClient.plain(), &[&client_id.as_bytes()]).await.map(Outcome::Count)
             }
             Op::DeleteLocksByFile { file_id } => {
-                self.delete_in(tx, Delete::LocksByFile, file_id).await.map(Outcome::Count)
+                txn.execute(Delete::LocksByFile.plain(), &[&file_id.as_bytes()]).await.map(Outcome::Count)
             }
             Op::Reclaim { id, client_id } => {
-                let stmt = prepare(sql::RECLAIM_CHECK).await?;
-                let row = tx
-                    .query_opt(&stmt, &[&id.as_bytes()])
-                    .await
-                    .map_err(pg_error(during))?
+                let row = txn
+                    .query(sql::RECLAIM_CHECK, &[&id.as_bytes()])
+                    .await?
+                    .into_iter()
+                    .next()
                     .ok_or_else(|| Error::lock_not_found(id))?;
                 let (holder, granted_in): (&[u8], i64) = (row.get(0), row.get(1));
                 let refuse = |reason| Error::ReclaimRefused { id: id.clone(), client_id: client_id.clone(), reason };
@@ -182,24 +419,133 @@ impl PostgresLockStore {
                 if granted_in >= self.epoch_sql {
                     return Err(refuse(crate::error::ReclaimRefusal::CurrentEpoch));
                 }
-                let stmt = prepare(&sql::RECLAIM_SET).await?;
-                let row = tx.query_one(&stmt, &[&id.as_bytes(), &self.epoch_sql]).await.map_err(pg_error(during))?;
+                let stmt = txn.prepare(&sql::RECLAIM_SET).await?;
+                let row =
+                    txn.tx.query_one(&stmt, &[&id.as_bytes(), &self.epoch_sql]).await.map_err(pg_error(during))?;
                 decode_lock(&row).map(Outcome::Lock)
             }
             Op::EndGrace { share } => {
-                let stmt = prepare(&sql::END_GRACE).await?;
                 let share = share.as_deref().map(str::as_bytes);
-                let rows = tx.query(&stmt, &[&self.epoch_sql, &share]).await.map_err(pg_error(during))?;
+                let rows = txn.query(&sql::END_GRACE, &[&self.epoch_sql, &share]).await?;
                 let mut removed = rows.iter().map(decode_lock).collect::<Result<Vec<_>>>()?;
                 removed.sort_unstable_by(|a, b| a.id.cmp(&b.id));
                 Ok(Outcome::Locks(removed))
             }
+            Op::PutHandle(handle) => self.put_handle_in(txn, handle).await,
+            Op::DeleteHandle { id } => match txn.execute(Delete::Handle.plain(), &[&id.as_bytes()]).await? {
+                0 => Err(Error::handle_not_found(id)),
+                _ => Ok(Outcome::Done),
+            },
+            Op::ConsumeHandleByFileId { file_id } => {
+                consumed(txn.query(Take::ByFileId.plain(), &[&&file_id[..]]).await?, || {
+                    Error::handle_not_found_by_file_id(file_id)
+                })
+            }
+            Op::ConsumeHandleByCreateGuid { create_guid } => {
+                consumed(txn.query(Take::ByCreateGuid.plain(), &[&&create_guid[..]]).await?, || {
+                    Error::handle_not_found_by_create_guid(create_guid)
+                })
+            }
+            Op::ExpireHandles { now } => {
+                let rows = txn.query(Take::Expired.plain(), &[&now.unix_micros]).await?;
+                rows.iter().map(decode_handle).collect::<Result<Vec<_>>>().map(expired)
+            }
+            Op::PutRecord { space, key, value } => {
+                txn.execute(sql::PUT_RECORD, &[space, key, value]).await?;
+                Ok(Outcome::Done)
+            }
+            Op::DeleteRecord { space, key } => match txn.execute(sql::DELETE_RECORD, &[space, key]).await? {
+                0 => Err(Error::record_not_found(space, key)),
+                _ => Ok(Outcome::Done),
+            },
+            Op::SwapRecord { space, key, expected, value } => {
+                let current = txn.query(sql::LOCK_RECORD, &[space, key]).await?;
+                let current: Option<&[u8]> = current.first().map(|row| row.get(0));
+                let failed = |reason| Error::ConditionFailed { space: space.clone(), key: key.clone(), reason };
+                match (current, expected.as_deref()) {
+                    (None, Some(_)) => return Err(failed("the record is absent")),
+                    (Some(_), None) => return Err(failed("the record exists")),
+                    (Some(c), Some(e)) if c != e => return Err(failed("the record holds another value")),
+                    _ => {}
+                }
+                match (current, value) {
+                    // Absent and to stay absent: nothing to write.
+                    (None, None) => {}
+                    // Absent in this transaction's view: a concurrent insert
+                    // that commits first makes this insert a no-op, and the
+                    // swap fails as it would have after that insert.
+                    (None, Some(v)) => {
+                        if txn.execute(sql::INSERT_RECORD, &[space, key, v]).await? == 0 {
+                            return Err(failed("the record exists"));
+                        }
+                    }
+                    // Row-locked by the read: the write finds it.
+                    (Some(_), Some(v)) => {
+                        txn.execute(sql::UPDATE_RECORD, &[space, key, v]).await?;
+                    }
+                    (Some(_), None) => {
+                        txn.execute(sql::DELETE_RECORD, &[space, key]).await?;
+                    }
+                }
+                Ok(Outcome::Done)
+            }
         }
     }
 
-    async fn delete_in(&self, tx: &Transaction<'_>, delete: Delete, key: &str) -> Result<u64> {
-        let during = "transaction";
-        let stmt = tx.prepare_cached(delete.plain()).await.map_err(pg_error(during))?;
-        tx.execute(&stmt, &[&key.as_bytes()]).await.map_err(pg_error(during))
+    /// A durable-handle put inside a fenced transaction. On a pooled
+    /// connection a lost race fails the transaction with a retryable error
+    /// ([`multi`](Self::multi) runs it again); in a caller's transaction the
+    /// statement runs under a savepoint and again after a lost race.
+    async fn put_handle_in(&self, txn: &Txn<'_, '_>, handle: &DurableHandle) -> Result<Outcome> {
+        let stmt = txn.prepare(&sql::PUT_HANDLE).await?;
+        let params = HandleParams::new(handle);
+        let refs = params.refs();
+        if matches!(txn.statements, Statements::Pooled(_)) {
+            let row = txn.tx.query_one(&stmt, &refs).await.map_err(put_handle_error(txn.during))?;
+            return handle_conflict(handle, &row);
+        }
+        let mut attempt = 1;
+        loop {
+            txn.savepoint("SAVEPOINT lockwal_put_handle").await?;
+            match txn.tx.query_one(&stmt, &refs).await.map_err(put_handle_error(txn.during)) {
+                Ok(row) => {
+                    txn.savepoint("RELEASE SAVEPOINT lockwal_put_handle").await?;
+                    return handle_conflict(handle, &row);
+                }
+                Err(e) if retryable(&e) && attempt < TXN_ATTEMPTS => {
+                    txn.savepoint("ROLLBACK TO SAVEPOINT lockwal_put_handle").await?;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
+}
+
+/// The outcome of a put-handle statement's row (fence held): written, or
+/// refused because another handle holds the file id or create GUID.
+fn handle_conflict(handle: &DurableHandle, row: &Row) -> Result<Outcome> {
+    let holder: Option<&[u8]> = row.get(1);
+    let Some(holder) = holder else { return Ok(Outcome::Done) };
+    let field = if row.get::<_, bool>(2) { "file_id" } else { "create_guid" };
+    let holder = String::from_utf8(holder.to_vec()).map_err(|e| Error::Postgres {
+        during: "decoding a row",
+        sqlstate: None,
+        message: format!("lockwal_handles row holding the {field} of {:?}: column id: {e}", handle.id),
+    })?;
+    Err(Error::HandleConflict { id: handle.id.clone(), field, holder })
+}
+
+/// The outcome of a consume: the one handle removed, or not found.
+fn consumed(rows: Vec<Row>, not_found: impl FnOnce() -> Error) -> Result<Outcome> {
+    match rows.first() {
+        Some(row) => decode_handle(row).map(|h| Outcome::Handle(Box::new(h))),
+        None => Err(not_found()),
+    }
+}
+
+/// The outcome of an expiry: the handles removed, sorted by id.
+fn expired(mut handles: Vec<DurableHandle>) -> Outcome {
+    handles.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    Outcome::Handles(handles)
 }

@@ -127,10 +127,14 @@ impl RepairPlan {
             parts.push(format!("{records} valid log record(s) after the damage"));
         }
         for s in &snapshots {
-            parts.push(format!("the snapshot {} (every lock and client it holds)", s.display()));
+            parts
+                .push(format!("the snapshot {} (every lock, client, durable handle and record it holds)", s.display()));
         }
         let after = self.after.as_ref().map_or(String::new(), |a| {
-            format!("; the repaired store would hold {} lock(s) and {} client(s)", a.locks, a.clients)
+            format!(
+                "; the repaired store would hold {} lock(s), {} client(s), {} durable handle(s) and {} record(s)",
+                a.locks, a.clients, a.handles, a.keyspace_records
+            )
         });
         Some(format!("it would drop {}{after}", parts.join(" and ")))
     }
@@ -479,6 +483,8 @@ fn apply_repair(fs: Arc<dyn FileSystem>, dir: &Path, accept_loss: bool) -> Resul
         epoch: s.epoch,
         locks: s.locks,
         clients: s.clients,
+        handles: s.handles,
+        keyspace_records: s.keyspace_records,
         clean_shutdown: false,
     });
     plan.applied = true;

@@ -51,6 +51,10 @@ pub struct Replayed {
     pub locks: u64,
     /// Client records.
     pub clients: u64,
+    /// Durable handles.
+    pub handles: u64,
+    /// Records, in every keyspace.
+    pub keyspace_records: u64,
     /// Whether the last incarnation closed cleanly.
     pub clean_shutdown: bool,
 }
@@ -96,6 +100,8 @@ pub(super) fn replayed(r: &recovery::Recovered) -> Replayed {
         epoch: r.state.epoch(),
         locks: r.state.lock_count() as u64,
         clients: r.state.client_count() as u64,
+        handles: r.state.handle_count() as u64,
+        keyspace_records: r.state.record_count() as u64,
         clean_shutdown: r.state.clean(),
     }
 }

@@ -159,7 +159,7 @@ pub(crate) fn encode_snapshot_in<E>(
         encode_packed(&mut entry, TAG_HANDLE, handle);
         blocks.add(&entry, &mut write_at)?;
     }
-    for (space, key, value) in &view.records {
+    for (space, key, value) in view.records() {
         entry.clear();
         entry.push(TAG_RECORD);
         put_str16(&mut entry, space);
@@ -177,7 +177,7 @@ pub(crate) fn encode_snapshot_in<E>(
         clients: view.clients.len() as u64,
         strings: strings.len() as u64,
         handles: view.handles.len() as u64,
-        records: view.records.len() as u64,
+        records: view.record_count() as u64,
         blocks: blocks.index,
         version: SNAPSHOT_VERSION,
     };

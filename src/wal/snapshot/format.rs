@@ -66,14 +66,14 @@ pub struct SnapshotHeader {
 impl SnapshotHeader {
     /// Bytes of the header, where the first block starts: 64 before
     /// version 3, 88 from it.
-    pub fn len(&self) -> usize {
+    pub fn header_len(&self) -> usize {
         if self.version >= 3 { SNAPSHOT_HEADER_LEN } else { BASE_HEADER_LEN }
     }
 
     /// The header bytes in the layout of its version (only tests write a
     /// version before [`SNAPSHOT_VERSION`]).
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = vec![0u8; self.len()];
+        let mut b = vec![0u8; self.header_len()];
         b[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
         b[8..12].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&u32::from(self.clean).to_le_bytes());

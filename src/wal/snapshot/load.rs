@@ -230,6 +230,18 @@ fn decode_kind_v1(c: &mut Cursor<'_>) -> Result<LockKind, SnapshotDamage> {
     })
 }
 
+/// Decodes MessagePack that must fill `bytes` exactly: an entry whose
+/// length says more than its value holds is damage.
+fn decode_whole<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let mut de = rmp_serde::Deserializer::new(std::io::Cursor::new(bytes));
+    let value = T::deserialize(&mut de).map_err(|e| e.to_string())?;
+    let left = bytes.len() - de.position() as usize;
+    if left > 0 {
+        return Err(format!("{left} bytes after the value"));
+    }
+    Ok(value)
+}
+
 pub(super) fn new_restorer(bytes: &[u8], header: SnapshotHeader) -> Restorer {
     let capacity = usize::try_from(header.locks).unwrap_or(usize::MAX).min(bytes.len() / 32);
     State::restorer(header.epoch, header.clean, capacity)
@@ -300,7 +312,10 @@ pub(super) fn restore_damage(at: usize, e: RestoreError) -> SnapshotDamage {
             RestoreError::HandleConflict { id, field, holder } => {
                 format!("durable handle {id:?} has the {field} of handle {holder:?}")
             }
-            RestoreError::DuplicateRecord(space) => format!("duplicate record in keyspace {space:?}"),
+            RestoreError::DuplicateRecord(space, key) => {
+                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                format!("duplicate record {hex} in keyspace {space:?}")
+            }
         },
     )
 }
@@ -379,7 +394,7 @@ pub(super) fn decode_block(
             }
             TAG_HANDLE if version >= 3 => {
                 let len = c.u32()? as usize;
-                let handle = rmp_serde::from_slice::<DurableHandle>(c.take(len)?)
+                let handle = decode_whole::<DurableHandle>(c.take(len)?)
                     .map_err(|e| damage(entry_at, format!("durable handle does not decode: {e}")))?;
                 // Every stored handle passed validation; one that does not
                 // is damage, never a handle no write could have made.

@@ -46,7 +46,7 @@ pub(crate) fn decode_snapshot_with(
 ) -> Result<(SnapshotHeader, State), SnapshotDamage> {
     let header = decode_header(bytes)?;
     let mut restorer = new_restorer(bytes, header);
-    let (mut index, mut at) = (0, header.len());
+    let (mut index, mut at) = (0, header.header_len());
     if threads == Threads::Two {
         // In file order up to the block where locks start: the string table
         // is then complete.
@@ -61,7 +61,7 @@ pub(crate) fn decode_snapshot_with(
             }
             // Again on one thread, for the error at the first damaged entry.
             restorer = new_restorer(bytes, header);
-            (index, at) = (0, header.len());
+            (index, at) = (0, header.header_len());
         }
     }
     let at = decode_blocks(bytes, header.version, index..header.blocks, at, &mut restorer, &done)?;

@@ -30,10 +30,33 @@ fn sample_state(n: usize) -> State {
         ops.push(Op::PutLock(sample::byte_range(&format!("id-{i}"), "s", &format!("f{}", i % 7), "o", "c")));
     }
     ops.extend(sample::every_client("c1").into_iter().map(Op::PutClient));
+    ops.extend((0..3).map(|n| Op::PutHandle(sample::handle(n))));
+    for (space, n) in [("dirents", 5u8), ("inodes", 3)] {
+        ops.extend((0..n).map(|i| Op::PutRecord {
+            space: space.into(),
+            key: vec![i, 0, 0xFF],
+            value: vec![i; usize::from(i)],
+        }));
+    }
     for chunk in ops.chunks(1000) {
         state.apply(&Command::Txn(chunk.to_vec())).unwrap();
     }
     state
+}
+
+/// Asserts that `restored` holds what `state` holds: locks, clients,
+/// handles (through every unique index), records, epoch and clean flag.
+fn assert_same(restored: &State, state: &State) {
+    restored.check_invariants();
+    assert_eq!(restored.list(&crate::LockQuery::all()), state.list(&crate::LockQuery::all()));
+    assert_eq!(restored.clients().collect::<Vec<_>>(), state.clients().collect::<Vec<_>>());
+    assert_eq!(restored.handles().collect::<Vec<_>>(), state.handles().collect::<Vec<_>>());
+    for handle in state.handles() {
+        assert_eq!(restored.handle_by_file_id(&handle.file_id).as_ref(), Some(handle));
+        assert_eq!(restored.handle_by_create_guid(&handle.create_guid.unwrap()).as_ref(), Some(handle));
+    }
+    assert_eq!(restored.records().collect::<Vec<_>>(), state.records().collect::<Vec<_>>());
+    assert_eq!((restored.epoch(), restored.clean()), (state.epoch(), state.clean()));
 }
 
 fn encode(state: &State, lsn: u64) -> Vec<u8> {
@@ -50,10 +73,9 @@ fn round_trips_every_kind_and_many_blocks() {
     let file = encode(&state, 77);
     let (header, loaded) = decode_snapshot(&file).unwrap();
     assert_eq!((header.lsn, header.epoch, header.locks), (77, 3, 30_000 + sample::every_kind().len() as u64));
+    assert_eq!((header.handles, header.records, header.version), (3, 8, 3));
     assert!(header.blocks > 1, "the test must span blocks");
-    loaded.check_invariants();
-    assert_eq!(loaded.list(&crate::LockQuery::all()), state.list(&crate::LockQuery::all()));
-    assert_eq!(loaded.clients().collect::<Vec<_>>(), state.clients().collect::<Vec<_>>());
+    assert_same(&loaded, &state);
     assert_eq!((loaded.epoch(), loaded.clean()), (3, false));
 }
 
@@ -71,6 +93,89 @@ fn every_flipped_bit_and_every_truncation_is_detected() {
     let mut longer = file.clone();
     longer.extend_from_slice(&[0; 8]);
     assert!(decode_snapshot(&longer).is_err());
+}
+
+/// The version-3 header is laid out as specified, and its first 64 bytes
+/// are what a version-2 build checks (magic, checksum of 0..60): such a
+/// build verifies them and refuses the file by its version, never as
+/// damage.
+#[test]
+fn the_version_3_header_is_laid_out_as_an_older_build_expects() {
+    let file = encode(&sample_state(2), 5);
+    let h = decode_header(&file).unwrap();
+    assert_eq!(SNAPSHOT_HEADER_LEN, 88);
+    assert_eq!(&file[0..8], b"LWALSNP\0");
+    assert_eq!(u32_at(&file, 8), 3);
+    assert_eq!(u32_at(&file, 60), crc32fast::hash(&file[0..60]), "the check a version-2 build makes");
+    let u64_at = |at: usize| u64::from_le_bytes(file[at..at + 8].try_into().unwrap());
+    assert_eq!((u64_at(32), u64_at(40), u64_at(64), u64_at(72)), (h.locks, h.clients, h.handles, h.records));
+    assert_eq!(u32_at(&file, 80), crc32fast::hash(&file[0..80]));
+    assert_eq!(u32_at(&file, 84), 0);
+    assert_eq!(u32_at(&file, 88 + 8), 0, "the first block (index 0) starts at byte 88");
+    // A version-2 header is 64 bytes and its first block starts there.
+    let v2 = SnapshotHeader { version: 2, handles: 0, records: 0, ..h };
+    assert_eq!((v2.encode().len(), v2.header_len()), (64, 64));
+    let mut newer = file.clone();
+    newer[8..12].copy_from_slice(&4u32.to_le_bytes());
+    let crc = crc32fast::hash(&newer[0..60]);
+    newer[60..64].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(decode_header(&newer).unwrap_err().version, Some(4));
+}
+
+/// A version-2 snapshot (64-byte header, no handle or record entries)
+/// still loads, and one that holds a handle entry is damage: version 2
+/// has no such tag.
+#[test]
+fn a_version_2_snapshot_loads_and_cannot_hold_handles() {
+    let mut state = State::new();
+    state.apply(&Command::Open { epoch: 2 }).unwrap();
+    let ops: Vec<Op> = sample::every_kind().into_iter().map(Op::PutLock).collect();
+    state.apply(&Command::Txn(ops)).unwrap();
+    let as_v2 = |file: &[u8]| {
+        let h = decode_header(file).unwrap();
+        let mut v2 = SnapshotHeader { version: 2, handles: 0, records: 0, ..h }.encode();
+        v2.extend_from_slice(&file[SNAPSHOT_HEADER_LEN..]);
+        v2
+    };
+    let (_, loaded) = decode_snapshot(&as_v2(&encode(&state, 3))).unwrap();
+    assert_same(&loaded, &state);
+    state.apply(&Command::Txn(vec![Op::PutHandle(sample::handle(1))])).unwrap();
+    let file = encode(&state, 4);
+    let mut v2 = as_v2(&file);
+    let mut header = decode_header(&v2).unwrap();
+    header.handles = 0;
+    v2[..64].copy_from_slice(&header.encode());
+    let damage = decode_snapshot(&v2).map(|_| ()).unwrap_err();
+    assert!(damage.reason.contains("unknown entry tag"), "{}", damage.reason);
+}
+
+/// A handle entry whose length is longer than its MessagePack value is
+/// damage at the entry (review of issue 18: `from_slice` ignored the
+/// bytes after the value).
+#[test]
+fn a_handle_entry_longer_than_its_value_is_damage() {
+    let mut state = State::new();
+    state.apply(&Command::Open { epoch: 1 }).unwrap();
+    state.apply(&Command::Txn(vec![Op::PutHandle(sample::handle(1))])).unwrap();
+    let file = encode(&state, 2);
+    let packed = rmp_serde::to_vec(&sample::handle(1)).unwrap();
+    let at = file.windows(packed.len()).position(|w| w == packed.as_slice()).expect("the handle's bytes");
+    // The entry: tag at `at - 5`, length at `at - 4`. One byte more in
+    // both the length and the block (a zero after the value).
+    let mut bad = file[..at + packed.len()].to_vec();
+    bad.push(0);
+    bad.extend_from_slice(&file[at + packed.len()..]);
+    bad[at - 4..at].copy_from_slice(&(packed.len() as u32 + 1).to_le_bytes());
+    let block_at = SNAPSHOT_HEADER_LEN;
+    let len = u32_at(&bad, block_at) + 1;
+    bad[block_at..block_at + 4].copy_from_slice(&len.to_le_bytes());
+    let padded = (block_at + BLOCK_HEADER_LEN + len as usize).next_multiple_of(8);
+    bad.truncate(padded.max(block_at + BLOCK_HEADER_LEN + len as usize));
+    bad.resize(padded, 0);
+    fix_block_crc(&mut bad, block_at + BLOCK_HEADER_LEN);
+    let damage = decode_snapshot(&bad).map(|_| ()).unwrap_err();
+    assert_eq!(damage.offset, (at - 5) as u64, "{}", damage.reason);
+    assert!(damage.reason.contains("1 bytes after the value"), "{}", damage.reason);
 }
 
 #[test]
@@ -156,10 +261,7 @@ fn two_threads_restore_the_same_state_as_one() {
     assert!(fast, "a snapshot this build writes takes the fast path");
     let (_, one) = decode(&file, Threads::One).unwrap();
     for restored in [&two, &one] {
-        restored.check_invariants();
-        assert_eq!(restored.list(&crate::LockQuery::all()), state.list(&crate::LockQuery::all()));
-        assert_eq!(restored.clients().collect::<Vec<_>>(), state.clients().collect::<Vec<_>>());
-        assert_eq!((restored.epoch(), restored.clean()), (state.epoch(), state.clean()));
+        assert_same(restored, &state);
         assert_eq!(
             restored.list(&crate::LockQuery::by_file("f3")).len(),
             state.list(&crate::LockQuery::by_file("f3")).len()

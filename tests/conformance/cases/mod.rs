@@ -3,11 +3,15 @@
 //! They are grouped by topic in the submodules and re-exported here, so that
 //! `conformance_suite!` names every case as `conformance::cases::<case>`.
 
+mod handles;
+mod keyspaces;
 mod lifecycle;
 mod records;
 mod support;
 mod transactions;
 
+pub use handles::*;
+pub use keyspaces::*;
 pub use lifecycle::*;
 pub use records::*;
 pub use transactions::*;

@@ -1,10 +1,15 @@
 //! Runs the comparison and writes one JSON document with every number.
 //!
 //! ```text
-//! compare [--quick] [--dir DIR] [--out FILE] [--peers a,b] [--workloads w1,w2,w3,w4,w5]
-//!         [--locks N] [--tasks 1,4,16,64,256] [--warmup S] [--seconds S] [--rounds N]
+//! compare [--quick] [--dir DIR] [--out FILE] [--peers a,b] [--workloads w1,w2,w3,w4,w5,w6]
+//!         [--locks N] [--handles N] [--tasks 1,4,16,64,256] [--warmup S] [--seconds S] [--rounds N]
 //!         [--queries N] [--restores N] [--no-cold]
 //! ```
+//!
+//! W6 (lockwal WAL only): `consume_handle_by_create_guid` latency with
+//! `--handles` stored handles, and the restore of a compacted store of
+//! `--locks` locks plus `--handles` handles (in a child process, like W3).
+//! Only W6: `--workloads w6` (`--peers` without `lockwal-wal` skips it).
 //!
 //! `lockwal-postgres` (W1 and W2 only) takes part when `LOCKWAL_TEST_PG_URL`
 //! names a PostgreSQL server; `scripts/compare` starts a throwaway one.
@@ -42,6 +47,7 @@ struct Settings {
     restores: usize,
     cold: bool,
     w5_tasks: usize,
+    handles: u64,
     #[serde(skip)]
     dir: PathBuf,
     #[serde(skip)]
@@ -66,6 +72,7 @@ impl Settings {
                 restores: 1,
                 cold: true,
                 w5_tasks: 16,
+                handles: 512,
                 dir: std::env::temp_dir().join(format!("lockwal-compare-{}", std::process::id())),
                 out: None,
                 peers: None,
@@ -87,6 +94,7 @@ impl Settings {
                 restores: 3,
                 cold: true,
                 w5_tasks: 64,
+                handles: 100_000,
                 dir: PathBuf::from("target/compare-data"),
                 out: None,
                 peers: None,
@@ -112,11 +120,12 @@ impl Settings {
                 "--queries" => s.queries = value()?.parse()?,
                 "--restores" => s.restores = value()?.parse()?,
                 "--w5-tasks" => s.w5_tasks = value()?.parse()?,
+                "--handles" => s.handles = value()?.parse()?,
                 other => return Err(format!("unknown argument {other} (see the module docs)").into()),
             }
         }
         if s.workloads.is_empty() {
-            s.workloads = ["w1", "w2", "w3", "w4", "w5"].map(String::from).to_vec();
+            s.workloads = ["w1", "w2", "w3", "w4", "w5", "w6"].map(String::from).to_vec();
         }
         Ok(s)
     }
@@ -148,6 +157,7 @@ struct Report {
     w3: Vec<Value>,
     w4: Vec<Value>,
     w5: Option<Value>,
+    w6: Option<Value>,
     errors: Vec<Value>,
 }
 
@@ -424,6 +434,102 @@ async fn w5(s: &Settings, data: &Arc<Dataset>, report: &mut Report) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Runs the W6 restore child once on `dir`.
+fn child_handles_restore(s: &Settings, dir: &Path) -> Result<workload::HandleRestore> {
+    let out = Command::new(std::env::current_exe()?)
+        .arg("child-handles-restore")
+        .args(["--locks", &s.locks.to_string(), "--handles", &s.handles.to_string()])
+        .arg("--dir")
+        .arg(dir)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("child failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn restore_line(r: &workload::HandleRestore) -> String {
+    format!(
+        "open {:.3} s (replay {:.3} s, {}, {} log records after it), list_handles {:.3} s, peak RSS {:.0} MiB",
+        r.open_s,
+        r.replay_s,
+        if r.from_snapshot { "from the snapshot" } else { "from the log alone" },
+        r.records_replayed,
+        r.list_handles_s,
+        r.peak_rss_bytes as f64 / (1 << 20) as f64
+    )
+}
+
+async fn w6(s: &Settings, data: &Arc<Dataset>, report: &mut Report) {
+    let wanted = s.peers.as_ref().is_none_or(|p| p.iter().any(|n| n == "lockwal-wal"));
+    if !wanted {
+        return;
+    }
+    eprintln!(
+        "W6 durable handles: consume by create GUID with {} stored; restore of {} locks + {} handles",
+        s.handles, s.locks, s.handles
+    );
+    let mut w6 = serde_json::Map::new();
+    let dir = s.dir.join("w6").join("consume");
+    let consume = async {
+        fresh_dir(&dir)?;
+        workload::consume_by_create_guid(&dir, s.handles, s.timing, 11).await
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    match consume {
+        Ok(c) => {
+            eprintln!(
+                "  consume_handle_by_create_guid p50 {:.0} us p99 {:.0} us ({} samples); put back p50 {:.0} us p99 {:.0} us",
+                c.consume.p50_us, c.consume.p99_us, c.consume.samples, c.put_back.p50_us, c.put_back.p99_us
+            );
+            w6.insert("consume".into(), serde_json::to_value(c).expect("serializable"));
+        }
+        Err(e) => report.failed("w6-consume", "lockwal-wal", &e),
+    }
+
+    let dir = s.dir.join("w6").join("restore");
+    let build = async {
+        fresh_dir(&dir)?;
+        workload::build_handle_store(&dir, data, s.locks, s.handles).await
+    }
+    .await;
+    match build {
+        Ok(took) => {
+            let disk = disk_bytes(&dir);
+            eprintln!("  built in {:.1} s, {:.0} MiB on disk", took.as_secs_f64(), disk as f64 / (1 << 20) as f64);
+            let mut warm = Vec::new();
+            for _ in 0..s.restores {
+                match child_handles_restore(s, &dir) {
+                    Ok(r) => {
+                        eprintln!("  restore (warm) {}", restore_line(&r));
+                        warm.push(r);
+                    }
+                    Err(e) => report.failed("w6-restore", "lockwal-wal", &e),
+                }
+            }
+            let mut cold = None;
+            if s.cold {
+                let evicted = machine::evict(&dir).map_err(Into::into);
+                match evicted.and_then(|_| child_handles_restore(s, &dir)) {
+                    Ok(r) => {
+                        eprintln!("  restore (cold) {}", restore_line(&r));
+                        cold = Some(r);
+                    }
+                    Err(e) => report.failed("w6-restore-cold", "lockwal-wal", &e),
+                }
+            }
+            w6.insert(
+                "restore".into(),
+                json!({ "build_s": took.as_secs_f64(), "disk_bytes": disk, "warm": warm, "cold": cold }),
+            );
+        }
+        Err(e) => report.failed("w6-restore", "lockwal-wal", &e),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    report.w6 = Some(Value::Object(w6));
+}
+
 async fn run(s: Settings) -> Result<Value> {
     std::fs::create_dir_all(&s.dir)?;
     let machine = Machine::describe(&s.dir);
@@ -458,6 +564,9 @@ async fn run(s: Settings) -> Result<Value> {
     if s.runs("w5") {
         w5(&s, &data, &mut report).await;
     }
+    if s.runs("w6") {
+        w6(&s, &data, &mut report).await;
+    }
     let (others, steal) = cpu_before.others_since(&machine::CpuTimes::now());
     let (others_written, flushes) = disk_before.since(&machine::DiskTimes::now(&device));
     eprintln!("other processes used {:.0}% of the CPUs during the run ({:.0}% stolen)", others * 100.0, steal * 100.0);
@@ -491,6 +600,7 @@ async fn run(s: Settings) -> Result<Value> {
         "w3": report.w3,
         "w4": report.w4,
         "w5": report.w5,
+        "w6": report.w6,
         "errors": report.errors,
     }))
 }
@@ -520,6 +630,25 @@ async fn build(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// `child-handles-restore --dir DIR --locks N --handles N`: W6's restore in
+/// this fresh process; prints its JSON.
+async fn child_handles(args: &[String]) -> Result<()> {
+    let (mut dir, mut locks, mut handles) = (None, 0u64, 0u64);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{arg} needs a value"))?;
+        match arg.as_str() {
+            "--dir" => dir = Some(PathBuf::from(value)),
+            "--locks" => locks = value.parse()?,
+            "--handles" => handles = value.parse()?,
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    let restored = workload::restore_handles(&dir.ok_or("missing --dir")?, locks, handles).await?;
+    println!("{}", serde_json::to_string(&restored)?);
+    Ok(())
+}
+
 async fn child(args: &[String]) -> Result<()> {
     let (peer, dir, locks, queries) = sub_args(args)?;
     let data = Dataset::new(Shape::default());
@@ -539,6 +668,7 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match args.first().map(String::as_str) {
         Some("child-restore") => return runtime.block_on(child(&args[1..])),
+        Some("child-handles-restore") => return runtime.block_on(child_handles(&args[1..])),
         Some("build") => return runtime.block_on(build(&args[1..])),
         _ => {}
     }
