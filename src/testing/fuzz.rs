@@ -520,7 +520,7 @@ mod tests {
         state.apply(&Command::Txn(ops)).unwrap();
         let (header, snapshot) = encode_snapshot_to_vec(&state.view(), 1, 1);
         let mut body = vec![0, 0, 0, header.handles as u8, header.records as u8];
-        let mut at = header.len();
+        let mut at = header.header_len();
         for _ in 0..header.blocks {
             let len = u32::from_le_bytes(snapshot[at..at + 4].try_into().unwrap()) as usize;
             let payload = &snapshot[at + BLOCK_HEADER_LEN..at + BLOCK_HEADER_LEN + len];
