@@ -11,7 +11,7 @@
 //! clean-shutdown marker, whose loss only costs a grace period; for one that
 //! was not, it is the last acknowledged transaction (reported to the lead).
 
-use lockwal::testing::crash::{Observed, observe};
+use lockwal::testing::crash::{Observed, observe_wal};
 use lockwal::testing::workload::{Expected, Rng, Step, expected_states, generate};
 use lockwal::wal::{WalLockStore, WalOptions};
 use lockwal::{Error, LockStore};
@@ -115,7 +115,7 @@ fn flip_and_open(files: &BTreeMap<String, Vec<u8>>, acked: &Expected, before_las
             }
             Err(e) => panic!("{what}: open failed with an error that names no damage: {e}"),
             Ok(store) => {
-                let observed = observe(&store).unwrap();
+                let observed = observe_wal(&store).unwrap();
                 let torn = store.stats().torn_tail;
                 drop(store);
                 if matches(&observed, acked) {
@@ -133,7 +133,7 @@ fn flip_and_open(files: &BTreeMap<String, Vec<u8>>, acked: &Expected, before_las
                 }
                 // The repaired store opens to the same state again.
                 let again = runtime.block_on(WalLockStore::open(dir.path(), options())).unwrap();
-                let reopened = observe(&again).unwrap();
+                let reopened = observe_wal(&again).unwrap();
                 let durable = |o: &Observed| (o.locks.clone(), o.clients.clone(), o.handles.clone(), o.records.clone());
                 assert_eq!(durable(&reopened), durable(&observed), "{what}");
             }

@@ -20,7 +20,9 @@ use crate::io::sim::{Fault, SimFs};
 use crate::io::{FileSystem, OpenMode};
 use crate::model::LockQuery;
 use crate::state::{Command, State};
-use crate::testing::crash::{SelectLosses, check_image, crash_options, losses, observe, prepare_dir, run, store_dir};
+use crate::testing::crash::{
+    SelectLosses, check_image, crash_options, losses, observe_wal, prepare_dir, run, store_dir,
+};
 use crate::testing::workload::{Step, decode_steps, generate};
 use crate::wal::format::{
     FORMAT_VERSION, SegmentHeader, append_frame, decode_commands, decode_frame, encode_commands, segment_name,
@@ -212,11 +214,11 @@ pub fn replay_bytes(data: &[u8]) {
     let fs_dyn: Arc<dyn FileSystem> = Arc::new(fs.clone());
     match WalLockStore::open_blocking(Arc::clone(&fs_dyn), dir.clone(), fuzz_options(read_only)) {
         Ok(store) => {
-            let first = observe(&store).expect("reads of an open store");
+            let first = observe_wal(&store).expect("reads of an open store");
             drop(store);
             let again = WalLockStore::open_blocking(fs_dyn, dir, fuzz_options(true))
                 .unwrap_or_else(|e| panic!("opened once, then refused: {e}"));
-            let second = observe(&again).expect("reads of an open store");
+            let second = observe_wal(&again).expect("reads of an open store");
             assert_eq!(
                 (first.locks, first.clients, first.handles, first.records),
                 (second.locks, second.clients, second.handles, second.records),
@@ -409,14 +411,14 @@ mod tests {
         write_files(&fs, &store_dir(), &[(segment_name(1), framed(&body, FORMAT_VERSION))]);
         let store =
             WalLockStore::open_blocking(Arc::new(fs), store_dir(), fuzz_options(true)).expect("a valid framed segment");
-        assert_eq!(observe(&store).unwrap().locks.iter().map(|l| &l.id).collect::<Vec<_>>(), [&lock.id]);
+        assert_eq!(observe_wal(&store).unwrap().locks.iter().map(|l| &l.id).collect::<Vec<_>>(), [&lock.id]);
         // Framed durable-handle and record operations reach the state
         // machine in a format-4 segment, and are damage in a format-3 one.
         let body = framed_body(&handle_and_record_commands());
         let fs = SimFs::lossless();
         write_files(&fs, &store_dir(), &[(segment_name(1), framed(&body, FORMAT_VERSION))]);
         let store = WalLockStore::open_blocking(Arc::new(fs), store_dir(), fuzz_options(true)).expect("format 4");
-        let observed = observe(&store).unwrap();
+        let observed = observe_wal(&store).unwrap();
         assert_eq!(observed.handles.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["open-2", "open-3"]);
         assert_eq!(observed.records.len(), 2);
         let fs = SimFs::lossless();
@@ -439,7 +441,7 @@ mod tests {
         let fs = SimFs::lossless();
         write_files(&fs, &store_dir(), valid_store());
         let store = WalLockStore::open_blocking(Arc::new(fs), store_dir(), fuzz_options(true)).expect("valid");
-        let observed = observe(&store).unwrap();
+        let observed = observe_wal(&store).unwrap();
         assert!(!observed.handles.is_empty() && !observed.records.is_empty());
         let (_, snapshot) = valid_store().iter().find(|(n, _)| n.ends_with(".snap")).expect("a snapshot");
         let header = crate::wal::snapshot::decode_header(snapshot).unwrap();
