@@ -224,7 +224,8 @@ pub const DISCONNECTED_FROM: i64 = 1_764_000_060_000_000;
 /// disconnect; 1000 and 2000 land on other handles' disconnect instants).
 const TIMEOUTS_MS: [u64; 5] = [0, 1, 1000, 2000, 60_000];
 
-/// Record key `n`: one of [`KEYS`], or a path `d<i>/f<j>`.
+/// Record key `n`: one of eight keys that share prefixes (`a`, `a\0`,
+/// `ab`, `ab/c`, `abc`, `b`, `\0`, `\xff\xfe`), or a path `d<i>/f<j>`.
 pub fn record_key(n: u64) -> Vec<u8> {
     match KEYS.get(n as usize % 12) {
         Some(key) => key.to_vec(),
@@ -1044,7 +1045,7 @@ fn decoded_extra(code: u8, arg: u64, model: &Model) -> Op {
 /// `max_steps` steps, keys from tiny spaces so operations collide. Always
 /// starts with `Open`; a `Close` or `Drop` is followed by `Open`. One
 /// operation code in four is a durable-handle or record operation
-/// ([`decoded_extra`], which follows the model of the steps decoded so far
+/// (`decoded_extra`, which follows the model of the steps decoded so far
 /// to target what they made); multi-operation transactions mix them with
 /// the lock and client operations.
 pub fn decode_steps(bytes: &[u8], max_steps: usize) -> Vec<Step> {
