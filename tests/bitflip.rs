@@ -1,8 +1,9 @@
 //! Bit flips in the files of a real store (issue 5, item 5). Guards the
 //! promise that damage is never silent: with one bit flipped anywhere in a
 //! segment or the snapshot, the store either opens with exactly the
-//! acknowledged state, or refuses with an error naming the damaged file and
-//! an offset at or before the flipped byte. The one exception is the
+//! acknowledged state (locks, clients, durable handles and records), or
+//! refuses with an error naming the damaged file and an offset at or
+//! before the flipped byte. The one exception is the
 //! ambiguity every log has: a bad last record of the newest segment looks
 //! exactly like the write in flight at a crash, so the store may drop that
 //! record (and only it), truncating it as a torn tail and reporting it in
@@ -10,7 +11,7 @@
 //! clean-shutdown marker, whose loss only costs a grace period; for one that
 //! was not, it is the last acknowledged transaction (reported to the lead).
 
-use lockwal::testing::crash::{Observed, observe};
+use lockwal::testing::crash::{Observed, observe_wal};
 use lockwal::testing::workload::{Expected, Rng, Step, expected_states, generate};
 use lockwal::wal::{WalLockStore, WalOptions};
 use lockwal::{Error, LockStore};
@@ -53,8 +54,11 @@ fn read_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 fn matches(observed: &Observed, expected: &Expected) -> bool {
+    let records = expected.model.records.iter().map(|((s, k), v)| (s.clone(), k.clone(), v.clone()));
     observed.locks.iter().eq(expected.model.locks.values())
         && observed.clients.iter().eq(expected.model.clients.values())
+        && observed.handles.iter().eq(expected.model.handles.values())
+        && observed.records.iter().cloned().eq(records)
         && observed.epoch == expected.model.epoch + 1
         && observed.clean == expected.clean
 }
@@ -111,7 +115,7 @@ fn flip_and_open(files: &BTreeMap<String, Vec<u8>>, acked: &Expected, before_las
             }
             Err(e) => panic!("{what}: open failed with an error that names no damage: {e}"),
             Ok(store) => {
-                let observed = observe(&store).unwrap();
+                let observed = observe_wal(&store).unwrap();
                 let torn = store.stats().torn_tail;
                 drop(store);
                 if matches(&observed, acked) {
@@ -129,8 +133,9 @@ fn flip_and_open(files: &BTreeMap<String, Vec<u8>>, acked: &Expected, before_las
                 }
                 // The repaired store opens to the same state again.
                 let again = runtime.block_on(WalLockStore::open(dir.path(), options())).unwrap();
-                let reopened = observe(&again).unwrap();
-                assert_eq!((&reopened.locks, &reopened.clients), (&observed.locks, &observed.clients), "{what}");
+                let reopened = observe_wal(&again).unwrap();
+                let durable = |o: &Observed| (o.locks.clone(), o.clients.clone(), o.handles.clone(), o.records.clone());
+                assert_eq!(durable(&reopened), durable(&observed), "{what}");
             }
         }
     }

@@ -1,9 +1,13 @@
 //! Snapshots and compaction: footprint, identical state across compaction
-//! and reopen, a crash between each step of the install sequence, corrupt
-//! snapshots, and writers that keep going while compactions run.
+//! and reopen (durable handles and records too), a crash between each step
+//! of the install sequence, corrupt snapshots, and writers that keep going
+//! while compactions run.
 
 use lockwal::model::*;
+use lockwal::testing::model::Model;
 use lockwal::testing::sample;
+use lockwal::testing::workload::{self, SPACES};
+use lockwal::wal::snapshot::{decode_header, snapshot_name};
 use lockwal::wal::{WalLockStore, WalOptions};
 use lockwal::{Error, LockQuery, LockStore, Op};
 use std::path::{Path, PathBuf};
@@ -41,7 +45,19 @@ fn footprint(dir: &Path) -> u64 {
 }
 
 /// Every observable part of a store, to compare before and after.
-async fn observe(store: &WalLockStore) -> (Vec<PersistedLock>, Vec<ClientRecord>, Vec<Vec<String>>) {
+#[derive(Debug, PartialEq)]
+struct Observed {
+    locks: Vec<PersistedLock>,
+    clients: Vec<ClientRecord>,
+    queries: Vec<Vec<String>>,
+    handles: Vec<DurableHandle>,
+    /// Handle ids found through each index: app instance, share, file
+    /// handle, and every handle's file id and create GUID.
+    handle_queries: Vec<Vec<String>>,
+    records: Vec<(String, Vec<Record>)>,
+}
+
+async fn observe(store: &WalLockStore) -> Observed {
     let locks = store.list_locks(&LockQuery::all()).await.unwrap();
     let clients = store.list_clients(&ClientQuery::all()).await.unwrap();
     let mut queries = Vec::new();
@@ -50,7 +66,76 @@ async fn observe(store: &WalLockStore) -> (Vec<PersistedLock>, Vec<ClientRecord>
     {
         queries.push(store.list_locks(&q).await.unwrap().into_iter().map(|l| l.id.to_string()).collect());
     }
-    (locks, clients, queries)
+    let handles = store.list_handles(&HandleQuery::All).await.unwrap();
+    let ids = |hs: Vec<DurableHandle>| hs.into_iter().map(|h| h.id).collect::<Vec<_>>();
+    let mut handle_queries = Vec::new();
+    for q in
+        [HandleQuery::AppInstance([0xA1; 16]), HandleQuery::Share("s2".into()), HandleQuery::FileHandle(b"f5".to_vec())]
+    {
+        handle_queries.push(ids(store.list_handles(&q).await.unwrap()));
+    }
+    let mut by_keys = Vec::new();
+    for h in &handles {
+        by_keys.push(store.get_handle_by_file_id(&h.file_id).await.unwrap());
+        if let Some(guid) = &h.create_guid {
+            by_keys.push(store.get_handle_by_create_guid(guid).await.unwrap());
+        }
+    }
+    handle_queries.push(ids(by_keys));
+    let mut records = Vec::new();
+    for space in SPACES {
+        records.push((space.to_owned(), store.scan_records(space, &RecordScan::all(usize::MAX)).await.unwrap()));
+        let prefixed = store.scan_records(space, &RecordScan::prefix(b"d1/".to_vec(), 7)).await.unwrap();
+        records.push((format!("{space} d1/ 7"), prefixed));
+    }
+    Observed { locks, clients, queries, handles, handle_queries, records }
+}
+
+/// Durable handles and records: puts (v1 and v2, every optional part),
+/// records in every keyspace (a few of the largest values), then consumes
+/// by file id and by create GUID, an expiry, deletes and swaps; `model`
+/// follows. `n` handles, `n` small records.
+async fn churn_handles_and_records(store: &WalLockStore, model: &mut Model, n: u64, big_values: u64) {
+    let mut apply = async |ops: Vec<Op>| {
+        let want = model.apply(&ops);
+        let got = store.transaction(ops).await;
+        assert_eq!(got.is_ok(), want.is_ok(), "{got:?} {want:?}");
+        if let (Ok(got), Ok(want)) = (got, want) {
+            assert_eq!(got, want);
+        }
+    };
+    let handles: Vec<DurableHandle> =
+        (0..n).map(|i| workload::handle(i, i, (i % 4 != 0).then_some(i), i * 7)).collect();
+    for chunk in handles.chunks(200) {
+        apply(chunk.iter().cloned().map(Op::PutHandle).collect()).await;
+    }
+    let record = |i: u64| Op::PutRecord {
+        space: SPACES[(i % 3) as usize].into(),
+        key: format!("d{}/{i:05}", i % 4).into_bytes(),
+        value: workload::record_value(i),
+    };
+    for chunk in (0..n).collect::<Vec<_>>().chunks(300) {
+        apply(chunk.iter().map(|&i| record(i)).collect()).await;
+    }
+    for i in 0..big_values {
+        let value = vec![i as u8; lockwal::model::validate::MAX_VALUE_LEN];
+        apply(vec![Op::PutRecord { space: SPACES[2].into(), key: format!("big/{i}").into_bytes(), value }]).await;
+    }
+    for i in (0..n).step_by(9) {
+        apply(vec![Op::ConsumeHandleByFileId { file_id: workload::file_id(i) }]).await;
+        let guid = workload::create_guid(i + 1);
+        apply(vec![Op::ConsumeHandleByCreateGuid { create_guid: guid }, record(i + 1)]).await;
+        apply(vec![Op::DeleteRecord {
+            space: SPACES[(i % 3) as usize].into(),
+            key: format!("d{}/{i:05}", i % 4).into_bytes(),
+        }])
+        .await;
+        let key = format!("d{}/{:05}", (i + 2) % 4, i + 2).into_bytes();
+        let expected = Some(workload::record_value(i + 2));
+        apply(vec![Op::SwapRecord { space: SPACES[((i + 2) % 3) as usize].into(), key, expected, value: None }]).await;
+    }
+    let now = lockwal::model::Timestamp::from_unix_micros(workload::DISCONNECTED_FROM + 2_000_000);
+    apply(vec![Op::ExpireHandles { now }]).await;
 }
 
 async fn churn(store: &WalLockStore, grants: usize, releases: usize) {
@@ -84,7 +169,7 @@ async fn compaction_bounds_the_footprint_and_keeps_the_state() {
     let store = WalLockStore::open(dir.path(), options()).await.unwrap();
     churn(&store, 150_000, 100_000).await;
     let before = observe(&store).await;
-    assert_eq!(before.0.len(), 50_000);
+    assert_eq!(before.locks.len(), 50_000);
     let log_before = footprint(dir.path());
     let report = store.compact().await.unwrap();
     assert!(report.snapshot_bytes > 0);
@@ -122,7 +207,9 @@ async fn crash_between_each_install_step_reopens_to_the_same_state() {
     let dir = tempfile::tempdir().unwrap();
     let store = WalLockStore::open(dir.path(), WalOptions { segment_size: 8192, ..options() }).await.unwrap();
     churn(&store, 3_000, 1_000).await;
+    churn_handles_and_records(&store, &mut Model::new(1), 300, 0).await;
     let want = observe(&store).await;
+    assert!(want.handles.len() > 100 && want.records.iter().map(|(_, r)| r.len()).sum::<usize>() > 200);
     drop(store);
     let store = WalLockStore::open(dir.path(), options()).await.unwrap();
     // Every acknowledged write is in the files (written, and synced), so
@@ -238,7 +325,7 @@ async fn writers_keep_succeeding_while_compactions_run() {
     compactor.await.unwrap();
     assert!(store.stats().compactions >= 5);
     let want = observe(&store).await;
-    assert_eq!(want.0.len(), 5_000 + 8 * 100);
+    assert_eq!(want.locks.len(), 5_000 + 8 * 100);
     drop(store);
     let store = WalLockStore::open(dir.path(), options()).await.unwrap();
     assert_eq!(observe(&store).await, want);
@@ -267,4 +354,53 @@ async fn automatic_compaction_counts_the_log_across_reopens() {
         }
     }
     assert!(compacted, "no snapshot after 40 short incarnations");
+}
+
+/// Durable handles and records go through a compaction and come back from
+/// the snapshot with every field (locks, handles and records spanning
+/// several blocks, the largest record values among them: on a machine with
+/// two CPUs the load decodes the handles and records after the first block
+/// on two threads, some in each half),
+/// every index rebuilt (found by file id, create GUID, app instance, share,
+/// file handle; a colliding put refused; an expiry by the expiry index) and
+/// every keyspace's order, and the header counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handles_and_records_come_back_from_a_snapshot_with_every_field_and_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+    // Enough locks that the handles land in blocks after the first one.
+    churn(&store, 40_000, 10_000).await;
+    let mut model = Model::new(1);
+    churn_handles_and_records(&store, &mut model, 1_500, 40).await;
+    let before = observe(&store).await;
+    assert_eq!(before.handles, model.handles.values().cloned().collect::<Vec<_>>());
+    let records: usize = before.records.iter().step_by(2).map(|(_, r)| r.len()).sum();
+    assert_eq!(records, model.records.len());
+    assert!(before.handle_queries.iter().all(|ids| !ids.is_empty()), "{:?}", before.handle_queries);
+    let report = store.compact().await.unwrap();
+    assert_eq!(observe(&store).await, before);
+    drop(store);
+    let snapshot = std::fs::read(dir.path().join(snapshot_name(report.snapshot_lsn))).unwrap();
+    let header = decode_header(&snapshot).unwrap();
+    assert_eq!((header.version, header.handles, header.records), (3, model.handles.len() as u64, records as u64));
+    assert!(header.blocks >= 4, "{} blocks: the load splits them between two threads", header.blocks);
+
+    let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+    assert_eq!(store.stats().records_replayed, 0, "everything came from the snapshot");
+    assert_eq!(observe(&store).await, before);
+    // The unique indexes hold after the load: a put that collides is refused.
+    let now = Timestamp::from_unix_micros(workload::DISCONNECTED_FROM + 5_000_001);
+    let lasting = |h: &&DurableHandle| h.create_guid.is_some() && !h.expired_at(now);
+    let held = model.handles.values().find(lasting).unwrap().clone();
+    let mut clash = workload::handle(1 << 30, 1 << 30, None, 1);
+    clash.file_id = held.file_id;
+    assert!(matches!(store.put_handle(clash.clone()).await, Err(Error::HandleConflict { field: "file_id", .. })));
+    (clash.file_id, clash.create_guid) = (workload::file_id(1 << 30), held.create_guid);
+    assert!(matches!(store.put_handle(clash).await, Err(Error::HandleConflict { field: "create_guid", .. })));
+    // The expiry index: what expires next is what the model says.
+    let want = model.apply(&[Op::ExpireHandles { now }]).unwrap();
+    assert_eq!(store.transaction(vec![Op::ExpireHandles { now }]).await.unwrap(), want);
+    assert!(matches!(&want[..], [lockwal::Outcome::Handles(gone)] if !gone.is_empty()));
+    let consumed = store.consume_handle_by_create_guid(&held.create_guid.unwrap()).await.unwrap();
+    assert_eq!(consumed, held);
 }

@@ -89,9 +89,15 @@ mod state_machine {
                 }
                 state.check_invariants();
                 prop_assert_eq!(state.list(&LockQuery::all()), model.list(&LockQuery::all()));
+                prop_assert_eq!(state.handle_count(), model.handles.len());
+                prop_assert_eq!(state.record_count(), model.records.len());
             }
             let clients: Vec<_> = state.clients().cloned().collect();
             prop_assert_eq!(clients, model.clients.values().cloned().collect::<Vec<_>>());
+            let handles: Vec<_> = state.handles().cloned().collect();
+            prop_assert_eq!(handles, model.handles.values().cloned().collect::<Vec<_>>());
+            let records: Vec<_> = state.records().map(|(s, k, v)| ((s.to_owned(), k.to_vec()), v.to_vec())).collect();
+            prop_assert_eq!(records, model.records.clone().into_iter().collect::<Vec<_>>());
         }
     }
 }

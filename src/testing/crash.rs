@@ -4,19 +4,22 @@
 //! recovered store against what the workload acknowledged and issued.
 //!
 //! The check, for a crash while step `i` was in flight: the recovered locks,
-//! clients and clean-shutdown flag equal those expected after the first `j`
+//! clients, durable handles, records (every field of each) and
+//! clean-shutdown flag equal those expected after the first `j`
 //! steps for some `j` between the number acknowledged and the number issued
 //! (every acknowledged grant and release is there, nothing never issued is,
-//! a transaction is all or nothing), and the epoch is the epoch of that
+//! an acknowledged consume of a handle stays consumed, a transaction is all
+//! or nothing: its records and its locks both there or both absent), and
+//! the epoch is the epoch of that
 //! prefix plus one: strictly greater than any acknowledged before the crash.
 
 use crate::error::Error;
 use crate::io::FileSystem;
 use crate::io::sim::{Fill, Loss, Pending, SimFs};
-use crate::model::{ClientKind, ClientRecord, LockQuery, PersistedLock};
+use crate::model::{ClientKind, ClientRecord, DurableHandle, HandleQuery, LockQuery, PersistedLock, RecordScan};
 use crate::store::LockStore;
 use crate::testing::model::error_kind;
-use crate::testing::workload::{Expected, Rng, Step, expected_states_from};
+use crate::testing::workload::{Expected, Rng, SPACES, Step, Targeted, expected_states_from};
 use crate::wal::{WalLockStore, WalOptions};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -106,20 +109,68 @@ pub struct Observed {
     pub locks: Vec<PersistedLock>,
     /// Every client, sorted by kind, then id.
     pub clients: Vec<ClientRecord>,
+    /// Every durable handle, sorted by id.
+    pub handles: Vec<DurableHandle>,
+    /// Every record of the keyspaces workloads use ([`SPACES`]), as
+    /// (space, key, value), sorted by space, then key.
+    pub records: Vec<(String, Vec<u8>, Vec<u8>)>,
     /// The epoch of this incarnation.
     pub epoch: u64,
     /// Whether the previous incarnation closed cleanly.
     pub clean: bool,
 }
 
-/// Reads everything observable from an open store.
+/// Reads everything observable from an open store: records of the
+/// keyspaces in [`SPACES`], which the workloads keep to (a [`LockStore`]
+/// has no call that lists keyspaces: [`observe_wal`] sees every one).
 pub fn observe(store: &dyn LockStore) -> Result<Observed, Error> {
+    let mut spaces = SPACES.map(str::to_owned);
+    spaces.sort_unstable();
+    observe_spaces(store, &spaces)
+}
+
+/// [`observe`] of a WAL store, with the records of every keyspace it holds
+/// (so that a record anywhere else is seen too), each keyspace's scan
+/// checked against the count the store gives for it.
+pub fn observe_wal(store: &WalLockStore) -> Result<Observed, Error> {
+    let spaces = store.record_spaces();
+    let names: Vec<String> = spaces.iter().map(|(name, _)| name.clone()).collect();
+    let observed = observe_spaces(store, &names)?;
+    for (space, count) in spaces {
+        let scanned = observed.records.iter().filter(|(s, _, _)| *s == space).count() as u64;
+        if scanned != count {
+            return Err(Error::Internal(format!("keyspace {space:?} counts {count} records, a scan finds {scanned}")));
+        }
+    }
+    Ok(observed)
+}
+
+/// [`observe`] with the records of `spaces` (in name order).
+fn observe_spaces(store: &dyn LockStore, spaces: &[String]) -> Result<Observed, Error> {
+    let mut records = Vec::new();
+    for space in spaces {
+        for record in now(store.scan_records(space, &RecordScan::all(usize::MAX)))? {
+            records.push((space.clone(), record.key, record.value));
+        }
+    }
     Ok(Observed {
         locks: now(store.list_locks(&LockQuery::all()))?,
         clients: now(store.list_clients(&crate::model::ClientQuery::all()))?,
+        handles: now(store.list_handles(&HandleQuery::All))?,
+        records,
         epoch: now(store.epoch())?,
         clean: now(store.previous_shutdown_was_clean())?,
     })
+}
+
+/// [`Targeted::check`] of an observed state, `acked` steps acknowledged.
+pub fn check_targeted(observed: &Observed, targeted: &Targeted, acked: usize) -> Result<(), String> {
+    targeted.check(
+        &|id| observed.locks.iter().any(|l| &*l.id == id),
+        &|space, key| observed.records.iter().any(|(s, k, _)| s == space && k == key),
+        &|id| observed.handles.iter().any(|h| h.id == id),
+        acked,
+    )
 }
 
 fn matches(observed: &Observed, expected: &Expected) -> bool {
@@ -128,6 +179,31 @@ fn matches(observed: &Observed, expected: &Expected) -> bool {
         && observed.locks.len() == expected.model.locks.len()
         && observed.locks.iter().eq(expected.model.locks.values())
         && observed.clients.iter().eq(expected.model.clients.values())
+        && observed.handles.iter().eq(expected.model.handles.values())
+        && observed.records.len() == expected.model.records.len()
+        && observed
+            .records
+            .iter()
+            .zip(&expected.model.records)
+            .all(|((s, k, v), ((ms, mk), mv))| (s, k, v) == (ms, mk, mv))
+}
+
+/// The hex of a key, for messages.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Which entries of `want` are missing from `got`, which of `got` are not
+/// in `want`, and which differ: each as its key's name.
+fn diff<K: Ord + Clone, V: PartialEq>(
+    want: &std::collections::BTreeMap<K, V>,
+    got: &std::collections::BTreeMap<K, V>,
+    name: impl Fn(&K) -> String,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let lost = want.keys().filter(|k| !got.contains_key(*k)).map(&name).collect();
+    let extra = got.keys().filter(|k| !want.contains_key(*k)).map(&name).collect();
+    let changed = want.iter().filter(|(k, v)| got.get(*k).is_some_and(|g| g != *v)).map(|(k, _)| name(k)).collect();
+    (lost, extra, changed)
 }
 
 /// What differs between an observed state and an expected one, for
@@ -160,6 +236,20 @@ pub fn describe_difference(observed: &Observed, expected: &Expected) -> String {
         observed.clients.iter().map(|c| (c.kind(), c.client_id.as_str())).collect();
     if want_clients != got_clients || !observed.clients.iter().eq(expected.model.clients.values()) {
         out.push(format!("clients {got_clients:?}, expected {want_clients:?}"));
+    }
+    let got_handles = observed.handles.iter().map(|h| (h.id.clone(), h.clone())).collect();
+    let (lost, extra, changed) = diff(&expected.model.handles, &got_handles, String::clone);
+    for (what, ids) in [("missing", lost), ("that should not be there", extra), ("with other contents", changed)] {
+        if !ids.is_empty() {
+            out.push(format!("durable handles {what}: {ids:?}"));
+        }
+    }
+    let got_records = observed.records.iter().map(|(s, k, v)| ((s.clone(), k.clone()), v.clone())).collect();
+    let (lost, extra, changed) = diff(&expected.model.records, &got_records, |(s, k)| format!("{s}/{}", hex(k)));
+    for (what, keys) in [("missing", lost), ("that should not be there", extra), ("with other values", changed)] {
+        if !keys.is_empty() {
+            out.push(format!("records {what}: {keys:?}"));
+        }
     }
     if observed.epoch != expected.model.epoch + 1 {
         out.push(format!("epoch {}, expected {}", observed.epoch, expected.model.epoch + 1));
@@ -394,7 +484,7 @@ pub fn run_with_reopen(fs: &SimFs, dir: &Path, options: &WalOptions, steps: &[St
                 // In doubt: the reopened store decides, and must show one.
                 trace.issued_at.push(fs.calls());
                 let reopened = open().or_else(|_| open()).map_err(|e| format!("reopen after step {i}: {e}"))?;
-                let observed = observe(&reopened).map_err(|e| e.to_string())?;
+                let observed = observe_wal(&reopened).map_err(|e| e.to_string())?;
                 let candidates = [now.clone(), next.clone()];
                 let matched = verify(&observed, &candidates)
                     .map_err(|e| format!("after step {i} {step:?} failed and the store was reopened: {e}"))?;
@@ -540,7 +630,7 @@ pub fn check_image(
 /// (not closed) before returning.
 pub fn open_and_observe(fs: &SimFs, dir: &Path, options: &WalOptions) -> Result<Observed, Error> {
     let store = WalLockStore::open_blocking(Arc::new(fs.clone()), dir.to_owned(), options.clone())?;
-    let observed = observe(&store);
+    let observed = observe_wal(&store);
     drop(store);
     observed
 }
@@ -556,4 +646,76 @@ pub fn files(fs: &SimFs, dir: &Path) -> Vec<(String, Vec<u8>)> {
             Some((n, bytes))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::workload::{handle, record_value};
+
+    /// An expected state with two handles and two records, and what a
+    /// store holding exactly it shows.
+    fn state() -> (Expected, Observed) {
+        let mut expected = Expected::initial();
+        expected.apply(&Step::Open);
+        let ops = vec![
+            crate::op::Op::PutHandle(handle(1, 1, Some(1), 7)),
+            crate::op::Op::PutHandle(handle(2, 2, None, 8)),
+            crate::op::Op::PutRecord { space: SPACES[0].into(), key: b"a".to_vec(), value: record_value(3) },
+            crate::op::Op::PutRecord { space: SPACES[2].into(), key: b"ab".to_vec(), value: record_value(0) },
+        ];
+        expected.apply(&Step::Txn(ops)).expect("a transaction").expect("applies");
+        let observed = Observed {
+            locks: Vec::new(),
+            clients: Vec::new(),
+            handles: expected.model.handles.values().cloned().collect(),
+            records: expected.model.records.iter().map(|((s, k), v)| (s.clone(), k.clone(), v.clone())).collect(),
+            epoch: expected.model.epoch + 1,
+            clean: false,
+        };
+        (expected, observed)
+    }
+
+    /// The crash check sees a handle or record lost, resurrected, or with
+    /// one field changed, and says which.
+    #[test]
+    fn verify_catches_a_lost_resurrected_or_changed_handle_or_record() {
+        let (expected, observed) = state();
+        assert_eq!(verify(&observed, std::slice::from_ref(&expected)), Ok(0));
+        let refused = |o: &Observed| verify(o, std::slice::from_ref(&expected)).expect_err("a difference");
+        let mut lost = observed.clone();
+        lost.handles.pop();
+        assert!(refused(&lost).contains(r#"durable handles missing: ["h2"]"#), "{}", refused(&lost));
+        let mut resurrected = observed.clone();
+        resurrected.handles.push(handle(3, 3, Some(3), 9));
+        assert!(refused(&resurrected).contains("durable handles that should not be there"));
+        let mut changed = observed.clone();
+        changed.handles[0].position += 1;
+        assert!(refused(&changed).contains(r#"durable handles with other contents: ["h1"]"#));
+        let mut record_lost = observed.clone();
+        record_lost.records.remove(0);
+        assert!(refused(&record_lost).contains(r#"records missing: ["dirents/61"]"#), "{}", refused(&record_lost));
+        let mut record_back = observed.clone();
+        record_back.records.push((SPACES[2].into(), b"b".to_vec(), Vec::new()));
+        assert!(refused(&record_back).contains("records that should not be there"));
+        let mut value = observed.clone();
+        value.records[1].2.push(0);
+        assert!(refused(&value).contains("records with other values"));
+    }
+
+    /// A WAL store's observation holds the records of every keyspace, not
+    /// only those of the workloads.
+    #[test]
+    fn observe_wal_sees_records_of_every_keyspace() {
+        let fs = SimFs::lossless();
+        prepare_dir(&fs, &store_dir()).unwrap();
+        let put = |space: &str| crate::op::Op::PutRecord { space: space.into(), key: b"k".to_vec(), value: vec![1] };
+        let steps = [Step::Open, Step::Txn(vec![put("elsewhere"), put(SPACES[1])]), Step::Close];
+        run(&fs, &store_dir(), &crash_options(), &steps).unwrap();
+        let observed = open_and_observe(&fs, &store_dir(), &crash_options()).unwrap();
+        let spaces: Vec<&str> = observed.records.iter().map(|(s, _, _)| s.as_str()).collect();
+        assert_eq!(spaces, [SPACES[1], "elsewhere"]);
+        let (expected, _) = crate::testing::workload::expected_states(&steps);
+        assert_eq!(verify(&observed, &expected[3..]), Ok(0));
+    }
 }

@@ -2,23 +2,27 @@
 //! plain `cargo test` also runs them over the checked-in seed corpus
 //! (`fuzz/corpus/<target>/`). A finding is a panic.
 //!
-//! - [`replay_bytes`]: arbitrary bytes as a segment or a snapshot, raw or
-//!   wrapped in valid headers and checksums so that the fuzzer reaches the
-//!   record and entry decoders; also a valid store with bytes flipped.
-//!   Opening never panics and returns a state or a typed error; a state
-//!   that opens, opens again the same.
+//! - [`replay_bytes`]: arbitrary bytes as a segment (of format 4, or 3)
+//!   or a snapshot, raw or wrapped in valid headers and checksums so that
+//!   the fuzzer reaches the record and entry decoders (durable-handle and
+//!   record entries too); also a valid store (holding handles and records)
+//!   with bytes flipped. Opening never panics and returns a state or a
+//!   typed error; a state that opens, opens again the same.
 //! - [`ops_crash`]: an operation sequence, a fault at some call, and a loss
 //!   pattern, on the power-loss simulator; the recovered store is checked
 //!   against the model as in `tests/crash_enumeration.rs` (one input in
 //!   four also crashes that recovery, at every eighth call).
-//! - [`record_roundtrip`]: commands through frames and snapshots and back.
+//! - [`record_roundtrip`]: commands through frames and snapshots and back
+//!   (locks, clients, durable handles, records), and the format-3 rule.
 
 use crate::error::Error;
 use crate::io::sim::{Fault, SimFs};
 use crate::io::{FileSystem, OpenMode};
 use crate::model::LockQuery;
 use crate::state::{Command, State};
-use crate::testing::crash::{SelectLosses, check_image, crash_options, losses, observe, prepare_dir, run, store_dir};
+use crate::testing::crash::{
+    SelectLosses, check_image, crash_options, losses, observe_wal, prepare_dir, run, store_dir,
+};
 use crate::testing::workload::{Step, decode_steps, generate};
 use crate::wal::format::{
     FORMAT_VERSION, SegmentHeader, append_frame, decode_commands, decode_frame, encode_commands, segment_name,
@@ -39,9 +43,9 @@ const MAX_STEPS: usize = 16;
 /// Most steps a `record_roundtrip` input decodes to.
 const MAX_ROUNDTRIP_STEPS: usize = 24;
 
-/// A segment header for segment 1 starting at LSN 1.
-fn segment_header() -> [u8; 48] {
-    SegmentHeader::new(1, SALT, 1, 1).encode()
+/// A segment header for segment 1 starting at LSN 1, of format `version`.
+fn segment_header(version: u32) -> [u8; 48] {
+    SegmentHeader { version, ..SegmentHeader::new(1, SALT, 1, 1) }.encode()
 }
 
 /// Cuts `body` into pieces, each led by a length byte (1..=256 bytes).
@@ -59,10 +63,11 @@ fn pieces(body: &[u8]) -> Vec<&[u8]> {
     out
 }
 
-/// A valid segment whose frames carry the pieces of `body` as payloads,
-/// with correct checksums and LSNs: the payload decoder sees raw bytes.
-fn framed(body: &[u8]) -> Vec<u8> {
-    let mut out = segment_header().to_vec();
+/// A valid segment of format `version` whose frames carry the pieces of
+/// `body` as payloads, with correct checksums and LSNs: the payload decoder
+/// sees raw bytes.
+fn framed(body: &[u8], version: u32) -> Vec<u8> {
+    let mut out = segment_header(version).to_vec();
     for (i, payload) in pieces(body).into_iter().enumerate() {
         append_frame(&mut out, SALT, i as u64 + 1, |o| o.extend_from_slice(payload));
     }
@@ -185,12 +190,16 @@ pub fn replay_bytes(data: &[u8]) {
     let _ = scan_segment::<()>(body, Some(1), false, |_, _, _| Ok(()));
     snapshot_threads_agree(body);
     let _ = decode_commands(body, FORMAT_VERSION);
+    let _ = decode_commands(body, 3);
     let _ = decode_commands(body, 1);
+    // Bit 0x40 of the mode: a format-3 segment (which may not hold the
+    // durable-handle and record operations of format 4).
+    let version = if mode & 0x40 != 0 { 3 } else { FORMAT_VERSION };
     let files = match mode % 6 {
         0 => vec![(segment_name(1), body.to_vec())],
         1 => vec![(snapshot_file_name(body), body.to_vec())],
-        2 => vec![(segment_name(1), [&segment_header()[..], body].concat())],
-        3 => vec![(segment_name(1), framed(body))],
+        2 => vec![(segment_name(1), [&segment_header(version)[..], body].concat())],
+        3 => vec![(segment_name(1), framed(body, version))],
         4 => {
             let snapshot = blocked_snapshot(body);
             snapshot_threads_agree(&snapshot);
@@ -205,12 +214,16 @@ pub fn replay_bytes(data: &[u8]) {
     let fs_dyn: Arc<dyn FileSystem> = Arc::new(fs.clone());
     match WalLockStore::open_blocking(Arc::clone(&fs_dyn), dir.clone(), fuzz_options(read_only)) {
         Ok(store) => {
-            let first = observe(&store).expect("reads of an open store");
+            let first = observe_wal(&store).expect("reads of an open store");
             drop(store);
             let again = WalLockStore::open_blocking(fs_dyn, dir, fuzz_options(true))
                 .unwrap_or_else(|e| panic!("opened once, then refused: {e}"));
-            let second = observe(&again).expect("reads of an open store");
-            assert_eq!((first.locks, first.clients), (second.locks, second.clients), "a second open differs");
+            let second = observe_wal(&again).expect("reads of an open store");
+            assert_eq!(
+                (first.locks, first.clients, first.handles, first.records),
+                (second.locks, second.clients, second.handles, second.records),
+                "a second open differs"
+            );
         }
         Err(Error::Corruption { .. } | Error::UnsupportedVersion { .. }) => {}
         Err(e) => panic!("damaged files refused with an error that names no damage: {e:?}"),
@@ -262,13 +275,16 @@ fn every_eighth_call(phase: u64) -> SelectLosses {
 }
 
 /// Commands from the bytes go through a frame and back unchanged, and the
-/// state they build goes through a snapshot and back unchanged; any bytes
-/// that decode as a payload re-encode to the same commands.
+/// state they build (locks, clients, durable handles, records) goes through
+/// a snapshot and back unchanged; any bytes that decode as a payload
+/// re-encode to the same commands, and decode as format 3 exactly when they
+/// hold no operation format 4 added.
 pub fn record_roundtrip(data: &[u8]) {
     if let Ok(commands) = decode_commands(data, FORMAT_VERSION) {
         let mut again = Vec::new();
         encode_commands(&mut again, &commands.iter().collect::<Vec<_>>());
         assert_eq!(decode_commands(&again, FORMAT_VERSION).as_ref(), Ok(&commands), "re-encoding changed the commands");
+        check_format_3(data, &commands);
     }
     // Bytes that decode as a format-1 payload convert into commands that
     // encode and decode as today's.
@@ -296,6 +312,7 @@ pub fn record_roundtrip(data: &[u8]) {
         let decoded = decode_frame(&frame, SALT, |l| l == lsn).expect("a frame just encoded");
         assert_eq!(decoded.len, frame.len());
         assert_eq!(decode_commands(decoded.payload, FORMAT_VERSION), Ok(vec![command.clone()]));
+        check_format_3(decoded.payload, std::slice::from_ref(&command));
         let _ = state.apply(&command);
     }
     let encode = |max_block| encode_snapshot_to_vec(&state.view(), lsn, max_block);
@@ -311,8 +328,33 @@ pub fn record_roundtrip(data: &[u8]) {
     assert_eq!(decoded_header, header);
     assert_eq!(restored.list(&LockQuery::all()), state.list(&LockQuery::all()));
     assert!(restored.clients().eq(state.clients()));
+    assert!(restored.handles().eq(state.handles()), "durable handles changed through a snapshot");
+    assert!(restored.records().eq(state.records()), "records changed through a snapshot");
+    assert_eq!(
+        (decoded_header.handles, decoded_header.records),
+        (state.handle_count() as u64, state.record_count() as u64)
+    );
+    // The indexes are rebuilt: every handle is found by its file id and
+    // create GUID.
+    for handle in state.handles() {
+        assert_eq!(restored.handle_by_file_id(&handle.file_id).as_ref(), Some(handle));
+        if let Some(guid) = &handle.create_guid {
+            assert_eq!(restored.handle_by_create_guid(guid).as_ref(), Some(handle));
+        }
+    }
     assert_eq!((restored.epoch(), restored.clean()), (state.epoch(), state.clean()));
     restored.check_invariants();
+}
+
+/// A payload decodes as format 3 to the same commands when they hold no
+/// operation of format 4, and is refused as damage when they do.
+fn check_format_3(payload: &[u8], commands: &[Command]) {
+    let as_3 = decode_commands(payload, 3);
+    if commands.iter().flat_map(Command::ops).all(crate::op::Op::in_format_3) {
+        assert_eq!(as_3.as_deref(), Ok(commands), "a format-3 payload decodes as format 4 does");
+    } else {
+        assert!(as_3.is_err(), "a format-3 payload holds an operation of format 4: {commands:?}");
+    }
 }
 
 #[cfg(test)]
@@ -366,16 +408,131 @@ mod tests {
         assert!(payload.len() <= 256, "one piece");
         let body = [&[(payload.len() - 1) as u8][..], &payload].concat();
         let fs = SimFs::lossless();
-        write_files(&fs, &store_dir(), &[(segment_name(1), framed(&body))]);
+        write_files(&fs, &store_dir(), &[(segment_name(1), framed(&body, FORMAT_VERSION))]);
         let store =
             WalLockStore::open_blocking(Arc::new(fs), store_dir(), fuzz_options(true)).expect("a valid framed segment");
-        assert_eq!(observe(&store).unwrap().locks.iter().map(|l| &l.id).collect::<Vec<_>>(), [&lock.id]);
-        // A blocked snapshot with matching counts decodes.
+        assert_eq!(observe_wal(&store).unwrap().locks.iter().map(|l| &l.id).collect::<Vec<_>>(), [&lock.id]);
+        // Framed durable-handle and record operations reach the state
+        // machine in a format-4 segment, and are damage in a format-3 one.
+        let body = framed_body(&handle_and_record_commands());
+        let fs = SimFs::lossless();
+        write_files(&fs, &store_dir(), &[(segment_name(1), framed(&body, FORMAT_VERSION))]);
+        let store = WalLockStore::open_blocking(Arc::new(fs), store_dir(), fuzz_options(true)).expect("format 4");
+        let observed = observe_wal(&store).unwrap();
+        assert_eq!(observed.handles.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(), ["open-2", "open-3"]);
+        assert_eq!(observed.records.len(), 2);
+        let fs = SimFs::lossless();
+        write_files(&fs, &store_dir(), &[(segment_name(1), framed(&body, 3))]);
+        let refused = WalLockStore::open_blocking(Arc::new(fs), store_dir(), fuzz_options(true)).map(drop);
+        assert!(matches!(refused, Err(Error::Corruption { .. })), "{refused:?}");
+        // A blocked snapshot with matching counts decodes, also with durable
+        // handle and record entries.
         assert!(decode_snapshot(&blocked_snapshot(&[0, 0, 0, 0, 0])).is_ok());
-        // The valid store opens.
+        let (body, state) = blocked_handles_and_records();
+        let (_, decoded) = decode_snapshot(&blocked_snapshot(&body)).expect("valid entries");
+        assert!(decoded.handles().eq(state.handles()) && decoded.records().eq(state.records()));
+        assert_eq!((decoded.handle_count(), decoded.record_count()), (3, 4));
+        // One count byte off: damage.
+        let mut wrong = body.clone();
+        wrong[3] += 1;
+        assert!(decode_snapshot(&blocked_snapshot(&wrong)).is_err());
+        // The valid store opens, and holds handles and records, in its
+        // snapshot and in its log.
         let fs = SimFs::lossless();
         write_files(&fs, &store_dir(), valid_store());
-        assert!(WalLockStore::open_blocking(Arc::new(fs), store_dir(), fuzz_options(true)).is_ok());
+        let store = WalLockStore::open_blocking(Arc::new(fs), store_dir(), fuzz_options(true)).expect("valid");
+        let observed = observe_wal(&store).unwrap();
+        assert!(!observed.handles.is_empty() && !observed.records.is_empty());
+        let (_, snapshot) = valid_store().iter().find(|(n, _)| n.ends_with(".snap")).expect("a snapshot");
+        let header = crate::wal::snapshot::decode_header(snapshot).unwrap();
+        assert!(header.handles > 0 && header.records > 0, "{header:?}");
+    }
+
+    /// A small durable handle: its entry and its command fit one piece
+    /// (at most 256 bytes).
+    fn small_handle(n: u8) -> crate::model::DurableHandle {
+        let mut h = crate::testing::workload::handle(u64::from(n), u64::from(n), Some(u64::from(n)), 0);
+        let key = |tag: u8| [tag ^ n; 16].map(|b| b & 0x7F);
+        (h.file_id, h.original_file_id, h.create_guid, h.client_guid) = (key(1), key(2), Some(key(3)), key(4));
+        (h.id, h.path, h.share, h.user, h.file_handle) =
+            (format!("open-{n}"), "p".into(), "s".into(), "u".into(), vec![n]);
+        (h.lease, h.app_instance_id, h.delete_pending, h.session_key_hash) = (None, None, None, [0x11; 32]);
+        h
+    }
+
+    /// Durable-handle and record commands that each fit one piece: an
+    /// open, puts, a consume, a swap, an expiry that keeps both handles.
+    fn handle_and_record_commands() -> Vec<Command> {
+        use crate::op::Op;
+        let record = |key: &[u8], value: &[u8]| Op::PutRecord {
+            space: "dirents".into(),
+            key: key.to_vec(),
+            value: value.to_vec(),
+        };
+        let now = crate::model::Timestamp::from_unix_micros(crate::testing::workload::DISCONNECTED_FROM);
+        vec![
+            Command::Open { epoch: 1 },
+            Command::Txn(vec![Op::PutHandle(small_handle(1))]),
+            Command::Txn(vec![Op::PutHandle(small_handle(2))]),
+            Command::Txn(vec![Op::PutHandle(small_handle(3)), record(b"a", b"1")]),
+            Command::Txn(vec![record(b"ab", b"2")]),
+            Command::Txn(vec![Op::ConsumeHandleByFileId { file_id: small_handle(1).file_id }]),
+            Command::Txn(vec![Op::SwapRecord {
+                space: "dirents".into(),
+                key: b"ab".to_vec(),
+                expected: Some(b"2".to_vec()),
+                value: Some(b"3".to_vec()),
+            }]),
+            Command::Txn(vec![Op::ExpireHandles { now }]),
+        ]
+    }
+
+    /// A framed body: each command its own payload (one piece each).
+    fn framed_body(commands: &[Command]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for command in commands {
+            let mut payload = Vec::new();
+            encode_commands(&mut payload, &[command]);
+            assert!(payload.len() <= 256, "one piece: {} bytes", payload.len());
+            body.push((payload.len() - 1) as u8);
+            body.extend_from_slice(&payload);
+        }
+        body
+    }
+
+    /// A blocked-snapshot body (the five count bytes, then one entry per
+    /// piece) of a state with three durable handles and four records in
+    /// two keyspaces, and that state: taken from a real snapshot encoded
+    /// with one entry per block.
+    fn blocked_handles_and_records() -> (Vec<u8>, State) {
+        use crate::op::Op;
+        let mut state = State::new();
+        state.apply(&Command::Open { epoch: 1 }).unwrap();
+        let record =
+            |space: &str, key: &[u8]| Op::PutRecord { space: space.into(), key: key.to_vec(), value: key.to_vec() };
+        let ops = vec![
+            Op::PutHandle(small_handle(1)),
+            Op::PutHandle(small_handle(2)),
+            Op::PutHandle(small_handle(3)),
+            record("dirents", b"a"),
+            record("dirents", b"a\0"),
+            record("dirents.v2", b"ab"),
+            record("dirents.v2", b"\xff"),
+        ];
+        state.apply(&Command::Txn(ops)).unwrap();
+        let (header, snapshot) = encode_snapshot_to_vec(&state.view(), 1, 1);
+        let mut body = vec![0, 0, 0, header.handles as u8, header.records as u8];
+        let mut at = header.header_len();
+        for _ in 0..header.blocks {
+            let len = u32::from_le_bytes(snapshot[at..at + 4].try_into().unwrap()) as usize;
+            let payload = &snapshot[at + BLOCK_HEADER_LEN..at + BLOCK_HEADER_LEN + len];
+            assert!((1..=256).contains(&len), "one entry per piece: {len} bytes");
+            body.push((len - 1) as u8);
+            body.extend_from_slice(payload);
+            at = (at + BLOCK_HEADER_LEN + len).next_multiple_of(8);
+        }
+        assert_eq!(at, snapshot.len());
+        (body, state)
     }
 
     /// Writes the seed corpus: `cargo test --lib write_seed_corpus -- --ignored`.
@@ -411,7 +568,17 @@ mod tests {
             write("replay_bytes", &format!("framed-{i}"), &[&[3u8][..], &body].concat());
             write("record_roundtrip", &format!("payload-{i}"), &payload);
         }
+        // Durable handles and records behind the checksums: framed in a
+        // format-4 segment and (damage) in a format-3 one (mode bit 0x40),
+        // and as snapshot entries.
+        let body = framed_body(&handle_and_record_commands());
+        write("replay_bytes", "framed-handles", &[&[3u8][..], &body].concat());
+        write("replay_bytes", "framed-handles-format-3", &[&[0x45u8][..], &body].concat());
+        let (body, _) = blocked_handles_and_records();
+        write("replay_bytes", "blocks-handles", &[&[4u8][..], &body].concat());
+        write("replay_bytes", "blocks-handles-rw", &[&[0x84u8][..], &body].concat());
         for i in 0..4u8 {
+            write("replay_bytes", &format!("header-format-3-{i}"), &[&[0x44u8][..], &random(60)].concat());
             write("replay_bytes", &format!("header-{i}"), &[&[2u8][..], &random(40 + 50 * usize::from(i))].concat());
             write("replay_bytes", &format!("blocks-{i}"), &[&[4u8, i, 0, 0][..], &random(30)].concat());
             write("replay_bytes", &format!("mutated-{i}"), &[&[5u8 | (i << 7)][..], &random(16)].concat());
@@ -425,5 +592,27 @@ mod tests {
         for i in 0..8 {
             write("record_roundtrip", &format!("random-{i}"), &random(16 + 24 * i));
         }
+        // Step bytes that decode to durable-handle and record operations
+        // (codes 12 to 15, single and in multi-operation transactions).
+        let extra = |n: usize| -> Vec<u8> {
+            let mut rng = Rng::new(n as u64 + 100);
+            (0..n)
+                .flat_map(|i| {
+                    let kind = if i % 3 == 2 { 10 + rng.below(2) as u8 } else { (12 + rng.below(4) as u8) << 4 };
+                    [kind | (rng.below(8) as u8 * u8::from(kind < 16)), rng.next_u64() as u8]
+                })
+                .collect()
+        };
+        for i in 0..6 {
+            let steps = extra(8 + 4 * i);
+            write("record_roundtrip", &format!("handles-{i}"), &steps);
+            let k = (i as u16 * 53).to_le_bytes();
+            let data =
+                [&[k[0], k[1], i as u8, (i * 37) as u8 | if i % 2 == 1 { 0xC0 } else { 0 }][..], &steps].concat();
+            write("ops_crash", &format!("handles-{i}"), &data);
+        }
+        let mut payload = Vec::new();
+        encode_commands(&mut payload, &handle_and_record_commands().iter().collect::<Vec<_>>());
+        write("record_roundtrip", "payload-handles", &payload);
     }
 }
