@@ -478,13 +478,19 @@ mod tests {
                 if group.len() < 1 + (k % 7) {
                     continue;
                 }
-                let before = (state.list(&LockQuery::all()), state.clients().cloned().collect::<Vec<_>>());
+                let everything = |state: &State| {
+                    let handles: Vec<_> = state.handles().cloned().collect();
+                    let records: Vec<_> =
+                        state.records().map(|(s, k, v)| (s.to_owned(), k.to_vec(), v.to_vec())).collect();
+                    (state.list(&LockQuery::all()), state.clients().cloned().collect::<Vec<_>>(), handles, records)
+                };
+                let before = everything(&state);
                 let mut undo = Undo::recording();
                 let verdicts: Vec<_> = group.iter().map(|c| state.apply_undoable(c, &mut undo)).collect();
                 state.check_invariants();
                 state.rollback(undo);
                 state.check_invariants();
-                assert_eq!((state.list(&LockQuery::all()), state.clients().cloned().collect::<Vec<_>>()), before);
+                assert_eq!(everything(&state), before);
                 for (cmd, verdict) in group.drain(..).zip(verdicts) {
                     assert_eq!(format!("{:?}", state.apply(&cmd)), format!("{verdict:?}"), "seed {seed}: {cmd:?}");
                 }
