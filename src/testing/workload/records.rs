@@ -71,7 +71,7 @@ pub fn update(n: u64, variant: u64, existing: Option<&PersistedLock>) -> Op {
 }
 
 /// The keyspaces workloads write records in (two of them share a prefix).
-/// [`crate::testing::crash::observe`] reads these, so a record anywhere
+/// [`crate::testing::crash::observe()`] reads these, so a record anywhere
 /// else would not be seen: every workload keeps to them.
 pub const SPACES: [&str; 3] = ["dirents", "dirents.v2", "xattr"];
 
