@@ -87,14 +87,36 @@ async fn writer(store: Arc<WalLockStore>, fs: SimFs, task: usize, groups: Arc<Mu
     }
 }
 
+/// The verdict on a grant and its release, if any, for a cut at call `k`,
+/// given whether all that the grant wrote was recovered (`all`): an error
+/// when that contradicts what was issued and acknowledged, else how many of
+/// the two were in flight at the cut.
+fn check_grant(
+    k: u64,
+    id: &impl std::fmt::Display,
+    all: bool,
+    grant: &Txn,
+    release: Option<&Txn>,
+) -> Result<usize, String> {
+    let acked = |t: &Txn| t.acked_at.is_some_and(|a| a <= k);
+    let issued = |t: &Txn| t.issued_at < k;
+    let release_may = release.is_some_and(issued);
+    let release_must = release.is_some_and(acked);
+    if all && (!issued(grant) || release_must) {
+        return Err(format!("{id} present: grant issued {}, release acknowledged {release_must}", issued(grant)));
+    }
+    if !all && acked(grant) && !release_may {
+        return Err(format!("{id} lost: its grant was acknowledged and no release was issued"));
+    }
+    Ok(usize::from(issued(grant) && !acked(grant)) + usize::from(release_may && !release_must))
+}
+
 /// Checks one recovered set of locks against the groups for a cut at call
 /// `k`; returns how many groups were in flight at the cut.
 fn check(k: u64, locks: &[PersistedLock], groups: &[Group]) -> Result<usize, String> {
     let by_id: BTreeMap<&str, &PersistedLock> = locks.iter().map(|l| (&*l.id, l)).collect();
     let mut known = BTreeSet::new();
     let mut in_flight = 0;
-    let acked = |t: &Txn| t.acked_at.is_some_and(|a| a <= k);
-    let issued = |t: &Txn| t.issued_at < k;
     for g in groups {
         let present: Vec<bool> = g.locks.iter().map(|l| by_id.contains_key(&*l.id)).collect();
         known.extend(g.locks.iter().map(|l| &*l.id));
@@ -102,18 +124,7 @@ fn check(k: u64, locks: &[PersistedLock], groups: &[Group]) -> Result<usize, Str
         if !all && present.iter().any(|&p| p) {
             return Err(format!("transaction torn apart: {:?} present {present:?}", g.locks[0].id));
         }
-        let release_may = g.release.as_ref().is_some_and(issued);
-        let release_must = g.release.as_ref().is_some_and(acked);
-        if all && (!issued(&g.grant) || release_must) {
-            return Err(format!(
-                "{} present: grant issued {}, release acknowledged {release_must}",
-                g.locks[0].id,
-                issued(&g.grant)
-            ));
-        }
-        if !all && acked(&g.grant) && !release_may {
-            return Err(format!("{} lost: its grant was acknowledged and no release was issued", g.locks[0].id));
-        }
+        in_flight += check_grant(k, &g.locks[0].id, all, &g.grant, g.release.as_ref())?;
         if all {
             for l in &g.locks {
                 if by_id[&*l.id] != l {
@@ -121,7 +132,6 @@ fn check(k: u64, locks: &[PersistedLock], groups: &[Group]) -> Result<usize, Str
                 }
             }
         }
-        in_flight += usize::from(issued(&g.grant) && !acked(&g.grant)) + usize::from(release_may && !release_must);
     }
     if let Some(stranger) = by_id.keys().find(|id| !known.contains(*id)) {
         return Err(format!("{stranger} was never issued"));
@@ -321,22 +331,10 @@ fn check_mixed(k: u64, observed: &Observed, entries: &[Entry], races: &[Race]) -
                 e.locks[0].id
             ));
         }
-        let release_may = e.release.as_ref().is_some_and(issued);
-        let release_must = e.release.as_ref().is_some_and(acked);
-        if all && (!issued(&e.grant) || release_must) {
-            return Err(format!(
-                "{} present: grant issued {}, release acknowledged {release_must}",
-                e.locks[0].id,
-                issued(&e.grant)
-            ));
-        }
-        if !all && acked(&e.grant) && !release_may {
-            return Err(format!("{} lost: its grant was acknowledged and no release was issued", e.locks[0].id));
-        }
+        in_flight += check_grant(k, &e.locks[0].id, all, &e.grant, e.release.as_ref())?;
         if all && (records[&key] != e.record.2.as_slice() || e.locks.iter().any(|l| locks[&*l.id] != l)) {
             return Err(format!("{} recovered with other contents", e.locks[0].id));
         }
-        in_flight += usize::from(issued(&e.grant) && !acked(&e.grant)) + usize::from(release_may && !release_must);
     }
     for r in races {
         let winner = r.consumes.iter().position(|c| c.as_ref().is_some_and(|(_, won)| *won)).expect("a winner");

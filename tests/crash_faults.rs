@@ -44,6 +44,17 @@ fn fault_for(fs: &SimFs, k: u64) {
     }
 }
 
+/// Fails, naming how many checks failed and the first few, unless none did.
+#[track_caller]
+fn assert_no_failures(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} failures; the first:\n{}",
+        failures.len(),
+        failures[..failures.len().min(8)].join("\n")
+    );
+}
+
 #[test]
 fn after_a_permanent_fault_at_any_call_nothing_more_is_acknowledged_and_nothing_acknowledged_is_lost() {
     let steps = workload();
@@ -72,12 +83,7 @@ fn after_a_permanent_fault_at_any_call_nothing_more_is_acknowledged_and_nothing_
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures; the first:\n{}",
-        failures.len(),
-        failures[..failures.len().min(8)].join("\n")
-    );
+    assert_no_failures(&failures);
     println!("{} fault points, {} crash images checked", end - first, checked.states);
     assert_eq!(failed_steps as u64, end - first, "every injected fault failed a step");
     assert!(checked.states >= 2 * (end - first));
@@ -132,12 +138,7 @@ fn transient_faults(select: impl Fn(u64, &[Call]) -> bool, crash_window: u64) {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures; the first:\n{}",
-        failures.len(),
-        failures[..failures.len().min(8)].join("\n")
-    );
+    assert_no_failures(&failures);
     println!("{points} transient fault points, {checked} crash images checked");
     assert!(points >= 80 && checked >= 2 * points * crash_window.min(10));
 }
@@ -197,12 +198,7 @@ fn after_a_permanent_fault_at_any_call_of_mixed_transactions_no_acknowledged_con
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures; the first:\n{}",
-        failures.len(),
-        failures[..failures.len().min(8)].join("\n")
-    );
+    assert_no_failures(&failures);
     println!("{} fault points, {checked:?}", end - first);
     assert!(end - first > 50 && checked.states >= 2 * (end - first));
     assert!(checked.in_flight_kept > 5, "some failed steps were durable anyway: {checked:?}");
@@ -237,12 +233,7 @@ fn reopening_after_a_transient_fault_at_any_call_of_mixed_transactions_loses_not
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failures; the first:\n{}",
-        failures.len(),
-        failures[..failures.len().min(8)].join("\n")
-    );
+    assert_no_failures(&failures);
     println!("{} transient fault points, {checked} crash images checked", end - first);
     assert!(checked >= 2 * (end - first));
 }

@@ -14,9 +14,12 @@
 //! Files by topic: `fencing.rs` (several nodes, the epoch fence, read-only
 //! opens), `migrations.rs`, `encodings.rs` (exact numerics, rows that do not
 //! decode), `connections.rs` (transactions and the pool, typed errors),
-//! `handles.rs` (durable handles and records: every field, rows that do not
-//! decode, racing consumers and puts, a random run against the state
-//! machine), `caller.rs` (operations in a caller's own transaction).
+//! `handles.rs` (durable handles and records: every field, the epoch on
+//! every write path, rows that do not decode, key conflicts),
+//! `handle_races.rs` (racing consumers, puts and swaps),
+//! `handle_model.rs` (a random run of handle and record operations against
+//! the state machine), `caller.rs` (operations in a caller's own
+//! transaction).
 #![cfg(feature = "postgres")]
 
 #[macro_use]
@@ -27,6 +30,8 @@ mod caller;
 mod connections;
 mod encodings;
 mod fencing;
+mod handle_model;
+mod handle_races;
 mod handles;
 mod migrations;
 
@@ -194,6 +199,14 @@ fn assert_fenced(result: Result<impl std::fmt::Debug, Error>, ours: u64, current
 /// The backend process id of a connection.
 async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
     client.query_one("SELECT pg_backend_pid()", &[]).await.expect("pg_backend_pid").get(0)
+}
+
+/// A raw connection with the server's default `search_path`, as a caller's
+/// own connection would be.
+async fn caller_client(scratch: &Scratch) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&scratch.url, NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    client
 }
 
 /// Waits until another backend is blocked by backend `holder` (on a row,
