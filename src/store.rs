@@ -22,6 +22,21 @@ use async_trait::async_trait;
 /// before anything is applied: bad input returns
 /// [`Error::InvalidInput`] and changes nothing.
 ///
+/// # Limits
+///
+/// Checked before anything is applied ([`crate::model::validate`]; beyond
+/// them, [`Error::InvalidInput`] naming the field):
+///
+/// | what | limit |
+/// |---|---|
+/// | operations in one transaction | [`MAX_TXN_OPS`](crate::model::validate::MAX_TXN_OPS) = 4,096 |
+/// | ids, shares, file ids, owners, client ids, names, paths (bytes) | 1 to [`MAX_ID_LEN`](crate::model::validate::MAX_ID_LEN) = 1,024 (names and paths may be empty) |
+/// | opaque fields: verifier, callback, delegation id, file handle | at most [`MAX_OPAQUE_LEN`](crate::model::validate::MAX_OPAQUE_LEN) = 1,024 bytes |
+/// | keyspace name | 1 to [`MAX_SPACE_LEN`](crate::model::validate::MAX_SPACE_LEN) = 64 bytes of `[A-Za-z0-9_.-]`, starting with a letter or digit |
+/// | record key / value | 1 to [`MAX_KEY_LEN`](crate::model::validate::MAX_KEY_LEN) = 1,024 bytes / at most [`MAX_VALUE_LEN`](crate::model::validate::MAX_VALUE_LEN) = 64 KiB |
+/// | record and durable-handle bytes in one transaction | [`MAX_TXN_BYTES`](crate::model::validate::MAX_TXN_BYTES) = 2 MiB |
+/// | one transaction, encoded | [`MAX_TXN_ENCODED`](crate::model::validate::MAX_TXN_ENCODED) = 32 MiB - 1 (one log frame) |
+///
 /// # Cancellation
 ///
 /// Dropping a write future before it resolves never leaves a partial write:

@@ -98,6 +98,14 @@ impl WalLockStore {
             .map_err(|e| Error::Internal(format!("open task failed: {e}")))?
     }
 
+    /// [`open`](Self::open) for callers outside an async runtime: blocks
+    /// the calling thread until the store is open. (Its reads and writes are
+    /// still async; a synchronous caller drives them with a runtime of its
+    /// own, e.g. `tokio::runtime::Runtime::block_on`.)
+    pub fn open_sync(dir: impl AsRef<Path>, options: WalOptions) -> Result<Self> {
+        Self::open_blocking(Arc::new(RealFs), dir.as_ref().to_owned(), options)
+    }
+
     /// [`open_with_fs`](Self::open_with_fs) for callers outside a runtime.
     pub fn open_blocking(fs: Arc<dyn FileSystem>, dir: PathBuf, options: WalOptions) -> Result<Self> {
         // Before anything on disk is touched, read-only or not.
@@ -198,6 +206,7 @@ impl WalLockStore {
             records_appended: records,
             bytes_appended: c.bytes.load(Relaxed),
             fsyncs: c.fsyncs.load(Relaxed),
+            requests: c.requests.load(Relaxed),
             mean_batch_size: if records == 0 { 0.0 } else { c.requests.load(Relaxed) as f64 / records as f64 },
             replay_duration: self.opened.replay_duration,
             records_replayed: self.opened.records_replayed,

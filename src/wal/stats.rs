@@ -31,6 +31,12 @@ pub struct WalStats {
     pub bytes_appended: u64,
     /// fdatasync calls on frames since open.
     pub fsyncs: u64,
+    /// Commands the writer answered since open, the store's own included
+    /// (this open's epoch record, a clean-shutdown record): each write
+    /// acknowledged, or refused by the state it met (a delete of an absent
+    /// lock). Writes refused before they were queued (bad input, a closed
+    /// or read-only store) are not counted.
+    pub requests: u64,
     /// Requests acknowledged per frame written, since open.
     pub mean_batch_size: f64,
     /// How long replay (snapshot load and log) took at open.

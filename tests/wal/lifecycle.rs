@@ -228,3 +228,31 @@ async fn a_transaction_larger_than_a_frame_is_refused_and_the_writer_lives_on() 
     assert_eq!(store.count().await.unwrap(), 1);
     assert_eq!(store.list_clients(&ClientQuery::all()).await.unwrap(), Vec::new());
 }
+
+/// `open_sync` opens outside any async runtime (issue 20: the blocking
+/// open wanted an `Arc<dyn FileSystem>`), and `stats().requests` counts the
+/// commands the writer answered: this open's epoch record, acknowledged
+/// writes and one the state refused, the clean-shutdown record; not a write
+/// refused as bad input before it was queued.
+#[test]
+fn open_sync_works_outside_a_runtime_and_stats_count_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = WalLockStore::open_sync(dir.path(), WalOptions::default()).unwrap();
+    assert_eq!(store.stats().requests, 1, "the epoch record of this open");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let lock = |id: &str| lockwal::testing::sample::byte_range(id, "s", "f", "o", "c");
+        store.put_lock(lock("a")).await.unwrap();
+        store.put_lock(lock("b")).await.unwrap();
+        assert!(matches!(store.delete_lock("absent").await, Err(Error::NotFound { .. })));
+        assert!(matches!(store.put_lock(lock("")).await, Err(Error::InvalidInput { .. })));
+        assert_eq!(store.stats().requests, 4, "two grants and the refused delete");
+        store.close().await.unwrap();
+    });
+    let counted = store.stats().requests;
+    drop(store);
+    let store = WalLockStore::open_sync(dir.path(), WalOptions::default()).unwrap();
+    assert!(rt.block_on(store.previous_shutdown_was_clean()).unwrap());
+    assert_eq!(rt.block_on(store.count()).unwrap(), 2);
+    assert_eq!(counted, 5, "and the clean-shutdown record");
+}
