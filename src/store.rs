@@ -164,6 +164,11 @@ pub trait LockStore: Send + Sync {
     /// [`Error::Closed`]. Closing twice is not an error.
     async fn close(&self) -> Result<()>;
 
+    /// The backend itself, for what only one backend has (a WAL store's
+    /// `stats()` and `compact()`, say) when the caller holds
+    /// `Arc<dyn LockStore>`: `store.as_any().downcast_ref::<WalLockStore>()`.
+    fn as_any(&self) -> &dyn std::any::Any;
+
     /// Grants: inserts or replaces a lock by id, stamped with the current
     /// epoch. Every index follows a lock whose file, owner, client or share
     /// changed.

@@ -75,6 +75,10 @@ impl MemoryLockStore {
 
 #[async_trait]
 impl LockStore for MemoryLockStore {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     async fn transaction(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
         validate_batch(&ops)?;
         let mut inner = self.write();

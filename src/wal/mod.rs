@@ -343,6 +343,10 @@ impl Drop for WalLockStore {
 
 #[async_trait]
 impl LockStore for WalLockStore {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     async fn transaction(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
         validate_batch(&ops)?;
         self.check_writable()?;

@@ -256,3 +256,20 @@ fn open_sync_works_outside_a_runtime_and_stats_count_requests() {
     assert_eq!(rt.block_on(store.count()).unwrap(), 2);
     assert_eq!(counted, 5, "and the clean-shutdown record");
 }
+
+/// Code that holds only `Arc<dyn LockStore>` reaches the WAL store's own
+/// operator surface (issue 20): `as_any` downcasts to `WalLockStore` for
+/// `stats()` and `compact()`, and to nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trait_object_reaches_stats_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn LockStore> = Arc::new(WalLockStore::open(dir.path(), WalOptions::default()).await.unwrap());
+    store.put_lock(lockwal::testing::sample::byte_range("a", "s", "f", "o", "c")).await.unwrap();
+    let wal = store.as_any().downcast_ref::<WalLockStore>().expect("a WAL store");
+    assert_eq!(wal.stats().locks, 1);
+    wal.compact().await.unwrap();
+    assert!(wal.stats().snapshot_lsn.is_some());
+    assert!(store.as_any().downcast_ref::<lockwal::MemoryLockStore>().is_none());
+    let memory: Arc<dyn LockStore> = Arc::new(lockwal::MemoryLockStore::new());
+    assert!(memory.as_any().downcast_ref::<WalLockStore>().is_none());
+}

@@ -73,6 +73,10 @@ fn kind_text(kind: KindFilter) -> &'static str {
 
 #[async_trait]
 impl LockStore for PostgresLockStore {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     async fn transaction(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
         validate_batch(&ops)?;
         self.check_writable()?;
