@@ -213,7 +213,8 @@ pub enum Error {
     Internal(String),
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Bytes as lowercase hex, for messages that name a binary key.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -104,11 +104,6 @@ fn matches(observed: &Observed, expected: &Expected) -> bool {
             .all(|((s, k, v), ((ms, mk), mv))| (s, k, v) == (ms, mk, mv))
 }
 
-/// The hex of a key, for messages.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Which entries of `want` are missing from `got`, which of `got` are not
 /// in `want`, and which differ: each as its key's name.
 fn diff<K: Ord + Clone, V: PartialEq>(
@@ -161,7 +156,8 @@ pub fn describe_difference(observed: &Observed, expected: &Expected) -> String {
         }
     }
     let got_records = observed.records.iter().map(|(s, k, v)| ((s.clone(), k.clone()), v.clone())).collect();
-    let (lost, extra, changed) = diff(&expected.model.records, &got_records, |(s, k)| format!("{s}/{}", hex(k)));
+    let (lost, extra, changed) =
+        diff(&expected.model.records, &got_records, |(s, k)| format!("{s}/{}", crate::error::hex(k)));
     for (what, keys) in [("missing", lost), ("that should not be there", extra), ("with other values", changed)] {
         if !keys.is_empty() {
             out.push(format!("records {what}: {keys:?}"));

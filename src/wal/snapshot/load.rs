@@ -314,8 +314,7 @@ pub(super) fn restore_damage(at: usize, e: RestoreError) -> SnapshotDamage {
                 format!("durable handle {id:?} has the {field} of handle {holder:?}")
             }
             RestoreError::DuplicateRecord(space, key) => {
-                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
-                format!("duplicate record {hex} in keyspace {space:?}")
+                format!("duplicate record {} in keyspace {space:?}", crate::error::hex(&key))
             }
         },
     )
