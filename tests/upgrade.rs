@@ -172,16 +172,6 @@ fn a_newer_format_is_refused_by_name_and_changes_nothing() {
     });
     lockwal(&["compact", d]);
     lockwal(&["grant", d, "--id", "b", "--share", "s", "--file", "f", "--owner", "o", "--client", "c"]);
-    let files = |dir: &Path| {
-        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap())
-            .filter(|e| e.file_name() != "LOCK")
-            .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
-            .collect();
-        v.sort();
-        v
-    };
     let rewrite = |name: &str, header: &[u8]| {
         let path = dir.path().join(name);
         let mut bytes = std::fs::read(&path).unwrap();
@@ -189,32 +179,32 @@ fn a_newer_format_is_refused_by_name_and_changes_nothing() {
         std::fs::write(&path, bytes).unwrap();
     };
     let named =
-        |suffix: &str| files(dir.path()).into_iter().map(|(n, _)| n).filter(|n| n.ends_with(suffix)).max().unwrap();
+        |suffix: &str| files_of(dir.path()).into_iter().map(|(n, _)| n).filter(|n| n.ends_with(suffix)).max().unwrap();
     let open = || runtime.block_on(lockwal::wal::WalLockStore::open(dir.path(), lockwal::wal::WalOptions::default()));
     let segment = named(".wal");
     let header = SegmentHeader::decode(&std::fs::read(dir.path().join(&segment)).unwrap()).unwrap();
     rewrite(&segment, &SegmentHeader { version: 5, ..header }.encode());
-    let before = files(dir.path());
+    let before = files_of(dir.path());
     match open() {
         Err(lockwal::Error::UnsupportedVersion { file, found, supported }) => {
             assert_eq!((file, found, supported), (dir.path().join(&segment), 5, 4));
         }
         other => panic!("expected UnsupportedVersion, got {:?}", other.map(drop)),
     }
-    assert_eq!(files(dir.path()), before, "a refused open changes nothing");
+    assert_eq!(files_of(dir.path()), before, "a refused open changes nothing");
     rewrite(&segment, &header.encode());
     let snapshot = named(".snap");
     let header = decode_header(&std::fs::read(dir.path().join(&snapshot)).unwrap()).unwrap();
     assert_eq!((header.version, header.handles, header.records), (3, 1, 1));
     rewrite(&snapshot, &SnapshotHeader { version: 4, ..header }.encode());
-    let before = files(dir.path());
+    let before = files_of(dir.path());
     match open() {
         Err(lockwal::Error::UnsupportedVersion { file, found, supported }) => {
             assert_eq!((file, found, supported), (dir.path().join(&snapshot), 4, 3));
         }
         other => panic!("expected UnsupportedVersion, got {:?}", other.map(drop)),
     }
-    assert_eq!(files(dir.path()), before, "a refused open changes nothing");
+    assert_eq!(files_of(dir.path()), before, "a refused open changes nothing");
 }
 
 /// The files of a store directory (the lock file aside), sorted by name.
