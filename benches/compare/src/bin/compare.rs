@@ -287,12 +287,14 @@ struct ChildOutput {
 
 /// Restores `dir` in a fresh process (and runs W4 there when `queries > 0`).
 fn child_restore(s: &Settings, peer: &str, dir: &Path, queries: usize) -> Result<ChildOutput> {
-    let out = Command::new(std::env::current_exe()?)
-        .arg("child-restore")
-        .args(["--peer", peer, "--locks", &s.locks.to_string(), "--queries", &queries.to_string()])
-        .arg("--dir")
-        .arg(dir)
-        .output()?;
+    let (locks, queries) = (s.locks.to_string(), queries.to_string());
+    run_child("child-restore", &["--peer", peer, "--locks", &locks, "--queries", &queries], dir)
+}
+
+/// Runs this binary as `mode` with `args` and `--dir dir` in a fresh
+/// process and decodes the JSON it prints.
+fn run_child<T: serde::de::DeserializeOwned>(mode: &str, args: &[&str], dir: &Path) -> Result<T> {
+    let out = Command::new(std::env::current_exe()?).arg(mode).args(args).arg("--dir").arg(dir).output()?;
     if !out.status.success() {
         return Err(format!("child failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr)).into());
     }
@@ -436,16 +438,8 @@ async fn w5(s: &Settings, data: &Arc<Dataset>, report: &mut Report) {
 
 /// Runs the W6 restore child once on `dir`.
 fn child_handles_restore(s: &Settings, dir: &Path) -> Result<workload::HandleRestore> {
-    let out = Command::new(std::env::current_exe()?)
-        .arg("child-handles-restore")
-        .args(["--locks", &s.locks.to_string(), "--handles", &s.handles.to_string()])
-        .arg("--dir")
-        .arg(dir)
-        .output()?;
-    if !out.status.success() {
-        return Err(format!("child failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr)).into());
-    }
-    Ok(serde_json::from_slice(&out.stdout)?)
+    let (locks, handles) = (s.locks.to_string(), s.handles.to_string());
+    run_child("child-handles-restore", &["--locks", &locks, "--handles", &handles], dir)
 }
 
 fn restore_line(r: &workload::HandleRestore) -> String {
