@@ -46,6 +46,17 @@ struct Group {
     release: Option<Txn>,
 }
 
+/// `rounds` compactions of `store`, each after `yields` yields to the
+/// writers.
+async fn compactions(store: Arc<WalLockStore>, rounds: usize, yields: usize) {
+    for _ in 0..rounds {
+        for _ in 0..yields {
+            tokio::task::yield_now().await;
+        }
+        store.compact().await.unwrap();
+    }
+}
+
 fn group_locks(task: usize, round: usize) -> Vec<PersistedLock> {
     (0..1 + (task + round) % 3)
         .map(|i| {
@@ -163,15 +174,7 @@ fn power_cuts_during_group_commit_and_compaction_lose_no_acknowledged_write() {
         let opened_at = fs.calls();
         let mut tasks: Vec<_> =
             (0..TASKS).map(|t| tokio::spawn(writer(Arc::clone(&store), fs.clone(), t, Arc::clone(&groups)))).collect();
-        let compactor = Arc::clone(&store);
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..4 {
-                for _ in 0..40 {
-                    tokio::task::yield_now().await;
-                }
-                compactor.compact().await.unwrap();
-            }
-        }));
+        tasks.push(tokio::spawn(compactions(Arc::clone(&store), 4, 40)));
         for task in tasks {
             task.await.unwrap();
         }
@@ -420,15 +423,7 @@ fn power_cuts_during_group_commit_keep_records_with_their_locks_and_a_consume_wo
                 tokio::spawn(mixed_writer(store, fs, t, entries, races))
             })
             .collect();
-        let compactor = Arc::clone(&store);
-        tasks.push(tokio::spawn(async move {
-            for _ in 0..3 {
-                for _ in 0..30 {
-                    tokio::task::yield_now().await;
-                }
-                compactor.compact().await.unwrap();
-            }
-        }));
+        tasks.push(tokio::spawn(compactions(Arc::clone(&store), 3, 30)));
         for task in tasks {
             task.await.unwrap();
         }

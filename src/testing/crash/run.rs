@@ -5,6 +5,7 @@ use super::{observe_wal, verify};
 use crate::error::Error;
 use crate::io::FileSystem;
 use crate::io::sim::SimFs;
+use crate::op::{Op, Outcome};
 use crate::store::LockStore;
 use crate::testing::model::error_kind;
 use crate::testing::workload::{Expected, Step, expected_states_from};
@@ -96,13 +97,7 @@ pub fn run_from(
             Step::Txn(ops) => {
                 let s = store.as_ref().ok_or_else(|| format!("step {i}: transaction while closed"))?;
                 let got = runtime.block_on(s.transaction(ops.clone()));
-                let want = answer.expect("a transaction has an answer");
-                match (got, want) {
-                    (Ok(got), Ok(want)) if got == want => Ok(()),
-                    (Err(got), Err(want)) if error_kind(&got) == error_kind(&want) => Ok(()),
-                    (Err(e @ (Error::Io { .. } | Error::Poisoned { .. })), _) => Err(e),
-                    (got, want) => return Err(format!("step {i} {ops:?}: store answered {got:?}, model {want:?}")),
-                }
+                verdict(i, ops, got, answer.expect("a transaction has an answer"))?
             }
             Step::Compact => {
                 let s = store.as_ref().ok_or_else(|| format!("step {i}: compaction while closed"))?;
@@ -179,12 +174,8 @@ pub fn run_with_reopen(fs: &SimFs, dir: &Path, options: &WalOptions, steps: &[St
             Step::Open => open().map(|s| store = Some(s)),
             Step::Txn(ops) => {
                 let s = store.as_ref().ok_or_else(|| format!("step {i}: transaction while closed"))?;
-                match (runtime.block_on(s.transaction(ops.clone())), want.expect("a transaction has an answer")) {
-                    (Ok(got), Ok(want)) if got == want => Ok(()),
-                    (Err(got), Err(want)) if error_kind(&got) == error_kind(&want) => Ok(()),
-                    (Err(e @ (Error::Io { .. } | Error::Poisoned { .. })), _) => Err(e),
-                    (got, want) => return Err(format!("step {i} {ops:?}: store answered {got:?}, model {want:?}")),
-                }
+                let got = runtime.block_on(s.transaction(ops.clone()));
+                verdict(i, ops, got, want.expect("a transaction has an answer"))?
             }
             Step::Compact => {
                 let s = store.as_ref().ok_or_else(|| format!("step {i}: compaction while closed"))?;
@@ -236,4 +227,21 @@ pub fn run_with_reopen(fs: &SimFs, dir: &Path, options: &WalOptions, steps: &[St
     drop(store);
     trace.calls = fs.calls();
     Ok(trace)
+}
+
+/// A transaction's answer against the model's: `Ok(Ok)` when they agree,
+/// `Ok(Err)` for an I/O failure (the step is in doubt), `Err` when the
+/// store answered what the model did not.
+fn verdict(
+    i: usize,
+    ops: &[Op],
+    got: Result<Vec<Outcome>, Error>,
+    want: Result<Vec<Outcome>, Error>,
+) -> Result<Result<(), Error>, String> {
+    match (got, want) {
+        (Ok(got), Ok(want)) if got == want => Ok(Ok(())),
+        (Err(got), Err(want)) if error_kind(&got) == error_kind(&want) => Ok(Ok(())),
+        (Err(e @ (Error::Io { .. } | Error::Poisoned { .. })), _) => Ok(Err(e)),
+        (got, want) => Err(format!("step {i} {ops:?}: store answered {got:?}, model {want:?}")),
+    }
 }
