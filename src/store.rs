@@ -48,7 +48,9 @@ use async_trait::async_trait;
 ///
 /// Reads return owned copies and see only acknowledged writes: a write
 /// acknowledged to one task is visible to every read that starts after it.
-/// Lists are sorted by lock id (clients by client id).
+/// Lists are sorted by lock id (clients by client id);
+/// [`for_each_lock`](LockStore::for_each_lock) hands over every lock
+/// unsorted, the fastest way to read them all.
 ///
 /// # Epochs and grace
 ///
@@ -96,6 +98,23 @@ pub trait LockStore: Send + Sync {
 
     /// Every lock matching `query`, sorted by id.
     async fn list_locks(&self, query: &LockQuery) -> Result<Vec<PersistedLock>>;
+
+    /// Hands every lock the store holds to `visit`, one owned record at a
+    /// time, in no particular order (the order the backend reads fastest),
+    /// and returns how many it handed over: how a server's lock manager
+    /// fills its own tables at boot, without the sort and the intermediate
+    /// `Vec` of [`list_locks`](LockStore::list_locks).
+    ///
+    /// The embedded WAL and memory backends visit the locks as they were
+    /// when the call began (writes meanwhile are not seen) and hold no lock
+    /// on the store while `visit` runs; the PostgreSQL backend reads one
+    /// consistent listing.
+    async fn for_each_lock(&self, visit: &mut (dyn FnMut(PersistedLock) + Send)) -> Result<u64> {
+        let locks = self.list_locks(&LockQuery::all()).await?;
+        let count = locks.len() as u64;
+        locks.into_iter().for_each(visit);
+        Ok(count)
+    }
 
     /// How many locks the store holds.
     async fn count(&self) -> Result<u64>;

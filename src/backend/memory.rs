@@ -99,6 +99,13 @@ impl LockStore for MemoryLockStore {
         Ok(self.open_read()?.state.list(query))
     }
 
+    async fn for_each_lock(&self, visit: &mut (dyn FnMut(PersistedLock) + Send)) -> Result<u64> {
+        let locks = self.open_read()?.state.locks();
+        let count = locks.len() as u64;
+        locks.for_each(visit);
+        Ok(count)
+    }
+
     async fn count(&self) -> Result<u64> {
         Ok(self.open_read()?.state.lock_count() as u64)
     }

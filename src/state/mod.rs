@@ -8,12 +8,13 @@
 //! From the bottom up: `index` (the key indexes), `slab` (slot storage),
 //! `handles` and `records` (the durable handles and the server's records),
 //! `command` (the input), `undo` (the undo log), `machine` (the state and
-//! `apply`), `query` (the reads), `view` and `restore` (the two sides of a
+//! `apply`), `query` (the reads), `locks` (every lock, unsorted), `view` and `restore` (the two sides of a
 //! snapshot).
 
 mod command;
 mod handles;
 mod index;
+mod locks;
 mod machine;
 mod query;
 mod records;
@@ -23,6 +24,7 @@ mod undo;
 mod view;
 
 pub use command::{Command, MAX_COUNTER};
+pub use locks::Locks;
 pub use machine::State;
 pub(crate) use restore::{FinishError, LockEntry, Part, RestoreError, Restorer};
 pub use undo::Undo;

@@ -20,27 +20,35 @@ impl State {
 
     /// Locks matching `query`, sorted by id. The candidates come from the
     /// smallest index that the query names, so the cost follows the answer.
+    ///
+    /// Each key the query names is looked up once in its index, which holds
+    /// the one `Arc<str>` every lock with that key shares; a key no lock has
+    /// answers at once, and a candidate is checked against the other keys by
+    /// pointer, not by comparing strings.
     pub fn list(&self, query: &LockQuery) -> Vec<PersistedLock> {
-        // The shortest key array among the indexed filters the query names;
-        // `None` when it names none (then every lock is a candidate).
-        let narrowest = [
+        let mut named = Vec::with_capacity(4);
+        for (key, index) in [
             (query.file_id.as_deref(), &self.by_file),
             (query.owner_id.as_deref(), &self.by_owner),
             (query.client_id.as_deref(), &self.by_client),
             (query.share.as_deref(), &self.by_share),
-        ]
-        .into_iter()
-        .filter_map(|(key, index)| key.map(|k| (k, index)))
-        .min_by_key(|(k, index)| index.get(k).map_or(0, |p| p.slots.len()));
-        let mut hits: Vec<&Slot> = match narrowest {
-            Some((key, index)) => index
-                .get(key)
-                .map_or(&[][..], |p| p.slots.as_slice())
-                .iter()
-                .filter_map(|&i| self.slots.get(i))
-                .filter(|s| s.matches(query))
-                .collect(),
-            None => self.live_slots().map(|(_, s)| s).filter(|s| s.matches(query)).collect(),
+        ] {
+            if let Some(key) = key {
+                match index.get(key) {
+                    Some(posting) => named.push((index.which(), posting)),
+                    None => return Vec::new(),
+                }
+            }
+        }
+        let matches = |slot: &Slot| {
+            named.iter().all(|(which, posting)| Arc::ptr_eq(slot.key(*which), &posting.key))
+                && query.matches_fields(slot.kind.filter(), slot.kind.lease_key(), slot.epoch)
+        };
+        let mut hits: Vec<&Slot> = match named.iter().min_by_key(|(_, posting)| posting.slots.len()) {
+            Some((_, posting)) => {
+                posting.slots.as_slice().iter().filter_map(|&i| self.slots.get(i)).filter(|s| matches(s)).collect()
+            }
+            None => self.live_slots().map(|(_, s)| s).filter(|s| matches(s)).collect(),
         };
         sort_by_id(&mut hits);
         hits.into_iter().map(Slot::to_lock).collect()
@@ -49,11 +57,6 @@ impl State {
     /// Locks of `client_id` from an earlier epoch, sorted by id.
     pub fn reclaimable(&self, client_id: &str) -> Vec<PersistedLock> {
         self.list(&LockQuery::by_client(client_id).granted_before(self.epoch))
-    }
-
-    /// Every lock, in slot order (not sorted): for snapshots and exports.
-    pub fn locks(&self) -> impl Iterator<Item = PersistedLock> + '_ {
-        self.live_slots().map(|(_, s)| s.to_lock())
     }
 
     /// Number of locks.

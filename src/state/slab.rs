@@ -6,9 +6,7 @@
 //! by id, sorted on an inline prefix.
 
 use super::index::{NIL, Positions, SlotId};
-use crate::model::{
-    ByteRange, Delegation, KindFilter, Lease, LockKind, LockQuery, PersistedLock, ShareReservation, Timestamp,
-};
+use crate::model::{ByteRange, Delegation, KindFilter, Lease, LockKind, PersistedLock, ShareReservation, Timestamp};
 use std::sync::Arc;
 
 /// Index numbers: which of a slot's positions each secondary index uses.
@@ -65,14 +63,14 @@ impl StoredKind {
         }
     }
 
-    fn lease_key(&self) -> Option<&crate::model::LeaseKey> {
+    pub(super) fn lease_key(&self) -> Option<&crate::model::LeaseKey> {
         match self {
             StoredKind::Lease(l) => Some(&l.key),
             _ => None,
         }
     }
 
-    fn filter(&self) -> KindFilter {
+    pub(super) fn filter(&self) -> KindFilter {
         match self {
             StoredKind::ByteRange(_) => KindFilter::ByteRange,
             StoredKind::Share(_) => KindFilter::Share,
@@ -94,17 +92,6 @@ impl Slot {
             acquired_at: self.acquired_at,
             server_epoch: self.epoch,
         }
-    }
-
-    pub(super) fn matches(&self, q: &LockQuery) -> bool {
-        fn eq(filter: &Option<String>, value: &str) -> bool {
-            filter.as_deref().is_none_or(|f| f == value)
-        }
-        eq(&q.file_id, &self.file)
-            && eq(&q.owner_id, &self.owner)
-            && eq(&q.client_id, &self.client)
-            && eq(&q.share, &self.share)
-            && q.matches_fields(self.kind.filter(), self.kind.lease_key(), self.epoch)
     }
 
     pub(super) fn key(&self, which: usize) -> &Arc<str> {
@@ -230,21 +217,36 @@ impl Slab {
     }
 }
 
-/// The first 8 bytes of `id`, big-endian, zero-padded: comparing these and
-/// then, on a tie, the whole ids gives exactly the byte-lexicographic order
-/// of `str`.
-fn id_prefix(id: &str) -> u64 {
-    let mut b = [0u8; 8];
-    let n = id.len().min(8);
-    b[..n].copy_from_slice(&id.as_bytes()[..n]);
-    u64::from_be_bytes(b)
+/// 16 bytes of `id` from byte `from`, big-endian, zero-padded. Among ids
+/// that share their first `from` bytes, comparing these and then, on a tie,
+/// the whole ids gives exactly the byte-lexicographic order of `str` (a
+/// shorter id pads with zeros, below every byte that a longer one holds
+/// there or equal to a NUL, which the tie-break settles).
+fn id_key(id: &str, from: usize) -> u128 {
+    let mut b = [0u8; 16];
+    let tail = id.as_bytes().get(from..).unwrap_or_default();
+    let n = tail.len().min(16);
+    b[..n].copy_from_slice(&tail[..n]);
+    u128::from_be_bytes(b)
 }
 
-/// Sorts slots by id. Comparing an inline prefix first keeps most
-/// comparisons inside the array instead of chasing two slots and two
-/// string heaps per comparison (figures: docs/decisions/0003-id-prefix-sort.md).
+/// How many leading bytes every id of `slots` shares.
+fn common_prefix(slots: &[&Slot]) -> usize {
+    let Some(first) = slots.first() else { return 0 };
+    let first = first.id.as_bytes();
+    slots[1..]
+        .iter()
+        .fold(first.len(), |len, s| first[..len].iter().zip(s.id.as_bytes()).take_while(|(a, b)| a == b).count())
+}
+
+/// Sorts slots by id. The ids of one answer often share a long prefix (a
+/// client's name, a protocol tag), so the sort compares 16 inline bytes
+/// taken after the prefix they all share, and whole ids only on a tie: most
+/// comparisons stay inside the array instead of chasing two slots and two
+/// string heaps (figures: docs/decisions/0003-id-prefix-sort.md, 0044).
 pub(super) fn sort_by_id(slots: &mut Vec<&Slot>) {
-    let mut keyed: Vec<(u64, &Slot)> = slots.iter().map(|s| (id_prefix(&s.id), *s)).collect();
+    let from = common_prefix(slots);
+    let mut keyed: Vec<(u128, &Slot)> = slots.iter().map(|s| (id_key(&s.id, from), *s)).collect();
     keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
     slots.clear();
     slots.extend(keyed.into_iter().map(|(_, s)| s));
@@ -252,7 +254,7 @@ pub(super) fn sort_by_id(slots: &mut Vec<&Slot>) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::model::LockQuery;
     use crate::state::{Command, State};
 
     /// The prefix sort must order exactly like `str`'s `Ord`, including ids
@@ -286,5 +288,36 @@ mod tests {
         let mut want: Vec<String> = ids.iter().filter(|id| !id.is_empty()).map(|s| s.to_string()).collect();
         want.sort();
         assert_eq!(got, want);
+    }
+
+    proptest::proptest! {
+        /// Ids that share a long prefix (a client name, say) and then differ
+        /// anywhere, NULs and multi-byte characters included, in every
+        /// listing shape: the sort after the shared prefix orders exactly
+        /// like `str`'s `Ord`.
+        #[test]
+        fn sort_after_the_shared_prefix_orders_like_str(
+            prefix in "(nlm:host0012\\.lab\\.net:|x|)",
+            tails in proptest::collection::vec("[a\\x00é~]{0,20}", 1..60),
+        ) {
+            let mut state = State::new();
+            let mut want: Vec<String> = tails.iter().map(|t| format!("{prefix}{t}")).filter(|id| !id.is_empty()).collect();
+            want.sort();
+            want.dedup();
+            let ops = want
+                .iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    let file = if i % 2 == 0 { "f-even" } else { "f-odd" };
+                    crate::op::Op::PutLock(crate::testing::sample::byte_range(id, "s", file, "o", "c"))
+                })
+                .collect();
+            state.apply(&Command::Txn(ops)).unwrap();
+            let ids = |q: &LockQuery| -> Vec<String> { state.list(q).into_iter().map(|l| l.id.to_string()).collect() };
+            proptest::prop_assert_eq!(ids(&LockQuery::all()), want.clone());
+            proptest::prop_assert_eq!(ids(&LockQuery::by_client("c")), want.clone());
+            let odd: Vec<String> = want.iter().skip(1).step_by(2).cloned().collect();
+            proptest::prop_assert_eq!(ids(&LockQuery::by_file("f-odd")), odd);
+        }
     }
 }

@@ -40,7 +40,7 @@ use crate::model::{
     RecordScan, validate,
 };
 use crate::op::{Op, Outcome, validate_batch};
-use crate::state::{Command, State};
+use crate::state::{Command, Locks, State};
 use crate::store::LockStore;
 use async_trait::async_trait;
 use open::{OpenReport, Opened, create_dir_durably, take_lock};
@@ -163,6 +163,14 @@ impl WalLockStore {
             read_only,
             opened: report,
         }
+    }
+
+    /// Every lock, as owned records, unsorted (see
+    /// [`LockStore::for_each_lock`]), for a caller without a runtime: an
+    /// iterator over the locks as they are now, which holds no lock on the
+    /// store while it is read.
+    pub fn read_locks(&self) -> Result<Locks> {
+        Ok(self.read_state()?.locks())
     }
 
     /// The store's directory.
@@ -362,6 +370,13 @@ impl LockStore for WalLockStore {
 
     async fn list_locks(&self, query: &LockQuery) -> Result<Vec<PersistedLock>> {
         Ok(self.read_state()?.list(query))
+    }
+
+    async fn for_each_lock(&self, visit: &mut (dyn FnMut(PersistedLock) + Send)) -> Result<u64> {
+        let locks = self.read_locks()?;
+        let count = locks.len() as u64;
+        locks.for_each(visit);
+        Ok(count)
     }
 
     async fn count(&self) -> Result<u64> {

@@ -46,6 +46,7 @@ macro_rules! conformance_suite {
             upsert_moves_every_index,
             bulk_deletes_remove_exactly_the_right_locks,
             query_filters_and_ordering,
+            for_each_lock_hands_over_every_lock,
             not_found_errors,
             invalid_input_changes_nothing,
             epoch_and_clean_shutdown,

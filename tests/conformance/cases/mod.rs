@@ -6,6 +6,7 @@
 mod handles;
 mod keyspaces;
 mod lifecycle;
+mod reads;
 mod records;
 mod support;
 mod transactions;
@@ -13,5 +14,6 @@ mod transactions;
 pub use handles::*;
 pub use keyspaces::*;
 pub use lifecycle::*;
+pub use reads::*;
 pub use records::*;
 pub use transactions::*;
