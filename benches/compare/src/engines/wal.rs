@@ -183,17 +183,14 @@ impl Store for WalStore {
         Ok(self.store.list_locks(&LockQuery::by_file(file)).await?)
     }
 
-    /// The store itself is the restored lock table (its state is in memory
-    /// after open), so every lock is read back through the public API one
-    /// client at a time, without keeping a second copy of all of them.
-    async fn read_all(&self, data: &Dataset) -> Result<Restored> {
-        let mut locks = 0u64;
-        for client in data.clients() {
-            let batch = self.store.list_locks(&LockQuery::by_client(client.as_str())).await?;
-            locks += batch.len() as u64;
-            std::hint::black_box(batch);
-        }
-        Ok(Restored { locks, resident: Box::new(()) })
+    /// Every lock handed to the caller as an owned record, the way a
+    /// server's lock manager fills its own tables at boot: through
+    /// `for_each_lock` (unsorted) into a `Vec` the caller keeps, like the
+    /// peers' `read_all`.
+    async fn read_all(&self, _data: &Dataset) -> Result<Restored> {
+        let mut locks = Vec::with_capacity(self.store.count().await? as usize);
+        let count = self.store.for_each_lock(&mut |lock| locks.push(lock)).await?;
+        Ok(Restored { locks: count, resident: Box::new(locks) })
     }
 
     async fn close(&self) -> Result<()> {
