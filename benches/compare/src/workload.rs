@@ -183,6 +183,10 @@ pub struct Restore {
     pub read_s: f64,
     /// Open plus read.
     pub total_s: f64,
+    /// Peak resident set of the process right after the open (VmHWM): the
+    /// store alone, before the caller holds any copy.
+    #[serde(default)]
+    pub open_peak_rss_bytes: u64,
     /// Peak resident set of the process so far (VmHWM).
     pub peak_rss_bytes: u64,
     /// Anonymous resident memory after the read (RssAnon).
@@ -201,6 +205,7 @@ pub async fn restore(
     let start = Instant::now();
     let store = peer.open(dir).await?;
     let opened = start.elapsed();
+    let open_peak_rss_bytes = crate::machine::status_bytes("VmHWM");
     let restored = store.read_all(data).await?;
     let total = start.elapsed();
     let result = Restore {
@@ -208,6 +213,7 @@ pub async fn restore(
         open_s: opened.as_secs_f64(),
         read_s: (total - opened).as_secs_f64(),
         total_s: total.as_secs_f64(),
+        open_peak_rss_bytes,
         peak_rss_bytes: crate::machine::status_bytes("VmHWM"),
         rss_anon_bytes: crate::machine::status_bytes("RssAnon"),
         engine: store.stats(),
