@@ -54,6 +54,7 @@ impl From<&LockKind> for StoredKind {
 }
 
 impl StoredKind {
+    #[inline]
     pub(crate) fn to_kind(&self) -> LockKind {
         match self {
             StoredKind::ByteRange(r) => LockKind::ByteRange(*r),
@@ -81,6 +82,7 @@ impl StoredKind {
 }
 
 impl Slot {
+    #[inline]
     pub(super) fn to_lock(&self) -> PersistedLock {
         PersistedLock {
             id: Arc::clone(&self.id),
