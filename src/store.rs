@@ -173,7 +173,7 @@ pub trait LockStore: Send + Sync {
         let epoch = self.epoch().await?;
         let query = LockQuery { share: share.map(str::to_owned), ..LockQuery::all() }.granted_before(epoch);
         let mut clients: Vec<String> =
-            self.list_locks(&query).await?.into_iter().map(|l| l.client_id.to_string()).collect();
+            self.list_locks(&query).await?.into_iter().map(|l| String::from(&*l.client_id)).collect();
         clients.sort_unstable();
         clients.dedup();
         Ok(clients)

@@ -7,6 +7,12 @@ use std::sync::Arc;
 /// `id` is the primary key. `share`, `file_id`, `owner_id` and `client_id`
 /// are opaque strings that the store indexes; the store never parses them,
 /// so they may contain any character (including `:`).
+///
+/// The strings are `Arc<str>`: every lock with the same file, owner, client
+/// or share shares one allocation, and copying a lock out of the store
+/// copies no string. Keep them as they are; when a `String` is needed, use
+/// `String::from(&*lock.id)` (or `str::to_owned`): `Arc<str>::to_string()`
+/// goes through `Display` formatting, several times slower.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersistedLock {
     /// Unique id of the lock (e.g. a UUID).

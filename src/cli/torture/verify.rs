@@ -173,7 +173,7 @@ pub(super) fn check(
     for lock in locks {
         match owner_task(&lock.id).and_then(|t| actual.get_mut(t as usize)) {
             Some(r) => {
-                r.locks.insert(lock.id.to_string(), lock);
+                r.locks.insert(String::from(&*lock.id), lock);
             }
             None => {
                 totals.unexpected += 1;
