@@ -10,9 +10,8 @@ use std::sync::Arc;
 ///
 /// The strings are `Arc<str>`: every lock with the same file, owner, client
 /// or share shares one allocation, and copying a lock out of the store
-/// copies no string. Keep them as they are; when a `String` is needed, use
-/// `String::from(&*lock.id)` (or `str::to_owned`): `Arc<str>::to_string()`
-/// goes through `Display` formatting, several times slower.
+/// copies no string: keep them as they are rather than converting each
+/// to a `String` (which allocates and copies per field).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersistedLock {
     /// Unique id of the lock (e.g. a UUID).
