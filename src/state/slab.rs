@@ -219,17 +219,17 @@ impl Slab {
     }
 }
 
-/// 16 bytes of `id` from byte `from`, big-endian, zero-padded. Among ids
+/// 8 bytes of `id` from byte `from`, big-endian, zero-padded. Among ids
 /// that share their first `from` bytes, comparing these and then, on a tie,
 /// the whole ids gives exactly the byte-lexicographic order of `str` (a
 /// shorter id pads with zeros, below every byte that a longer one holds
 /// there or equal to a NUL, which the tie-break settles).
-fn id_key(id: &str, from: usize) -> u128 {
-    let mut b = [0u8; 16];
+fn id_key(id: &str, from: usize) -> u64 {
+    let mut b = [0u8; 8];
     let tail = id.as_bytes().get(from..).unwrap_or_default();
-    let n = tail.len().min(16);
+    let n = tail.len().min(8);
     b[..n].copy_from_slice(&tail[..n]);
-    u128::from_be_bytes(b)
+    u64::from_be_bytes(b)
 }
 
 /// How many leading bytes every id of `slots` shares.
@@ -242,13 +242,13 @@ fn common_prefix(slots: &[&Slot]) -> usize {
 }
 
 /// Sorts slots by id. The ids of one answer often share a long prefix (a
-/// client's name, a protocol tag), so the sort compares 16 inline bytes
+/// client's name, a protocol tag), so the sort compares 8 inline bytes
 /// taken after the prefix they all share, and whole ids only on a tie: most
 /// comparisons stay inside the array instead of chasing two slots and two
 /// string heaps (figures: docs/decisions/0003-id-prefix-sort.md, 0044).
 pub(super) fn sort_by_id(slots: &mut Vec<&Slot>) {
     let from = common_prefix(slots);
-    let mut keyed: Vec<(u128, &Slot)> = slots.iter().map(|s| (id_key(&s.id, from), *s)).collect();
+    let mut keyed: Vec<(u64, &Slot)> = slots.iter().map(|s| (id_key(&s.id, from), *s)).collect();
     keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
     slots.clear();
     slots.extend(keyed.into_iter().map(|(_, s)| s));
