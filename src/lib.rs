@@ -38,6 +38,7 @@
 pub mod backend;
 pub mod error;
 pub mod io;
+pub mod metrics;
 pub mod model;
 pub mod op;
 pub mod state;

@@ -22,10 +22,12 @@ use super::shared::{CompactMsg, CompactionReport, Msg, Shared, SnapshotPoint};
 use super::snapshot::{encode_snapshot, snapshot_name};
 use crate::error::{Error, Result, io_error};
 use crate::io::{FileSystem, OpenMode};
+use crate::metrics;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
+use tracing::field::Empty;
 
 pub(crate) struct Compactor {
     pub fs: Arc<dyn FileSystem>,
@@ -82,7 +84,17 @@ impl Compactor {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.writer.send(Msg::Snapshot(reply)).map_err(|_| Error::Closed)?;
         let point = answer.blocking_recv().map_err(|_| Error::Closed)??;
-        let _span = tracing::info_span!("compact", lsn = point.lsn).entered();
+        let span = tracing::info_span!(
+            "compact",
+            lsn = point.lsn,
+            first_kept_segment = point.first_kept_segment,
+            bytes_before,
+            snapshot_bytes = Empty,
+            files_removed = Empty,
+            bytes_after = Empty,
+            duration_us = Empty
+        )
+        .entered();
         let current = self.shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()).lsn;
         let snapshot_bytes = if current == Some(point.lsn) { 0 } else { self.install(&point)? };
         drop(point.view);
@@ -104,6 +116,13 @@ impl Compactor {
         stats.compactions += 1;
         stats.last_duration = report.duration;
         stats.bytes_reclaimed += bytes_before.saturating_sub(bytes_after);
+        drop(stats);
+        span.record("snapshot_bytes", snapshot_bytes)
+            .record("files_removed", files_removed)
+            .record("bytes_after", bytes_after)
+            .record("duration_us", report.duration.as_micros() as u64);
+        metrics::compacted(report.duration);
+        self.shared.publish_gauges();
         Ok(report)
     }
 

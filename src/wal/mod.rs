@@ -35,6 +35,7 @@ pub use stats::WalStats;
 
 use crate::error::{Error, Result};
 use crate::io::{FileSystem, LockGuard, RealFs};
+use crate::metrics::{self, Backend, Query};
 use crate::model::{
     ClientKind, ClientQuery, ClientRecord, DurableHandle, FileId, Guid, HandleQuery, LockQuery, PersistedLock, Record,
     RecordScan, validate,
@@ -129,11 +130,13 @@ impl WalLockStore {
         lock: LockGuard,
         epoch_floor: u64,
     ) -> Result<Self> {
-        let _span = tracing::info_span!("open", dir = %dir.display()).entered();
+        let span = tracing::info_span!("open", dir = %dir.display(), epoch = tracing::field::Empty).entered();
         let (opened, epoch) = open::writable(fs, &dir, &options, lock, epoch_floor)?;
+        span.record("epoch", epoch);
         let previous_clean = opened.report.previous_clean;
         let store = Self::from_parts(dir, opened, false);
         store.submit_blocking(Command::Open { epoch })?;
+        store.shared.publish_gauges();
         tracing::info!(epoch, previous_clean, "store open");
         Ok(store)
     }
@@ -288,6 +291,15 @@ impl WalLockStore {
         answer.await.map_err(|_| Error::Closed)?.into_result()
     }
 
+    async fn transaction_unmetered(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
+        validate_batch(&ops)?;
+        self.check_writable()?;
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit(Command::Txn(ops)).await
+    }
+
     fn submit_blocking(&self, command: Command) -> Result<Vec<Outcome>> {
         self.send(command)?.blocking_recv().map_err(|_| Error::Closed)?.into_result()
     }
@@ -356,19 +368,19 @@ impl LockStore for WalLockStore {
     }
 
     async fn transaction(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
-        validate_batch(&ops)?;
-        self.check_writable()?;
-        if ops.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.submit(Command::Txn(ops)).await
+        let started = metrics::Timer::start();
+        let result = self.transaction_unmetered(ops).await;
+        metrics::write_finished(Backend::Wal, started, &result);
+        result
     }
 
     async fn get_lock(&self, id: &str) -> Result<PersistedLock> {
+        let _timer = metrics::query(Backend::Wal, Query::GetLock);
         self.read_state()?.get(id).ok_or_else(|| Error::lock_not_found(id))
     }
 
     async fn list_locks(&self, query: &LockQuery) -> Result<Vec<PersistedLock>> {
+        let _timer = metrics::query(Backend::Wal, Query::ListLocks);
         Ok(self.read_state()?.list(query))
     }
 
@@ -380,42 +392,51 @@ impl LockStore for WalLockStore {
     }
 
     async fn count(&self) -> Result<u64> {
+        let _timer = metrics::query(Backend::Wal, Query::Count);
         Ok(self.read_state()?.lock_count() as u64)
     }
 
     async fn get_client(&self, kind: ClientKind, client_id: &str) -> Result<ClientRecord> {
+        let _timer = metrics::query(Backend::Wal, Query::GetClient);
         self.read_state()?.client(kind, client_id).ok_or_else(|| Error::client_not_found(kind, client_id))
     }
 
     async fn list_clients(&self, query: &ClientQuery) -> Result<Vec<ClientRecord>> {
+        let _timer = metrics::query(Backend::Wal, Query::ListClients);
         Ok(self.read_state()?.list_clients(query))
     }
 
     async fn get_handle(&self, id: &str) -> Result<DurableHandle> {
+        let _timer = metrics::query(Backend::Wal, Query::GetHandle);
         validate::id("id", id)?;
         self.read_state()?.handle(id).ok_or_else(|| Error::handle_not_found(id))
     }
 
     async fn get_handle_by_file_id(&self, file_id: &FileId) -> Result<DurableHandle> {
+        let _timer = metrics::query(Backend::Wal, Query::GetHandleByFileId);
         self.read_state()?.handle_by_file_id(file_id).ok_or_else(|| Error::handle_not_found_by_file_id(file_id))
     }
 
     async fn get_handle_by_create_guid(&self, create_guid: &Guid) -> Result<DurableHandle> {
+        let _timer = metrics::query(Backend::Wal, Query::GetHandleByCreateGuid);
         let state = self.read_state()?;
         state.handle_by_create_guid(create_guid).ok_or_else(|| Error::handle_not_found_by_create_guid(create_guid))
     }
 
     async fn list_handles(&self, query: &HandleQuery) -> Result<Vec<DurableHandle>> {
+        let _timer = metrics::query(Backend::Wal, Query::ListHandles);
         Ok(self.read_state()?.list_handles(query))
     }
 
     async fn get_record(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let _timer = metrics::query(Backend::Wal, Query::GetRecord);
         validate::space(space)?;
         validate::record_key(key)?;
         Ok(self.read_state()?.record(space, key))
     }
 
     async fn scan_records(&self, space: &str, scan: &RecordScan) -> Result<Vec<Record>> {
+        let _timer = metrics::query(Backend::Wal, Query::ScanRecords);
         validate::scan(space, scan)?;
         Ok(self.read_state()?.scan_records(space, scan))
     }

@@ -14,12 +14,14 @@ use super::shared::{CompactMsg, Msg, Shared, SnapshotStats};
 use super::writer::{Writer, create_segment};
 use crate::error::{Error, Result, io_error};
 use crate::io::{FileSystem, LockGuard, OpenMode};
+use crate::metrics;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use tracing::field::Empty;
 
 /// What an open found: the previous incarnation's shutdown and the replay.
 #[derive(Debug, Clone)]
@@ -86,12 +88,35 @@ pub(super) fn writable(
     lock: LockGuard,
     epoch_floor: u64,
 ) -> Result<(Opened, u64)> {
+    let replay = tracing::info_span!(
+        "replay",
+        records = Empty,
+        last_lsn = Empty,
+        segments = Empty,
+        snapshot_lsn = Empty,
+        duration_us = Empty
+    );
     let Recovered { state, segments, last_lsn, records, torn, temporaries, stale, snapshot, duration } =
-        recovery::recover(&*fs, dir)?;
+        replay.in_scope(|| recovery::recover(&*fs, dir))?;
+    let snapshot_lsn = snapshot.as_ref().map(|s| s.header.lsn);
+    replay
+        .record("records", records)
+        .record("last_lsn", last_lsn)
+        .record("segments", segments.len())
+        .record("duration_us", duration.as_micros() as u64);
+    replay.record("snapshot_lsn", snapshot_lsn);
     let snapshot_file = snapshot.as_ref().map(|s| s.path.display().to_string());
     tracing::info!(records, last_lsn, snapshot = snapshot_file, ?duration, "replayed");
+    metrics::replayed(duration);
 
     // Repairs, each durable before the next step relies on it.
+    let _repair = tracing::info_span!(
+        "open_repair",
+        temporaries = temporaries.len(),
+        stale = stale.len(),
+        torn_tail = torn.is_some()
+    )
+    .entered();
     let mut dir_dirty = remove_all(&*fs, &temporaries, "leftover temporary file, never trusted")?;
     if !stale.is_empty() {
         // The snapshot that covers these must be durable before they go:
@@ -111,6 +136,7 @@ pub(super) fn writable(
             if let Some(t) = &torn {
                 tracing::warn!(file = %t.file.display(), offset = t.offset, discarded = t.discarded,
                     "truncating a torn tail (a write in flight at a crash, never acknowledged)");
+                metrics::torn_tail_truncated();
             }
             let mut file = fs.open(&newest.path, OpenMode::Existing).map_err(io_error("open", &newest.path))?;
             file.set_len(newest.scan.valid_end).map_err(io_error("truncate", &newest.path))?;

@@ -6,6 +6,7 @@
 //! other.
 
 use crate::error::Result;
+use crate::metrics;
 use crate::op::Outcome;
 use crate::state::{Command, State, StateView};
 use std::collections::BTreeMap;
@@ -124,7 +125,22 @@ impl Shared {
 
     pub(crate) fn poison(&self, cause: String) {
         tracing::error!(%cause, "store poisoned: refusing writes until reopened");
-        self.poison.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(cause);
+        let mut poison = self.poison.lock().unwrap_or_else(|e| e.into_inner());
+        if poison.is_none() {
+            metrics::poisoned();
+        }
+        poison.get_or_insert(cause);
+    }
+
+    /// Sets the metrics gauges (sizes, epoch, log and snapshot bytes); does
+    /// nothing without the `metrics` feature.
+    pub(crate) fn publish_gauges(&self) {
+        if !metrics::ENABLED {
+            return;
+        }
+        metrics::state_gauges(&self.state.read().unwrap_or_else(|e| e.into_inner()));
+        metrics::log_bytes(|| self.log_size().0);
+        metrics::snapshot_bytes(self.snapshot.lock().unwrap_or_else(|e| e.into_inner()).bytes);
     }
 }
 

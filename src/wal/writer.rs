@@ -28,12 +28,14 @@ pub(crate) use super::shared::Answer;
 use super::shared::{CompactMsg, Msg, Reply, Shared, SnapshotPoint, answer};
 use crate::error::{Error, Result, io_error};
 use crate::io::{FileSystem, OpenMode, StoreFile};
+use crate::metrics;
 use crate::op::Outcome;
 use crate::state::{Command, Undo};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
+use tracing::field::Empty;
 
 /// Most requests in one group.
 const MAX_GROUP_REQUESTS: usize = 4096;
@@ -185,6 +187,7 @@ impl Writer {
     /// Rotates (so that every record up to the returned LSN lies in older
     /// segments) and copies the state: the one pause compaction causes.
     fn snapshot_point(&mut self) -> Result<SnapshotPoint> {
+        let _pause = metrics::compaction_pause();
         if let Some(cause) = self.shared.poisoned() {
             return Err(Error::Poisoned { cause });
         }
@@ -215,6 +218,15 @@ impl Writer {
     }
 
     fn commit_group(&mut self, mut requests: Vec<(Command, Reply)>) {
+        let span = tracing::debug_span!(
+            "group_commit",
+            requests = requests.len(),
+            first_lsn = self.next_lsn,
+            logged = Empty,
+            last_lsn = Empty,
+            segment = Empty
+        )
+        .entered();
         if let Some(cause) = self.shared.poisoned() {
             for (cmd, reply) in requests {
                 answer(reply, cmd, Err(Error::Poisoned { cause: cause.clone() }));
@@ -268,6 +280,10 @@ impl Writer {
             }
             return;
         }
+        span.record("logged", accepted.len())
+            .record("last_lsn", self.next_lsn - 1)
+            .record("segment", self.segment.header.number);
+        metrics::group_committed(accepted.len());
         // Step 3: publish and acknowledge.
         let mut answers = Vec::with_capacity(requests.len());
         {
@@ -285,6 +301,7 @@ impl Writer {
             }
         }
         self.shared.counters.requests.fetch_add(answers.len() as u64, Relaxed);
+        self.shared.publish_gauges();
         for (reply, cmd, result) in answers {
             answer(reply, cmd, result);
         }
@@ -337,6 +354,7 @@ impl Writer {
         let synced = written.and_then(|()| {
             if self.options.sync == SyncMode::Always {
                 self.shared.counters.fsyncs.fetch_add(1, Relaxed);
+                let _timer = metrics::fdatasync();
                 self.segment.file.sync_data().map_err(io_error("fdatasync", path))?;
             }
             Ok(())
@@ -351,6 +369,7 @@ impl Writer {
         counters.records.fetch_add(1, Relaxed);
         counters.bytes.fetch_add(needed, Relaxed);
         counters.last_lsn.store(lsn, Relaxed);
+        metrics::frame_written(needed);
         self.shared.log_since_snapshot.fetch_add(needed, Relaxed);
         self.shared.add_segment_bytes(self.segment.header.number, needed);
         Ok(())

@@ -292,6 +292,7 @@ impl PostgresLockStore {
     }
 
     async fn conn(&self, during: &'static str) -> Result<Object> {
+        let _wait = crate::metrics::pg_pool_wait();
         self.pool.get().await.map_err(pool_error(during))
     }
 }

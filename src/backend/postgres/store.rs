@@ -8,6 +8,7 @@ use super::codec::{client_kind_text, decode_client, decode_handle, decode_lock};
 use super::error::pg_error;
 use super::sql;
 use crate::error::{Error, Result};
+use crate::metrics::{self, Backend, Query, Statement};
 use crate::model::{
     ClientKind, ClientQuery, ClientRecord, DurableHandle, FileId, Guid, HandleQuery, KindFilter, LockQuery,
     PersistedLock, Record, RecordScan, validate,
@@ -29,7 +30,22 @@ impl PostgresLockStore {
         self.check_open()?;
         let conn = self.conn(during).await?;
         let stmt = conn.prepare_cached(text).await.map_err(pg_error(during))?;
+        let _timer = metrics::pg_statement(Statement::Read);
         conn.query(&stmt, params).await.map_err(pg_error(during))
+    }
+
+    async fn transaction_unmetered(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
+        validate_batch(&ops)?;
+        self.check_writable()?;
+        match ops.as_slice() {
+            [] => Ok(Vec::new()),
+            [op] => match self.single(op).await {
+                // One autocommit statement: one round trip.
+                Some(outcome) => outcome.inspect(|_| metrics::pg_round_trips(1)).map(|o| vec![o]),
+                None => self.multi(&ops).await,
+            },
+            _ => self.multi(&ops).await,
+        }
     }
 }
 
@@ -78,24 +94,20 @@ impl LockStore for PostgresLockStore {
     }
 
     async fn transaction(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
-        validate_batch(&ops)?;
-        self.check_writable()?;
-        match ops.as_slice() {
-            [] => Ok(Vec::new()),
-            [op] => match self.single(op).await {
-                Some(outcome) => outcome.map(|o| vec![o]),
-                None => self.multi(&ops).await,
-            },
-            _ => self.multi(&ops).await,
-        }
+        let started = metrics::Timer::start();
+        let result = self.transaction_unmetered(ops).await;
+        metrics::write_finished(Backend::Postgres, started, &result);
+        result
     }
 
     async fn get_lock(&self, id: &str) -> Result<PersistedLock> {
+        let _timer = metrics::query(Backend::Postgres, Query::GetLock);
         let rows = self.read("get_lock", &sql::GET_LOCK, &[&id.as_bytes()]).await?;
         rows.first().map(decode_lock).unwrap_or_else(|| Err(Error::lock_not_found(id)))
     }
 
     async fn list_locks(&self, query: &LockQuery) -> Result<Vec<PersistedLock>> {
+        let _timer = metrics::query(Backend::Postgres, Query::ListLocks);
         let kind = query.kind.map(kind_text);
         let keys = [
             query.file_id.as_deref().map(str::as_bytes),
@@ -133,18 +145,21 @@ impl LockStore for PostgresLockStore {
     }
 
     async fn count(&self) -> Result<u64> {
+        let _timer = metrics::query(Backend::Postgres, Query::Count);
         let rows = self.read("count", sql::COUNT, &[]).await?;
         let n: i64 = rows.first().map(|row| row.get(0)).unwrap_or(0);
         Ok(n as u64)
     }
 
     async fn get_client(&self, kind: ClientKind, client_id: &str) -> Result<ClientRecord> {
+        let _timer = metrics::query(Backend::Postgres, Query::GetClient);
         let params: [&(dyn ToSql + Sync); 2] = [&client_kind_text(kind), &client_id.as_bytes()];
         let rows = self.read("get_client", &sql::GET_CLIENT, &params).await?;
         rows.first().map(decode_client).unwrap_or_else(|| Err(Error::client_not_found(kind, client_id)))
     }
 
     async fn list_clients(&self, query: &ClientQuery) -> Result<Vec<ClientRecord>> {
+        let _timer = metrics::query(Backend::Postgres, Query::ListClients);
         let kind = query.kind.map(client_kind_text);
         let params: [&(dyn ToSql + Sync); 2] = [&kind, &query.reclaim_complete];
         let rows = self.read("list_clients", &sql::LIST_CLIENTS, &params).await?;
@@ -152,22 +167,26 @@ impl LockStore for PostgresLockStore {
     }
 
     async fn get_handle(&self, id: &str) -> Result<DurableHandle> {
+        let _timer = metrics::query(Backend::Postgres, Query::GetHandle);
         validate::id("id", id)?;
         let rows = self.read("get_handle", &sql::GET_HANDLE[0], &[&id.as_bytes()]).await?;
         one_handle(&rows, || Error::handle_not_found(id))
     }
 
     async fn get_handle_by_file_id(&self, file_id: &FileId) -> Result<DurableHandle> {
+        let _timer = metrics::query(Backend::Postgres, Query::GetHandleByFileId);
         let rows = self.read("get_handle_by_file_id", &sql::GET_HANDLE[1], &[&&file_id[..]]).await?;
         one_handle(&rows, || Error::handle_not_found_by_file_id(file_id))
     }
 
     async fn get_handle_by_create_guid(&self, create_guid: &Guid) -> Result<DurableHandle> {
+        let _timer = metrics::query(Backend::Postgres, Query::GetHandleByCreateGuid);
         let rows = self.read("get_handle_by_create_guid", &sql::GET_HANDLE[2], &[&&create_guid[..]]).await?;
         one_handle(&rows, || Error::handle_not_found_by_create_guid(create_guid))
     }
 
     async fn list_handles(&self, query: &HandleQuery) -> Result<Vec<DurableHandle>> {
+        let _timer = metrics::query(Backend::Postgres, Query::ListHandles);
         let during = "list_handles";
         let rows = match query {
             HandleQuery::All => self.read(during, &sql::LIST_HANDLES[0], &[]).await?,
@@ -179,6 +198,7 @@ impl LockStore for PostgresLockStore {
     }
 
     async fn get_record(&self, space: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let _timer = metrics::query(Backend::Postgres, Query::GetRecord);
         validate::space(space)?;
         validate::record_key(key)?;
         let rows = self.read("get_record", sql::GET_RECORD, &[&space, &key]).await?;
@@ -186,6 +206,7 @@ impl LockStore for PostgresLockStore {
     }
 
     async fn scan_records(&self, space: &str, scan: &RecordScan) -> Result<Vec<Record>> {
+        let _timer = metrics::query(Backend::Postgres, Query::ScanRecords);
         validate::scan(space, scan)?;
         let (from, to) = scan_range(scan);
         // At most i64::MAX rows: more than a space can hold.

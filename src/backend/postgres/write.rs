@@ -10,6 +10,7 @@ use super::codec::{ClientParams, HandleParams, LockParams, client_kind_text, dec
 use super::error::{pg_error, put_handle_error, retryable};
 use super::sql::{self, Delete, Take};
 use crate::error::{Error, Result};
+use crate::metrics::{self, Statement as Kind};
 use crate::model::DurableHandle;
 use crate::op::{Op, Outcome};
 use deadpool_postgres::StatementCache;
@@ -28,6 +29,7 @@ struct Txn<'a, 't> {
     tx: &'a Transaction<'t>,
     statements: Statements<'a>,
     during: &'static str,
+    trips: metrics::RoundTrips,
 }
 
 enum Statements<'a> {
@@ -44,12 +46,12 @@ enum Statements<'a> {
 impl<'a, 't> Txn<'a, 't> {
     /// A transaction on a pooled connection.
     fn pooled(tx: &'a deadpool_postgres::Transaction<'t>, during: &'static str) -> Self {
-        Self { tx, statements: Statements::Pooled(&tx.statement_cache), during }
+        Self { tx, statements: Statements::Pooled(&tx.statement_cache), during, trips: Default::default() }
     }
 
     /// A caller's transaction.
     fn caller(tx: &'a Transaction<'t>, during: &'static str) -> Self {
-        Self { tx, statements: Statements::Caller(Mutex::new(HashMap::new())), during }
+        Self { tx, statements: Statements::Caller(Mutex::new(HashMap::new())), during, trips: Default::default() }
     }
 
     async fn prepare(&self, text: &'static str) -> Result<Statement> {
@@ -69,11 +71,13 @@ impl<'a, 't> Txn<'a, 't> {
 
     async fn execute(&self, text: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let stmt = self.prepare(text).await?;
+        let _timer = self.trips.statement();
         self.tx.execute(&stmt, params).await.map_err(pg_error(self.during))
     }
 
     async fn query(&self, text: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let stmt = self.prepare(text).await?;
+        let _timer = self.trips.statement();
         self.tx.query(&stmt, params).await.map_err(pg_error(self.during))
     }
 
@@ -137,6 +141,7 @@ impl PostgresLockStore {
     async fn put_fenced(&self, during: &'static str, text: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Outcome> {
         let conn = self.conn(during).await?;
         let stmt = conn.prepare_cached(text).await.map_err(pg_error(during))?;
+        let _timer = metrics::pg_statement(Kind::Write);
         match conn.execute(&stmt, params).await.map_err(pg_error(during))? {
             0 => Err(self.fenced(&conn).await),
             _ => Ok(Outcome::Done),
@@ -147,6 +152,7 @@ impl PostgresLockStore {
     async fn delete_fenced(&self, during: &'static str, delete: Delete, key: &str) -> Result<u64> {
         let conn = self.conn(during).await?;
         let stmt = conn.prepare_cached(delete.fenced()).await.map_err(pg_error(during))?;
+        let _timer = metrics::pg_statement(Kind::Write);
         let row = conn.query_one(&stmt, &[&self.epoch_sql, &key.as_bytes()]).await.map_err(pg_error(during))?;
         let (unfenced, removed): (bool, i64) = (row.get(0), row.get(1));
         if !unfenced {
@@ -159,6 +165,7 @@ impl PostgresLockStore {
         let during = "delete_record";
         let conn = self.conn(during).await?;
         let stmt = conn.prepare_cached(&sql::DELETE_RECORD_FENCED).await.map_err(pg_error(during))?;
+        let _timer = metrics::pg_statement(Kind::Write);
         let row = conn.query_one(&stmt, &[&self.epoch_sql, &space, &key]).await.map_err(pg_error(during))?;
         let (unfenced, removed): (bool, i64) = (row.get(0), row.get(1));
         match (unfenced, removed) {
@@ -179,6 +186,7 @@ impl PostgresLockStore {
         refs.push(&self.epoch_sql);
         let mut attempt = 1;
         let row = loop {
+            let _timer = metrics::pg_statement(Kind::Write);
             match conn.query_one(&stmt, &refs).await.map_err(put_handle_error(during)) {
                 Err(e) if retryable(&e) && attempt < TXN_ATTEMPTS => attempt += 1,
                 result => break result?,
@@ -334,6 +342,7 @@ impl PostgresLockStore {
         }
         match self.apply_all(&txn, ops).await {
             Ok(outcomes) => {
+                txn.trips.record(3); // BEGIN, the fence, COMMIT
                 drop(txn);
                 tx.commit().await.map_err(pg_error("commit"))?;
                 Ok(outcomes)
@@ -420,6 +429,7 @@ impl PostgresLockStore {
                     return Err(refuse(crate::error::ReclaimRefusal::CurrentEpoch));
                 }
                 let stmt = txn.prepare(&sql::RECLAIM_SET).await?;
+                let _timer = txn.trips.statement();
                 let row =
                     txn.tx.query_one(&stmt, &[&id.as_bytes(), &self.epoch_sql]).await.map_err(pg_error(during))?;
                 decode_lock(&row).map(Outcome::Lock)
@@ -501,6 +511,7 @@ impl PostgresLockStore {
         let params = HandleParams::new(handle);
         let refs = params.refs();
         if matches!(txn.statements, Statements::Pooled(_)) {
+            let _timer = txn.trips.statement();
             let row = txn.tx.query_one(&stmt, &refs).await.map_err(put_handle_error(txn.during))?;
             return handle_conflict(handle, &row);
         }

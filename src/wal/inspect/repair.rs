@@ -422,8 +422,10 @@ pub fn repair(fs: Arc<dyn FileSystem>, dir: &Path, mode: RepairMode) -> Result<R
 
 /// [`repair`] that makes the cuts, on a thread outside any async runtime.
 fn apply_repair(fs: Arc<dyn FileSystem>, dir: &Path, accept_loss: bool) -> Result<RepairPlan> {
+    let span = tracing::info_span!("repair", dir = %dir.display(), accept_loss, actions = tracing::field::Empty, records_dropped = tracing::field::Empty, epoch = tracing::field::Empty).entered();
     let lock = crate::wal::open::take_lock(&*fs, dir)?;
     let mut plan = plan(&*fs, dir)?;
+    span.record("actions", plan.actions.len()).record("records_dropped", plan.records_dropped());
     if plan.actions.is_empty() {
         return Ok(plan);
     }
@@ -474,6 +476,7 @@ fn apply_repair(fs: Arc<dyn FileSystem>, dir: &Path, accept_loss: bool) -> Resul
         plan.epoch_floor,
     )?;
     let s = store.stats();
+    span.record("epoch", s.epoch);
     // Dropped without a clean-shutdown record: the next server start runs a
     // grace period, as it must after losing records.
     drop(store);
