@@ -32,8 +32,9 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Summary of a store: epoch, counts, log size, snapshot, last LSN, clean shutdown (read-only)
-    Stat(StatArgs),
+    /// Summary of a store: epoch, counts, log size, snapshot, last LSN, clean shutdown (read-only);
+    /// `--watch` refreshes it
+    Stat(StatCmdArgs),
     /// Locks matching every given filter, sorted by id (read-only)
     List(ListArgs),
     /// Client records, sorted by client id (read-only)
@@ -94,6 +95,20 @@ struct StatArgs {
     /// Print JSON (field names are documented in the README)
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args, Debug)]
+struct StatCmdArgs {
+    #[command(flatten)]
+    stat: StatArgs,
+    /// Read the store again every SECONDS (default 2) and show the live figures, refreshed in
+    /// place on a terminal (one JSON line per reading with --json); works while a server has the
+    /// store open. Needs DIR
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+    watch: Option<f64>,
+    /// Stop after N readings (with --watch)
+    #[arg(long, value_name = "N", requires = "watch")]
+    count: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -359,7 +374,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Stat(a) => read::stat(&a.source, a.json),
+        Cmd::Stat(StatCmdArgs { stat, watch: None, .. }) => read::stat(&stat.source, stat.json),
+        Cmd::Stat(StatCmdArgs { stat, watch: Some(every), count }) => {
+            read::watch(&stat.source, stat.json, every, count)
+        }
         Cmd::List(a) => read::list(a),
         Cmd::Clients(a) => read::clients(&a.source, a.json),
         Cmd::Handles(a) => read::handles(&a.source, a.share, a.json),

@@ -161,6 +161,104 @@ pub(super) fn stat(source: &SourceArgs, json: bool) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `stat DIR --watch SECONDS [--count N]`: reads the store again every
+/// `every` seconds, read-only like `stat` (so it works while a server holds
+/// the store; each reading replays the acknowledged prefix), and shows the
+/// figures with what changed since the previous reading. On a terminal the
+/// screen is redrawn in place; otherwise each reading is a block followed by
+/// a blank line, or with `json` one JSON line.
+pub(super) fn watch(source: &SourceArgs, json: bool, every: f64, count: Option<u64>) -> CliResult {
+    use std::io::IsTerminal;
+    let Some(dir) = source.dir.as_deref().filter(|_| source.url.is_none()) else {
+        return Err(CliError::unusable("--watch reads a store directory (DIR), not --url"));
+    };
+    if !(every.is_finite() && every > 0.0 && every <= 86_400.0) {
+        return Err(CliError::unusable(format!("--watch {every}: give seconds between 0 and 86400")));
+    }
+    let redraw = !json && std::io::stdout().is_terminal();
+    let started = std::time::Instant::now();
+    let mut previous: Option<(std::time::Instant, lockwal::wal::WalStats)> = None;
+    for reading in 1.. {
+        let store = open_read_only(dir)?;
+        let (s, spaces) = (store.stats(), store.record_spaces().len());
+        drop(store); // read-only: closing records nothing
+        let now = std::time::Instant::now();
+        let since = previous.as_ref().map(|(at, p)| {
+            let secs = now.duration_since(*at).as_secs_f64().max(f64::MIN_POSITIVE);
+            let lsns = s.last_lsn.saturating_sub(p.last_lsn);
+            (lsns, lsns as f64 / secs, s.locks as i64 - p.locks as i64, s.log_bytes as i64 - p.log_bytes as i64)
+        });
+        let at = now.duration_since(started).as_secs_f64();
+        if json {
+            out_json(&json!({
+                "at_seconds": at,
+                "epoch": s.epoch,
+                "locks": s.locks,
+                "clients": s.clients,
+                "handles": s.handles,
+                "records": s.keyspace_records,
+                "log_bytes": s.log_bytes,
+                "segments": s.segments,
+                "snapshot_lsn": s.snapshot_lsn,
+                "snapshot_bytes": s.snapshot_bytes,
+                "last_lsn": s.last_lsn,
+                "frames_since": since.map(|d| d.0),
+                "frames_per_second": since.map(|d| d.1),
+                "locks_change": since.map(|d| d.2),
+                "log_bytes_change": since.map(|d| d.3),
+            }))?;
+        } else {
+            if redraw {
+                // Cursor home, clear the screen: the reading replaces the last.
+                out(format_args!(
+                    "\x1b[H\x1b[2J{} every {every} s, reading {reading} at +{at:.1} s (Ctrl-C stops)",
+                    dir.display()
+                ))?;
+            } else {
+                out(format_args!("{} reading {reading} at +{at:.1} s", dir.display()))?;
+            }
+            out(format_args!("epoch           {}", s.epoch))?;
+            out(format_args!("locks           {}{}", s.locks, change(since.map(|d| d.2))))?;
+            out(format_args!("clients         {}", s.clients))?;
+            out(format_args!("handles         {}", s.handles))?;
+            out(format_args!("records         {} in {spaces} keyspace(s)", s.keyspace_records))?;
+            out(format_args!(
+                "log             {} bytes in {} segment(s){}",
+                s.log_bytes,
+                s.segments,
+                change(since.map(|d| d.3))
+            ))?;
+            match s.snapshot_lsn {
+                Some(lsn) => out(format_args!("snapshot        LSN {lsn} ({} bytes)", s.snapshot_bytes))?,
+                None => out("snapshot        none")?,
+            }
+            match since {
+                Some((lsns, rate, ..)) => {
+                    out(format_args!("last LSN        {} (+{lsns}, {rate:.1} frames/s)", s.last_lsn))?
+                }
+                None => out(format_args!("last LSN        {}", s.last_lsn))?,
+            }
+            if !redraw {
+                out("")?;
+            }
+        }
+        if count.is_some_and(|n| reading >= n) {
+            break;
+        }
+        previous = Some((now, s));
+        std::thread::sleep(std::time::Duration::from_secs_f64(every));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// " (+3)", " (-1)" or nothing: what changed since the previous reading.
+fn change(delta: Option<i64>) -> String {
+    match delta {
+        Some(d) if d != 0 => format!(" ({d:+})"),
+        _ => String::new(),
+    }
+}
+
 /// `stat --url`: what a PostgreSQL store has (no log, segments or LSNs).
 #[cfg(feature = "postgres")]
 fn stat_postgres(schema: &str, store: PostgresLockStore, json: bool, rt: &Runtime) -> CliResult {

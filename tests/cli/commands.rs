@@ -3,7 +3,7 @@
 //! commands leaving the directory byte-identical, a second writer refused
 //! while readers see the live store, and the clean-shutdown marker.
 
-use crate::support::{fails, files, handle_store, ids, many_segments, ok, p, rich_store, runtime, segments};
+use crate::support::{fails, files, handle_store, ids, lockwal, many_segments, ok, p, rich_store, runtime, segments};
 use lockwal::LockStore;
 use lockwal::testing::sample;
 use lockwal::wal::{WalLockStore, WalOptions};
@@ -246,4 +246,42 @@ fn compact_writes_a_snapshot_and_retires_the_log() {
     let human = ok(&["compact", d]);
     assert!(human.stdout.contains("snapshot at LSN"), "{}", human.stdout);
     assert_eq!(ok(&["verify", d, "--json"]).json()["intact"], true);
+}
+
+/// `stat --watch` reads a store that a live writer holds, read-only, once
+/// per interval: `--count` bounds it; each reading says what changed since
+/// the last; without a terminal it never writes screen-control codes.
+#[test]
+fn stat_watch_reads_a_live_store_and_stops_after_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = p(dir.path());
+    let rt = runtime();
+    let store = rt.block_on(WalLockStore::open(dir.path(), WalOptions::default())).unwrap();
+    for i in 0..5 {
+        rt.block_on(store.put_lock(sample::byte_range(&format!("l{i}"), "s", "f", "o", "c"))).unwrap();
+    }
+    let last_lsn = store.stats().last_lsn;
+    let readings: Vec<Value> = ok(&["stat", d, "--watch", "0.05", "--count", "3", "--json"])
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(readings.len(), 3);
+    for (i, r) in readings.iter().enumerate() {
+        assert_eq!((r["locks"].as_u64(), r["last_lsn"].as_u64()), (Some(5), Some(last_lsn)), "reading {i}");
+        let expected_change = if i == 0 { Value::Null } else { Value::from(0) };
+        assert_eq!(r["frames_since"], expected_change, "reading {i}: nothing was written between readings");
+    }
+    // The reader changed nothing: the writer goes on, and the next reading
+    // sees its write and the change.
+    rt.block_on(store.put_lock(sample::byte_range("l5", "s", "f", "o", "c"))).unwrap();
+    let text = ok(&["stat", d, "--watch", "0.05", "--count", "2"]).stdout;
+    assert!(!text.contains('\u{1b}'), "no screen control codes without a terminal: {text:?}");
+    let blocks: Vec<&str> = text.split("\n\n").filter(|b| !b.trim().is_empty()).collect();
+    assert_eq!(blocks.len(), 2, "{text}");
+    assert!(blocks.iter().all(|b| b.contains("locks           6")), "{text}");
+    assert!(blocks[1].contains("(+0, 0.0 frames/s)"), "{text}");
+    rt.block_on(store.close()).unwrap();
+    assert_eq!(lockwal(&["stat", d, "--count", "2"]).code, 2, "--count needs --watch");
+    fails(&["stat", d, "--watch", "0"], 2);
 }
