@@ -659,6 +659,8 @@ async fn child(args: &[String]) -> Result<()> {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    #[cfg(feature = "metrics")]
+    metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match args.first().map(String::as_str) {
         Some("child-restore") => return runtime.block_on(child(&args[1..])),
