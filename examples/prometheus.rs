@@ -45,11 +45,11 @@ fn args() -> Args {
 
 fn lock(task: usize, i: u64) -> PersistedLock {
     PersistedLock {
-        id: format!("t{task}-l{}", i % 64),
+        id: format!("t{task}-l{}", i % 64).into(),
         share: "export".into(),
-        file_id: format!("fh-{}", i % 16),
-        owner_id: format!("nlm:host{task}:{i}"),
-        client_id: format!("host{task}"),
+        file_id: format!("fh-{}", i % 16).into(),
+        owner_id: format!("nlm:host{task}:{i}").into(),
+        client_id: format!("host{task}").into(),
         kind: LockKind::ByteRange(ByteRange {
             lock_type: LockType::Exclusive,
             offset: i * 4096,
