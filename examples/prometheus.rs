@@ -92,10 +92,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let id = l.id.clone();
                     store.put_lock(l).await?;
                     store.get_lock(&id).await?;
-                    if i % 3 == 0 {
+                    if i.is_multiple_of(3) {
                         store.delete_lock(&id).await?;
                     }
-                    if i % 50 == 0 {
+                    if i.is_multiple_of(50) {
                         store.list_locks(&LockQuery::by_file("fh-1")).await?;
                     }
                     i += 1;
