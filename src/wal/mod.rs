@@ -244,6 +244,16 @@ impl WalLockStore {
         answer.await.map_err(|_| Error::Closed)?
     }
 
+    /// [`LockStore::transaction`] without its metrics.
+    async fn transaction_unmetered(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
+        validate_batch(&ops)?;
+        self.check_writable()?;
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit(Command::Txn(ops)).await
+    }
+
     fn check_writable(&self) -> Result<()> {
         if self.read_only {
             return Err(Error::ReadOnly { store: self.dir.display().to_string() });
@@ -289,15 +299,6 @@ impl WalLockStore {
             }
         }
         answer.await.map_err(|_| Error::Closed)?.into_result()
-    }
-
-    async fn transaction_unmetered(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
-        validate_batch(&ops)?;
-        self.check_writable()?;
-        if ops.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.submit(Command::Txn(ops)).await
     }
 
     fn submit_blocking(&self, command: Command) -> Result<Vec<Outcome>> {
