@@ -122,6 +122,7 @@ pub(crate) enum Backend {
 pub(crate) enum Query {
     GetLock,
     ListLocks,
+    ForEachLock,
     Count,
     GetClient,
     ListClients,

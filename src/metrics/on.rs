@@ -166,6 +166,7 @@ pub(crate) fn query(backend: Backend, kind: Query) -> QueryTimer {
             match kind {
                 Query::GetLock => key!(QUERY_LATENCY, "backend" => $backend, "kind" => "get_lock"),
                 Query::ListLocks => key!(QUERY_LATENCY, "backend" => $backend, "kind" => "list_locks"),
+                Query::ForEachLock => key!(QUERY_LATENCY, "backend" => $backend, "kind" => "for_each_lock"),
                 Query::Count => key!(QUERY_LATENCY, "backend" => $backend, "kind" => "count"),
                 Query::GetClient => key!(QUERY_LATENCY, "backend" => $backend, "kind" => "get_client"),
                 Query::ListClients => key!(QUERY_LATENCY, "backend" => $backend, "kind" => "list_clients"),

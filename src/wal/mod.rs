@@ -386,6 +386,7 @@ impl LockStore for WalLockStore {
     }
 
     async fn for_each_lock(&self, visit: &mut (dyn FnMut(PersistedLock) + Send)) -> Result<u64> {
+        let _timer = metrics::query(Backend::Wal, Query::ForEachLock);
         let locks = self.read_locks()?;
         let count = locks.len() as u64;
         locks.for_each(visit);
