@@ -99,5 +99,9 @@ fn main() -> Result<()> {
 
 fn phase(name: &str, took: Duration, saw: u64, locks: u64) {
     assert_eq!(saw, locks, "{name} saw {saw} locks, the store holds {locks}");
-    println!("{name:>24}: {:>8.1} ms  {:>6.0} ns per lock", took.as_secs_f64() * 1e3, took.as_nanos() as f64 / locks as f64);
+    println!(
+        "{name:>24}: {:>8.1} ms  {:>6.0} ns per lock",
+        took.as_secs_f64() * 1e3,
+        took.as_nanos() as f64 / locks as f64
+    );
 }
