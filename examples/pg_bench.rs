@@ -220,8 +220,8 @@ fn pgbench_statement(text: &str, params: &[Option<&str>]) -> String {
 }
 
 /// The lock parameters as pgbench variables, in the statements' order.
-const LOCK_VARS: [Option<&str>; 29] = {
-    let mut v = [None; 29];
+const LOCK_VARS: [Option<&str>; 33] = {
+    let mut v = [None; 33];
     v[0] = Some(":id");
     v[1] = Some(":share");
     v[2] = Some(":f");
@@ -234,6 +234,7 @@ const LOCK_VARS: [Option<&str>; 29] = {
     v[9] = Some(":off");
     v[10] = Some(":len");
     v[11] = Some(":zb");
+    v[12] = Some(":flavor");
     v
 };
 
@@ -275,7 +276,7 @@ fn run_pgbench(args: &Args, schema: &str, epoch: u64, workload: Workload, fenced
         .arg("-T")
         .arg(args.seconds.to_string())
         .args(["-D", "share=s", "-D", "kind=byte_range", "-D", "rtype=exclusive", "-D", "off=4096"])
-        .args(["-D", "len=512", "-D", "zb=false", "-D", "at=1764000000123456"])
+        .args(["-D", "len=512", "-D", "zb=false", "-D", "flavor=posix", "-D", "at=1764000000123456"])
         .arg("-D")
         .arg(format!("epoch={epoch}"))
         .arg("-f")
