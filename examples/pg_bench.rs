@@ -25,7 +25,7 @@
 //! `--seconds 4`, `--rounds 5`, `--workloads put,putdel`, `--pgbench PATH`.
 
 use lockwal::backend::postgres::sql::{Delete, PUT_LOCK, PUT_LOCK_FENCED};
-use lockwal::backend::postgres::{PostgresConfig, PostgresLockStore, tokio_postgres};
+use lockwal::backend::postgres::{GroupStats, PostgresConfig, PostgresLockStore, tokio_postgres};
 use lockwal::model::*;
 use lockwal::{LockStore, Op};
 use std::path::PathBuf;
@@ -301,6 +301,12 @@ fn run_pgbench(args: &Args, schema: &str, epoch: u64, workload: Workload, fenced
     tps * workload.ops_per_script()
 }
 
+/// The backend's group-commit counters (groups: SQL transactions shared by
+/// two requests or more).
+fn group_stats(store: &Arc<dyn LockStore>) -> GroupStats {
+    store.as_any().downcast_ref::<PostgresLockStore>().expect("a PostgreSQL store").group_stats()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -338,8 +344,16 @@ async fn main() {
         args.pgbench.display()
     );
     println!(
-        "{:<8} {:>5} {:>5} {:>14} {:>14} {:>7} {:>18}",
-        "workload", "tasks", "round", "backend op/s", "pgbench op/s", "ratio", "pgbench no fence"
+        "{:<8} {:>5} {:>5} {:>14} {:>14} {:>7} {:>18} {:>9} {:>10}",
+        "workload",
+        "tasks",
+        "round",
+        "backend op/s",
+        "pgbench op/s",
+        "ratio",
+        "pgbench no fence",
+        "groups",
+        "per group"
     );
     let mut summary = Vec::new();
     for &workload in &args.workloads {
@@ -347,20 +361,25 @@ async fn main() {
             let (mut ours, mut theirs, mut ratios, mut unfenced) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for round in 1..=args.rounds {
                 reset(&sql).await;
+                let before = group_stats(&store);
                 let o = run_backend(&store, workload, tasks, args.seconds).await;
+                let after = group_stats(&store);
+                let (groups, grouped) = (after.groups - before.groups, after.grouped - before.grouped);
                 reset(&sql).await;
                 let t = run_pgbench(&args, &schema, epoch, workload, true, tasks);
                 reset(&sql).await;
                 let u = run_pgbench(&args, &schema, epoch, workload, false, tasks);
                 println!(
-                    "{:<8} {:>5} {:>5} {:>14.0} {:>14.0} {:>7.2} {:>18.0}",
+                    "{:<8} {:>5} {:>5} {:>14.0} {:>14.0} {:>7.2} {:>18.0} {:>9} {:>10.1}",
                     workload.name(),
                     tasks,
                     round,
                     o,
                     t,
                     o / t,
-                    u
+                    u,
+                    groups,
+                    grouped as f64 / groups.max(1) as f64
                 );
                 ours.push(o);
                 theirs.push(t);

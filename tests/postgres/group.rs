@@ -9,6 +9,7 @@
 
 use super::*;
 use lockwal::Outcome;
+use lockwal::error::Entity;
 
 /// Waits until `n` backends are blocked by backend `holder`.
 async fn wait_blocked(scratch: &Scratch, holder: i32, n: i64) {
@@ -265,4 +266,48 @@ async fn a_fenced_nodes_grouped_writes_all_fail_and_change_nothing() {
     assert_eq!(b.get_record("space", b"k").await.unwrap(), Some(b"v".to_vec()));
     assert!(matches!(b.get_handle("open-3").await, Err(Error::NotFound { .. })));
     assert_fenced(a.put_lock(lock("later")).await, ea, eb);
+}
+
+/// The upserts and deletes of locks in a group (one statement each for the
+/// group): two puts of one id both succeed and one of them is what remains,
+/// two deletes of one id find it once, a delete of an absent lock fails
+/// with `NotFound`, and every other put lands with this node's epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_puts_and_deletes_answer_each_request() {
+    let Some(scratch) = Scratch::new() else { return };
+    let store = Arc::new(scratch.open().await);
+    store.put_lock(lock("e")).await.unwrap();
+    let twin = |owner: &str| sample::byte_range("d", "s", "f-d", owner, "c");
+    let mut requests: Vec<Vec<Op>> = vec![
+        vec![Op::PutLock(twin("first"))],
+        vec![Op::PutLock(twin("second"))],
+        vec![Op::DeleteLock { id: "e".into() }],
+        vec![Op::DeleteLock { id: "e".into() }],
+        vec![Op::DeleteLock { id: "absent".into() }],
+    ];
+    requests.extend((0..20).map(|i| vec![Op::PutLock(lock(&format!("p{i:02}")))]));
+    let answers = grouped(&scratch, &store, requests).await;
+    let answers = &answers[2..];
+    assert_eq!(answers[0].as_ref().unwrap(), &vec![Outcome::Done]);
+    assert_eq!(answers[1].as_ref().unwrap(), &vec![Outcome::Done]);
+    let deleted: Vec<bool> = answers[2..4].iter().map(|a| a.is_ok()).collect();
+    assert!(deleted == [true, false] || deleted == [false, true], "{:?}", &answers[2..4]);
+    for refused in answers[2..5].iter().filter(|a| a.is_err()) {
+        assert!(matches!(refused, Err(Error::NotFound { entity: Entity::Lock, .. })), "{refused:?}");
+    }
+    assert!(answers[5..].iter().all(|a| a.as_ref().is_ok_and(|o| o == &vec![Outcome::Done])));
+    let epoch = store.epoch().await.unwrap();
+    let stamped = |mut l: PersistedLock| {
+        l.server_epoch = epoch;
+        l
+    };
+    let d = store.get_lock("d").await.unwrap();
+    assert!(d == stamped(twin("first")) || d == stamped(twin("second")), "{d:?}");
+    assert_eq!(d.server_epoch, epoch);
+    let all = store.list_locks(&LockQuery::all()).await.unwrap();
+    assert_eq!(all.len(), 2 + 1 + 20, "blockers, d and the 20 puts; e deleted");
+    assert!(all.iter().all(|l| l.server_epoch == epoch));
+    for (i, l) in all.iter().filter(|l| l.id.starts_with('p')).enumerate() {
+        assert_eq!(*l, stamped(lock(&format!("p{i:02}"))));
+    }
 }

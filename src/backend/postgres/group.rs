@@ -28,12 +28,14 @@
 //! cancels nobody else's write (its own may still commit, as when alone).
 
 use super::Core;
+use super::batch;
 use super::error::pg_error;
 use super::sql;
 use super::write::Txn;
 use crate::error::{Error, Result};
+use crate::model::PersistedLock;
 use crate::op::{Op, Outcome};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -286,11 +288,26 @@ impl Core {
             (Some(a), Some(b)) => a.cmp(&b),
             (a, b) => a.is_none().cmp(&b.is_none()),
         });
-        // Step 1: the fence first, then every one-statement request, sent
-        // together and answered in order.
+        // Step 1: the fence first, then the upserts of locks (distinct ids)
+        // as one statement, the deletes of locks as one, and every other
+        // one-statement request, sent together and answered in order.
+        let mut seen = HashSet::new();
+        let (mut puts, mut deletes, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+        for i in single {
+            match &batch[i].ops[0] {
+                Op::PutLock(lock) if seen.insert(&*lock.id) => puts.push((i, lock)),
+                Op::DeleteLock { id } => deletes.push((i, id.as_str())),
+                _ => rest.push(i),
+            }
+        }
         let fence_row = txn.tx.query_one(&fence, &[]);
-        let statements = send_all(single.iter().map(|&i| self.apply(&txn, &batch[i].ops[0])).collect());
-        let (fence_row, statements) = tokio::join!(fence_row, statements);
+        let locks: Vec<&PersistedLock> = puts.iter().map(|&(_, lock)| lock).collect();
+        let ids: Vec<&str> = deletes.iter().map(|&(_, id)| id).collect();
+        let put_all =
+            async { if locks.is_empty() { Ok(0) } else { batch::put_locks(&txn, &locks, self.epoch_sql).await } };
+        let delete_all = async { if ids.is_empty() { Ok(Vec::new()) } else { batch::delete_locks(&txn, &ids).await } };
+        let statements = send_all(rest.iter().map(|&i| self.apply(&txn, &batch[i].ops[0])).collect());
+        let (fence_row, put_all, delete_all, statements) = tokio::join!(fence_row, put_all, delete_all, statements);
         let row = fence_row.map_err(pg_error(during)).map_err(split)?;
         let (current, clean): (i64, bool) = (row.get(0), row.get(1));
         if current != self.epoch_sql || clean {
@@ -299,7 +316,21 @@ impl Core {
             return Err(GroupError::All(self.refusal(current, clean)));
         }
         let mut outcomes: Vec<Option<Result<Vec<Outcome>>>> = (0..batch.len()).map(|_| None).collect();
-        for (&i, outcome) in single.iter().zip(statements) {
+        put_all.map_err(split)?;
+        for &(i, _) in &puts {
+            outcomes[i] = Some(Ok(vec![Outcome::Done]));
+        }
+        // Each removed row answers the first delete of its id; the later
+        // ones (the row already gone) find nothing.
+        let mut removed: HashSet<Vec<u8>> = delete_all.map_err(split)?.into_iter().collect();
+        for &(i, id) in &deletes {
+            outcomes[i] = Some(if removed.remove(id.as_bytes()) {
+                Ok(vec![Outcome::Done])
+            } else {
+                Err(Error::lock_not_found(id))
+            });
+        }
+        for (&i, outcome) in rest.iter().zip(statements) {
             match outcome {
                 Err(e @ Error::Postgres { .. }) => return Err(split(e)),
                 outcome => outcomes[i] = Some(outcome.map(|o| vec![o])),

@@ -64,6 +64,7 @@
 //! write path, a caller's transaction included) and `store.rs` (the
 //! [`LockStore`] implementation).
 
+mod batch;
 mod caller;
 mod codec;
 mod config;

@@ -66,12 +66,12 @@ impl<'a, 't> Txn<'a, 't> {
         }
     }
 
-    async fn execute(&self, text: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+    pub(super) async fn execute(&self, text: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let stmt = self.prepare(text).await?;
         self.tx.execute(&stmt, params).await.map_err(pg_error(self.during))
     }
 
-    async fn query(&self, text: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+    pub(super) async fn query(&self, text: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let stmt = self.prepare(text).await?;
         self.tx.query(&stmt, params).await.map_err(pg_error(self.during))
     }
