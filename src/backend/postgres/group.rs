@@ -8,10 +8,12 @@
 //! in one transaction:
 //!
 //! 1. `BEGIN`; then, sent together without waiting for answers, the fence
-//!    (`FOR SHARE` on the epoch row) and the statement of every request that
-//!    is one operation failing without effect (a put, a delete: one
-//!    statement whose refusal, such as not found or a handle conflict,
-//!    writes nothing), ordered by key so that groups lock rows in one order;
+//!    (`FOR SHARE` on the epoch row), the upserts of locks as one statement
+//!    and the deletes of locks as one (`batch.rs`), and the statement of
+//!    every other request that is one operation failing without effect (a
+//!    put, a delete: one statement whose refusal, such as not found or a
+//!    handle conflict, writes nothing), ordered by key so that groups lock
+//!    rows in one order;
 //! 2. if the fence holds, every other request (several operations, or an
 //!    operation of several statements) in turn under `SAVEPOINT`, rolled
 //!    back to it when the request is refused;
