@@ -1,12 +1,16 @@
-//! Throughput of the PostgreSQL backend next to pgbench running the very same
-//! statements against the same server: durable single-operation writes,
-//! one SQL transaction each.
+//! Throughput of the PostgreSQL backend next to pgbench running the
+//! backend's single-write statements against the same server: durable
+//! single-operation writes, each acknowledged only once committed. pgbench
+//! commits one statement per transaction; the backend commits a lone write
+//! the same way and concurrent writes in groups (one SQL transaction for the
+//! writes queued, their lock upserts as one statement), which is what is
+//! compared.
 //!
 //! ```sh
 //! scripts/pg-throwaway run cargo run --release --features postgres --example pg_bench -- --tasks 1,64
 //! ```
 //!
-//! Workloads (each operation is one durable transaction):
+//! Workloads (each operation is one durable write, waited for by its task):
 //! - `put`: upsert of a byte-range lock, id drawn from 1..=100000;
 //! - `putdel`: upsert of a lock with a fresh id, then its delete.
 //!
@@ -18,8 +22,9 @@
 //! the same statements without the epoch fence. Short runs that alternate
 //! many times, and the median of the per-round ratios, keep a changing load
 //! on a shared machine from favouring either side. Before every run the
-//! table is emptied and a CHECKPOINT taken. It prints ops/s and ratios and
-//! asserts nothing.
+//! table is emptied and a CHECKPOINT taken. It prints ops/s, ratios, and
+//! the group transactions the backend committed in the run with their mean
+//! size, and asserts nothing.
 //!
 //! Options: `--url URL` (default `$LOCKWAL_TEST_PG_URL`), `--tasks 1,64`,
 //! `--seconds 4`, `--rounds 5`, `--workloads put,putdel`, `--pgbench PATH`.
