@@ -19,8 +19,9 @@
 //!
 //! [`PostgresLockStore::open`] increments the epoch in `lockwal_meta` under a
 //! row lock and remembers the new value as this handle's epoch. Every write
-//! is one SQL transaction whose first step share-locks that row and checks
-//! it still holds this handle's epoch: when another node has opened the
+//! commits in an SQL transaction (its own, or one it shares with the
+//! handle's concurrent writes: group commit) that share-locks that row and
+//! checks it still holds this handle's epoch before anything commits: when another node has opened the
 //! store since, the write changes nothing and fails with
 //! [`Error::Fenced`], and this handle refuses every later write without
 //! asking the database. An open waits for every write in flight to commit
@@ -61,8 +62,10 @@
 //! statement), `codec.rs` (statement parameters from the model, rows back
 //! to it), `numeric.rs` (the exact `u64` codec), `migrate.rs` (the embedded
 //! migrations), this file (the handle, open and the fence), `write.rs` (the
-//! write path, a caller's transaction included) and `store.rs` (the
-//! [`LockStore`] implementation).
+//! write path of one request), `group.rs` and `batch.rs` (group commit:
+//! concurrent requests in one transaction, a group's lock upserts and
+//! deletes as one statement each), `caller.rs` (a caller's transaction)
+//! and `store.rs` (the [`LockStore`] implementation).
 
 mod batch;
 mod caller;
