@@ -311,3 +311,66 @@ async fn batched_puts_and_deletes_answer_each_request() {
         assert_eq!(*l, stamped(lock(&format!("p{i:02}"))));
     }
 }
+
+/// A database error inside a group (here a durable-handle put that loses
+/// the race for a file id to a concurrent transaction: a unique violation,
+/// reported as a serialization failure) rolls the group back and each
+/// request runs alone: the put retries and gets `HandleConflict`, the
+/// others commit, and no group transaction is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_error_in_a_group_splits_it_and_each_request_runs_alone() {
+    let Some(scratch) = Scratch::new() else { return };
+    let store = Arc::new(scratch.open().await);
+    store.put_lock(lock("r1")).await.unwrap();
+    store.put_lock(lock("r2")).await.unwrap();
+    // The blockers wait on rows r1 and r2 (past the fence), so the group
+    // forms.
+    let holder = scratch.sql().await;
+    let holder_pid = backend_pid(&holder).await;
+    holder
+        .batch_execute("BEGIN; SELECT id FROM lockwal_locks WHERE id IN ('r1'::bytea, 'r2'::bytea) FOR UPDATE")
+        .await
+        .unwrap();
+    let mut blockers = Vec::new();
+    for n in 1..=2 {
+        blockers.push(spawn(&store, vec![Op::PutLock(lock(&format!("r{n}")))]));
+        wait_blocked(&scratch, holder_pid, n).await;
+    }
+    let y = DurableHandle { id: "y".into(), ..sample::handle(5) };
+    let requests = vec![vec![Op::PutHandle(y.clone())], vec![Op::PutLock(lock("g1"))], vec![Op::PutLock(lock("g2"))]];
+    let answers: Vec<Answer> = requests.into_iter().map(|ops| spawn(&store, ops)).collect();
+    wait_queued(&store, 4).await;
+    // A caller's transaction puts handle x with the same file id, uncommitted.
+    let mut caller = caller_client(&scratch).await;
+    let caller_pid = backend_pid(&caller).await;
+    let tx = caller.transaction().await.unwrap();
+    let x = DurableHandle { id: "x".into(), ..sample::handle(5) };
+    store.transaction_in(&tx, vec![Op::PutHandle(x.clone())]).await.unwrap();
+    let before = store.group_stats();
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    for blocker in blockers {
+        blocker.await.unwrap().expect("blocker");
+    }
+    // The group's put of y waits for x's transaction; x commits first.
+    wait_blocked(&scratch, caller_pid, 1).await;
+    tx.commit().await.unwrap();
+    let answers: Vec<_> = {
+        let mut out = Vec::new();
+        for answer in answers {
+            out.push(answer.await.unwrap());
+        }
+        out
+    };
+    match &answers[0] {
+        Err(Error::HandleConflict { id, field, holder }) => {
+            assert_eq!((&**id, *field, &**holder), ("y", "file_id", "x"))
+        }
+        other => panic!("expected HandleConflict, got {other:?}"),
+    }
+    assert!(answers[1..].iter().all(|a| a.as_ref().is_ok_and(|o| o == &vec![Outcome::Done])), "{answers:?}");
+    let after = store.group_stats();
+    assert_eq!((after.groups, after.grouped), (before.groups, before.grouped), "the group did not commit");
+    assert_eq!(all_ids(&*store).await, ["g1", "g2", "r1", "r2"]);
+    assert_eq!(store.get_handle("x").await.unwrap(), x);
+    assert!(matches!(store.get_handle("y").await, Err(Error::NotFound { .. })));
+}
