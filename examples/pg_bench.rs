@@ -1,12 +1,16 @@
-//! Throughput of the PostgreSQL backend next to pgbench running the very same
-//! statements against the same server: durable single-operation writes,
-//! one SQL transaction each.
+//! Throughput of the PostgreSQL backend next to pgbench running the
+//! backend's single-write statements against the same server: durable
+//! single-operation writes, each acknowledged only once committed. pgbench
+//! commits one statement per transaction; the backend commits a lone write
+//! the same way and concurrent writes in groups (one SQL transaction for the
+//! writes queued, their lock upserts as one statement), which is what is
+//! compared.
 //!
 //! ```sh
 //! scripts/pg-throwaway run cargo run --release --features postgres --example pg_bench -- --tasks 1,64
 //! ```
 //!
-//! Workloads (each operation is one durable transaction):
+//! Workloads (each operation is one durable write, waited for by its task):
 //! - `put`: upsert of a byte-range lock, id drawn from 1..=100000;
 //! - `putdel`: upsert of a lock with a fresh id, then its delete.
 //!
@@ -18,14 +22,15 @@
 //! the same statements without the epoch fence. Short runs that alternate
 //! many times, and the median of the per-round ratios, keep a changing load
 //! on a shared machine from favouring either side. Before every run the
-//! table is emptied and a CHECKPOINT taken. It prints ops/s and ratios and
-//! asserts nothing.
+//! table is emptied and a CHECKPOINT taken. It prints ops/s, ratios, and
+//! the group transactions the backend committed in the run with their mean
+//! size, and asserts nothing.
 //!
 //! Options: `--url URL` (default `$LOCKWAL_TEST_PG_URL`), `--tasks 1,64`,
 //! `--seconds 4`, `--rounds 5`, `--workloads put,putdel`, `--pgbench PATH`.
 
 use lockwal::backend::postgres::sql::{Delete, PUT_LOCK, PUT_LOCK_FENCED};
-use lockwal::backend::postgres::{PostgresConfig, PostgresLockStore, tokio_postgres};
+use lockwal::backend::postgres::{GroupStats, PostgresConfig, PostgresLockStore, tokio_postgres};
 use lockwal::model::*;
 use lockwal::{LockStore, Op};
 use std::path::PathBuf;
@@ -220,8 +225,8 @@ fn pgbench_statement(text: &str, params: &[Option<&str>]) -> String {
 }
 
 /// The lock parameters as pgbench variables, in the statements' order.
-const LOCK_VARS: [Option<&str>; 29] = {
-    let mut v = [None; 29];
+const LOCK_VARS: [Option<&str>; 33] = {
+    let mut v = [None; 33];
     v[0] = Some(":id");
     v[1] = Some(":share");
     v[2] = Some(":f");
@@ -234,6 +239,7 @@ const LOCK_VARS: [Option<&str>; 29] = {
     v[9] = Some(":off");
     v[10] = Some(":len");
     v[11] = Some(":zb");
+    v[12] = Some(":flavor");
     v
 };
 
@@ -275,7 +281,7 @@ fn run_pgbench(args: &Args, schema: &str, epoch: u64, workload: Workload, fenced
         .arg("-T")
         .arg(args.seconds.to_string())
         .args(["-D", "share=s", "-D", "kind=byte_range", "-D", "rtype=exclusive", "-D", "off=4096"])
-        .args(["-D", "len=512", "-D", "zb=false", "-D", "at=1764000000123456"])
+        .args(["-D", "len=512", "-D", "zb=false", "-D", "flavor=posix", "-D", "at=1764000000123456"])
         .arg("-D")
         .arg(format!("epoch={epoch}"))
         .arg("-f")
@@ -298,6 +304,12 @@ fn run_pgbench(args: &Args, schema: &str, epoch: u64, workload: Workload, fenced
         panic!("pgbench had failures: {failed}");
     }
     tps * workload.ops_per_script()
+}
+
+/// The backend's group-commit counters (groups: SQL transactions shared by
+/// two requests or more).
+fn group_stats(store: &Arc<dyn LockStore>) -> GroupStats {
+    store.as_any().downcast_ref::<PostgresLockStore>().expect("a PostgreSQL store").group_stats()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -337,8 +349,16 @@ async fn main() {
         args.pgbench.display()
     );
     println!(
-        "{:<8} {:>5} {:>5} {:>14} {:>14} {:>7} {:>18}",
-        "workload", "tasks", "round", "backend op/s", "pgbench op/s", "ratio", "pgbench no fence"
+        "{:<8} {:>5} {:>5} {:>14} {:>14} {:>7} {:>18} {:>9} {:>10}",
+        "workload",
+        "tasks",
+        "round",
+        "backend op/s",
+        "pgbench op/s",
+        "ratio",
+        "pgbench no fence",
+        "groups",
+        "per group"
     );
     let mut summary = Vec::new();
     for &workload in &args.workloads {
@@ -346,20 +366,25 @@ async fn main() {
             let (mut ours, mut theirs, mut ratios, mut unfenced) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for round in 1..=args.rounds {
                 reset(&sql).await;
+                let before = group_stats(&store);
                 let o = run_backend(&store, workload, tasks, args.seconds).await;
+                let after = group_stats(&store);
+                let (groups, grouped) = (after.groups - before.groups, after.grouped - before.grouped);
                 reset(&sql).await;
                 let t = run_pgbench(&args, &schema, epoch, workload, true, tasks);
                 reset(&sql).await;
                 let u = run_pgbench(&args, &schema, epoch, workload, false, tasks);
                 println!(
-                    "{:<8} {:>5} {:>5} {:>14.0} {:>14.0} {:>7.2} {:>18.0}",
+                    "{:<8} {:>5} {:>5} {:>14.0} {:>14.0} {:>7.2} {:>18.0} {:>9} {:>10.1}",
                     workload.name(),
                     tasks,
                     round,
                     o,
                     t,
                     o / t,
-                    u
+                    u,
+                    groups,
+                    grouped as f64 / groups.max(1) as f64
                 );
                 ours.push(o);
                 theirs.push(t);

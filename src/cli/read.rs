@@ -59,7 +59,8 @@ fn name(path: &Path) -> String {
 
 /// A store opened for reading by `stat`, `list` or `clients`.
 enum Source {
-    Dir(PathBuf, WalLockStore),
+    /// Boxed: a WAL handle is large, a PostgreSQL one a pointer.
+    Dir(PathBuf, Box<WalLockStore>),
     #[cfg(feature = "postgres")]
     Postgres(String, PostgresLockStore),
 }
@@ -69,7 +70,7 @@ impl Source {
         match (&args.dir, &args.url) {
             // clap does not enforce `requires` next to a present DIR.
             (Some(_), None) if args.schema.is_some() => Err(CliError::unusable("--schema needs --url")),
-            (Some(dir), None) => Ok(Self::Dir(dir.clone(), open_read_only(dir)?)),
+            (Some(dir), None) => Ok(Self::Dir(dir.clone(), Box::new(open_read_only(dir)?))),
             (None, Some(url)) => Self::open_postgres(url, args.schema.as_deref().unwrap_or("public"), rt),
             // clap refuses both and neither.
             _ => Err(CliError::unusable("give either DIR or --url")),
@@ -93,7 +94,7 @@ impl Source {
 
     fn store(&self) -> &dyn LockStore {
         match self {
-            Self::Dir(_, store) => store,
+            Self::Dir(_, store) => &**store,
             #[cfg(feature = "postgres")]
             Self::Postgres(_, store) => store,
         }

@@ -19,7 +19,8 @@
 //! `handle_races.rs` (racing consumers, puts and swaps),
 //! `handle_model.rs` (a random run of handle and record operations against
 //! the state machine), `caller.rs` (operations in a caller's own
-//! transaction).
+//! transaction), `group.rs` (group commit: outcomes, atomicity and the
+//! fence inside a group).
 #![cfg(feature = "postgres")]
 
 #[macro_use]
@@ -30,6 +31,7 @@ mod caller;
 mod connections;
 mod encodings;
 mod fencing;
+mod group;
 mod handle_model;
 mod handle_races;
 mod handles;

@@ -19,8 +19,9 @@
 //!
 //! [`PostgresLockStore::open`] increments the epoch in `lockwal_meta` under a
 //! row lock and remembers the new value as this handle's epoch. Every write
-//! is one SQL transaction whose first step share-locks that row and checks
-//! it still holds this handle's epoch: when another node has opened the
+//! commits in an SQL transaction (its own, or one it shares with the
+//! handle's concurrent writes: group commit) that share-locks that row and
+//! checks it still holds this handle's epoch before anything commits: when another node has opened the
 //! store since, the write changes nothing and fails with
 //! [`Error::Fenced`], and this handle refuses every later write without
 //! asking the database. An open waits for every write in flight to commit
@@ -61,12 +62,17 @@
 //! statement), `codec.rs` (statement parameters from the model, rows back
 //! to it), `numeric.rs` (the exact `u64` codec), `migrate.rs` (the embedded
 //! migrations), this file (the handle, open and the fence), `write.rs` (the
-//! write path, a caller's transaction included) and `store.rs` (the
-//! [`LockStore`] implementation).
+//! write path of one request), `group.rs` and `batch.rs` (group commit:
+//! concurrent requests in one transaction, a group's lock upserts and
+//! deletes as one statement each), `caller.rs` (a caller's transaction)
+//! and `store.rs` (the [`LockStore`] implementation).
 
+mod batch;
+mod caller;
 mod codec;
 mod config;
 mod error;
+mod group;
 mod migrate;
 mod numeric;
 /// The SQL text of the backend's statements. Not a stable API: public only
@@ -78,6 +84,7 @@ mod store;
 mod write;
 
 pub use config::PostgresConfig;
+pub use group::GroupStats;
 pub use migrate::{MIGRATIONS, Migration, MigrationReport, SCHEMA_VERSION};
 /// The PostgreSQL client library this backend uses, re-exported so callers
 /// (and tests) use the same version.
@@ -88,6 +95,7 @@ use crate::error::{Error, Result};
 use crate::store::LockStore;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, QueueMode, RecyclingMethod};
 use error::{pg_error, pool_error};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio_postgres::NoTls;
 
@@ -95,6 +103,12 @@ const NOT_FENCED: u64 = u64::MAX;
 /// A [`LockStore`] in a PostgreSQL database, shared by every node that opens
 /// the same database and schema; see the [module documentation](self).
 pub struct PostgresLockStore {
+    /// Shared with the group-commit tasks ([`group`]), which outlive a call.
+    core: Arc<Core>,
+}
+
+/// What a handle is: its pool, epoch and state, and the group-commit queue.
+struct Core {
     pool: Pool,
     schema: String,
     /// This handle's epoch, and the same as the `bigint` the schema holds.
@@ -112,14 +126,16 @@ pub struct PostgresLockStore {
     /// caller's transaction on another database
     /// ([`transaction_in`](Self::transaction_in)).
     identity: (String, u32),
+    /// Concurrent writers' requests waiting to share one SQL transaction.
+    group: group::Group,
 }
 
 impl std::fmt::Debug for PostgresLockStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresLockStore")
-            .field("schema", &self.schema)
-            .field("epoch", &self.epoch)
-            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .field("schema", &self.core.schema)
+            .field("epoch", &self.core.epoch)
+            .field("closed", &self.core.closed.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -194,7 +210,7 @@ impl PostgresLockStore {
         read_only: bool,
         identity: (String, u32),
     ) -> Self {
-        Self {
+        let core = Core {
             pool,
             schema,
             epoch,
@@ -205,7 +221,9 @@ impl PostgresLockStore {
             closing: AtomicBool::new(false),
             fenced_by: AtomicU64::new(NOT_FENCED),
             identity,
-        }
+            group: group::Group::default(),
+        };
+        Self { core: Arc::new(core) }
     }
 
     /// Applies every migration the schema lacks (creating the schema when it
@@ -228,9 +246,16 @@ impl PostgresLockStore {
 
     /// The PostgreSQL schema this store lives in.
     pub fn schema(&self) -> &str {
-        &self.schema
+        &self.core.schema
     }
 
+    /// How many writes group commit has shared transactions among so far.
+    pub fn group_stats(&self) -> GroupStats {
+        self.core.group.stats()
+    }
+}
+
+impl Core {
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) { Err(Error::Closed) } else { Ok(()) }
     }

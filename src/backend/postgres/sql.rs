@@ -93,6 +93,24 @@ pub static PUT_LOCK_FENCED: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Upsert of several locks with distinct ids in one statement: parameter
+/// `n` is the array of column `n`'s values (`codec::LOCK_COLUMNS` order),
+/// one element per lock (`batch.rs`), inside a transaction that took the
+/// fence.
+pub(crate) static PUT_LOCKS: LazyLock<String> = LazyLock::new(|| {
+    let arrays = LOCK_COLUMNS.iter().enumerate().map(|(i, (_, ty))| format!("${}::{ty}[]", i + 1)).collect::<Vec<_>>();
+    format!(
+        "INSERT INTO lockwal_locks ({}) SELECT * FROM unnest({}) ON CONFLICT (id) DO UPDATE SET {}",
+        *LOCK_SELECT,
+        arrays.join(", "),
+        upsert_set(&LOCK_COLUMNS)
+    )
+});
+
+/// Removes the locks whose ids are in the array `$1`, inside a transaction
+/// that took the fence; returns the ids removed.
+pub(crate) const DELETE_LOCKS: &str = "DELETE FROM lockwal_locks WHERE id = ANY($1::bytea[]) RETURNING id";
+
 /// Upsert of one client record; parameters in [`CLIENT_COLUMNS`] order.
 pub(crate) static PUT_CLIENT: LazyLock<String> = LazyLock::new(|| {
     format!(

@@ -3,10 +3,10 @@
 //! statement for its combination of filters, `list_handles` and
 //! `scan_records` theirs), and `close`.
 
-use super::PostgresLockStore;
 use super::codec::{client_kind_text, decode_client, decode_handle, decode_lock};
 use super::error::pg_error;
 use super::sql;
+use super::{Core, PostgresLockStore};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Backend, Query, Statement};
 use crate::model::{
@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use std::sync::atomic::Ordering;
 use tokio_postgres::types::ToSql;
 
-impl PostgresLockStore {
+impl Core {
     /// Runs a read statement.
     async fn read(
         &self,
@@ -33,19 +33,17 @@ impl PostgresLockStore {
         let _timer = metrics::pg_statement(Statement::Read);
         conn.query(&stmt, params).await.map_err(pg_error(during))
     }
+}
 
+impl PostgresLockStore {
+    /// [`LockStore::transaction`] without its metrics.
     async fn transaction_unmetered(&self, ops: Vec<Op>) -> Result<Vec<Outcome>> {
         validate_batch(&ops)?;
-        self.check_writable()?;
-        match ops.as_slice() {
-            [] => Ok(Vec::new()),
-            [op] => match self.single(op).await {
-                // One autocommit statement: one round trip.
-                Some(outcome) => outcome.inspect(|_| metrics::pg_round_trips(1)).map(|o| vec![o]),
-                None => self.multi(&ops).await,
-            },
-            _ => self.multi(&ops).await,
+        self.core.check_writable()?;
+        if ops.is_empty() {
+            return Ok(Vec::new());
         }
+        super::group::submit(&self.core, ops).await
     }
 }
 
@@ -102,7 +100,7 @@ impl LockStore for PostgresLockStore {
 
     async fn get_lock(&self, id: &str) -> Result<PersistedLock> {
         let _timer = metrics::query(Backend::Postgres, Query::GetLock);
-        let rows = self.read("get_lock", &sql::GET_LOCK, &[&id.as_bytes()]).await?;
+        let rows = self.core.read("get_lock", &sql::GET_LOCK, &[&id.as_bytes()]).await?;
         rows.first().map(decode_lock).unwrap_or_else(|| Err(Error::lock_not_found(id)))
     }
 
@@ -140,13 +138,13 @@ impl LockStore for PostgresLockStore {
                 params.push(param);
             }
         }
-        let rows = self.read("list_locks", sql::list_locks(mask), &params).await?;
+        let rows = self.core.read("list_locks", sql::list_locks(mask), &params).await?;
         rows.iter().map(decode_lock).collect()
     }
 
     async fn count(&self) -> Result<u64> {
         let _timer = metrics::query(Backend::Postgres, Query::Count);
-        let rows = self.read("count", sql::COUNT, &[]).await?;
+        let rows = self.core.read("count", sql::COUNT, &[]).await?;
         let n: i64 = rows.first().map(|row| row.get(0)).unwrap_or(0);
         Ok(n as u64)
     }
@@ -154,7 +152,7 @@ impl LockStore for PostgresLockStore {
     async fn get_client(&self, kind: ClientKind, client_id: &str) -> Result<ClientRecord> {
         let _timer = metrics::query(Backend::Postgres, Query::GetClient);
         let params: [&(dyn ToSql + Sync); 2] = [&client_kind_text(kind), &client_id.as_bytes()];
-        let rows = self.read("get_client", &sql::GET_CLIENT, &params).await?;
+        let rows = self.core.read("get_client", &sql::GET_CLIENT, &params).await?;
         rows.first().map(decode_client).unwrap_or_else(|| Err(Error::client_not_found(kind, client_id)))
     }
 
@@ -162,26 +160,26 @@ impl LockStore for PostgresLockStore {
         let _timer = metrics::query(Backend::Postgres, Query::ListClients);
         let kind = query.kind.map(client_kind_text);
         let params: [&(dyn ToSql + Sync); 2] = [&kind, &query.reclaim_complete];
-        let rows = self.read("list_clients", &sql::LIST_CLIENTS, &params).await?;
+        let rows = self.core.read("list_clients", &sql::LIST_CLIENTS, &params).await?;
         rows.iter().map(decode_client).collect()
     }
 
     async fn get_handle(&self, id: &str) -> Result<DurableHandle> {
         let _timer = metrics::query(Backend::Postgres, Query::GetHandle);
         validate::id("id", id)?;
-        let rows = self.read("get_handle", &sql::GET_HANDLE[0], &[&id.as_bytes()]).await?;
+        let rows = self.core.read("get_handle", &sql::GET_HANDLE[0], &[&id.as_bytes()]).await?;
         one_handle(&rows, || Error::handle_not_found(id))
     }
 
     async fn get_handle_by_file_id(&self, file_id: &FileId) -> Result<DurableHandle> {
         let _timer = metrics::query(Backend::Postgres, Query::GetHandleByFileId);
-        let rows = self.read("get_handle_by_file_id", &sql::GET_HANDLE[1], &[&&file_id[..]]).await?;
+        let rows = self.core.read("get_handle_by_file_id", &sql::GET_HANDLE[1], &[&&file_id[..]]).await?;
         one_handle(&rows, || Error::handle_not_found_by_file_id(file_id))
     }
 
     async fn get_handle_by_create_guid(&self, create_guid: &Guid) -> Result<DurableHandle> {
         let _timer = metrics::query(Backend::Postgres, Query::GetHandleByCreateGuid);
-        let rows = self.read("get_handle_by_create_guid", &sql::GET_HANDLE[2], &[&&create_guid[..]]).await?;
+        let rows = self.core.read("get_handle_by_create_guid", &sql::GET_HANDLE[2], &[&&create_guid[..]]).await?;
         one_handle(&rows, || Error::handle_not_found_by_create_guid(create_guid))
     }
 
@@ -189,10 +187,10 @@ impl LockStore for PostgresLockStore {
         let _timer = metrics::query(Backend::Postgres, Query::ListHandles);
         let during = "list_handles";
         let rows = match query {
-            HandleQuery::All => self.read(during, &sql::LIST_HANDLES[0], &[]).await?,
-            HandleQuery::AppInstance(guid) => self.read(during, &sql::LIST_HANDLES[1], &[&&guid[..]]).await?,
-            HandleQuery::FileHandle(fh) => self.read(during, &sql::LIST_HANDLES[2], &[fh]).await?,
-            HandleQuery::Share(share) => self.read(during, &sql::LIST_HANDLES[3], &[&share.as_bytes()]).await?,
+            HandleQuery::All => self.core.read(during, &sql::LIST_HANDLES[0], &[]).await?,
+            HandleQuery::AppInstance(guid) => self.core.read(during, &sql::LIST_HANDLES[1], &[&&guid[..]]).await?,
+            HandleQuery::FileHandle(fh) => self.core.read(during, &sql::LIST_HANDLES[2], &[fh]).await?,
+            HandleQuery::Share(share) => self.core.read(during, &sql::LIST_HANDLES[3], &[&share.as_bytes()]).await?,
         };
         rows.iter().map(decode_handle).collect()
     }
@@ -201,7 +199,7 @@ impl LockStore for PostgresLockStore {
         let _timer = metrics::query(Backend::Postgres, Query::GetRecord);
         validate::space(space)?;
         validate::record_key(key)?;
-        let rows = self.read("get_record", sql::GET_RECORD, &[&space, &key]).await?;
+        let rows = self.core.read("get_record", sql::GET_RECORD, &[&space, &key]).await?;
         Ok(rows.first().map(|row| row.get(0)))
     }
 
@@ -213,20 +211,20 @@ impl LockStore for PostgresLockStore {
         let limit = i64::try_from(scan.limit).unwrap_or(i64::MAX);
         let during = "scan_records";
         let rows = match &to {
-            None => self.read(during, sql::SCAN_RECORDS, &[&space, &from, &limit]).await?,
-            Some(to) => self.read(during, sql::SCAN_RECORDS_BOUNDED, &[&space, &from, to, &limit]).await?,
+            None => self.core.read(during, sql::SCAN_RECORDS, &[&space, &from, &limit]).await?,
+            Some(to) => self.core.read(during, sql::SCAN_RECORDS_BOUNDED, &[&space, &from, to, &limit]).await?,
         };
         Ok(rows.iter().map(|row| Record { key: row.get(0), value: row.get(1) }).collect())
     }
 
     async fn epoch(&self) -> Result<u64> {
-        self.check_open()?;
-        Ok(self.epoch)
+        self.core.check_open()?;
+        Ok(self.core.epoch)
     }
 
     async fn previous_shutdown_was_clean(&self) -> Result<bool> {
-        self.check_open()?;
-        Ok(self.previous_clean)
+        self.core.check_open()?;
+        Ok(self.core.previous_clean)
     }
 
     /// Records a clean shutdown (only while the epoch is still this
@@ -234,28 +232,28 @@ impl LockStore for PostgresLockStore {
     /// call fails with [`Error::Fenced`]: the clean-shutdown marker belongs
     /// to the node that replaced it.
     async fn close(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.core.closed.load(Ordering::Acquire) {
             return Ok(());
         }
-        if self.read_only {
-            self.shut();
+        if self.core.read_only {
+            self.core.shut();
             return Ok(());
         }
-        if let Err(e) = self.check_unfenced() {
-            self.shut();
+        if let Err(e) = self.core.check_unfenced() {
+            self.core.shut();
             return Err(e);
         }
         // From here on this handle writes nothing, even if this call is
         // cancelled; the database refuses writes once the marker committed.
-        self.closing.store(true, Ordering::Release);
+        self.core.closing.store(true, Ordering::Release);
         let during = "close";
-        let conn = self.conn(during).await?;
-        let updated = conn.execute(sql::CLOSE, &[&self.epoch_sql]).await.map_err(pg_error(during))?;
-        let result = if updated == 1 { Ok(()) } else { Err(self.fenced(&conn).await) };
+        let conn = self.core.conn(during).await?;
+        let updated = conn.execute(sql::CLOSE, &[&self.core.epoch_sql]).await.map_err(pg_error(during))?;
+        let result = if updated == 1 { Ok(()) } else { Err(self.core.fenced(&conn).await) };
         drop(conn);
-        self.shut();
+        self.core.shut();
         if result.is_ok() {
-            tracing::info!(schema = %self.schema, epoch = self.epoch, "lockwal: closed PostgreSQL store cleanly");
+            tracing::info!(schema = %self.core.schema, epoch = self.core.epoch, "lockwal: closed PostgreSQL store cleanly");
         }
         result
     }

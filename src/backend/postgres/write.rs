@@ -1,11 +1,10 @@
-//! The write path: a single operation as one fenced autocommit statement,
-//! several as one fenced transaction (run again whole after a deadlock),
-//! several inside a caller's own transaction
-//! ([`PostgresLockStore::transaction_in`]), and each operation's statements
-//! inside a transaction (`apply`, which the last two share through
-//! [`Txn`]).
+//! The write path of one request: a single operation as one fenced
+//! autocommit statement, several as one fenced transaction (run again whole
+//! after a deadlock), and each operation's statements inside a transaction
+//! (`apply`, which a group commit (`group.rs`) and a caller's transaction
+//! (`caller.rs`) share through [`Txn`]).
 
-use super::PostgresLockStore;
+use super::Core;
 use super::codec::{ClientParams, HandleParams, LockParams, client_kind_text, decode_handle, decode_lock};
 use super::error::{pg_error, put_handle_error, retryable};
 use super::sql::{self, Delete, Take};
@@ -25,8 +24,8 @@ const TXN_ATTEMPTS: usize = 5;
 
 /// A transaction the operations run in, and where its statements are
 /// prepared.
-struct Txn<'a, 't> {
-    tx: &'a Transaction<'t>,
+pub(super) struct Txn<'a, 't> {
+    pub(super) tx: &'a Transaction<'t>,
     statements: Statements<'a>,
     during: &'static str,
     trips: metrics::RoundTrips,
@@ -45,16 +44,16 @@ enum Statements<'a> {
 
 impl<'a, 't> Txn<'a, 't> {
     /// A transaction on a pooled connection.
-    fn pooled(tx: &'a deadpool_postgres::Transaction<'t>, during: &'static str) -> Self {
+    pub(super) fn pooled(tx: &'a deadpool_postgres::Transaction<'t>, during: &'static str) -> Self {
         Self { tx, statements: Statements::Pooled(&tx.statement_cache), during, trips: Default::default() }
     }
 
     /// A caller's transaction.
-    fn caller(tx: &'a Transaction<'t>, during: &'static str) -> Self {
+    pub(super) fn caller(tx: &'a Transaction<'t>, during: &'static str) -> Self {
         Self { tx, statements: Statements::Caller(Mutex::new(HashMap::new())), during, trips: Default::default() }
     }
 
-    async fn prepare(&self, text: &'static str) -> Result<Statement> {
+    pub(super) async fn prepare(&self, text: &'static str) -> Result<Statement> {
         match &self.statements {
             Statements::Pooled(cache) => cache.prepare(self.tx.client(), text).await.map_err(pg_error(self.during)),
             Statements::Caller(cache) => {
@@ -69,24 +68,37 @@ impl<'a, 't> Txn<'a, 't> {
         }
     }
 
-    async fn execute(&self, text: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+    pub(super) async fn execute(&self, text: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let stmt = self.prepare(text).await?;
         let _timer = self.trips.statement();
         self.tx.execute(&stmt, params).await.map_err(pg_error(self.during))
     }
 
-    async fn query(&self, text: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+    pub(super) async fn query(&self, text: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let stmt = self.prepare(text).await?;
         let _timer = self.trips.statement();
         self.tx.query(&stmt, params).await.map_err(pg_error(self.during))
     }
 
-    async fn savepoint(&self, command: &str) -> Result<()> {
+    pub(super) async fn savepoint(&self, command: &str) -> Result<()> {
         self.tx.batch_execute(command).await.map_err(pg_error(self.during))
     }
 }
 
-impl PostgresLockStore {
+impl Core {
+    /// One request on its own: [`single`](Self::single) when it is one
+    /// operation that can be one statement, else [`multi`](Self::multi).
+    pub(super) async fn alone(&self, ops: &[Op]) -> Result<Vec<Outcome>> {
+        match ops {
+            [op] => match self.single(op).await {
+                // One autocommit statement: one round trip.
+                Some(outcome) => outcome.inspect(|_| metrics::pg_round_trips(1)).map(|o| vec![o]),
+                None => self.multi(ops).await,
+            },
+            _ => self.multi(ops).await,
+        }
+    }
+
     /// A write that is one operation: one autocommit statement behind the
     /// fence, one round trip. `None` for the operations that need several
     /// statements (reclaim, swap), that return rows they removed (end of
@@ -198,122 +210,6 @@ impl PostgresLockStore {
         handle_conflict(handle, &row)
     }
 
-    /// Applies `ops` inside the caller's own PostgreSQL transaction, so that
-    /// the caller's statements (a file server's metadata in the same
-    /// database) and these operations commit in one `COMMIT`, or not at
-    /// all. `tx` must be a transaction on the store's database (a savepoint
-    /// of one will do), at any isolation level; the caller commits it.
-    ///
-    /// Fenced exactly like a multi-operation [`transaction`]: the first
-    /// statement share-locks the epoch row in `tx` and checks that it still
-    /// holds this handle's epoch, so another node's open waits until `tx`
-    /// ends, and if another node has opened since this one, the call fails
-    /// with [`Error::Fenced`] and writes nothing (and this handle refuses
-    /// every later write). With no operations it only takes the fence: a
-    /// transaction of the caller's own statements ordered before or after
-    /// every open.
-    ///
-    /// The operations run with `search_path` set to the store's schema
-    /// (`SET LOCAL search_path TO <schema>, pg_temp`): the very statements
-    /// of the store's own connections, resolved the same way (tables,
-    /// functions and operators alike), with a temporary table of the
-    /// caller's session never standing in for one of the store's. The
-    /// caller's `search_path` is restored before the call returns `Ok`, so
-    /// its own statements after the call resolve as before.
-    ///
-    /// `tx` is a `tokio_postgres` transaction of the version this crate
-    /// re-exports ([`super::tokio_postgres`]); a
-    /// `deadpool_postgres::Transaction` derefs to one.
-    ///
-    /// # Errors
-    ///
-    /// **Roll `tx` back on any error.** Input that fails validation is
-    /// refused with [`Error::InvalidInput`] before anything is sent, `tx` as
-    /// it was. Any other error ([`Error::Fenced`], a refused operation such
-    /// as [`Error::NotFound`] or [`Error::ConditionFailed`], a database
-    /// error) leaves `tx` aborted: this call makes PostgreSQL refuse every
-    /// later statement of it, so that neither the operations that did apply
-    /// nor the caller's statements can commit (a `COMMIT` of an aborted
-    /// transaction rolls it back, and `tokio_postgres` still reports it as
-    /// `Ok`). A caller that wants to carry on after a refused operation runs
-    /// this in a savepoint of its own and rolls back to it. A deadlock or
-    /// serialization failure (`Error::Postgres` with SQLSTATE `40P01` or
-    /// `40001`, the latter also for a durable-handle put that keeps losing
-    /// races, or any under `REPEATABLE READ`) means: run the whole
-    /// transaction again. A transaction on another database than the
-    /// store's (told by the database name and the oid of its
-    /// `lockwal_meta`) fails with [`Error::InvalidInput`] (`field:
-    /// "transaction"`).
-    ///
-    /// [`transaction`]: crate::LockStore::transaction
-    pub async fn transaction_in(&self, tx: &Transaction<'_>, ops: Vec<Op>) -> Result<Vec<Outcome>> {
-        crate::op::validate_batch(&ops)?;
-        let result = self.try_in(tx, &ops).await;
-        if result.is_err() {
-            // Fails (harmlessly) when a database error aborted it already.
-            let _ = tx
-                .batch_execute(
-                    "DO $$BEGIN RAISE EXCEPTION 'lockwal: an operation of this transaction failed; roll it back'; \
-                     END$$",
-                )
-                .await;
-        }
-        result
-    }
-
-    async fn try_in(&self, tx: &Transaction<'_>, ops: &[Op]) -> Result<Vec<Outcome>> {
-        self.check_writable()?;
-        let during = "caller transaction";
-        let txn = Txn::caller(tx, during);
-        // The schema name is a plain identifier (config::validate_schema).
-        // pg_temp last: a temporary table of the caller's session with the
-        // name of one of the store's must not stand in for it.
-        let shown = tx
-            .simple_query(&format!("SHOW search_path; SET LOCAL search_path TO {}, pg_temp", self.schema))
-            .await
-            .map_err(pg_error(during))?;
-        let caller_path = shown
-            .iter()
-            .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-                _ => None,
-            })
-            .ok_or_else(|| Error::Postgres {
-                during,
-                sqlstate: None,
-                message: "SHOW search_path returned no row".into(),
-            })?;
-        let row = tx.query_typed(sql::CALLER_FENCE, &[]).await.map_err(pg_error(during))?;
-        let row = row.first().ok_or_else(|| Error::Postgres {
-            during,
-            sqlstate: None,
-            message: "lockwal_meta has no row".into(),
-        })?;
-        let (current, clean, database, meta): (i64, bool, String, u32) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
-        if (database.as_str(), meta) != (self.identity.0.as_str(), self.identity.1) {
-            return Err(Error::InvalidInput {
-                field: "transaction",
-                reason: format!(
-                    "it is on database {database:?} (lockwal_meta oid {meta}), the store on database {:?} \
-                     (lockwal_meta oid {}) in schema {}",
-                    self.identity.0, self.identity.1, self.schema
-                ),
-            });
-        }
-        if current != self.epoch_sql || clean {
-            return Err(self.refusal(current, clean));
-        }
-        let outcomes = self.apply_all(&txn, ops).await?;
-        tx.query_typed(
-            "SELECT set_config('search_path', $1, true)",
-            &[(&caller_path, tokio_postgres::types::Type::TEXT)],
-        )
-        .await
-        .map_err(pg_error(during))?;
-        Ok(outcomes)
-    }
-
     /// A write of several operations: one SQL transaction that share-locks
     /// the epoch row first, run again (whole) after a deadlock.
     pub(super) async fn multi(&self, ops: &[Op]) -> Result<Vec<Outcome>> {
@@ -358,7 +254,7 @@ impl PostgresLockStore {
 
     /// Every operation in order inside a fenced transaction; stops at the
     /// first that fails.
-    async fn apply_all(&self, txn: &Txn<'_, '_>, ops: &[Op]) -> Result<Vec<Outcome>> {
+    pub(super) async fn apply_all(&self, txn: &Txn<'_, '_>, ops: &[Op]) -> Result<Vec<Outcome>> {
         let mut outcomes = Vec::with_capacity(ops.len());
         for op in ops {
             outcomes.push(self.apply(txn, op).await?);
@@ -367,7 +263,7 @@ impl PostgresLockStore {
     }
 
     /// One operation inside a fenced transaction.
-    async fn apply(&self, txn: &Txn<'_, '_>, op: &Op) -> Result<Outcome> {
+    pub(super) async fn apply(&self, txn: &Txn<'_, '_>, op: &Op) -> Result<Outcome> {
         let during = txn.during;
         match op {
             Op::PutLock(lock) => {
