@@ -245,7 +245,7 @@ fn common_prefix(slots: &[&Slot]) -> usize {
 /// client's name, a protocol tag), so the sort compares 8 inline bytes
 /// taken after the prefix they all share, and whole ids only on a tie: most
 /// comparisons stay inside the array instead of chasing two slots and two
-/// string heaps (figures: docs/decisions/0003-id-prefix-sort.md, 0044).
+/// string heaps (figures: docs/decisions/0003-id-prefix-sort.md, 0046-read-path.md).
 pub(super) fn sort_by_id(slots: &mut Vec<&Slot>) {
     let from = common_prefix(slots);
     let mut keyed: Vec<(u64, &Slot)> = slots.iter().map(|s| (id_key(&s.id, from), *s)).collect();
