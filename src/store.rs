@@ -2,8 +2,8 @@
 
 use crate::error::{Error, Result};
 use crate::model::{
-    ClientKind, ClientQuery, ClientRecord, ClientSelector, DurableHandle, FileId, Guid, HandleQuery, LockQuery,
-    PersistedLock, Record, RecordScan, Timestamp,
+    ClientKind, ClientQuery, ClientRecord, ClientSelector, Conflicts, DurableHandle, FileId, Guid, HandleQuery,
+    LockQuery, PersistedLock, Record, RecordScan, Timestamp, conflict, validate,
 };
 use crate::op::{Op, Outcome};
 use async_trait::async_trait;
@@ -114,6 +114,22 @@ pub trait LockStore: Send + Sync {
         let count = locks.len() as u64;
         locks.into_iter().for_each(visit);
         Ok(count)
+    }
+
+    /// The test query (NLM TEST, NFSv4 LOCKT, SMB lock probing): the locks
+    /// on `candidate`'s file that refuse it and the leases and delegations
+    /// of other clients to break or recall first, each sorted by id, by the
+    /// rules of [`conflict`](crate::model::conflict) (DESIGN, "Conflict
+    /// rules"). Writes nothing; a held lock with the candidate's id is
+    /// skipped. The candidate is validated like a put.
+    ///
+    /// The default reads the file's locks with
+    /// [`list_locks`](LockStore::list_locks) (one indexed query) and judges
+    /// them; the memory and WAL backends answer from their state.
+    async fn test_lock(&self, candidate: &PersistedLock) -> Result<Conflicts> {
+        validate::lock(candidate)?;
+        let locks = self.list_locks(&LockQuery::by_file(&*candidate.file_id)).await?;
+        Ok(conflict::conflicts(candidate, &locks))
     }
 
     /// How many locks the store holds.

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::{
-    ClientKind, ClientQuery, ClientRecord, DurableHandle, FileId, Guid, HandleQuery, LockQuery, PersistedLock, Record,
+    ClientKind, ClientQuery, ClientRecord, Conflicts, DurableHandle, FileId, Guid, HandleQuery, LockQuery, PersistedLock, Record,
     RecordScan, validate,
 };
 use crate::op::{Op, Outcome, validate_batch};
@@ -93,6 +93,11 @@ impl LockStore for MemoryLockStore {
 
     async fn get_lock(&self, id: &str) -> Result<PersistedLock> {
         self.open_read()?.state.get(id).ok_or_else(|| Error::lock_not_found(id))
+    }
+
+    async fn test_lock(&self, candidate: &PersistedLock) -> Result<Conflicts> {
+        validate::lock(candidate)?;
+        Ok(self.open_read()?.state.test_lock(candidate))
     }
 
     async fn list_locks(&self, query: &LockQuery) -> Result<Vec<PersistedLock>> {

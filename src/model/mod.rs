@@ -6,6 +6,7 @@
 //! store enforces before anything reaches storage.
 
 mod client;
+pub mod conflict;
 mod handle;
 mod lock;
 mod query;
@@ -13,6 +14,7 @@ mod record;
 mod time;
 pub mod validate;
 
+pub use conflict::{Conflicts, Verdict};
 pub use client::{ClientDetails, ClientKind, ClientQuery, ClientRecord, ClientSelector, Nfs4Details, NsmDetails};
 pub use handle::{DeletePending, DurableHandle, DurableVersion, FileId, Guid, HandleLease, HandleQuery};
 pub use lock::{

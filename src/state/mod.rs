@@ -12,6 +12,7 @@
 //! snapshot).
 
 mod command;
+mod conflict;
 mod handles;
 mod index;
 mod locks;

@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::io::{FileSystem, LockGuard, RealFs};
 use crate::metrics::{self, Backend, Query};
 use crate::model::{
-    ClientKind, ClientQuery, ClientRecord, DurableHandle, FileId, Guid, HandleQuery, LockQuery, PersistedLock, Record,
+    ClientKind, ClientQuery, ClientRecord, Conflicts, DurableHandle, FileId, Guid, HandleQuery, LockQuery, PersistedLock, Record,
     RecordScan, validate,
 };
 use crate::op::{Op, Outcome, validate_batch};
@@ -378,6 +378,11 @@ impl LockStore for WalLockStore {
     async fn get_lock(&self, id: &str) -> Result<PersistedLock> {
         let _timer = metrics::query(Backend::Wal, Query::GetLock);
         self.read_state()?.get(id).ok_or_else(|| Error::lock_not_found(id))
+    }
+
+    async fn test_lock(&self, candidate: &PersistedLock) -> Result<Conflicts> {
+        validate::lock(candidate)?;
+        Ok(self.read_state()?.test_lock(candidate))
     }
 
     async fn list_locks(&self, query: &LockQuery) -> Result<Vec<PersistedLock>> {
