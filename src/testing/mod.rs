@@ -2,6 +2,7 @@
 //! tests and the fuzz targets: a trivially simple reference model and
 //! generators of sample data. Not part of the stable API.
 
+pub mod conflict;
 pub mod crash;
 pub mod fs;
 pub mod fuzz;
