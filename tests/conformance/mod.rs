@@ -75,6 +75,12 @@ macro_rules! conformance_suite {
             record_limits_and_bad_input,
             records_survive_restart_and_snapshot,
             records_and_locks_commit_together,
+            posix_ranges_conflict_on_overlap_exclusive_other_owner,
+            smb_ranges_follow_ms_fsa,
+            posix_against_smb_conflicts_with_one_exclusive,
+            share_reservations_conflict_on_access_and_deny,
+            leases_and_delegations_are_reported_to_break,
+            test_lock_validates_the_candidate,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -3,6 +3,7 @@
 //! They are grouped by topic in the submodules and re-exported here, so that
 //! `conformance_suite!` names every case as `conformance::cases::<case>`.
 
+mod conflicts;
 mod handles;
 mod keyspaces;
 mod lifecycle;
@@ -11,6 +12,7 @@ mod records;
 mod support;
 mod transactions;
 
+pub use conflicts::*;
 pub use handles::*;
 pub use keyspaces::*;
 pub use lifecycle::*;
