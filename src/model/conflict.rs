@@ -68,16 +68,46 @@ pub fn conflicts<'a>(candidate: &PersistedLock, existing: impl IntoIterator<Item
 
 /// What `existing` means for `candidate`.
 pub fn verdict(candidate: &PersistedLock, existing: &PersistedLock) -> Verdict {
-    if candidate.id == existing.id || candidate.file_id != existing.file_id {
+    if candidate.file_id != existing.file_id {
         return Verdict::Compatible;
     }
-    let same_owner = candidate.owner_id == existing.owner_id;
-    match (&candidate.kind, &existing.kind) {
+    let held = Held {
+        id: &existing.id,
+        owner_id: &existing.owner_id,
+        client_id: &existing.client_id,
+        kind: &existing.kind,
+    };
+    judge(candidate, &held)
+}
+
+/// The fields of a held lock the rules read, borrowed from wherever the
+/// backend keeps them (the state judges its slots without building a
+/// [`PersistedLock`] for each).
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    /// The held lock's id.
+    pub id: &'a str,
+    /// Its owner.
+    pub owner_id: &'a str,
+    /// Its client.
+    pub client_id: &'a str,
+    /// Its kind.
+    pub kind: &'a LockKind,
+}
+
+/// What a lock `held` on the candidate's file (the caller checked that)
+/// means for `candidate`.
+pub fn judge(candidate: &PersistedLock, held: &Held<'_>) -> Verdict {
+    if *candidate.id == *held.id {
+        return Verdict::Compatible;
+    }
+    let same_owner = *candidate.owner_id == *held.owner_id;
+    match (&candidate.kind, held.kind) {
         (LockKind::ByteRange(c), LockKind::ByteRange(e)) => refuse(ranges_conflict(c, e, same_owner)),
         (LockKind::Share(c), LockKind::Share(e)) => refuse(!same_owner && shares_conflict(c, e)),
         (_, LockKind::Lease(_) | LockKind::Delegation(_)) => {
-            let other_client = candidate.client_id != existing.client_id;
-            if other_client && must_break(&candidate.kind, &existing.kind) { Verdict::Break } else { Verdict::Compatible }
+            let other_client = *candidate.client_id != *held.client_id;
+            if other_client && must_break(&candidate.kind, held.kind) { Verdict::Break } else { Verdict::Compatible }
         }
         _ => Verdict::Compatible,
     }

@@ -8,8 +8,8 @@
 //! is phase 1's open item (docs/decisions/0045-conflict-rules.md).
 
 use super::machine::State;
-use super::slab::Slot;
-use crate::model::{Conflicts, PersistedLock};
+use crate::model::conflict::{Held, judge};
+use crate::model::{Conflicts, PersistedLock, Verdict};
 
 impl State {
     /// The locks on `candidate`'s file that conflict with it and the
@@ -21,8 +21,15 @@ impl State {
         let Some(posting) = self.by_file.get(&candidate.file_id) else {
             return out;
         };
-        for lock in posting.slots.as_slice().iter().filter_map(|&i| self.slots.get(i)).map(Slot::to_lock) {
-            out.add(candidate, &lock);
+        for slot in posting.slots.as_slice().iter().filter_map(|&i| self.slots.get(i)) {
+            // Judged on the slot's own fields; only a hit becomes a lock.
+            let kind = slot.kind.to_kind();
+            let held = Held { id: &slot.id, owner_id: &slot.owner, client_id: &slot.client, kind: &kind };
+            match judge(candidate, &held) {
+                Verdict::Compatible => {}
+                Verdict::Conflict => out.holders.push(slot.to_lock()),
+                Verdict::Break => out.to_break.push(slot.to_lock()),
+            }
         }
         out.sort();
         out
