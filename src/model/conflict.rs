@@ -71,12 +71,8 @@ pub fn verdict(candidate: &PersistedLock, existing: &PersistedLock) -> Verdict {
     if candidate.file_id != existing.file_id {
         return Verdict::Compatible;
     }
-    let held = Held {
-        id: &existing.id,
-        owner_id: &existing.owner_id,
-        client_id: &existing.client_id,
-        kind: &existing.kind,
-    };
+    let held =
+        Held { id: &existing.id, owner_id: &existing.owner_id, client_id: &existing.client_id, kind: &existing.kind };
     judge(candidate, &held)
 }
 

@@ -14,8 +14,8 @@ mod record;
 mod time;
 pub mod validate;
 
-pub use conflict::{Conflicts, Verdict};
 pub use client::{ClientDetails, ClientKind, ClientQuery, ClientRecord, ClientSelector, Nfs4Details, NsmDetails};
+pub use conflict::{Conflicts, Verdict};
 pub use handle::{DeletePending, DurableHandle, DurableVersion, FileId, Guid, HandleLease, HandleQuery};
 pub use lock::{
     ByteRange, Delegation, DelegationType, Lease, LeaseKey, LeaseState, LockKind, LockType, PersistedLock, RangeFlavor,

@@ -51,7 +51,8 @@ fn refuses(candidate: &PersistedLock, held: &PersistedLock) -> bool {
     let one_owner = candidate.owner_id == held.owner_id;
     match (&candidate.kind, &held.kind) {
         (LockKind::ByteRange(c), LockKind::ByteRange(h)) => {
-            let (Some((c0, c1)), Some((h0, h1))) = (span(c.offset, c.length, c.zero_byte), span(h.offset, h.length, h.zero_byte))
+            let (Some((c0, c1)), Some((h0, h1))) =
+                (span(c.offset, c.length, c.zero_byte), span(h.offset, h.length, h.zero_byte))
             else {
                 return false;
             };
@@ -64,7 +65,8 @@ fn refuses(candidate: &PersistedLock, held: &PersistedLock) -> bool {
             if one_owner { both_smb && c_excl } else { c_excl || h_excl }
         }
         (LockKind::Share(c), LockKind::Share(h)) => {
-            !one_owner && ((access_bits(c.access) & deny_bits(h.deny)) | (access_bits(h.access) & deny_bits(c.deny))) != 0
+            !one_owner
+                && ((access_bits(c.access) & deny_bits(h.deny)) | (access_bits(h.access) & deny_bits(c.deny))) != 0
         }
         _ => false,
     }

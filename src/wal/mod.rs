@@ -37,8 +37,8 @@ use crate::error::{Error, Result};
 use crate::io::{FileSystem, LockGuard, RealFs};
 use crate::metrics::{self, Backend, Query};
 use crate::model::{
-    ClientKind, ClientQuery, ClientRecord, Conflicts, DurableHandle, FileId, Guid, HandleQuery, LockQuery, PersistedLock, Record,
-    RecordScan, validate,
+    ClientKind, ClientQuery, ClientRecord, Conflicts, DurableHandle, FileId, Guid, HandleQuery, LockQuery,
+    PersistedLock, Record, RecordScan, validate,
 };
 use crate::op::{Op, Outcome, validate_batch};
 use crate::state::{Command, Locks, State};

@@ -96,7 +96,7 @@ async fn expect(store: &Arc<dyn LockStore>, candidate: PersistedLock, holders: &
 /// do not; "to end of file" (length 0 or 2^64-1) reaches byte 2^64-1.
 pub async fn posix_ranges_conflict_on_overlap_exclusive_other_owner(mut h: impl Harness) {
     let held = [
-        lock("a", "o1", "c1", posix(true, 10, 10)),   // bytes 10..=19
+        lock("a", "o1", "c1", posix(true, 10, 10)),    // bytes 10..=19
         lock("b", "o1", "c1", posix(false, 100, EOF)), // 100..=2^64-1
         lock("c", "o2", "c2", posix(false, MAX, 1)),   // the last byte alone
     ];
