@@ -24,6 +24,7 @@ pub mod scan;
 mod shared;
 pub mod snapshot;
 mod stats;
+mod wait;
 mod writer;
 
 pub use options::{
@@ -51,6 +52,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLockReadGuard, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use wait::{PollClock, Polled};
 
 /// The durable, single-node [`LockStore`]: a write-ahead log in a directory.
 ///
@@ -284,19 +286,29 @@ impl WalLockStore {
     async fn submit(&self, command: Command) -> Result<Vec<Outcome>> {
         let in_flight = InFlight::enter(&self.shared.in_flight);
         let mut answer = self.send(command)?;
-        if in_flight.alone {
+        let gate = &self.shared.answer_gate;
+        if in_flight.alone && gate.should_poll() {
             // A lone caller polls for its answer, yielding between polls,
             // instead of parking its runtime thread at once: the answer
             // comes after one fdatasync, sooner than a parked worker thread
-            // is woken and scheduled again (see DESIGN, "Writing").
-            let started = std::time::Instant::now();
-            while started.elapsed() < POLL_FOR_ANSWER {
+            // is woken and scheduled again. It stops, and later lone callers
+            // park at once for a while, when polling does not pay (see
+            // `wait` and DESIGN, "Writing").
+            let mut clock = PollClock::start(POLL_FOR_ANSWER);
+            let polled = loop {
                 match answer.try_recv() {
-                    Ok(answer) => return answer.into_result(),
+                    Ok(answer) => {
+                        gate.record(Polled::Found);
+                        return answer.into_result();
+                    }
                     Err(tokio::sync::oneshot::error::TryRecvError::Closed) => return Err(Error::Closed),
                     Err(tokio::sync::oneshot::error::TryRecvError::Empty) => tokio::task::yield_now().await,
                 }
-            }
+                if let Some(polled) = clock.tick() {
+                    break polled;
+                }
+            };
+            gate.record(polled);
         }
         answer.await.map_err(|_| Error::Closed)?.into_result()
     }
@@ -328,7 +340,7 @@ impl WalLockStore {
 
 /// How long a caller whose write is the only one in flight polls for its
 /// answer before it awaits it the ordinary way (like RocksDB's adaptive
-/// yield for writers waiting on a write group).
+/// yield for writers waiting on a write group), when its gate lets it poll.
 const POLL_FOR_ANSWER: Duration = Duration::from_micros(200);
 
 /// Counts a write from its submission until its caller has the answer (or

@@ -5,6 +5,7 @@
 //! name this module; it names neither, so they do not depend on each
 //! other.
 
+use super::wait::PollGate;
 use crate::error::Result;
 use crate::metrics;
 use crate::op::Outcome;
@@ -89,6 +90,8 @@ pub(crate) struct Shared {
     pub compaction_requested: AtomicBool,
     /// Writes submitted and not yet answered.
     pub in_flight: std::sync::atomic::AtomicUsize,
+    /// Whether a lone caller polls for its answer.
+    pub answer_gate: PollGate,
 }
 
 impl Shared {
@@ -102,6 +105,7 @@ impl Shared {
             log_since_snapshot: AtomicU64::new(0),
             compaction_requested: AtomicBool::new(false),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
+            answer_gate: PollGate::default(),
         }
     }
 

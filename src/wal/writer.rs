@@ -26,6 +26,7 @@ use super::format::{
 use super::options::{SyncMode, WalOptions};
 pub(crate) use super::shared::Answer;
 use super::shared::{CompactMsg, Msg, Reply, Shared, SnapshotPoint, answer};
+use super::wait::{PollClock, PollGate, Polled};
 use crate::error::{Error, Result, io_error};
 use crate::io::{FileSystem, OpenMode, StoreFile};
 use crate::metrics;
@@ -55,15 +56,26 @@ const POLL_BEFORE_PARKING: Duration = Duration::from_micros(50);
 /// Waits for the next message. A serial caller sends its next request a few
 /// microseconds after its acknowledgement; polling (and yielding the CPU)
 /// for a short while first saves the futex wake-up of a parked thread on
-/// that path (figures: docs/decisions/0008-writer-polls-before-parking.md).
-fn next_message(rx: &mpsc::Receiver<Msg>) -> Option<Msg> {
-    let started = std::time::Instant::now();
-    while started.elapsed() < POLL_BEFORE_PARKING {
-        match rx.try_recv() {
-            Ok(msg) => return Some(msg),
-            Err(mpsc::TryRecvError::Disconnected) => return None,
-            Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
-        }
+/// that path (figures: docs/decisions/0008-writer-polls-before-parking.md),
+/// unless `gate` says polling has not been paying (`wait`;
+/// docs/decisions/0042-adaptive-writer-wait.md).
+fn next_message(rx: &mpsc::Receiver<Msg>, gate: &PollGate) -> Option<Msg> {
+    if gate.should_poll() {
+        let mut clock = PollClock::start(POLL_BEFORE_PARKING);
+        let polled = loop {
+            match rx.try_recv() {
+                Ok(msg) => {
+                    gate.record(Polled::Found);
+                    return Some(msg);
+                }
+                Err(mpsc::TryRecvError::Disconnected) => return None,
+                Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+            }
+            if let Some(polled) = clock.tick() {
+                break polled;
+            }
+        };
+        gate.record(polled);
     }
     rx.recv().ok()
 }
@@ -150,7 +162,8 @@ impl Writer {
 
     /// Serves requests until told to stop or every sender is gone.
     pub(crate) fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        let mut next = next_message(&rx);
+        let gate = PollGate::default();
+        let mut next = next_message(&rx, &gate);
         while let Some(first) = next.take() {
             let mut group = Vec::new();
             let mut control = None;
@@ -179,7 +192,7 @@ impl Writer {
                 Some(Msg::Write(..)) => unreachable!("writes never become control messages"),
                 None => {}
             }
-            next = next_message(&rx);
+            next = next_message(&rx, &gate);
         }
         tracing::debug!(dir = %self.dir.display(), "writer stopped");
     }
