@@ -18,12 +18,13 @@
 
 use super::format::TMP_SUFFIX;
 use super::recovery::list_segments;
-use super::shared::{CompactMsg, CompactionReport, Msg, Shared, SnapshotPoint};
+use super::shared::{CompactMsg, CompactionReport, Msg, Shared};
 use super::snapshot::{encode_snapshot, snapshot_name};
 use crate::error::{Error, Result, io_error};
 use crate::io::{FileSystem, OpenMode};
 use crate::metrics;
-use std::path::PathBuf;
+use crate::state::StateView;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -96,9 +97,11 @@ impl Compactor {
         )
         .entered();
         let current = self.shared.snapshot.lock().unwrap_or_else(|e| e.into_inner()).lsn;
-        let snapshot_bytes = if current == Some(point.lsn) { 0 } else { self.install(&point)? };
+        let snapshot_bytes =
+            if current == Some(point.lsn) { 0 } else { install(&*self.fs, &self.dir, &point.view, point.lsn)? };
         drop(point.view);
-        let files_removed = self.retire(point.lsn, point.first_kept_segment)?;
+        let files_removed = retire(&*self.fs, &self.dir, point.lsn, point.first_kept_segment)?;
+        self.shared.forget_segments_below(point.first_kept_segment);
         let bytes_after = self.files_bytes()?;
         let report = CompactionReport {
             snapshot_lsn: point.lsn,
@@ -125,46 +128,48 @@ impl Compactor {
         self.shared.publish_gauges();
         Ok(report)
     }
+}
 
-    /// Writes the snapshot durably under its final name; returns its size.
-    fn install(&self, point: &SnapshotPoint) -> Result<u64> {
-        let name = snapshot_name(point.lsn);
-        let path = self.dir.join(&name);
-        let tmp = self.dir.join(format!("{name}{TMP_SUFFIX}"));
-        match self.fs.remove(&tmp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::Io { op: "remove", path: tmp, source: e }),
-        }
-        let mut file = self.fs.open(&tmp, OpenMode::CreateNew).map_err(io_error("create", &tmp))?;
-        let (_, len) = encode_snapshot(&point.view, point.lsn, |at, bytes| file.write_at(at, bytes))
-            .map_err(io_error("write", &tmp))?;
-        file.sync_data().map_err(io_error("fdatasync", &tmp))?;
-        drop(file);
-        self.fs.rename(&tmp, &path).map_err(io_error("rename", &tmp))?;
-        self.fs.sync_dir(&self.dir).map_err(io_error("fsync directory", &self.dir))?;
-        tracing::info!(file = %path.display(), bytes = len, locks = point.view.locks, "snapshot installed");
-        Ok(len)
+/// Writes a snapshot of `view` as of `lsn` durably under its final name in
+/// `dir` (temporary file, fdatasync, rename, directory fsync); returns its
+/// size. Also what an open that compacts runs (`open::writable`).
+pub(super) fn install(fs: &dyn FileSystem, dir: &Path, view: &StateView, lsn: u64) -> Result<u64> {
+    let name = snapshot_name(lsn);
+    let path = dir.join(&name);
+    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
+    match fs.remove(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::Io { op: "remove", path: tmp, source: e }),
     }
+    let mut file = fs.open(&tmp, OpenMode::CreateNew).map_err(io_error("create", &tmp))?;
+    let (_, len) = encode_snapshot(view, lsn, |at, bytes| file.write_at(at, bytes)).map_err(io_error("write", &tmp))?;
+    file.sync_data().map_err(io_error("fdatasync", &tmp))?;
+    drop(file);
+    fs.rename(&tmp, &path).map_err(io_error("rename", &tmp))?;
+    fs.sync_dir(dir).map_err(io_error("fsync directory", dir))?;
+    tracing::info!(file = %path.display(), bytes = len, locks = view.locks, "snapshot installed");
+    Ok(len)
+}
 
-    /// Removes segments below `first_kept` and snapshots older than `lsn`,
-    /// oldest first; then fsyncs the directory.
-    fn retire(&self, lsn: u64, first_kept: u64) -> Result<u64> {
-        let listing = list_segments(&*self.fs, &self.dir)?;
-        let doomed: Vec<PathBuf> = listing
-            .segments
-            .iter()
-            .filter(|(n, _)| *n < first_kept)
-            .chain(listing.snapshots.iter().filter(|(l, _)| *l < lsn))
-            .map(|(_, p)| p.clone())
-            .collect();
-        for path in &doomed {
-            self.fs.remove(path).map_err(io_error("remove", path))?;
-        }
-        if !doomed.is_empty() {
-            self.fs.sync_dir(&self.dir).map_err(io_error("fsync directory", &self.dir))?;
-        }
-        self.shared.forget_segments_below(first_kept);
-        Ok(doomed.len() as u64)
+/// Removes the segments of `dir` numbered below `first_kept` and the
+/// snapshots older than `lsn`, oldest first; then fsyncs the directory.
+/// Returns how many files it removed. Run only once the snapshot of `lsn`
+/// is durable.
+pub(super) fn retire(fs: &dyn FileSystem, dir: &Path, lsn: u64, first_kept: u64) -> Result<u64> {
+    let listing = list_segments(fs, dir)?;
+    let doomed: Vec<PathBuf> = listing
+        .segments
+        .iter()
+        .filter(|(n, _)| *n < first_kept)
+        .chain(listing.snapshots.iter().filter(|(l, _)| *l < lsn))
+        .map(|(_, p)| p.clone())
+        .collect();
+    for path in &doomed {
+        fs.remove(path).map_err(io_error("remove", path))?;
     }
+    if !doomed.is_empty() {
+        fs.sync_dir(dir).map_err(io_error("fsync directory", dir))?;
+    }
+    Ok(doomed.len() as u64)
 }
