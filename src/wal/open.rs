@@ -6,7 +6,7 @@
 //! ([`Opened`]) for [`WalLockStore`](super::WalLockStore) to take over;
 //! names only the layers below it.
 
-use super::compact::Compactor;
+use super::compact::{Compactor, install, retire};
 use super::format::{LOCK_FILE, SEGMENT_HEADER_LEN};
 use super::options::WalOptions;
 use super::recovery::{self, Recovered, TornTail};
@@ -160,13 +160,29 @@ pub(super) fn writable(
     let epoch = highest.saturating_add(1);
     let next_number = segments.last().map_or(1, |s| if kept.len() < segments.len() { s.number } else { s.number + 1 });
     let segment = create_segment(&*fs, dir, next_number, last_lsn + 1, epoch)?;
-    let mut segment_bytes: BTreeMap<u64, u64> = kept.iter().map(|s| (s.number, s.scan.valid_end)).collect();
-    segment_bytes.insert(next_number, SEGMENT_HEADER_LEN as u64);
-    let snapshot_stats = SnapshotStats {
+    let mut snapshot_stats = SnapshotStats {
         lsn: snapshot.as_ref().map(|s| s.header.lsn),
         bytes: snapshot.as_ref().map_or(0, |s| s.bytes),
         ..SnapshotStats::default()
     };
+    // Every open starts a segment, so repeated opens would leave one file
+    // each: past the bound, compact what was replayed. In the compactor's
+    // order (the new segment exists, so every record up to `last_lsn` lies
+    // in older ones; snapshot durable; only then the older segments go), so
+    // a crash at any step reopens to the same state: a `.tmp` is removed, a
+    // covered segment is skipped and removed, the empty new segment is
+    // removed (DESIGN, "Snapshots and compaction").
+    if options.compact_at_open_segments.is_some_and(|n| kept.len() as u64 >= n) {
+        if snapshot_stats.lsn != Some(last_lsn) {
+            snapshot_stats.bytes = install(&*fs, dir, &state.view(), last_lsn)?;
+            snapshot_stats.lsn = Some(last_lsn);
+        }
+        let removed = retire(&*fs, dir, last_lsn, next_number)?;
+        tracing::info!(segments = kept.len(), removed, lsn = last_lsn, "compacted at open");
+        kept = &[];
+    }
+    let mut segment_bytes: BTreeMap<u64, u64> = kept.iter().map(|s| (s.number, s.scan.valid_end)).collect();
+    segment_bytes.insert(next_number, SEGMENT_HEADER_LEN as u64);
     let replayed_log: u64 = segment_bytes.values().sum();
     let shared = Arc::new(Shared::new(state, segment_bytes, snapshot_stats));
     shared.counters.last_lsn.store(last_lsn, Relaxed);

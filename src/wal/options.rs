@@ -54,6 +54,13 @@ pub struct WalOptions {
     /// at least [`MIN_COMPACT_INTERVAL`] (a zero period would compact in a
     /// busy loop).
     pub compact_interval: Option<Duration>,
+    /// An open that finds at least this many segments holding records
+    /// compacts before it starts its own segment, so that repeated opens
+    /// (every open starts a segment for its epoch) leave at most this many
+    /// segments and one snapshot. Default `Some(8)`; valid `None` (opens
+    /// never compact) or `Some(n)` with `n >= 1` (`Some(0)` is refused: it
+    /// does not mean off).
+    pub compact_at_open_segments: Option<u64>,
 }
 
 impl Default for WalOptions {
@@ -65,6 +72,7 @@ impl Default for WalOptions {
             compact_after_bytes: Some(64 << 20),
             compact_size_multiple: 2.0,
             compact_interval: None,
+            compact_at_open_segments: Some(8),
         }
     }
 }
@@ -75,8 +83,15 @@ impl WalOptions {
     /// [`Error::InvalidInput`] naming the first field out of range.
     pub fn validate(&self) -> Result<()> {
         let invalid = |field, reason: String| Err(Error::InvalidInput { field, reason });
-        let Self { sync: _, segment_size, read_only: _, compact_after_bytes, compact_size_multiple, compact_interval } =
-            self;
+        let Self {
+            sync: _,
+            segment_size,
+            read_only: _,
+            compact_after_bytes,
+            compact_size_multiple,
+            compact_interval,
+            compact_at_open_segments,
+        } = self;
         if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(segment_size) {
             return invalid(
                 "segment_size",
@@ -87,6 +102,12 @@ impl WalOptions {
             return invalid(
                 "compact_after_bytes",
                 "Some(0) is not accepted; use None to compact only on demand or on the timer".into(),
+            );
+        }
+        if *compact_at_open_segments == Some(0) {
+            return invalid(
+                "compact_at_open_segments",
+                "Some(0) is not accepted; use None for opens that never compact".into(),
             );
         }
         let multiple = *compact_size_multiple;

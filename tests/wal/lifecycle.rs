@@ -70,6 +70,7 @@ async fn every_out_of_range_option_is_refused_at_open_naming_the_field_and_touch
             "compact_interval",
             WalOptions { compact_interval: Some(MIN_COMPACT_INTERVAL - Duration::from_nanos(1)), ..base.clone() },
         ),
+        ("compact_at_open_segments", WalOptions { compact_at_open_segments: Some(0), ..base.clone() }),
     ];
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("store");
@@ -106,6 +107,8 @@ async fn every_out_of_range_option_is_refused_at_open_naming_the_field_and_touch
         WalOptions { compact_size_multiple: 0.0, ..base.clone() },
         WalOptions { compact_size_multiple: MAX_COMPACT_SIZE_MULTIPLE, ..base.clone() },
         WalOptions { compact_interval: Some(MIN_COMPACT_INTERVAL), ..base.clone() },
+        WalOptions { compact_at_open_segments: None, ..base.clone() },
+        WalOptions { compact_at_open_segments: Some(1), ..base.clone() },
         WalOptions::default(),
     ];
     for edge in &edges {
@@ -272,4 +275,67 @@ async fn the_trait_object_reaches_stats_and_compaction() {
     assert!(store.as_any().downcast_ref::<lockwal::MemoryLockStore>().is_none());
     let memory: Arc<dyn LockStore> = Arc::new(lockwal::MemoryLockStore::new());
     assert!(memory.as_any().downcast_ref::<WalLockStore>().is_none());
+}
+
+/// Guards the bound on files that repeated opens leave (every open starts a
+/// segment for its epoch, so 50 opens used to leave 51 segments): with the
+/// default options, after each of 50 opens (closed cleanly or dropped, each
+/// writing a grant and releasing an older one) the store holds at most
+/// `compact_at_open_segments` segments and one snapshot, and every
+/// acknowledged write is there, with one epoch per open.
+#[tokio::test]
+async fn fifty_opens_leave_at_most_the_bound_of_segments_and_lose_nothing() {
+    let bound = WalOptions::default().compact_at_open_segments.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut live = std::collections::BTreeSet::new();
+    let mut most = 0;
+    let mut compacted_at_open = 0;
+    for i in 0..50u64 {
+        let store = WalLockStore::open(dir.path(), WalOptions::default()).await.unwrap();
+        assert_eq!(store.epoch().await.unwrap(), i + 1);
+        let on_disk = segments(dir.path()).len();
+        let snapshots = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "snap"))
+            .count();
+        assert!(on_disk as u64 <= bound, "open {i}: {on_disk} segments");
+        assert!(snapshots <= 1, "open {i}: {snapshots} snapshots");
+        assert_eq!(store.stats().segments, on_disk as u64, "open {i}: the stats count the files");
+        compacted_at_open += u64::from(on_disk == 1 && i > 0);
+        most = most.max(on_disk);
+        assert_eq!(ids(&store).await, live.iter().cloned().collect::<Vec<String>>(), "open {i}");
+        let id = format!("l{i:02}");
+        store.put_lock(sample::byte_range(&id, "s", "f", "o", "c")).await.unwrap();
+        live.insert(id);
+        if i % 3 == 2 {
+            let oldest = live.pop_first().unwrap();
+            store.delete_lock(&oldest).await.unwrap();
+        }
+        if i % 2 == 0 {
+            store.close().await.unwrap();
+        }
+        drop(store);
+    }
+    assert_eq!(most as u64, bound, "the bound is reached, not just respected");
+    assert!(compacted_at_open >= 5, "{compacted_at_open} opens compacted");
+    let store = WalLockStore::open(dir.path(), WalOptions::default()).await.unwrap();
+    assert_eq!(ids(&store).await, live.iter().cloned().collect::<Vec<String>>());
+    assert_eq!(store.epoch().await.unwrap(), 51);
+    store.close().await.unwrap();
+}
+
+/// With `compact_at_open_segments: None` opens never compact: each one
+/// leaves its segment (what a store that must keep its log, or a test that
+/// counts segments, asks for).
+#[tokio::test]
+async fn opens_that_never_compact_keep_one_segment_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = WalOptions { compact_at_open_segments: None, ..WalOptions::default() };
+    for i in 0..12 {
+        let store = WalLockStore::open(dir.path(), options.clone()).await.unwrap();
+        store.put_lock(sample::byte_range(&format!("l{i}"), "s", "f", "o", "c")).await.unwrap();
+        store.close().await.unwrap();
+    }
+    assert_eq!(segments(dir.path()).len(), 12);
+    assert_eq!(WalLockStore::open(dir.path(), options).await.unwrap().count().await.unwrap(), 12);
 }

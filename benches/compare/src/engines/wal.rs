@@ -51,7 +51,9 @@ impl Wal {
     pub fn options(self) -> WalOptions {
         match self {
             Wal::Snapshot | Wal::Tail => WalOptions::default(),
-            Wal::LogOnly => WalOptions { compact_after_bytes: None, ..WalOptions::default() },
+            Wal::LogOnly => {
+                WalOptions { compact_after_bytes: None, compact_at_open_segments: None, ..WalOptions::default() }
+            }
         }
     }
 
