@@ -181,4 +181,16 @@ mod tests {
             gate.record(Polled::Found);
         }
     }
+
+    /// A gap between two polls longer than [`PREEMPTED`] ends the poll as
+    /// descheduled, even with budget left (a sleep lasts at least as long
+    /// as asked, so this holds on any machine); a spent budget ends it too.
+    #[test]
+    fn a_clock_reports_a_long_gap_as_preempted_and_a_spent_budget_as_timed_out() {
+        let mut clock = PollClock::start(Duration::from_secs(3600));
+        std::thread::sleep(PREEMPTED * 4);
+        assert_eq!(clock.tick(), Some(Polled::Preempted));
+        let mut spent = PollClock::start(Duration::ZERO);
+        assert!(matches!(spent.tick(), Some(Polled::TimedOut | Polled::Preempted)), "a spent budget stops the poll");
+    }
 }
