@@ -42,18 +42,7 @@ fn share() -> impl Strategy<Value = LockKind> {
 
 fn caching() -> impl Strategy<Value = LockKind> {
     prop_oneof![
-        (0..8u32).prop_map(|state| LockKind::Lease(Lease {
-            key: [7; 16],
-            state: LeaseState(state),
-            epoch: 1,
-            parent_key: None,
-            is_directory: false,
-            is_traditional_oplock: false,
-            breaking: false,
-            break_to: LeaseState::NONE,
-            break_required: LeaseState::NONE,
-            break_started_at: None,
-        })),
+        (0..8u32).prop_map(|state| LockKind::Lease(lockwal::testing::sample::lease(7, LeaseState(state)))),
         (any::<bool>(), any::<bool>()).prop_map(|(write, revoked)| LockKind::Delegation(Delegation {
             delegation_id: vec![1, 2, 3],
             delegation_type: if write { DelegationType::Write } else { DelegationType::Read },

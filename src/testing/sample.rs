@@ -28,7 +28,9 @@ fn range(lock_type: LockType, offset: u64, length: u64, flavor: RangeFlavor) -> 
     LockKind::ByteRange(ByteRange { lock_type, offset, length, zero_byte: false, flavor })
 }
 
-fn lease(key: u8, state: LeaseState) -> Lease {
+/// A quiet SMB lease with key `[key; 16]` in `state` (no parent, not
+/// breaking).
+pub fn lease(key: u8, state: LeaseState) -> Lease {
     Lease {
         key: [key; 16],
         state,

@@ -11,27 +11,6 @@ use super::*;
 use lockwal::Outcome;
 use lockwal::error::Entity;
 
-/// Waits until `n` backends are blocked by backend `holder`.
-async fn wait_blocked(scratch: &Scratch, holder: i32, n: i64) {
-    let observer = scratch.sql().await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let waiting: i64 = observer
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE $1::integer = ANY (pg_blocking_pids(pid))",
-                &[&holder],
-            )
-            .await
-            .expect("pg_blocking_pids")
-            .get(0);
-        if waiting >= n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{waiting} of {n} backends waited for backend {holder} within 30 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Waits until `n` requests of `store` wait for a group.
 async fn wait_queued(store: &PostgresLockStore, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);

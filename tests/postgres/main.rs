@@ -214,6 +214,11 @@ async fn caller_client(scratch: &Scratch) -> tokio_postgres::Client {
 /// Waits until another backend is blocked by backend `holder` (on a row,
 /// key or table lock it holds): a racer is then really waiting for it.
 async fn wait_blocked_by(scratch: &Scratch, holder: i32) {
+    wait_blocked(scratch, holder, 1).await;
+}
+
+/// Waits until `n` backends are blocked by backend `holder`.
+async fn wait_blocked(scratch: &Scratch, holder: i32, n: i64) {
     let observer = scratch.sql().await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -225,10 +230,10 @@ async fn wait_blocked_by(scratch: &Scratch, holder: i32) {
             .await
             .expect("pg_blocking_pids")
             .get(0);
-        if waiting > 0 {
+        if waiting >= n {
             return;
         }
-        assert!(Instant::now() < deadline, "nothing waited for backend {holder} within 30 s");
+        assert!(Instant::now() < deadline, "{waiting} of {n} backends waited for backend {holder} within 30 s");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

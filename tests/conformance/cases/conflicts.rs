@@ -7,6 +7,7 @@ use super::super::Harness;
 use super::support::{all, ids};
 use lockwal::LockStore;
 use lockwal::model::*;
+use lockwal::testing::sample;
 use std::sync::Arc;
 
 const EOF: u64 = 0;
@@ -48,18 +49,7 @@ fn share(access: ShareAccess, deny: ShareDeny) -> LockKind {
 }
 
 fn lease(state: LeaseState) -> LockKind {
-    LockKind::Lease(Lease {
-        key: [9; 16],
-        state,
-        epoch: 1,
-        parent_key: None,
-        is_directory: false,
-        is_traditional_oplock: false,
-        breaking: false,
-        break_to: LeaseState::NONE,
-        break_required: LeaseState::NONE,
-        break_started_at: None,
-    })
+    LockKind::Lease(sample::lease(9, state))
 }
 
 fn delegation(delegation_type: DelegationType, revoked: bool) -> LockKind {
