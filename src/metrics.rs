@@ -123,6 +123,7 @@ pub(crate) enum Query {
     GetLock,
     ListLocks,
     ForEachLock,
+    TestLock,
     Count,
     GetClient,
     ListClients,

@@ -169,6 +169,10 @@ async fn every_metric_moves_as_the_workload_says() {
     assert_eq!(store.list_locks(&LockQuery::by_file("f")).await.unwrap().len(), 20);
     assert_eq!(store.count().await.unwrap(), 20);
     assert_eq!(store.for_each_lock(&mut |_| {}).await.unwrap(), 20);
+    assert!(
+        store.test_lock(&lock("probe")).await.unwrap().holders.is_empty(),
+        "the owner of every lock on f conflicts with none of them"
+    );
     store.get_record("dir", b"a").await.unwrap();
     let f = take();
     assert_eq!(f.counter(REQUESTS_ACKNOWLEDGED, &[WAL]), acked);
@@ -177,7 +181,9 @@ async fn every_metric_moves_as_the_workload_says() {
     assert_eq!(reason(&f, "conflict"), 2, "a handle conflict and a failed compare-and-set");
     assert_eq!(reason(&f, "invalid_input"), 1);
     frames(&f, acked, store.stats().bytes_appended - bytes_before);
-    for (kind, n) in [("get_lock", 3), ("list_locks", 1), ("for_each_lock", 1), ("count", 1), ("get_record", 1)] {
+    for (kind, n) in
+        [("get_lock", 3), ("list_locks", 1), ("for_each_lock", 1), ("test_lock", 1), ("count", 1), ("get_record", 1)]
+    {
         f.timed(QUERY_LATENCY, &[WAL, ("kind", kind)], n);
     }
     assert_eq!(f.histogram(QUERY_LATENCY, &[WAL, ("kind", "scan_records")]), Vec::<f64>::new());

@@ -167,6 +167,7 @@ pub(crate) fn query(backend: Backend, kind: Query) -> QueryTimer {
                 Query::GetLock => key!(QUERY_LATENCY, "backend" => $backend, "kind" => "get_lock"),
                 Query::ListLocks => key!(QUERY_LATENCY, "backend" => $backend, "kind" => "list_locks"),
                 Query::ForEachLock => key!(QUERY_LATENCY, "backend" => $backend, "kind" => "for_each_lock"),
+                Query::TestLock => key!(QUERY_LATENCY, "backend" => $backend, "kind" => "test_lock"),
                 Query::Count => key!(QUERY_LATENCY, "backend" => $backend, "kind" => "count"),
                 Query::GetClient => key!(QUERY_LATENCY, "backend" => $backend, "kind" => "get_client"),
                 Query::ListClients => key!(QUERY_LATENCY, "backend" => $backend, "kind" => "list_clients"),

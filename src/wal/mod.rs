@@ -393,6 +393,7 @@ impl LockStore for WalLockStore {
     }
 
     async fn test_lock(&self, candidate: &PersistedLock) -> Result<Conflicts> {
+        let _timer = metrics::query(Backend::Wal, Query::TestLock);
         validate::lock(candidate)?;
         Ok(self.read_state()?.test_lock(candidate))
     }
