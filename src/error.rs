@@ -99,6 +99,16 @@ pub enum Error {
         /// What was found instead of the expected value.
         reason: &'static str,
     },
+    /// A checked grant ([`Op::Grant`](crate::Op::Grant)) met locks of other
+    /// owners that refuse it, or leases and delegations of other clients to
+    /// break or recall first; nothing of its transaction was applied.
+    #[error("grant of lock {id:?} refused: {}", describe_conflicts(.conflicts))]
+    Conflict {
+        /// The lock that was to be granted.
+        id: String,
+        /// Who refuses it and what to break first, each sorted by id.
+        conflicts: Box<crate::model::Conflicts>,
+    },
     /// Another process or handle holds the store's writer lock.
     #[error("store {dir} is locked by another writer")]
     Locked {
@@ -237,6 +247,18 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// `file.sync_data().map_err(io_error("fdatasync", &path))`.
 pub(crate) fn io_error<'a>(op: &'static str, path: &'a std::path::Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::Io { op, path: path.to_owned(), source }
+}
+
+fn describe_conflicts(conflicts: &crate::model::Conflicts) -> String {
+    let ids = |locks: &[crate::model::PersistedLock]| locks.iter().map(|l| format!("{:?}", &*l.id)).collect::<Vec<_>>();
+    let mut parts = Vec::new();
+    if !conflicts.holders.is_empty() {
+        parts.push(format!("held by {}", ids(&conflicts.holders).join(", ")));
+    }
+    if !conflicts.to_break.is_empty() {
+        parts.push(format!("break or recall {} first", ids(&conflicts.to_break).join(", ")));
+    }
+    parts.join("; ")
 }
 
 impl Error {

@@ -141,6 +141,15 @@ pub enum Op {
         #[serde(with = "serde_bytes")]
         value: Option<Vec<u8>>,
     },
+    /// Checked grant: [`Op::PutLock`] only if no lock of another owner on
+    /// the file refuses it and no lease or delegation of another client must
+    /// be broken first, judged on the state as this point of the
+    /// transaction leaves it (the owner's own locks deleted or split by
+    /// earlier operations are gone). Otherwise fails with
+    /// [`Error::Conflict`](crate::Error::Conflict) and, in a transaction,
+    /// nothing of it is applied. Logged as the `PutLock` it becomes
+    /// (DESIGN, "Checked grants").
+    Grant(PersistedLock),
 }
 
 /// What one [`Op`] produced.
@@ -164,7 +173,7 @@ impl Op {
     /// Checks the operation's input against the model's limits. Pure.
     pub fn validate(&self) -> Result<()> {
         match self {
-            Op::PutLock(lock) | Op::UpdateLock(lock) => validate::lock(lock),
+            Op::PutLock(lock) | Op::UpdateLock(lock) | Op::Grant(lock) => validate::lock(lock),
             Op::DeleteLock { id } => validate::id("id", id),
             Op::DeleteLocksByClient { client_id }
             | Op::DeleteClient { client_id, .. }
@@ -222,6 +231,7 @@ impl Op {
             Op::PutRecord { .. } => "PutRecord",
             Op::DeleteRecord { .. } => "DeleteRecord",
             Op::SwapRecord { .. } => "SwapRecord",
+            Op::Grant(_) => "Grant",
         }
     }
 

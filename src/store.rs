@@ -211,6 +211,13 @@ pub trait LockStore: Send + Sync {
         self.transaction(vec![Op::PutLock(lock)]).await.map(drop)
     }
 
+    /// Checked grant (see [`Op::Grant`]): puts the lock only if nothing
+    /// on its file refuses it; otherwise [`Error::Conflict`] naming the
+    /// holders and the leases and delegations to break first.
+    async fn grant(&self, lock: PersistedLock) -> Result<()> {
+        self.transaction(vec![Op::Grant(lock)]).await.map(drop)
+    }
+
     /// Replaces an existing lock keeping its `server_epoch` (see
     /// [`Op::UpdateLock`]); [`Error::NotFound`] when it does not exist.
     async fn update_lock(&self, lock: PersistedLock) -> Result<()> {

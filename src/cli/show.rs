@@ -259,6 +259,7 @@ fn selector_json(s: &ClientSelector) -> Value {
 fn op_json(op: &Op) -> Value {
     match op {
         Op::PutLock(lock) => json!({"op": "put_lock", "lock": lock_json(lock)}),
+        Op::Grant(lock) => json!({"op": "grant", "lock": lock_json(lock)}),
         Op::DeleteLock { id } => json!({"op": "delete_lock", "id": id}),
         Op::DeleteLocksByClient { client_id } => json!({"op": "delete_locks_by_client", "client_id": client_id}),
         Op::DeleteLocksByFile { file_id } => json!({"op": "delete_locks_by_file", "file_id": file_id}),
@@ -454,8 +455,9 @@ pub fn record_line(r: &Record) -> String {
 
 fn op_text(op: &Op) -> String {
     match op {
-        Op::PutLock(l) => format!(
-            "put_lock {} {} file={} owner={} client={} share={}",
+        Op::PutLock(l) | Op::Grant(l) => format!(
+            "{} {} {} file={} owner={} client={} share={}",
+            if matches!(op, Op::Grant(_)) { "grant" } else { "put_lock" },
             plain(&l.id),
             kind_text(&l.kind),
             plain(&l.file_id),

@@ -110,7 +110,7 @@ pub(crate) fn refusal_reason(e: &Error) -> &'static str {
         Error::Poisoned { .. } => "poisoned",
         Error::Fenced { .. } => "fenced",
         Error::ReadOnly { .. } => "read_only",
-        Error::HandleConflict { .. } | Error::ConditionFailed { .. } => "conflict",
+        Error::HandleConflict { .. } | Error::ConditionFailed { .. } | Error::Conflict { .. } => "conflict",
         Error::NotFound { .. } => "not_found",
         Error::InvalidInput { .. } => "invalid_input",
         Error::ReclaimRefused { .. } => "reclaim_refused",

@@ -6,6 +6,7 @@
 use crate::error::Result;
 use crate::op::{Op, Outcome};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
 /// Largest LSN, segment number and epoch a store ever holds. Values read
 /// from disk above it are damage (`Corruption`), never arithmetic that can
@@ -36,6 +37,23 @@ impl Command {
             Command::Txn(ops) => ops,
             _ => &[],
         }
+    }
+
+    /// The command as the log records it: a checked grant that was
+    /// accepted is logged as the put it became, so replay never judges a
+    /// conflict again (the verdict was made on the state the writer held,
+    /// and a later build's rules cannot undo an acknowledged grant).
+    /// Borrowed unchanged when the command holds no grant.
+    pub fn logged(&self) -> Cow<'_, Command> {
+        let Command::Txn(ops) = self else { return Cow::Borrowed(self) };
+        if !ops.iter().any(|op| matches!(op, Op::Grant(_))) {
+            return Cow::Borrowed(self);
+        }
+        let as_put = |op: &Op| match op {
+            Op::Grant(lock) => Op::PutLock(lock.clone()),
+            other => other.clone(),
+        };
+        Cow::Owned(Command::Txn(ops.iter().map(as_put).collect()))
     }
 
     /// The outcome of this command on any state, when it does not depend on

@@ -175,10 +175,15 @@ impl State {
     fn apply_op(&mut self, op: &Op, undo: &mut Undo) -> Result<Outcome> {
         match op {
             Op::PutLock(lock) => {
-                let prev = self.remove_slot(&lock.id);
-                let id = prev.as_ref().map(|s| Arc::clone(&s.id));
-                undo.push(UndoStep::Lock { id: id.clone().unwrap_or_else(|| Arc::clone(&lock.id)), prev });
-                self.insert_lock(lock, id, self.epoch);
+                self.put_lock(lock, undo);
+                Ok(Outcome::Done)
+            }
+            Op::Grant(lock) => {
+                let conflicts = self.test_lock(lock);
+                if !conflicts.is_clear() {
+                    return Err(Error::Conflict { id: lock.id.to_string(), conflicts: Box::new(conflicts) });
+                }
+                self.put_lock(lock, undo);
                 Ok(Outcome::Done)
             }
             Op::UpdateLock(lock) => {
@@ -311,6 +316,13 @@ impl State {
                 Ok(Outcome::Locks(removed.into_iter().map(Slot::to_lock).collect()))
             }
         }
+    }
+
+    fn put_lock(&mut self, lock: &PersistedLock, undo: &mut Undo) {
+        let prev = self.remove_slot(&lock.id);
+        let id = prev.as_ref().map(|s| Arc::clone(&s.id));
+        undo.push(UndoStep::Lock { id: id.clone().unwrap_or_else(|| Arc::clone(&lock.id)), prev });
+        self.insert_lock(lock, id, self.epoch);
     }
 
     fn reclaim(&mut self, id: &str, client_id: &str, undo: &mut Undo) -> Result<Outcome> {

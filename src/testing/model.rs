@@ -4,7 +4,7 @@
 
 use crate::error::{Error, ReclaimRefusal};
 use crate::model::{
-    ClientKind, ClientQuery, ClientRecord, DurableHandle, HandleQuery, LockQuery, PersistedLock, Record, RecordScan,
+    ClientKind, ClientQuery, ClientRecord, Conflicts, DurableHandle, HandleQuery, LockQuery, PersistedLock, Record, RecordScan,
 };
 use crate::op::{Op, Outcome, validate_batch};
 use std::collections::BTreeMap;
@@ -51,6 +51,15 @@ impl Model {
                 lock.server_epoch = self.epoch;
                 self.locks.insert(lock.id.to_string(), lock);
                 Outcome::Done
+            }
+            Op::Grant(lock) => {
+                let answer = super::conflict::answer(lock, &self.locks);
+                if !answer.holders.is_empty() || !answer.to_break.is_empty() {
+                    let pick = |ids: &[String]| ids.iter().map(|id| self.locks[id].clone()).collect();
+                    let conflicts = Conflicts { holders: pick(&answer.holders), to_break: pick(&answer.to_break) };
+                    return Err(Error::Conflict { id: lock.id.to_string(), conflicts: Box::new(conflicts) });
+                }
+                self.apply_op(&Op::PutLock(lock.clone()))?
             }
             Op::UpdateLock(lock) => {
                 let old = self.locks.get(&*lock.id).ok_or_else(|| Error::lock_not_found(&*lock.id))?;

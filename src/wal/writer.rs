@@ -328,7 +328,7 @@ impl Writer {
         let mut encoded = Vec::new();
         let mut ends = Vec::with_capacity(commands.len());
         for command in commands {
-            encode_command(&mut encoded, command);
+            encode_command(&mut encoded, &command.logged());
             ends.push(encoded.len());
         }
         let (mut from, mut start) = (0usize, 0usize);

@@ -72,6 +72,7 @@ mod caller;
 mod codec;
 mod config;
 mod error;
+mod grant;
 mod group;
 mod migrate;
 mod numeric;

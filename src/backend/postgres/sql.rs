@@ -287,6 +287,32 @@ pub(crate) fn list_locks(mask: usize) -> &'static str {
     &TEXT[mask]
 }
 
+// ---- checked grants --------------------------------------------------------
+
+/// Serializes the checked grants on one file: the advisory lock of key `$1`
+/// (`grant::file_key`), held to the end of the transaction.
+pub(crate) const LOCK_FILE: &str = "SELECT pg_advisory_xact_lock($1::bigint)";
+
+/// The rows of file `$1` a byte-range candidate covering bytes `$2` to `$3`
+/// (inclusive) is judged against: leases and delegations, and the ranges
+/// that may overlap it (a superset: a held range from its offset to its
+/// last byte, a "to end of file" or zero-byte one from its offset on, and
+/// an offset one past `$3` for a zero-byte lock straddling it).
+pub(crate) static GRANT_RANGE_CANDIDATES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM lockwal_locks WHERE file_id = $1::bytea AND (kind IN ('lease', 'delegation') \
+         OR (kind = 'byte_range' AND range_offset <= $3::numeric + 1 \
+         AND (range_length = 0 OR range_offset + range_length > $2::numeric)))",
+        *LOCK_SELECT
+    )
+});
+
+/// The rows of file `$1` a share reservation, lease or delegation candidate
+/// is judged against: every lock of the file but byte ranges.
+pub(crate) static GRANT_WHOLE_FILE_CANDIDATES: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {} FROM lockwal_locks WHERE file_id = $1::bytea AND kind <> 'byte_range'", *LOCK_SELECT)
+});
+
 // ---- durable handles -------------------------------------------------------
 
 /// Every handle column, in [`HANDLE_COLUMNS`] order.

@@ -138,6 +138,7 @@ impl Core {
             }
             Op::DeleteRecord { space, key } => self.delete_record_fenced(space, key).await,
             Op::UpdateLock(_)
+            | Op::Grant(_)
             | Op::DeleteClient { .. }
             | Op::DeleteClients(_)
             | Op::MarkReclaimComplete { .. }
@@ -270,6 +271,7 @@ impl Core {
                 txn.execute(&sql::PUT_LOCK, &LockParams::new(lock, self.epoch_sql).refs()).await?;
                 Ok(Outcome::Done)
             }
+            Op::Grant(lock) => self.grant(txn, lock).await,
             Op::PutClient(record) => {
                 txn.execute(&sql::PUT_CLIENT, &ClientParams::new(record).refs()).await?;
                 Ok(Outcome::Done)

@@ -171,7 +171,7 @@ impl TaskView {
     pub(super) fn applied(&mut self, ops: &[Op]) {
         for op in ops {
             match op {
-                Op::PutLock(l) => {
+                Op::PutLock(l) | Op::Grant(l) => {
                     let slot = l.id.rsplit_once('-').and_then(|(_, s)| s.parse().ok()).expect("own id");
                     self.held.insert(slot, self.epoch);
                 }

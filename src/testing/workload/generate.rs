@@ -5,7 +5,9 @@ use super::{
     Expected, NEVER_HELD, Rng, SPACES, Step, client, create_guid, expires_at, file_id, handle, lock, record_key,
     record_value, update,
 };
-use crate::model::{ClientKind, ClientSelector, DurableHandle, PersistedLock, Timestamp};
+use crate::model::{
+    ClientKind, ClientSelector, DurableHandle, LockKind, LockType, PersistedLock, ShareAccess, ShareDeny, Timestamp,
+};
 use crate::op::Op;
 
 /// Generates a workload of about `ops` operations from `seed`: opens and
@@ -83,6 +85,27 @@ impl Generator {
         self.next_id += 1;
         let variant = self.rng.below(1 << 20);
         lock(self.next_id, variant)
+    }
+
+    /// A new lock over an existing one, as strong as its kind allows (an
+    /// exclusive range, an open denying everything), of another owner
+    /// unless the generator picks the same: a checked grant of it is
+    /// mostly refused.
+    fn contested_lock(&mut self) -> PersistedLock {
+        let mut lock = self.new_lock();
+        let n = self.now.model.locks.len() as u64;
+        let Some(held) = (n > 0).then(|| self.now.model.locks.values().nth(self.rng.below(n) as usize)).flatten()
+        else {
+            return lock;
+        };
+        lock.file_id = held.file_id.clone();
+        lock.kind = held.kind.clone();
+        match &mut lock.kind {
+            LockKind::ByteRange(range) => range.lock_type = LockType::Exclusive,
+            LockKind::Share(share) => (share.access, share.deny) = (ShareAccess::ReadWrite, ShareDeny::All),
+            LockKind::Lease(_) | LockKind::Delegation(_) => {}
+        }
+        lock
     }
 
     /// An existing lock id, if any.
@@ -443,7 +466,12 @@ impl Generator {
                 let n = lock.client_id[1..].parse().unwrap_or(0);
                 vec![Op::PutClient(client(n, self.rng.below(1000))), Op::PutLock(lock)]
             }
-            90..94 => vec![self.update()],
+            90..93 => vec![self.update()],
+            // Checked grants: refused when another owner's lock on the file
+            // conflicts; after a put in one transaction, all or nothing.
+            93..95 => vec![Op::Grant(self.new_lock())],
+            95..98 => vec![Op::Grant(self.contested_lock())],
+            98 => vec![Op::PutLock(self.new_lock()), Op::Grant(self.new_lock())],
             _ => (0..5 + self.rng.below(16)).map(|_| Op::PutLock(self.new_lock())).collect(),
         };
         Step::Txn(ops)

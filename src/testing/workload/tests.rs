@@ -3,10 +3,10 @@ use crate::model::ClientKind;
 
 #[test]
 fn a_generated_workload_has_every_kind_of_step() {
-    let steps = generate(7, 1000, 150);
+    let steps = generate(7, 1500, 150);
     assert!(op_count(&steps) >= 1000);
-    assert_eq!(steps, generate(7, 1000, 150), "deterministic from the seed");
-    assert_ne!(steps, generate(8, 1000, 150));
+    assert_eq!(steps, generate(7, 1500, 150), "deterministic from the seed");
+    assert_ne!(steps, generate(8, 1500, 150));
     let has = |f: &dyn Fn(&Step) -> bool| steps.iter().filter(|s| f(s)).count();
     let has_op =
         |f: &dyn Fn(&Op) -> bool| steps.iter().filter(|s| matches!(s, Step::Txn(ops) if ops.iter().any(f))).count();
@@ -51,6 +51,19 @@ fn a_generated_workload_has_every_kind_of_step() {
         .filter(|(s, a)| matches!(s, Step::Txn(ops) if ops.len() > 1) && matches!(a, Some(Err(_))))
         .count();
     assert!(failed_multi >= 5);
+    // Checked grants: some granted, some refused with the holders named.
+    let grants: Vec<&Option<crate::Result<Vec<Outcome>>>> = steps
+        .iter()
+        .zip(&answers)
+        .filter(|(s, _)| matches!(s, Step::Txn(ops) if ops.iter().any(|o| matches!(o, Op::Grant(_)))))
+        .map(|(_, a)| a)
+        .collect();
+    let granted = grants.iter().filter(|a| matches!(a, Some(Ok(_)))).count();
+    let refused = grants
+        .iter()
+        .filter(|a| matches!(a, Some(Err(crate::Error::Conflict { conflicts, .. })) if !conflicts.is_clear()))
+        .count();
+    assert!(granted >= 5 && refused >= 5, "{granted} granted, {refused} refused of {}", grants.len());
     // Durable handles and records, alone and mixed with locks.
     let t = tally(&steps);
     println!("{t:#?}");
