@@ -81,6 +81,9 @@ macro_rules! conformance_suite {
             share_reservations_conflict_on_access_and_deny,
             leases_and_delegations_are_reported_to_break,
             test_lock_validates_the_candidate,
+            checked_grant_is_a_put_when_clear,
+            checked_grant_sees_the_transaction_so_far,
+            racing_checked_grants_grant_exactly_one,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -31,6 +31,7 @@ mod caller;
 mod connections;
 mod encodings;
 mod fencing;
+mod grants;
 mod group;
 mod handle_model;
 mod handle_races;

@@ -4,10 +4,10 @@
 //! writes nothing.
 
 use super::super::Harness;
-use super::support::{all, ids};
-use lockwal::LockStore;
+use super::support::{all, ids, stamped};
 use lockwal::model::*;
 use lockwal::testing::sample;
+use lockwal::{Error, LockStore, Op};
 use std::sync::Arc;
 
 const EOF: u64 = 0;
@@ -72,13 +72,28 @@ async fn store_with(h: &mut impl Harness, held: &[PersistedLock]) -> Arc<dyn Loc
     store
 }
 
-/// Asserts the ids `test_lock` reports for `candidate`: (holders, to_break).
+/// Asserts the ids `test_lock` reports for `candidate`: (holders, to_break),
+/// and that a checked grant of it decides the same: refused with those
+/// locks, or accepted (seen by a later operation of the same transaction
+/// failing, so that nothing is written either way).
 async fn expect(store: &Arc<dyn LockStore>, candidate: PersistedLock, holders: &[&str], to_break: &[&str]) {
     let before = all(store).await;
     let got = store.test_lock(&candidate).await.expect("test_lock");
     let want = (holders.iter().map(|s| s.to_string()).collect(), to_break.iter().map(|s| s.to_string()).collect());
     assert_eq!((ids(&got.holders), ids(&got.to_break)), want, "candidate {candidate:?}");
     assert_eq!(all(store).await, before, "a test writes nothing");
+    let grant = store.transaction(vec![Op::Grant(candidate.clone()), Op::DeleteLock { id: "never-held".into() }]).await;
+    match grant {
+        Err(Error::Conflict { id, conflicts }) => {
+            assert_eq!(id, *candidate.id);
+            assert_eq!(*conflicts, got, "the grant reports what the test does: {candidate:?}");
+        }
+        Err(Error::NotFound { id, .. }) if id == "never-held" => {
+            assert!(got.is_clear(), "granted despite {got:?}: {candidate:?}")
+        }
+        other => panic!("grant of {candidate:?}: {other:?}"),
+    }
+    assert_eq!(all(store).await, before, "a failed transaction writes nothing");
 }
 
 /// Row "POSIX/NLM/NFSv4 ranges": overlap, one exclusive and another owner
@@ -172,4 +187,82 @@ pub async fn test_lock_validates_the_candidate(mut h: impl Harness) {
     let store = h.open().await;
     let bad = lock("x", "o", "c", posix(true, MAX, 2));
     assert!(matches!(store.test_lock(&bad).await, Err(lockwal::Error::InvalidInput { .. })), "overflowing range");
+}
+
+/// A checked grant that nothing refuses is a put: stored with the current
+/// epoch, there after a restart; one that is refused leaves no trace.
+pub async fn checked_grant_is_a_put_when_clear(mut h: impl Harness) {
+    let store = store_with(&mut h, &[lock("a", "o1", "c1", posix(true, 0, 10))]).await;
+    let epoch = store.epoch().await.unwrap();
+    let clear = lock("b", "o2", "c2", posix(true, 10, 10));
+    store.grant(clear.clone()).await.expect("nothing refuses it");
+    let refused = store.grant(lock("c", "o2", "c2", posix(false, 5, 1))).await;
+    assert!(matches!(&refused, Err(Error::Conflict { id, .. }) if id == "c"), "{refused:?}");
+    let store = h.reopen(store).await;
+    assert_eq!(store.get_lock("b").await.unwrap(), stamped(clear, epoch));
+    assert_eq!(ids(&all(&store).await), ["a", "b"]);
+}
+
+/// In one transaction the owner changes its own locks first and the check
+/// sees the result: an unlock of a middle range (split in two) lets another
+/// owner in between, and a grant over what the split kept is refused by the
+/// lock put earlier in the same transaction, the whole transaction with it.
+pub async fn checked_grant_sees_the_transaction_so_far(mut h: impl Harness) {
+    let store = store_with(&mut h, &[lock("a", "o1", "c1", posix(true, 0, 100))]).await;
+    let split = |grant: PersistedLock| {
+        vec![
+            Op::DeleteLock { id: "a".into() },
+            Op::PutLock(lock("a-left", "o1", "c1", posix(true, 0, 40))),
+            Op::PutLock(lock("a-right", "o1", "c1", posix(true, 60, 40))),
+            Op::Grant(grant),
+        ]
+    };
+    let before = all(&store).await;
+    let refused = store.transaction(split(lock("x", "o2", "c2", posix(true, 30, 20)))).await;
+    match refused {
+        Err(Error::Conflict { conflicts, .. }) => assert_eq!(ids(&conflicts.holders), ["a-left"]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(all(&store).await, before, "nothing of the transaction applied");
+    store.transaction(split(lock("x", "o2", "c2", posix(true, 40, 20)))).await.expect("the middle is free");
+    assert_eq!(ids(&all(&store).await), ["a-left", "a-right", "x"]);
+    // A POSIX upgrade: the owner's shared lock becomes exclusive in place.
+    store.put_lock(lock("s", "o3", "c3", posix(false, 500, 10))).await.unwrap();
+    store.grant(lock("s", "o3", "c3", posix(true, 500, 10))).await.expect("its own lock does not refuse it");
+    store.put_lock(lock("t", "o4", "c4", posix(false, 505, 1))).await.unwrap();
+    let upgrade = store.grant(lock("t", "o4", "c4", posix(true, 505, 1))).await;
+    assert!(matches!(&upgrade, Err(Error::Conflict { conflicts, .. }) if ids(&conflicts.holders) == ["s"]));
+}
+
+/// Of many tasks racing to grant overlapping exclusive ranges of one file,
+/// each for another owner, exactly one succeeds; every other gets
+/// `Conflict` naming the winner.
+pub async fn racing_checked_grants_grant_exactly_one(mut h: impl Harness) {
+    const TASKS: usize = 64;
+    let store = h.open().await;
+    let start = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let racers = (0..TASKS).map(|i| {
+        let (store, start) = (Arc::clone(&store), Arc::clone(&start));
+        tokio::spawn(async move {
+            let candidate = lock(&format!("r{i:02}"), &format!("o{i}"), &format!("c{i}"), posix(true, i as u64, 100));
+            start.wait().await;
+            store.grant(candidate).await
+        })
+    });
+    let mut results = Vec::new();
+    for racer in racers.collect::<Vec<_>>() {
+        results.push(racer.await.expect("task"));
+    }
+    let held = all(&store).await;
+    assert_eq!(held.len(), 1, "exactly one granted: {:?}", ids(&held));
+    let winner = &held[0].id;
+    for (i, result) in results.iter().enumerate() {
+        match result {
+            Ok(()) => assert_eq!(format!("r{i:02}"), **winner),
+            Err(Error::Conflict { conflicts, .. }) => {
+                assert_eq!(ids(&conflicts.holders), [winner.to_string()], "task {i}")
+            }
+            Err(e) => panic!("task {i}: {e}"),
+        }
+    }
 }
