@@ -4,7 +4,8 @@
 
 use crate::error::{Error, ReclaimRefusal};
 use crate::model::{
-    ClientKind, ClientQuery, ClientRecord, Conflicts, DurableHandle, HandleQuery, LockQuery, PersistedLock, Record, RecordScan,
+    ClientKind, ClientQuery, ClientRecord, Conflicts, DurableHandle, HandleQuery, LockQuery, PersistedLock, Record,
+    RecordScan,
 };
 use crate::op::{Op, Outcome, validate_batch};
 use std::collections::BTreeMap;
