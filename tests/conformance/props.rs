@@ -7,7 +7,7 @@ use lockwal::model::*;
 use lockwal::testing::model::{Model, error_kind};
 use lockwal::testing::sample;
 use lockwal::testing::workload::{self, SPACES};
-use lockwal::{LockQuery, LockStore, Op};
+use lockwal::{Error, LockQuery, LockStore, Op};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
@@ -119,6 +119,7 @@ pub fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::EndGrace { share: None }),
         1 => lock().prop_map(|mut l| { l.owner_id = "".into(); Op::PutLock(l) }),
         8 => extra_op(),
+        4 => lock().prop_map(Op::Grant),
     ]
 }
 
@@ -184,6 +185,9 @@ pub async fn check_random_sequences(mut h: impl Harness, rounds: usize, steps: u
                     let got = store.transaction(ops).await;
                     match (&got, &want) {
                         (Ok(g), Ok(w)) => assert_eq!(g, w, "{context}"),
+                        (Err(Error::Conflict { conflicts: g, .. }), Err(Error::Conflict { conflicts: w, .. })) => {
+                            assert_eq!(g, w, "{context}")
+                        }
                         (Err(g), Err(w)) => assert_eq!(error_kind(g), error_kind(w), "{context}: {g} vs {w}"),
                         _ => panic!("{context}: store {got:?}, model {want:?}"),
                     }

@@ -120,7 +120,7 @@ async fn the_cli_reads_a_postgres_store_with_url() {
     live.put_lock(lock("l3")).await.expect("the CLI fenced no one");
 }
 
-/// Every write path (one-statement puts and deletes, multi-operation
+/// Every write path (one-statement puts and deletes, checked grants, multi-operation
 /// transactions, reclaim, end of grace, close) checks the epoch in the
 /// database itself: each stale handle here has never been refused before,
 /// so only the database can tell it that it was replaced.
@@ -131,7 +131,7 @@ async fn every_write_path_checks_the_epoch_in_the_database() {
     setup.put_lock(lock("x")).await.unwrap();
     setup.put_client(sample::client("c")).await.unwrap();
     let mut stale = Vec::new();
-    for _ in 0..10 {
+    for _ in 0..12 {
         stale.push(scratch.open().await);
     }
     let current = scratch.open().await;
@@ -149,6 +149,8 @@ async fn every_write_path_checks_the_epoch_in_the_database() {
         }};
     }
     attempt!(s => s.put_lock(lock("new")));
+    attempt!(s => s.grant(lock("granted")));
+    attempt!(s => s.grant(sample::byte_range("refused", "s", "f-x", "o2", "c2")));
     attempt!(s => s.put_client(sample::client("new")));
     attempt!(s => s.delete_lock("x"));
     attempt!(s => s.delete_client(ClientKind::Nfs4, "c"));

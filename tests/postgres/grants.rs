@@ -54,3 +54,25 @@ async fn a_refused_checked_grant_aborts_the_caller_transaction() {
     let _ = tx.commit().await;
     assert_eq!(all_ids(&store).await, ["held"]);
 }
+
+/// A grant alone is decided in one flight when no row of its file may
+/// refuse it, and when a row refuses it; a row that may refuse it but
+/// turns out compatible (the owner's own overlapping range, which the
+/// statement's filter keeps) sends it through a transaction that grants it.
+/// Each way ends as the rules say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_alone_ends_as_the_rules_say_on_every_path() {
+    let Some(scratch) = Scratch::new() else { return };
+    let store = scratch.open().await;
+    let epoch = store.epoch().await.unwrap();
+    store.grant(sample::byte_range("first", "s", "f", "o1", "c1")).await.expect("alone on the file");
+    store.grant(sample::byte_range("own", "s", "f", "o1", "c1")).await.expect("the owner's own range");
+    let refused = store.grant(sample::byte_range("other", "s", "f", "o2", "c2")).await;
+    match refused {
+        Err(Error::Conflict { conflicts, .. }) => assert_eq!(ids(&conflicts.holders), ["first", "own"]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(all_ids(&store).await, ["first", "own"]);
+    let granted = store.get_lock("own").await.unwrap();
+    assert_eq!(granted.server_epoch, epoch);
+}

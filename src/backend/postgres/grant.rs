@@ -3,22 +3,34 @@
 //! Checked grants on one file serialize on a transaction-scoped advisory
 //! lock keyed by the file ([`file_key`]), taken in its own statement before
 //! the file's locks are read: under READ COMMITTED every statement reads a
-//! snapshot taken when it starts, so the read that follows the lock sees
-//! every checked grant on the file that committed before it, from any
-//! connection or process. The read fetches the rows that can matter (a
-//! superset: ranges that may overlap, and the non-range kinds the rules
-//! consult), [`conflict`](crate::model::conflict) judges them exactly, and
-//! the upsert follows when nothing refuses. Files other than the
-//! candidate's never wait.
+//! snapshot taken when it starts, so a read after the lock sees every
+//! checked grant on the file that committed before it, from any connection
+//! or process. The read fetches the rows that may matter (a superset,
+//! `sql::GRANT_CANDIDATES`), the rules of
+//! [`conflict`](crate::model::conflict) judge them exactly, and the upsert
+//! follows when nothing refuses. Files other than the candidate's never
+//! wait.
+//!
+//! A grant alone is one round trip when no row may refuse it
+//! ([`Core::grant_alone`]): the transaction, the fence, the advisory lock,
+//! the read and an upsert written only when the read's filter finds nothing
+//! are sent together. When a row may refuse it, the rows read decide a
+//! conflict; rows that turn out compatible (or a plain put racing in
+//! between the two statements) send it down the path of a transaction,
+//! which reads and judges again.
 
 use super::Core;
 use super::codec::{LockParams, decode_lock};
+use super::error::{pg_error, retryable};
+use super::numeric::PgU64;
 use super::sql;
 use super::write::Txn;
 use crate::error::{Error, Result};
+use crate::metrics;
 use crate::model::conflict::{self, covered};
-use crate::model::{LockKind, PersistedLock};
+use crate::model::{Conflicts, LockKind, LockType, PersistedLock};
 use crate::op::Outcome;
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 /// The advisory-lock key of a file: FNV-1a (64-bit) of a fixed prefix and
@@ -35,33 +47,141 @@ pub(crate) fn file_key(file_id: &str) -> i64 {
     hash as i64
 }
 
-/// The bytes a candidate's rows must be read for: the bytes it covers, or
-/// for a zero-byte lock at `x` the two bytes `x - 1` and `x` it can
-/// straddle (a superset; the rules decide).
-fn span(lock: &PersistedLock) -> Option<(u64, u64)> {
-    let LockKind::ByteRange(range) = &lock.kind else { return None };
-    Some(covered(range).unwrap_or((range.offset.saturating_sub(1), range.offset)))
+/// The parameters of `sql::grant_filter` for one candidate.
+struct Filter<'a> {
+    file: &'a [u8],
+    id: &'a [u8],
+    owner: &'a [u8],
+    client: &'a [u8],
+    range: bool,
+    exclusive: bool,
+    first: PgU64,
+    last: PgU64,
+}
+
+impl<'a> Filter<'a> {
+    fn new(lock: &'a PersistedLock) -> Self {
+        let (range, exclusive, first, last) = match &lock.kind {
+            LockKind::ByteRange(r) => {
+                // A zero-byte lock at x can straddle bytes x - 1 and x.
+                let (first, last) = covered(r).unwrap_or((r.offset.saturating_sub(1), r.offset));
+                (true, r.lock_type == LockType::Exclusive, first, last)
+            }
+            _ => (false, false, 0, 0),
+        };
+        Self {
+            file: lock.file_id.as_bytes(),
+            id: lock.id.as_bytes(),
+            owner: lock.owner_id.as_bytes(),
+            client: lock.client_id.as_bytes(),
+            range,
+            exclusive,
+            first: PgU64(first),
+            last: PgU64(last),
+        }
+    }
+
+    fn refs(&self) -> [&(dyn ToSql + Sync); sql::GRANT_FILTER_PARAMS] {
+        [&self.file, &self.id, &self.owner, &self.client, &self.range, &self.exclusive, &self.first, &self.last]
+    }
+}
+
+/// The verdict of the rules on the rows read for `lock`.
+fn judge(lock: &PersistedLock, rows: &[Row]) -> Result<Conflicts> {
+    let held = rows.iter().map(decode_lock).collect::<Result<Vec<_>>>()?;
+    Ok(conflict::conflicts(lock, &held))
+}
+
+fn refused(lock: &PersistedLock, conflicts: Conflicts) -> Error {
+    Error::Conflict { id: lock.id.to_string(), conflicts: Box::new(conflicts) }
 }
 
 impl Core {
     /// A checked grant inside a fenced transaction.
     pub(super) async fn grant(&self, txn: &Txn<'_, '_>, lock: &PersistedLock) -> Result<Outcome> {
         txn.execute(sql::LOCK_FILE, &[&file_key(&lock.file_id)]).await?;
-        let file: &(dyn ToSql + Sync) = &lock.file_id.as_bytes();
-        let rows = match span(lock) {
-            Some((first, last)) => {
-                let (first, last) = (super::numeric::PgU64(first), super::numeric::PgU64(last));
-                txn.query(&sql::GRANT_RANGE_CANDIDATES, &[file, &first, &last]).await?
-            }
-            None => txn.query(&sql::GRANT_WHOLE_FILE_CANDIDATES, &[file]).await?,
-        };
-        let held = rows.iter().map(decode_lock).collect::<Result<Vec<_>>>()?;
-        let conflicts = conflict::conflicts(lock, &held);
+        let rows = txn.query(&sql::GRANT_CANDIDATES, &Filter::new(lock).refs()).await?;
+        let conflicts = judge(lock, &rows)?;
         if !conflicts.is_clear() {
-            return Err(Error::Conflict { id: lock.id.to_string(), conflicts: Box::new(conflicts) });
+            return Err(refused(lock, conflicts));
         }
         txn.execute(&sql::PUT_LOCK, &LockParams::new(lock, self.epoch_sql).refs()).await?;
         Ok(Outcome::Done)
+    }
+
+    /// A checked grant that is the whole request, in one round trip: `BEGIN`,
+    /// the fence, the advisory lock, the read, the upsert if nothing may
+    /// refuse it and `COMMIT`, sent together. `None` when that does not
+    /// decide it (the rows read are compatible after all, or a retryable
+    /// error): the caller then runs it as a transaction.
+    pub(super) async fn grant_alone(&self, lock: &PersistedLock) -> Option<Result<Outcome>> {
+        let during = "grant";
+        let conn = match self.conn(during).await {
+            Ok(conn) => conn,
+            Err(e) => return Some(Err(e)),
+        };
+        let prepared = async {
+            Ok::<_, tokio_postgres::Error>((
+                conn.prepare_cached(sql::FENCE).await?,
+                conn.prepare_cached(sql::LOCK_FILE).await?,
+                conn.prepare_cached(&sql::GRANT_CANDIDATES).await?,
+                conn.prepare_cached(&sql::GRANT_IF_CLEAR_FENCED).await?,
+            ))
+        };
+        let (fence, lock_file, candidates, upsert) = match prepared.await.map_err(pg_error(during)) {
+            Ok(statements) => statements,
+            Err(e) => return Some(Err(e)),
+        };
+        let filter = Filter::new(lock);
+        let lock_params = LockParams::new(lock, self.epoch_sql);
+        let mut upsert_params: Vec<&(dyn ToSql + Sync)> = lock_params.refs().to_vec();
+        upsert_params.extend(filter.refs());
+        let key = file_key(&lock.file_id);
+        let (key_param, filter_params): ([&(dyn ToSql + Sync); 1], _) = ([&key], filter.refs());
+        let flight = {
+            let _timer = metrics::pg_statement(metrics::Statement::Write);
+            let (begin, fence, locked, rows, written, commit) = tokio::join!(
+                conn.batch_execute("BEGIN"),
+                conn.query_one(&fence, &[]),
+                conn.execute(&lock_file, &key_param),
+                conn.query(&candidates, &filter_params),
+                conn.execute(&upsert, &upsert_params),
+                conn.batch_execute("COMMIT"),
+            );
+            // An error aborts the transaction (the `COMMIT` then rolls it
+            // back) and fails every later statement: the first is the cause.
+            (|| {
+                begin?;
+                let fence = fence?;
+                locked?;
+                let (rows, written) = (rows?, written?);
+                commit?;
+                Ok((fence, rows, written))
+            })()
+        };
+        // The caller counts the round trip of a decided grant; one left
+        // undecided is counted here, before its transaction.
+        let undecided = || {
+            metrics::pg_round_trips(1);
+            None
+        };
+        let (fence, rows, written) = match flight.map_err(pg_error(during)) {
+            Ok(answers) => answers,
+            Err(e) if retryable(&e) => return undecided(),
+            Err(e) => return Some(Err(e)),
+        };
+        let (current, clean): (i64, bool) = (fence.get(0), fence.get(1));
+        if current != self.epoch_sql || clean {
+            return Some(Err(self.refusal(current, clean)));
+        }
+        if written == 1 {
+            return Some(Ok(Outcome::Done));
+        }
+        match judge(lock, &rows) {
+            Ok(conflicts) if conflicts.is_clear() => undecided(),
+            Ok(conflicts) => Some(Err(refused(lock, conflicts))),
+            Err(e) => Some(Err(e)),
+        }
     }
 }
 

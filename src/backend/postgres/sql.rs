@@ -293,24 +293,61 @@ pub(crate) fn list_locks(mask: usize) -> &'static str {
 /// (`grant::file_key`), held to the end of the transaction.
 pub(crate) const LOCK_FILE: &str = "SELECT pg_advisory_xact_lock($1::bigint)";
 
-/// The rows of file `$1` a byte-range candidate covering bytes `$2` to `$3`
-/// (inclusive) is judged against: leases and delegations, and the ranges
-/// that may overlap it (a superset: a held range from its offset to its
-/// last byte, a "to end of file" or zero-byte one from its offset on, and
-/// an offset one past `$3` for a zero-byte lock straddling it).
-pub(crate) static GRANT_RANGE_CANDIDATES: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {} FROM lockwal_locks WHERE file_id = $1::bytea AND (kind IN ('lease', 'delegation') \
-         OR (kind = 'byte_range' AND range_offset <= $3::numeric + 1 \
-         AND (range_length = 0 OR range_offset + range_length > $2::numeric)))",
-        *LOCK_SELECT
-    )
-});
+/// How many parameters [`grant_filter`] reads.
+pub(crate) const GRANT_FILTER_PARAMS: usize = 8;
 
-/// The rows of file `$1` a share reservation, lease or delegation candidate
-/// is judged against: every lock of the file but byte ranges.
-pub(crate) static GRANT_WHOLE_FILE_CANDIDATES: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {} FROM lockwal_locks WHERE file_id = $1::bytea AND kind <> 'byte_range'", *LOCK_SELECT)
+/// The rows of a candidate's file that may refuse it or need breaking, a
+/// superset of what the rules find (they judge every row): parameters from
+/// `$base + 1` on are the file, the candidate's id (skipped: it replaces
+/// its own row), owner, client, whether it is a byte range, whether it is
+/// exclusive, and the first and last byte it can overlap (a zero-byte lock
+/// at `x`: `x - 1` and `x`). A byte-range candidate meets leases and
+/// delegations of other clients and the ranges that may overlap it
+/// (exclusive ones only, when it is shared): a held range reaches from its
+/// offset to its last byte, a "to end of file" or zero-byte one is taken to
+/// reach the end, and an offset one past the candidate's last byte is kept
+/// for a zero-byte lock straddling it. Any other candidate meets the share
+/// reservations of other owners and the leases and delegations of other
+/// clients.
+fn grant_filter(base: usize) -> String {
+    let p = |n: usize| format!("${}", base + n);
+    format!(
+        "file_id = {file}::bytea AND id <> {id}::bytea AND ( \
+         (kind IN ('lease', 'delegation') AND client_id <> {client}::bytea) \
+         OR (NOT {range}::boolean AND kind = 'share' AND owner_id <> {owner}::bytea) \
+         OR ({range}::boolean AND kind = 'byte_range' AND ({exclusive}::boolean OR range_type = 'exclusive') \
+             AND range_offset <= {last}::numeric + 1 \
+             AND (range_length = 0 OR range_offset + range_length > {first}::numeric)))",
+        file = p(1),
+        id = p(2),
+        owner = p(3),
+        client = p(4),
+        range = p(5),
+        exclusive = p(6),
+        first = p(7),
+        last = p(8),
+    )
+}
+
+/// The rows a checked grant is judged against ([`grant_filter`] from `$1`).
+pub(crate) static GRANT_CANDIDATES: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {} FROM lockwal_locks WHERE {}", *LOCK_SELECT, grant_filter(0)));
+
+/// A checked grant's upsert behind the fence, written only when no row
+/// could refuse it: the lock's parameters in `codec::LOCK_COLUMNS` order
+/// (the `server_epoch` one doubling as the fence's epoch, as in
+/// [`PUT_LOCK_FENCED`]), then [`grant_filter`]'s. Affects one row, or none
+/// when fenced or when a row may refuse it (the rules then decide).
+pub(crate) static GRANT_IF_CLEAR_FENCED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{}INSERT INTO lockwal_locks ({}) SELECT {} FROM fence \
+         WHERE NOT EXISTS (SELECT 1 FROM lockwal_locks WHERE {}) ON CONFLICT (id) DO UPDATE SET {}",
+        fence_cte(LOCK_EPOCH_PARAM),
+        *LOCK_SELECT,
+        casts(&LOCK_COLUMNS),
+        grant_filter(LOCK_COLUMNS.len()),
+        upsert_set(&LOCK_COLUMNS)
+    )
 });
 
 // ---- durable handles -------------------------------------------------------

@@ -137,8 +137,8 @@ impl Core {
                 self.put_fenced("put_record", &sql::PUT_RECORD_FENCED, &params).await
             }
             Op::DeleteRecord { space, key } => self.delete_record_fenced(space, key).await,
+            Op::Grant(lock) => return self.grant_alone(lock).await,
             Op::UpdateLock(_)
-            | Op::Grant(_)
             | Op::DeleteClient { .. }
             | Op::DeleteClients(_)
             | Op::MarkReclaimComplete { .. }
