@@ -80,6 +80,11 @@ pub trait Store: Send + Sync {
     fn stats(&self) -> Option<serde_json::Value> {
         None
     }
+    /// The lockwal store behind a lockwal peer (checked grants and tests
+    /// are lockwal's alone); `None` for the other stores.
+    fn lockwal(&self) -> Option<&dyn lockwal::LockStore> {
+        None
+    }
 }
 
 /// A peer whose engine has a blocking API.

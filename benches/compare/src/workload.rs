@@ -517,6 +517,73 @@ pub async fn restore_handles(dir: &Path, locks: u64, handles: u64) -> Result<Han
     Ok(result)
 }
 
+/// W7, the test query on a crowded file: how long [`LockStore::test_lock`]
+/// takes on one file holding `locks` locks.
+///
+/// [`LockStore::test_lock`]: lockwal::LockStore::test_lock
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CrowdedTest {
+    /// Locks on the file.
+    pub locks: u64,
+    /// Latency of one `test_lock` call, answered and checked.
+    pub latency: Latency,
+}
+
+/// The lock number `i` of W7's crowded file: a shared POSIX lock of its own
+/// owner on its own 4 KiB page.
+fn crowded_lock(data: &Dataset, i: u64) -> lockwal::model::PersistedLock {
+    use lockwal::model::{ByteRange, LockKind, LockType, RangeFlavor};
+    let mut lock = data.lock(FRESH_IDS * 2 + i);
+    lock.file_id = "w7-crowded-file".into();
+    lock.owner_id = format!("w7-owner-{i:06}").into();
+    lock.kind = LockKind::ByteRange(ByteRange {
+        lock_type: LockType::Shared,
+        offset: i * 4096,
+        length: 4096,
+        zero_byte: false,
+        flavor: RangeFlavor::Posix,
+    });
+    lock
+}
+
+/// Loads `locks` locks on one file into `store` (shared POSIX ranges of
+/// distinct owners on distinct pages), then times `queries` test queries of
+/// another owner, one at a time on this thread, each answer checked: an
+/// exclusive candidate over one page (exactly that page's holder refuses
+/// it) or a shared one (nothing refuses it), alternating, pages drawn at
+/// random. Every store returns the same owned records.
+pub async fn crowded_test(
+    store: &dyn lockwal::LockStore,
+    data: &Dataset,
+    locks: u64,
+    queries: usize,
+) -> Result<CrowdedTest> {
+    use lockwal::model::{LockKind, LockType};
+    let all: Vec<_> = (0..locks).map(|i| crowded_lock(data, i)).collect();
+    crate::engines::memory::load_in_transactions(store, all).await?;
+    let mut rng = crate::data::Rng::new(7);
+    let mut samples = Vec::with_capacity(queries);
+    for q in 0..queries {
+        let page = u64::from(rng.below(locks as u32));
+        let mut candidate = crowded_lock(data, page);
+        candidate.id = "w7-candidate".into();
+        candidate.owner_id = "w7-tester".into();
+        let exclusive = q % 2 == 0;
+        if let LockKind::ByteRange(range) = &mut candidate.kind {
+            range.lock_type = if exclusive { LockType::Exclusive } else { LockType::Shared };
+        }
+        let started = Instant::now();
+        let answer = store.test_lock(&candidate).await?;
+        samples.push(started.elapsed());
+        let holders: Vec<&str> = answer.holders.iter().map(|l| &*l.owner_id).collect();
+        let want = if exclusive { vec![format!("w7-owner-{page:06}")] } else { Vec::new() };
+        if holders != want || !answer.to_break.is_empty() {
+            return Err(format!("W7 test of page {page}: holders {holders:?}, expected {want:?}").into());
+        }
+    }
+    Ok(CrowdedTest { locks, latency: Latency::of(&mut samples) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! Runs the comparison and writes one JSON document with every number.
 //!
 //! ```text
-//! compare [--quick] [--dir DIR] [--out FILE] [--peers a,b] [--workloads w1,w2,w3,w4,w5,w6]
+//! compare [--quick] [--dir DIR] [--out FILE] [--peers a,b] [--workloads w1,w2,w3,w4,w5,w6,w7]
 //!         [--locks N] [--handles N] [--tasks 1,4,16,64,256] [--warmup S] [--seconds S] [--rounds N]
 //!         [--queries N] [--restores N] [--no-cold]
 //! ```
@@ -11,7 +11,12 @@
 //! `--locks` locks plus `--handles` handles (in a child process, like W3).
 //! Only W6: `--workloads w6` (`--peers` without `lockwal-wal` skips it).
 //!
-//! `lockwal-postgres` (W1 and W2 only) takes part when `LOCKWAL_TEST_PG_URL`
+//! W7 (lockwal alone): checked grants. `test_lock` on one file holding
+//! 10,000 locks (memory and WAL backends, in process), and W2's grants as
+//! checked grants against W2's plain puts, interleaved round by round, at 1
+//! and 64 tasks (WAL, and PostgreSQL when it takes part).
+//!
+//! `lockwal-postgres` (W1, W2 and W7 only) takes part when `LOCKWAL_TEST_PG_URL`
 //! names a PostgreSQL server; `scripts/compare` starts a throwaway one.
 //!
 //! W3/W4 run in a fresh child process per restore (this binary, with
@@ -125,7 +130,7 @@ impl Settings {
             }
         }
         if s.workloads.is_empty() {
-            s.workloads = ["w1", "w2", "w3", "w4", "w5", "w6"].map(String::from).to_vec();
+            s.workloads = ["w1", "w2", "w3", "w4", "w5", "w6", "w7"].map(String::from).to_vec();
         }
         Ok(s)
     }
@@ -158,6 +163,7 @@ struct Report {
     w4: Vec<Value>,
     w5: Option<Value>,
     w6: Option<Value>,
+    w7: Option<Value>,
     errors: Vec<Value>,
 }
 
@@ -524,6 +530,73 @@ async fn w6(s: &Settings, data: &Arc<Dataset>, report: &mut Report) {
     report.w6 = Some(Value::Object(w6));
 }
 
+/// Locks on W7's crowded file: issue 21's "a test on a file holding
+/// 10,000 locks".
+const W7_FILE_LOCKS: u64 = 10_000;
+
+/// W7's task levels: one task, and 64 (16 with `--quick`).
+fn w7_levels(s: &Settings) -> [usize; 2] {
+    [1, if s.quick { 16 } else { 64 }]
+}
+
+async fn w7(s: &Settings, data: &Arc<Dataset>, report: &mut Report) {
+    let queries = s.queries * 10;
+    eprintln!("W7 checked grants: {queries} test_lock calls on a file of {W7_FILE_LOCKS} locks; W2 checked vs plain");
+    let mut w7 = serde_json::Map::new();
+    let mut tests = Vec::new();
+    for peer in s.peers(|_| true).into_iter().filter(|p| ["lockwal-memory", "lockwal-wal"].contains(&p.name())) {
+        let test = async {
+            let dir = fresh_dir(&s.dir.join("w7").join(peer.name()))?;
+            let store = peer.open(&dir).await?;
+            let lockwal = store.lockwal().ok_or("not a lockwal store")?;
+            let result = workload::crowded_test(lockwal, data, W7_FILE_LOCKS, queries).await?;
+            store.close().await?;
+            std::fs::remove_dir_all(&dir)?;
+            Ok::<_, lockwal_compare::Error>(result)
+        };
+        match test.await {
+            Ok(t) => {
+                let l = &t.latency;
+                eprintln!(
+                    "  {:<16} test_lock p50 {:.1} us  p99 {:.1} us  max {:.0} us",
+                    peer.name(),
+                    l.p50_us,
+                    l.p99_us,
+                    l.max_us
+                );
+                tests.push(json!({ "peer": peer.name(), "test": t }));
+            }
+            Err(e) => report.failed("w7-test", peer.name(), &e),
+        }
+    }
+    w7.insert("test".into(), Value::Array(tests));
+    let plain: Vec<Arc<dyn Peer>> = s
+        .peers(|c| c.concurrent)
+        .into_iter()
+        .filter(|p| ["lockwal-wal", "lockwal-postgres"].contains(&p.name()))
+        .collect();
+    let peers: Vec<Arc<dyn Peer>> = plain
+        .into_iter()
+        .flat_map(|p| [Arc::clone(&p), Arc::new(engines::checked::Checked::new(p)) as Arc<dyn Peer>])
+        .collect();
+    let levels = w7_levels(s);
+    let points: Vec<_> = levels.iter().flat_map(|&t| peers.iter().map(move |p| (Arc::clone(p), Some(t)))).collect();
+    let runs = interleaved(s, data, "w7", &points, report).await;
+    let mut grants = Vec::new();
+    for (i, peer) in peers.iter().enumerate() {
+        let mut ok = Vec::new();
+        for (level, &tasks) in levels.iter().enumerate() {
+            if let Some(run) = runs[level * peers.len() + i].clone() {
+                eprintln!("  {:<24} {tasks:>3} tasks {}", peer.name(), summary(&run));
+                ok.push(run);
+            }
+        }
+        grants.push(json!({ "peer": peer.name(), "runs": ok }));
+    }
+    w7.insert("grants".into(), Value::Array(grants));
+    report.w7 = Some(Value::Object(w7));
+}
+
 async fn run(s: Settings) -> Result<Value> {
     std::fs::create_dir_all(&s.dir)?;
     let machine = Machine::describe(&s.dir);
@@ -561,6 +634,9 @@ async fn run(s: Settings) -> Result<Value> {
     if s.runs("w6") {
         w6(&s, &data, &mut report).await;
     }
+    if s.runs("w7") {
+        w7(&s, &data, &mut report).await;
+    }
     let (others, steal) = cpu_before.others_since(&machine::CpuTimes::now());
     let (others_written, flushes) = disk_before.since(&machine::DiskTimes::now(&device));
     eprintln!("other processes used {:.0}% of the CPUs during the run ({:.0}% stolen)", others * 100.0, steal * 100.0);
@@ -595,6 +671,7 @@ async fn run(s: Settings) -> Result<Value> {
         "w4": report.w4,
         "w5": report.w5,
         "w6": report.w6,
+        "w7": report.w7,
         "errors": report.errors,
     }))
 }

@@ -46,6 +46,10 @@ pub(crate) async fn load_in_transactions(store: &dyn LockStore, locks: Vec<Persi
 
 #[async_trait]
 impl Store for MemoryStore {
+    fn lockwal(&self) -> Option<&dyn LockStore> {
+        Some(&self.0)
+    }
+
     async fn put(&self, lock: PersistedLock) -> Result<()> {
         Ok(self.0.put_lock(lock).await?)
     }

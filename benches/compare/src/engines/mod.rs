@@ -1,5 +1,6 @@
 //! One file per peer; [`all`] lists them in the order the docs show them.
 
+pub mod checked;
 pub mod fjall;
 pub mod memory;
 pub mod postgres;

@@ -159,6 +159,10 @@ impl Peer for Postgres {
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn lockwal(&self) -> Option<&dyn LockStore> {
+        Some(&self.store)
+    }
+
     async fn put(&self, lock: PersistedLock) -> Result<()> {
         Ok(self.store.put_lock(lock).await?)
     }

@@ -138,6 +138,10 @@ impl WalStore {
 
 #[async_trait]
 impl Store for WalStore {
+    fn lockwal(&self) -> Option<&dyn LockStore> {
+        Some(&*self.store)
+    }
+
     async fn put(&self, lock: PersistedLock) -> Result<()> {
         Ok(self.store.put_lock(lock).await?)
     }
