@@ -353,3 +353,61 @@ async fn a_database_error_in_a_group_splits_it_and_each_request_runs_alone() {
     assert_eq!(store.get_handle("x").await.unwrap(), x);
     assert!(matches!(store.get_handle("y").await, Err(Error::NotFound { .. })));
 }
+
+/// Checked grants in one group are judged in the group's order, each
+/// against the rows read and the group's grants accepted before it, after
+/// the group's plain puts: refused by a stored lock, by an earlier grant of
+/// the group, or by a put of the group; granted over the owner's own lock,
+/// and over a lock that an earlier grant of the group moved away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checked_grants_in_a_group_see_the_group_before_them() {
+    let Some(scratch) = Scratch::new() else { return };
+    let store = Arc::new(scratch.open().await);
+    let on = |id: &str, owner: &str, page: u64, exclusive: bool| {
+        let mut lock = sample::byte_range(id, "s", "f", owner, "c");
+        lock.kind = LockKind::ByteRange(ByteRange {
+            lock_type: if exclusive { LockType::Exclusive } else { LockType::Shared },
+            offset: page * 4096,
+            length: 4096,
+            zero_byte: false,
+            flavor: RangeFlavor::Posix,
+        });
+        lock
+    };
+    store.put_lock(on("held", "o1", 0, true)).await.unwrap();
+    let requests = vec![
+        vec![Op::PutLock(on("put", "o6", 3, true))],
+        vec![Op::Grant(on("g1", "o2", 0, false))],  // refused by "held"
+        vec![Op::Grant(on("g2", "o2", 1, true))],   // granted
+        vec![Op::Grant(on("g3", "o3", 1, false))],  // refused by g2, of this group
+        vec![Op::Grant(on("g4", "o2", 1, false))],  // granted: g2 is its owner's
+        vec![Op::Grant(on("held", "o4", 2, true))], // moves "held" to page 2
+        vec![Op::Grant(on("g6", "o5", 0, true))],   // granted: page 0 is free now
+        vec![Op::Grant(on("g7", "o7", 3, false))],  // refused by the group's put
+    ];
+    let held = hold(&scratch, &store).await;
+    let mut answers = Vec::new();
+    for (n, ops) in requests.into_iter().enumerate() {
+        answers.push(spawn(&store, ops));
+        // One at a time into the queue, so the group holds them in order.
+        wait_queued(&store, n + 2).await;
+    }
+    let groups_before = store.group_stats().groups;
+    held.holder.batch_execute("ROLLBACK").await.unwrap();
+    for blocked in held.blocked {
+        blocked.await.unwrap().unwrap();
+    }
+    let mut refused_by = Vec::new();
+    for answer in answers {
+        refused_by.push(match answer.await.unwrap() {
+            Ok(_) => None,
+            Err(Error::Conflict { conflicts, .. }) => Some(ids(&conflicts.holders).join(",")),
+            Err(e) => panic!("{e}"),
+        });
+    }
+    let refused_by: Vec<Option<&str>> = refused_by.iter().map(Option::as_deref).collect();
+    assert_eq!(refused_by, [None, Some("held"), None, Some("g2"), None, None, None, Some("put")]);
+    assert!(store.group_stats().groups > groups_before, "they were committed as a group");
+    assert_eq!(all_ids(&*store).await, ["blocker-1", "blocker-2", "g2", "g4", "g6", "held", "put"]);
+    assert_eq!(store.get_lock("held").await.unwrap().owner_id.as_ref(), "o4");
+}

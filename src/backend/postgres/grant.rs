@@ -22,6 +22,7 @@
 use super::Core;
 use super::codec::{LockParams, decode_lock};
 use super::error::{pg_error, retryable};
+use super::group::send_all;
 use super::numeric::PgU64;
 use super::sql;
 use super::write::Txn;
@@ -109,6 +110,49 @@ impl Core {
         Ok(Outcome::Done)
     }
 
+    /// The checked grants of a group, each a request of its own, inside the
+    /// group's fenced transaction: the advisory locks of all their files in
+    /// key order (one statement), then each grant's read (sent together),
+    /// then the rules judge them in order, each against the rows read and
+    /// the grants of the group accepted before it, and the accepted ones are
+    /// written in one upsert. Each grant's verdict, in order.
+    pub(super) async fn grant_group(&self, txn: &Txn<'_, '_>, grants: &[&PersistedLock]) -> Result<Vec<Result<()>>> {
+        let mut keys: Vec<i64> = grants.iter().map(|lock| file_key(&lock.file_id)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let filters: Vec<Filter<'_>> = grants.iter().map(|lock| Filter::new(lock)).collect();
+        let params: Vec<[&(dyn ToSql + Sync); sql::GRANT_FILTER_PARAMS]> = filters.iter().map(Filter::refs).collect();
+        // Prepared first, so that each statement is sent on its future's
+        // first poll, in order: the reads after the locks.
+        let (lock_files, read) = (txn.prepare(sql::LOCK_FILES).await?, txn.prepare(&sql::GRANT_CANDIDATES).await?);
+        let keys_param: [&(dyn ToSql + Sync); 1] = [&keys];
+        let locked = txn.tx.execute(&lock_files, &keys_param);
+        let reads = send_all(params.iter().map(|p| txn.tx.query(&read, p)).collect());
+        let (locked, reads) = tokio::join!(biased; locked, reads);
+        locked.map_err(pg_error(txn.during))?;
+        let reads: Vec<Result<Vec<Row>>> = reads.into_iter().map(|r| r.map_err(pg_error(txn.during))).collect();
+        let mut accepted: Vec<&PersistedLock> = Vec::new();
+        let mut verdicts = Vec::with_capacity(grants.len());
+        for (&lock, rows) in grants.iter().zip(reads) {
+            let mut held = rows?.iter().map(decode_lock).collect::<Result<Vec<_>>>()?;
+            // The group's earlier grants replace rows of their ids and are
+            // held in their place.
+            held.retain(|row| !accepted.iter().any(|a| a.id == row.id));
+            let conflicts = conflict::conflicts(lock, held.iter().chain(accepted.iter().copied()));
+            verdicts.push(if conflicts.is_clear() {
+                accepted.retain(|a| a.id != lock.id);
+                accepted.push(lock);
+                Ok(())
+            } else {
+                Err(refused(lock, conflicts))
+            });
+        }
+        if !accepted.is_empty() {
+            super::batch::put_locks(txn, &accepted, self.epoch_sql).await?;
+        }
+        Ok(verdicts)
+    }
+
     /// A checked grant that is the whole request, in one round trip: `BEGIN`,
     /// the fence, the advisory lock, the read, the upsert if nothing may
     /// refuse it and `COMMIT`, sent together. `None` when that does not
@@ -140,7 +184,9 @@ impl Core {
         let (key_param, filter_params): ([&(dyn ToSql + Sync); 1], _) = ([&key], filter.refs());
         let flight = {
             let _timer = metrics::pg_statement(metrics::Statement::Write);
+            // `biased`: polled, so sent, in this order.
             let (begin, fence, locked, rows, written, commit) = tokio::join!(
+                biased;
                 conn.batch_execute("BEGIN"),
                 conn.query_one(&fence, &[]),
                 conn.execute(&lock_file, &key_param),

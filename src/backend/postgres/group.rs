@@ -14,9 +14,13 @@
 //!    put, a delete: one statement whose refusal, such as not found or a
 //!    handle conflict, writes nothing), ordered by key so that groups lock
 //!    rows in one order;
-//! 2. if the fence holds, every other request (several operations, or an
-//!    operation of several statements) in turn under `SAVEPOINT`, rolled
-//!    back to it when the request is refused;
+//! 2. if the fence holds, the requests that are one checked grant
+//!    together (`grant.rs`: the advisory locks of their files in key order,
+//!    their reads sent together, the rules judging each against the rows
+//!    read and the group's grants accepted before it, the accepted ones
+//!    written as one upsert), then every other request (several
+//!    operations, or an operation of several statements) in turn under
+//!    `SAVEPOINT`, rolled back to it when the request is refused;
 //! 3. `COMMIT`, then each request gets its outcome.
 //!
 //! A refused request fails alone with its own error and leaves no effect.
@@ -338,7 +342,23 @@ impl Core {
                 outcome => outcomes[i] = Some(outcome.map(|o| vec![o])),
             }
         }
-        // Step 2: every other request under a savepoint of its own.
+        // Step 2: the checked grants alone in their requests, judged
+        // together, then every other request under a savepoint of its own.
+        let (grants, several): (Vec<usize>, Vec<usize>) =
+            several.into_iter().partition(|&i| matches!(batch[i].ops.as_slice(), [Op::Grant(_)]));
+        if !grants.is_empty() {
+            let locks: Vec<&PersistedLock> = grants
+                .iter()
+                .map(|&i| match &batch[i].ops[0] {
+                    Op::Grant(lock) => lock,
+                    _ => unreachable!("partitioned as a grant"),
+                })
+                .collect();
+            let verdicts = self.grant_group(&txn, &locks).await.map_err(split)?;
+            for (&i, verdict) in grants.iter().zip(verdicts) {
+                outcomes[i] = Some(verdict.map(|()| vec![Outcome::Done]));
+            }
+        }
         for &i in &several {
             txn.savepoint("SAVEPOINT lockwal_request").await.map_err(split)?;
             match self.apply_all(&txn, &batch[i].ops).await {
@@ -377,7 +397,7 @@ fn copy(e: &Error) -> Error {
 /// Polls every future once (a statement's future sends it on its first
 /// poll when prepared), then awaits each in order: the statements travel
 /// together and are answered in order.
-async fn send_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+pub(super) async fn send_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
     let mut ready: Vec<Option<F::Output>> = (0..futures.len()).map(|_| None).collect();
     std::future::poll_fn(|cx| {

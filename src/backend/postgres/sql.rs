@@ -293,6 +293,11 @@ pub(crate) fn list_locks(mask: usize) -> &'static str {
 /// (`grant::file_key`), held to the end of the transaction.
 pub(crate) const LOCK_FILE: &str = "SELECT pg_advisory_xact_lock($1::bigint)";
 
+/// Serializes a group's checked grants with every other on their files:
+/// the advisory locks of the keys in the array `$1`, taken in its order
+/// (the caller sorts it, so that groups take them in one order).
+pub(crate) const LOCK_FILES: &str = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k";
+
 /// How many parameters [`grant_filter`] reads.
 pub(crate) const GRANT_FILTER_PARAMS: usize = 8;
 

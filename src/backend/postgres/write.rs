@@ -27,7 +27,7 @@ const TXN_ATTEMPTS: usize = 5;
 pub(super) struct Txn<'a, 't> {
     pub(super) tx: &'a Transaction<'t>,
     statements: Statements<'a>,
-    during: &'static str,
+    pub(super) during: &'static str,
     trips: metrics::RoundTrips,
 }
 
