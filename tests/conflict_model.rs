@@ -5,6 +5,11 @@
 //! equal the independent model's (`lockwal::testing::conflict`). Ranges are
 //! drawn from the edges: offsets 0, 1, 2^64-2, 2^64-1, lengths 0 ("to end
 //! of file", or an SMB zero-byte lock), 1, 2, 2^64-2 and 2^64-1.
+//!
+//! A second comparison crowds one file with up to 200 locks in transactions
+//! of many puts, some failing half way (rolled back), and thins it out
+//! again, so the file's range index is built (at 64 locks), kept, moved
+//! through and dropped (below 16) while the answers are compared.
 
 use lockwal::Op;
 use lockwal::model::*;
@@ -72,6 +77,17 @@ fn lock() -> impl Strategy<Value = PersistedLock> {
 #[derive(Debug, Clone)]
 enum Step {
     Put(PersistedLock),
+    /// Puts in one transaction; `fail` adds a delete of a missing lock at
+    /// the end, so the whole transaction is rolled back.
+    PutMany {
+        locks: Vec<PersistedLock>,
+        fail: bool,
+    },
+    /// Deletes, in one transaction, the locks held of ids `from..from + count`.
+    DeleteRun {
+        from: u8,
+        count: u8,
+    },
     Delete(u8),
     DeleteFile(u8),
     DeleteClient(u8),
@@ -91,6 +107,28 @@ fn apply(state: &mut State, model: &mut BTreeMap<String, PersistedLock>, step: &
         Step::Put(lock) => {
             model.insert(lock.id.to_string(), lock.clone());
             Op::PutLock(lock.clone())
+        }
+        Step::PutMany { locks, fail } => {
+            let mut ops: Vec<Op> = locks.iter().cloned().map(Op::PutLock).collect();
+            if *fail {
+                ops.push(Op::DeleteLock { id: "never-held".into() });
+                assert!(state.apply(&Command::Txn(ops)).is_err());
+                return;
+            }
+            for lock in locks {
+                model.insert(lock.id.to_string(), lock.clone());
+            }
+            state.apply(&Command::Txn(ops)).expect("valid puts apply");
+            return;
+        }
+        Step::DeleteRun { from, count } => {
+            let ids: Vec<String> = (*from..from.saturating_add(*count)).map(|i| format!("l{i}")).collect();
+            let ops: Vec<Op> =
+                ids.into_iter().filter(|id| model.remove(id).is_some()).map(|id| Op::DeleteLock { id }).collect();
+            if !ops.is_empty() {
+                state.apply(&Command::Txn(ops)).expect("deletes of held locks apply");
+            }
+            return;
         }
         Step::Delete(id) => {
             let id = format!("l{id}");
@@ -136,4 +174,76 @@ proptest! {
             }
         }
     }
+}
+
+/// A lock of the crowded file (`f0` mostly, ids out of 200) of the kinds
+/// and edge ranges of [`lock`].
+fn crowded_lock() -> impl Strategy<Value = PersistedLock> {
+    (lock(), 0..200u8, 0..8u8, 0..6u8).prop_map(|(mut lock, id, file, owner)| {
+        lock.id = format!("l{id}").into();
+        lock.file_id = if file == 0 { "f1".into() } else { "f0".into() };
+        lock.owner_id = format!("o{owner}").into();
+        lock
+    })
+}
+
+fn crowded_step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (prop::collection::vec(crowded_lock(), 1..40), prop::bool::weighted(0.2))
+            .prop_map(|(locks, fail)| Step::PutMany { locks, fail }),
+        2 => crowded_lock().prop_map(Step::Put),
+        3 => (0..200u8).prop_map(Step::Delete),
+        3 => (0..200u8, 20..120u8).prop_map(|(from, count)| Step::DeleteRun { from, count }),
+        1 => (0..3u8).prop_map(Step::DeleteClient),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn crowded_file_answers_match_the_model(steps in prop::collection::vec(crowded_step(), 1..60),
+                                            candidates in prop::collection::vec(crowded_lock(), 1..8)) {
+        let mut state = State::new();
+        state.apply(&Command::Open { epoch: 1 }).unwrap();
+        let mut model = BTreeMap::new();
+        for step in &steps {
+            apply(&mut state, &mut model, step);
+            state.check_invariants();
+            for candidate in &candidates {
+                let got = state.test_lock(candidate);
+                let got = Answer { holders: ids(&got.holders), to_break: ids(&got.to_break) };
+                prop_assert_eq!(&got, &answer(candidate, &model), "candidate {:?} after {:?}", candidate, step);
+            }
+        }
+    }
+}
+
+/// The crowded sequences do what they are for: many of them take the file
+/// past 64 locks (where the state must build its range index:
+/// `check_invariants` fails otherwise) and later below 16 (where it must
+/// drop it).
+#[test]
+fn crowded_sequences_build_and_drop_the_range_index() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = prop::collection::vec(crowded_step(), 1..60);
+    let (mut built, mut dropped) = (0, 0);
+    for _ in 0..64 {
+        let steps = strategy.new_tree(&mut runner).unwrap().current();
+        let mut state = State::new();
+        state.apply(&Command::Open { epoch: 1 }).unwrap();
+        let mut model = BTreeMap::new();
+        let (mut crowded, mut thinned) = (false, false);
+        for step in &steps {
+            apply(&mut state, &mut model, step);
+            let on_file = model.values().filter(|l| &*l.file_id == "f0").count();
+            crowded |= on_file >= 64;
+            thinned |= crowded && on_file < 16;
+        }
+        state.check_invariants();
+        built += usize::from(crowded);
+        dropped += usize::from(thinned);
+    }
+    assert!(built >= 16 && dropped >= 4, "{built} of 64 sequences crowded the file, {dropped} thinned it out again");
 }

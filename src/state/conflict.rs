@@ -2,14 +2,15 @@
 //! refuse it, and which leases and delegations must be broken first, by
 //! the rules of [`crate::model::conflict`].
 //!
-//! Phase 1 reads the candidate's file from the by-file index and judges
-//! each of that file's locks: O(1) to find the file, O(m) in the locks of
-//! that file (not of the store). A per-file interval index (O(log m + k))
-//! is phase 1's open item (docs/decisions/0045-conflict-rules.md).
+//! A file with a range index (`ranges`: files of many locks) is asked for
+//! the ranges over the candidate's bytes and its other locks, O(log m + k)
+//! in the m locks of the file; a file of a few locks has each judged.
 
+use super::index::SlotId;
 use super::machine::State;
+use super::ranges::span;
 use crate::model::conflict::{Held, judge};
-use crate::model::{Conflicts, PersistedLock, Verdict};
+use crate::model::{Conflicts, LockKind, PersistedLock, Verdict};
 
 impl State {
     /// The locks on `candidate`'s file that conflict with it and the
@@ -18,10 +19,8 @@ impl State {
     /// would replace it).
     pub fn test_lock(&self, candidate: &PersistedLock) -> Conflicts {
         let mut out = Conflicts::default();
-        let Some(posting) = self.by_file.get(&candidate.file_id) else {
-            return out;
-        };
-        for slot in posting.slots.as_slice().iter().filter_map(|&i| self.slots.get(i)) {
+        let mut judge_slot = |i: SlotId| {
+            let Some(slot) = self.slots.get(i) else { return };
             // Judged on the slot's own fields; only a hit becomes a lock.
             let kind = slot.kind.to_kind();
             let held = Held { id: &slot.id, owner_id: &slot.owner, client_id: &slot.client, kind: &kind };
@@ -30,6 +29,17 @@ impl State {
                 Verdict::Conflict => out.holders.push(slot.to_lock()),
                 Verdict::Break => out.to_break.push(slot.to_lock()),
             }
+        };
+        if let Some(ranges) = self.ranges.get(&candidate.file_id) {
+            // Only overlapping ranges can refuse a range; no range refuses
+            // anything else. The other kinds are judged for every candidate.
+            if let LockKind::ByteRange(range) = &candidate.kind {
+                let (first, last) = span(range);
+                ranges.ranges_over(first, last, &mut judge_slot);
+            }
+            ranges.whole_file().for_each(&mut judge_slot);
+        } else if let Some(posting) = self.by_file.get(&candidate.file_id) {
+            posting.slots.as_slice().iter().copied().for_each(judge_slot);
         }
         out.sort();
         out

@@ -5,6 +5,7 @@
 use super::command::Command;
 use super::handles::Handles;
 use super::index::{ById, Index, NIL, SlotId};
+use super::ranges::{BUILD_AT, RangeIndexes};
 use super::records::Records;
 use super::slab::{CLIENT, FILE, OWNER, SHARE, Slab, Slot, StoredKind, slot_number, sort_by_id};
 use super::undo::{Undo, UndoStep};
@@ -31,6 +32,8 @@ pub struct State {
     pub(super) clients: BTreeMap<(ClientKind, String), ClientRecord>,
     pub(super) handles: Handles,
     pub(super) records: Records,
+    /// The range index of each file with many locks (`ranges`).
+    pub(super) ranges: RangeIndexes,
     pub(super) epoch: u64,
     pub(super) clean: bool,
 }
@@ -55,6 +58,7 @@ impl State {
             clients: BTreeMap::new(),
             handles: Handles::default(),
             records: Records::default(),
+            ranges: RangeIndexes::default(),
             epoch: 0,
             clean: false,
         }
@@ -378,6 +382,27 @@ impl State {
         let indexed = self.by_id.insert(&slot.id, slot_id, |s| self.slots.id(s));
         debug_assert!(indexed.is_ok(), "a put removes the lock it replaces first");
         self.slots.set(slot_id, slot, [p0, p1, p2, p3]);
+        self.ranges_added(slot_id);
+    }
+
+    /// Builds the range index of every file of [`BUILD_AT`] locks or more
+    /// (after a restore built the key indexes in bulk).
+    pub(super) fn build_range_indexes(&mut self) {
+        let State { slots, by_file, ranges, .. } = self;
+        for posting in by_file.postings().filter(|p| p.slots.len() >= BUILD_AT) {
+            let file_slots = posting.slots.as_slice().iter().map(|&s| (s, slots.get(s).expect("live"))).collect();
+            ranges.build(&posting.key, file_slots);
+        }
+    }
+
+    /// Keeps the range index of `slot_id`'s file in step after the slot
+    /// joined it.
+    fn ranges_added(&mut self, slot_id: SlotId) {
+        let State { slots, by_file, ranges, .. } = self;
+        let slot = slots.get(slot_id).expect("the slot was just set");
+        let posting = by_file.get(&slot.file).expect("the slot's file was just attached");
+        let file_slots = || posting.slots.as_slice().iter().map(|&s| (s, slots.get(s).expect("live"))).collect();
+        ranges.added(&posting.key, posting.slots.len(), slot_id, &slot.kind, file_slots);
     }
 
     /// Re-inserts a slot taken out earlier (undo), keys and epoch unchanged.
@@ -398,6 +423,7 @@ impl State {
         let indexed = self.by_id.insert(&slot.id, slot_id, |s| self.slots.id(s));
         debug_assert!(indexed.is_ok(), "undo removes the lock before it puts back the one before");
         self.slots.set(slot_id, slot, positions);
+        self.ranges_added(slot_id);
     }
 
     fn alloc_slot(&mut self) -> SlotId {
@@ -426,6 +452,8 @@ impl State {
             let (index, slab) = self.index_mut(which);
             index.detach(slot.key(which), slot_id, position, slab);
         }
+        let locks = self.by_file.get(&slot.file).map_or(0, |posting| posting.slots.len());
+        self.ranges.removed(&slot.file, locks, slot_id, &slot.kind);
         self.free.push(slot_id);
         slot
     }

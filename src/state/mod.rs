@@ -7,8 +7,8 @@
 //!
 //! From the bottom up: `index` (the key indexes), `slab` (slot storage),
 //! `handles` and `records` (the durable handles and the server's records),
-//! `command` (the input), `undo` (the undo log), `machine` (the state and
-//! `apply`), `query` (the reads), `locks` (every lock, unsorted), `view` and `restore` (the two sides of a
+//! `ranges` (the per-file range index), `command` (the input), `undo` (the
+//! undo log), `machine` (the state and `apply`), `query` (the reads), `locks` (every lock, unsorted), `view` and `restore` (the two sides of a
 //! snapshot).
 
 mod command;
@@ -18,6 +18,7 @@ mod index;
 mod locks;
 mod machine;
 mod query;
+mod ranges;
 mod records;
 mod restore;
 mod slab;

@@ -4,6 +4,7 @@
 
 use super::index::{SlotId, Slots};
 use super::machine::State;
+use super::ranges::{BUILD_AT, DROP_BELOW, indexed_span};
 use super::slab::{Slot, sort_by_id};
 use crate::model::{
     ClientKind, ClientQuery, ClientRecord, DurableHandle, FileId, Guid, HandleQuery, LockQuery, PersistedLock, Record,
@@ -197,6 +198,33 @@ impl State {
             }
             assert_eq!(seen, live.len(), "index {which} does not hold every lock exactly once");
             assert_eq!(index.entries(), live.len());
+        }
+        self.check_range_indexes();
+    }
+
+    /// Files of [`BUILD_AT`] locks or more have a range index and files of
+    /// fewer than [`DROP_BELOW`] none; each index holds exactly its file's
+    /// locks, ranges under their indexed span, and is a valid treap.
+    fn check_range_indexes(&self) {
+        for posting in self.by_file.postings() {
+            let (locks, indexed) = (posting.slots.len(), self.ranges.get(&posting.key).is_some());
+            assert!(locks < BUILD_AT || indexed, "file {:?} of {locks} locks has no range index", posting.key);
+            assert!(locks >= DROP_BELOW || !indexed, "file {:?} of {locks} locks keeps a range index", posting.key);
+        }
+        for (file, ranges) in self.ranges.files() {
+            let posting = self.by_file.get(file).expect("a file with a range index has locks");
+            assert!(Arc::ptr_eq(file, &posting.key), "range index of {file:?} holds its own copy of the key");
+            let (mut want_ranges, mut want_whole) = (Vec::new(), Vec::new());
+            for &at in posting.slots.as_slice() {
+                match indexed_span(&self.slots.get(at).expect("listed slot is live").kind) {
+                    Some((first, last)) => want_ranges.push((first, last, at)),
+                    None => want_whole.push(at),
+                }
+            }
+            want_ranges.sort_unstable_by_key(|&(first, _, at)| (first, at));
+            want_whole.sort_unstable();
+            assert_eq!(ranges.check(), (want_ranges, want_whole), "range index of {file:?}");
+            assert_eq!(ranges.len(), posting.slots.len());
         }
     }
 }

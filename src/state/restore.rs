@@ -370,6 +370,7 @@ impl Restorer {
                 ids.join().expect("indexing ids does not panic").and(arrays)
             })?;
         }
+        state.build_range_indexes();
         Ok(state)
     }
 }
