@@ -8,7 +8,8 @@
 //! From the bottom up: `index` (the key indexes), `slab` (slot storage),
 //! `handles` and `records` (the durable handles and the server's records),
 //! `ranges` (the per-file range index), `command` (the input), `undo` (the
-//! undo log), `machine` (the state and `apply`), `query` (the reads), `locks` (every lock, unsorted), `view` and `restore` (the two sides of a
+//! undo log), `machine` (the state and `apply`), `predict` (a group's outcomes without
+//! applying it), `query` (the reads), `locks` (every lock, unsorted), `view` and `restore` (the two sides of a
 //! snapshot).
 
 mod command;
@@ -17,6 +18,7 @@ mod handles;
 mod index;
 mod locks;
 mod machine;
+mod predict;
 mod query;
 mod ranges;
 mod records;

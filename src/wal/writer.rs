@@ -5,9 +5,11 @@
 //! A group is committed in three steps:
 //! 1. learn each request's outcome without publishing it: a group whose
 //!    every request has an outcome no state can change (puts only, or
-//!    invalid input: `Command::fixed_outcome`) takes that; otherwise, under
-//!    the state's write lock, apply each request with an undo log and roll
-//!    everything back (readers must not see a write before it is durable). A
+//!    invalid input: `Command::fixed_outcome`) takes that; a group of puts
+//!    and checked grants is judged under the read lock (`State::predict`);
+//!    otherwise, under the state's write lock, apply each request with an
+//!    undo log and roll everything back (readers must not see a write before
+//!    it is durable). A
 //!    request that fails is answered with its error and never logged;
 //! 2. encode the successful commands as one frame, write it, fdatasync;
 //! 3. apply them for real (the state machine is deterministic and only this
@@ -265,9 +267,14 @@ impl Writer {
             }
         }
         // Step 1: find each request's outcome without publishing it. A group
-        // of puts (the common grant) needs no state for it; otherwise apply
-        // the group to the state and roll it back.
+        // of puts (the common grant) needs no state for it; a group of puts
+        // and checked grants needs only reads of it; otherwise apply the
+        // group to the state and roll it back.
         let fixed: Option<Vec<Result<Vec<Outcome>>>> = requests.iter().map(|(cmd, _)| cmd.fixed_outcome()).collect();
+        let fixed = fixed.or_else(|| {
+            let state = self.shared.state.read().unwrap_or_else(|e| e.into_inner());
+            state.predict(requests.iter().map(|(cmd, _)| cmd))
+        });
         let verdicts: Vec<Result<Vec<Outcome>>> = fixed.unwrap_or_else(|| {
             let mut state = self.shared.state.write().unwrap_or_else(|e| e.into_inner());
             let mut undo = Undo::recording();
