@@ -37,6 +37,9 @@ pub enum ReclaimRefusal {
     WrongClient,
     /// The lock was granted (or already reclaimed) in the current epoch.
     CurrentEpoch,
+    /// The lock belongs to another node of a PostgreSQL cluster, which its
+    /// client must reclaim from.
+    OtherNode,
 }
 
 impl std::fmt::Display for ReclaimRefusal {
@@ -44,6 +47,7 @@ impl std::fmt::Display for ReclaimRefusal {
         f.write_str(match self {
             ReclaimRefusal::WrongClient => "it belongs to another client",
             ReclaimRefusal::CurrentEpoch => "it was granted in the current epoch",
+            ReclaimRefusal::OtherNode => "it belongs to another node",
         })
     }
 }

@@ -22,7 +22,7 @@ async fn wait_queued(store: &PostgresLockStore, n: usize) {
 
 type Answer = tokio::task::JoinHandle<Result<Vec<Outcome>, Error>>;
 
-/// A held row lock on the epoch row and the two writes blocked behind it;
+/// A held row lock on the node rows and the two writes blocked behind it;
 /// every write of `store` submitted after `hold` returns queues for a group.
 struct Held {
     holder: tokio_postgres::Client,
@@ -33,7 +33,7 @@ struct Held {
 async fn hold(scratch: &Scratch, store: &Arc<PostgresLockStore>) -> Held {
     let holder = scratch.sql().await;
     let pid = backend_pid(&holder).await;
-    holder.batch_execute("BEGIN; SELECT epoch FROM lockwal_meta FOR UPDATE").await.expect("hold the epoch row");
+    holder.batch_execute("BEGIN; SELECT epoch FROM lockwal_nodes FOR UPDATE").await.expect("hold the node rows");
     let mut blocked = Vec::new();
     for (n, id) in ["blocker-1", "blocker-2"].into_iter().enumerate() {
         blocked.push(spawn(store, vec![Op::PutLock(lock(id))]));

@@ -37,6 +37,7 @@ mod handle_model;
 mod handle_races;
 mod handles;
 mod migrations;
+mod nodes;
 
 use async_trait::async_trait;
 use conformance::Harness;

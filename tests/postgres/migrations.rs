@@ -16,7 +16,17 @@ async fn tables(scratch: &Scratch) -> Vec<String> {
         .collect()
 }
 
-const ALL_TABLES: [&str; 6] =
+const ALL_TABLES: [&str; 7] = [
+    "lockwal_clients",
+    "lockwal_handles",
+    "lockwal_locks",
+    "lockwal_meta",
+    "lockwal_migrations",
+    "lockwal_nodes",
+    "lockwal_records",
+];
+
+const TABLES_4: [&str; 6] =
     ["lockwal_clients", "lockwal_handles", "lockwal_locks", "lockwal_meta", "lockwal_migrations", "lockwal_records"];
 
 async fn recorded(scratch: &Scratch) -> Vec<i32> {
@@ -35,7 +45,7 @@ async fn recorded(scratch: &Scratch) -> Vec<i32> {
 async fn migrations_up_down_up() {
     let Some(scratch) = Scratch::new() else { return };
     let config = scratch.config().with_auto_migrate(false);
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
     assert_eq!(PostgresLockStore::schema_version(&config).await.unwrap(), 0);
     match PostgresLockStore::open(config.clone()).await {
         Err(Error::SchemaVersion { found: 0, expected: SCHEMA_VERSION, schema }) => assert_eq!(schema, scratch.schema),
@@ -43,11 +53,11 @@ async fn migrations_up_down_up() {
     }
 
     let up = PostgresLockStore::migrate(&config).await.unwrap();
-    assert_eq!((up.from, up.to, up.steps), (0, 4, vec![1, 2, 3, 4]));
+    assert_eq!((up.from, up.to, up.steps), (0, 5, vec![1, 2, 3, 4, 5]));
     assert_eq!(tables(&scratch).await, ALL_TABLES);
-    assert_eq!(recorded(&scratch).await, [1, 2, 3, 4]);
+    assert_eq!(recorded(&scratch).await, [1, 2, 3, 4, 5]);
     let again = PostgresLockStore::migrate(&config).await.unwrap();
-    assert_eq!((again.from, again.to, again.steps), (4, 4, vec![]));
+    assert_eq!((again.from, again.to, again.steps), (5, 5, vec![]));
 
     let store = PostgresLockStore::open(config.clone()).await.unwrap();
     store.put_lock(lock("L")).await.unwrap();
@@ -58,7 +68,7 @@ async fn migrations_up_down_up() {
     store.close().await.unwrap();
 
     let down = PostgresLockStore::migrate_to(&config, 1).await.unwrap();
-    assert_eq!((down.from, down.to, down.steps), (4, 1, vec![4, 3, 2]));
+    assert_eq!((down.from, down.to, down.steps), (5, 1, vec![5, 4, 3, 2]));
     assert_eq!(tables(&scratch).await, ["lockwal_locks", "lockwal_meta", "lockwal_migrations"]);
     assert!(matches!(PostgresLockStore::open(config.clone()).await, Err(Error::SchemaVersion { found: 1, .. })));
     let down = PostgresLockStore::migrate_to(&config, 0).await.unwrap();
@@ -67,7 +77,7 @@ async fn migrations_up_down_up() {
     assert!(recorded(&scratch).await.is_empty());
 
     let up = PostgresLockStore::migrate(&config).await.unwrap();
-    assert_eq!((up.from, up.to, up.steps), (0, 4, vec![1, 2, 3, 4]));
+    assert_eq!((up.from, up.to, up.steps), (0, 5, vec![1, 2, 3, 4, 5]));
     let store = PostgresLockStore::open(config.clone()).await.unwrap();
     assert_eq!(store.epoch().await.unwrap(), 1, "a fresh schema after down and up");
     assert_eq!(store.count().await.unwrap(), 0);
@@ -93,10 +103,15 @@ async fn migrations_up_down_up() {
 /// The rows of a database at migration 2, as that version wrote them
 /// (every column of every kind, the lease states and delegation ids in
 /// their migration-2 encodings), as one JSON text per row (keys sorted,
-/// so column order does not count).
+/// so column order does not count), without the owner column.
 async fn rows_as_text(sql: &tokio_postgres::Client) -> Vec<String> {
-    let locks = sql.query("SELECT to_jsonb(l)::text FROM lockwal_locks l ORDER BY id", &[]).await.unwrap();
-    let clients = sql.query("SELECT to_jsonb(c)::text FROM lockwal_clients c ORDER BY client_id", &[]).await.unwrap();
+    // Without the owner, which migration 5 adds (its own test checks it).
+    let locks =
+        sql.query("SELECT (to_jsonb(l) - 'node_id')::text FROM lockwal_locks l ORDER BY id", &[]).await.unwrap();
+    let clients = sql
+        .query("SELECT (to_jsonb(c) - 'node_id')::text FROM lockwal_clients c ORDER BY client_id", &[])
+        .await
+        .unwrap();
     locks.iter().chain(&clients).map(|r| r.get(0)).collect()
 }
 
@@ -142,7 +157,7 @@ async fn migration_3_upgrades_rows_in_place_and_down_up_is_lossless() {
     assert_eq!(written.len(), 8);
 
     let report = PostgresLockStore::migrate(&config).await.unwrap();
-    assert_eq!((report.from, report.to, report.steps), (2, 4, vec![3, 4]));
+    assert_eq!((report.from, report.to, report.steps), (2, 5, vec![3, 4, 5]));
     let store = PostgresLockStore::open_read_only(config.clone()).await.unwrap();
     let locks = store.list_locks(&LockQuery::all()).await.unwrap();
     let kinds: Vec<(&str, &LockKind, u64)> = locks.iter().map(|l| (&*l.id, &l.kind, l.server_epoch)).collect();
@@ -218,7 +233,7 @@ async fn migration_3_upgrades_rows_in_place_and_down_up_is_lossless() {
 
     // Down to 2: the rows exactly as migration 2 held them.
     let report = PostgresLockStore::migrate_to(&config, 2).await.unwrap();
-    assert_eq!(report.steps, [4, 3]);
+    assert_eq!(report.steps, [5, 4, 3]);
     assert_eq!(rows_as_text(&sql).await, written);
     PostgresLockStore::migrate(&config).await.unwrap();
     let store = PostgresLockStore::open_read_only(config.clone()).await.unwrap();
@@ -238,7 +253,7 @@ async fn migration_3_upgrades_rows_in_place_and_down_up_is_lossless() {
         other => panic!("expected a refused down migration, got {other:?}"),
     }
     assert_eq!(rows_as_text(&sql).await, before);
-    assert_eq!(PostgresLockStore::schema_version(&config).await.unwrap(), 4);
+    assert_eq!(PostgresLockStore::schema_version(&config).await.unwrap(), 5);
     assert_eq!(tables(&scratch).await, ALL_TABLES, "the refused run dropped nothing");
 }
 
@@ -267,10 +282,12 @@ async fn migration_4_adds_handles_and_records_and_down_up_keeps_the_rest() {
     let rows = rows_as_text(&sql).await;
     assert!(matches!(PostgresLockStore::open(config.clone()).await, Err(Error::SchemaVersion { found: 3, .. })));
 
-    let up = PostgresLockStore::migrate(&config).await.unwrap();
+    let up = PostgresLockStore::migrate_to(&config, 4).await.unwrap();
     assert_eq!((up.from, up.to, up.steps), (3, 4, vec![4]));
-    assert_eq!(tables(&scratch).await, ALL_TABLES);
+    assert_eq!(tables(&scratch).await, TABLES_4);
     assert_eq!(rows_as_text(&sql).await, rows, "migration 4 leaves the other rows alone");
+    // This build opens version 5 only: upgrade, then come back to 4 below.
+    PostgresLockStore::migrate(&config).await.unwrap();
     let store = PostgresLockStore::open(config.clone()).await.unwrap();
     assert_eq!(store.list_locks(&LockQuery::all()).await.unwrap().len(), 1);
     store.put_handle(sample::handle(1)).await.unwrap();
@@ -279,7 +296,7 @@ async fn migration_4_adds_handles_and_records_and_down_up_keeps_the_rest() {
     store.close().await.unwrap();
 
     let down = PostgresLockStore::migrate_to(&config, 3).await.unwrap();
-    assert_eq!((down.from, down.to, down.steps), (4, 3, vec![4]));
+    assert_eq!((down.from, down.to, down.steps), (5, 3, vec![5, 4]));
     assert_eq!(tables(&scratch).await, ["lockwal_clients", "lockwal_locks", "lockwal_meta", "lockwal_migrations"]);
     let meta: (i64, bool) = {
         let row = sql.query_one("SELECT epoch, clean FROM lockwal_meta", &[]).await.unwrap();
@@ -290,7 +307,7 @@ async fn migration_4_adds_handles_and_records_and_down_up_keeps_the_rest() {
     assert!(matches!(PostgresLockStore::open(config.clone()).await, Err(Error::SchemaVersion { found: 3, .. })));
 
     let up = PostgresLockStore::migrate(&config).await.unwrap();
-    assert_eq!(up.steps, [4]);
+    assert_eq!(up.steps, [4, 5]);
     let store = PostgresLockStore::open(config.clone()).await.unwrap();
     assert_eq!(store.epoch().await.unwrap(), 2);
     assert!(store.list_handles(&HandleQuery::All).await.unwrap().is_empty());

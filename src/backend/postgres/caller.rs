@@ -97,11 +97,19 @@ impl PostgresLockStore {
                 sqlstate: None,
                 message: "SHOW search_path returned no row".into(),
             })?;
+        // The caller's connection is of no node: the rows written here, and
+        // the fence, are this handle's node's until the transaction ends.
+        tx.query_typed(
+            "SELECT set_config('lockwal.node', $1, true)",
+            &[(&core.node, tokio_postgres::types::Type::TEXT)],
+        )
+        .await
+        .map_err(pg_error(during))?;
         let row = tx.query_typed(sql::CALLER_FENCE, &[]).await.map_err(pg_error(during))?;
         let row = row.first().ok_or_else(|| Error::Postgres {
             during,
             sqlstate: None,
-            message: "lockwal_meta has no row".into(),
+            message: "lockwal_nodes has no row for this node".into(),
         })?;
         let (current, clean, database, meta): (i64, bool, String, u32) =
             (row.get(0), row.get(1), row.get(2), row.get(3));

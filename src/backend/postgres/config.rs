@@ -24,12 +24,19 @@ pub struct PostgresConfig {
     /// nodes may start at once). Default `false`: opening a schema at another
     /// version fails with [`Error::SchemaVersion`].
     pub auto_migrate: bool,
+    /// The node this handle is, when several nodes serve one database at
+    /// once: ASCII letters, digits and `_ . -`, starting with a letter or
+    /// digit, at most 64 bytes. Opening node A fences the previous handle of
+    /// A and no other node; every lock, client record and durable handle
+    /// belongs to the node that last wrote it. Default empty: the node `''`,
+    /// which a store used by one server at a time is.
+    pub node: String,
 }
 
 impl PostgresConfig {
     /// The defaults for the database at `url`.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), schema: "public".into(), pool_size: 16, auto_migrate: false }
+        Self { url: url.into(), schema: "public".into(), pool_size: 16, auto_migrate: false, node: String::new() }
     }
 
     /// Uses the schema `schema`.
@@ -50,15 +57,26 @@ impl PostgresConfig {
         self
     }
 
+    /// Opens as node `node` (see [`node`](Self::node)).
+    pub fn with_node(mut self, node: impl Into<String>) -> Self {
+        self.node = node.into();
+        self
+    }
+
     /// The client library's configuration: the URL, plus `search_path` set
-    /// to the schema and `application_name` (when the URL sets none).
+    /// to the schema, `lockwal.node` to the node (when there is one) and
+    /// `application_name` (when the URL sets none).
     pub(super) fn connection(&self) -> Result<tokio_postgres::Config> {
         validate_schema(&self.schema)?;
+        validate_node(&self.node)?;
         let mut pg: tokio_postgres::Config = self
             .url
             .parse()
             .map_err(|e: tokio_postgres::Error| Error::InvalidInput { field: "url", reason: e.to_string() })?;
-        let search_path = format!("-c search_path={}", self.schema);
+        let mut search_path = format!("-c search_path={}", self.schema);
+        if !self.node.is_empty() {
+            search_path.push_str(&format!(" -c lockwal.node={}", self.node));
+        }
         let options = match pg.get_options() {
             Some(options) if !options.trim().is_empty() => format!("{options} {search_path}"),
             _ => search_path,
@@ -93,6 +111,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("schema", &self.schema)
             .field("pool_size", &self.pool_size)
             .field("auto_migrate", &self.auto_migrate)
+            .field("node", &self.node)
             .finish()
     }
 }
@@ -139,6 +158,24 @@ pub(crate) fn validate_schema(schema: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks a node id: empty (no node id), or the rule of
+/// [`PostgresConfig::node`], so it needs no quoting in the startup options
+/// and matches the schema's check.
+pub(crate) fn validate_node(node: &str) -> Result<()> {
+    let invalid = |reason: &str| Error::InvalidInput { field: "node", reason: format!("{node:?} {reason}") };
+    let Some(first) = node.chars().next() else { return Ok(()) };
+    if !first.is_ascii_alphanumeric() {
+        return Err(invalid("must start with an ASCII letter or digit"));
+    }
+    if !node.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+        return Err(invalid("may hold only ASCII letters, digits, '_', '.' and '-'"));
+    }
+    if node.len() > 64 {
+        return Err(invalid("is longer than 64 bytes"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +187,17 @@ mod tests {
         }
         for bad in ["", "Public", "1abc", "a-b", "a b", "a\"b", "pg_temp", &"a".repeat(64), "é"] {
             assert!(matches!(validate_schema(bad), Err(Error::InvalidInput { field: "schema", .. })), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn node_ids_are_plain_names() {
+        for ok in ["", "a", "Node-1", "0.b_c", &"n".repeat(64)] {
+            assert!(validate_node(ok).is_ok(), "{ok}");
+        }
+        for bad in ["-a", ".a", "a b", "a=b", "a'b", "a\\b", &"n".repeat(65), "é"] {
+            let config = PostgresConfig::new("postgres://u@h/db").with_node(bad);
+            assert!(matches!(config.connection(), Err(Error::InvalidInput { field: "node", .. })), "{bad:?}");
         }
     }
 
@@ -174,6 +222,8 @@ mod tests {
         let pg = config.connection().unwrap();
         assert_eq!(pg.get_options(), Some("-c work_mem=4MB -c search_path=s1"));
         assert_eq!(pg.get_application_name(), Some("lockwal"));
+        let pg = config.clone().with_node("node-1.a_b").connection().unwrap();
+        assert_eq!(pg.get_options(), Some("-c work_mem=4MB -c search_path=s1 -c lockwal.node=node-1.a_b"));
         let bad = PostgresConfig::new("postgres://u@h:notaport/db").connection();
         assert!(matches!(bad, Err(Error::InvalidInput { field: "url", .. })), "{bad:?}");
     }

@@ -42,6 +42,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(2, "0002_clients", "clients"),
     migration!(3, "0003_fidelity", "fidelity"),
     migration!(4, "0004_handles_records", "handles_records"),
+    migration!(5, "0005_nodes", "nodes"),
 ];
 
 /// The schema version this build reads and writes: the newest migration.

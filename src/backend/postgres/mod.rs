@@ -69,6 +69,7 @@
 
 mod batch;
 mod caller;
+mod cluster;
 mod codec;
 mod config;
 mod error;
@@ -84,6 +85,7 @@ pub mod sql;
 mod store;
 mod write;
 
+pub use cluster::{ClusterStatus, NodeStatus};
 pub use config::PostgresConfig;
 pub use group::GroupStats;
 pub use migrate::{MIGRATIONS, Migration, MigrationReport, SCHEMA_VERSION};
@@ -112,6 +114,8 @@ pub struct PostgresLockStore {
 struct Core {
     pool: Pool,
     schema: String,
+    /// The node this handle is (`''` without a node id).
+    node: String,
     /// This handle's epoch, and the same as the `bigint` the schema holds.
     epoch: u64,
     epoch_sql: i64,
@@ -135,6 +139,7 @@ impl std::fmt::Debug for PostgresLockStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresLockStore")
             .field("schema", &self.core.schema)
+            .field("node", &self.core.node)
             .field("epoch", &self.core.epoch)
             .field("closed", &self.core.closed.load(Ordering::Relaxed))
             .finish_non_exhaustive()
@@ -142,21 +147,25 @@ impl std::fmt::Debug for PostgresLockStore {
 }
 
 impl PostgresLockStore {
-    /// Opens the store: connects, applies missing migrations when
-    /// `auto_migrate` is set, checks the schema version, and starts the next
-    /// epoch (which fences every handle opened before).
+    /// Opens the store as the configured node: connects, applies missing
+    /// migrations when `auto_migrate` is set, checks the schema version, and
+    /// gives the node the cluster's next epoch (which fences every handle of
+    /// this node opened before, and no other node's).
     pub async fn open(config: PostgresConfig) -> Result<Self> {
         let (pool, mut conn, identity) = Self::connect(&config, config.auto_migrate).await?;
         let during = "opening the store";
         let tx = conn.transaction().await.map_err(pg_error(during))?;
         tx.batch_execute(sql::OPEN_LOCK).await.map_err(pg_error(during))?;
-        let (_, previous_clean) = read_meta(&tx, sql::OPEN_READ, during).await?;
+        // A node that never opened reports unclean, as a new store does.
+        let previous_clean =
+            tx.query_opt(sql::OPEN_READ, &[]).await.map_err(pg_error(during))?.is_some_and(|row| row.get(0));
         let epoch_sql: i64 = tx.query_one(sql::OPEN_BUMP, &[]).await.map_err(pg_error(during))?.get(0);
+        tx.execute(sql::OPEN_NODE, &[&epoch_sql]).await.map_err(pg_error(during))?;
         tx.commit().await.map_err(pg_error(during))?;
         drop(conn);
         let epoch = epoch_from_sql(epoch_sql, during)?;
         tracing::info!(schema = %config.schema, epoch, previous_clean, "lockwal: opened PostgreSQL store");
-        Ok(Self::new(pool, config.schema, epoch, previous_clean, false, identity))
+        Ok(Self::new(pool, config, epoch, previous_clean, false, identity))
     }
 
     /// Opens the store for reading only, as operators' tools do: no epoch
@@ -170,7 +179,7 @@ impl PostgresLockStore {
         let (epoch_sql, clean) = read_meta(&conn, sql::META, during).await?;
         drop(conn);
         let epoch = epoch_from_sql(epoch_sql, during)?;
-        Ok(Self::new(pool, config.schema, epoch, clean, true, identity))
+        Ok(Self::new(pool, config, epoch, clean, true, identity))
     }
 
     /// The pool and one connection from it, after migrating (when asked)
@@ -205,7 +214,7 @@ impl PostgresLockStore {
 
     fn new(
         pool: Pool,
-        schema: String,
+        config: PostgresConfig,
         epoch: u64,
         previous_clean: bool,
         read_only: bool,
@@ -213,7 +222,8 @@ impl PostgresLockStore {
     ) -> Self {
         let core = Core {
             pool,
-            schema,
+            schema: config.schema,
+            node: config.node,
             epoch,
             epoch_sql: epoch as i64,
             previous_clean,
@@ -248,6 +258,11 @@ impl PostgresLockStore {
     /// The PostgreSQL schema this store lives in.
     pub fn schema(&self) -> &str {
         &self.core.schema
+    }
+
+    /// The node this handle is (empty without a node id).
+    pub fn node(&self) -> &str {
+        &self.core.node
     }
 
     /// How many writes group commit has shared transactions among so far.

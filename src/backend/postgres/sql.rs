@@ -8,45 +8,57 @@
 //! Two forms exist for each single-operation write:
 //!
 //! - the **fenced** form is one autocommit statement whose first step is
-//!   `SELECT ... FROM lockwal_meta WHERE epoch = <ours> FOR SHARE`. The share
-//!   lock on the epoch row makes an `open` by another node (which updates that
-//!   row) wait until this statement has committed, and a statement that
-//!   starts after such an open finds the new epoch (READ COMMITTED re-reads
-//!   the latest row version under a row lock), matches no row, and writes
-//!   nothing. One round trip, like the statement without the fence;
+//!   `SELECT ... FROM lockwal_nodes WHERE epoch = <ours> FOR SHARE`. Epochs
+//!   are unique, so that is this node's row. The share lock on it makes a
+//!   reopen of the node (which updates that row) wait until this statement
+//!   has committed, and a statement that starts after such an open finds the
+//!   new epoch (READ COMMITTED re-reads the latest row version under a row
+//!   lock), matches no row, and writes nothing. One round trip, like the
+//!   statement without the fence;
 //! - the **plain** form runs inside a multi-operation transaction that took
 //!   the same share lock with `FENCE` first.
 
 use super::codec::{CLIENT_COLUMNS, HANDLE_COLUMNS, LOCK_COLUMNS, LOCK_EPOCH_PARAM, handle_param};
 use std::sync::LazyLock;
 
-/// Reads the epoch row and share-locks it until the transaction ends.
-pub(crate) const FENCE: &str = "SELECT epoch, clean FROM lockwal_meta FOR SHARE";
+/// Reads the node's row (the node of the connection, `lockwal_node()`) and
+/// share-locks it until the transaction ends.
+pub(crate) const FENCE: &str = "SELECT epoch, clean FROM lockwal_nodes WHERE node_id = lockwal_node() FOR SHARE";
 
-/// The epoch and clean flag now stored (to report why a fenced write
+/// The node's epoch and clean flag now stored (to report why a fenced write
 /// matched no row: a newer epoch, or our own clean shutdown).
-pub(crate) const CURRENT_EPOCH: &str = "SELECT epoch, clean FROM lockwal_meta";
+pub(crate) const CURRENT_EPOCH: &str = "SELECT epoch, clean FROM lockwal_nodes WHERE node_id = lockwal_node()";
 
-/// The first step of an open: waits for the writes in flight (their
-/// `FOR SHARE` holds the table's ROW SHARE lock) and makes writes that arrive
-/// later queue behind the open. Table locks queue fairly; row share locks
-/// alone would let a busy node's new writes keep joining ahead of the
-/// waiting open. Plain reads (ACCESS SHARE) are not blocked.
-pub(crate) const OPEN_LOCK: &str = "LOCK TABLE lockwal_meta IN EXCLUSIVE MODE";
+/// The first step of an open: waits for the writes in flight of every node
+/// (their `FOR SHARE` holds the table's ROW SHARE lock) and makes writes that
+/// arrive later queue behind the open. Table locks queue fairly; row share
+/// locks alone would let a busy node's new writes keep joining ahead of the
+/// waiting open. Plain reads (ACCESS SHARE) are not blocked. Every node's
+/// writes wait for an open of any node: the one transaction below.
+pub(crate) const OPEN_LOCK: &str = "LOCK TABLE lockwal_nodes IN EXCLUSIVE MODE";
 
-/// Locks the epoch row for an open.
-pub(crate) const OPEN_READ: &str = "SELECT epoch, clean FROM lockwal_meta FOR UPDATE";
+/// The clean flag of the node's previous incarnation, when it has one.
+pub(crate) const OPEN_READ: &str = "SELECT clean FROM lockwal_nodes WHERE node_id = lockwal_node()";
 
-/// The epoch row, for a read-only open (no lock, no bump).
-pub(crate) const META: &str = "SELECT epoch, clean FROM lockwal_meta";
+/// The node's epoch and clean flag for a read-only open (no lock, no bump):
+/// for a node that never opened, the cluster's epoch and unclean, as a new
+/// store reports.
+pub(crate) const META: &str = "SELECT coalesce(n.epoch, m.epoch), coalesce(n.clean, false) FROM lockwal_meta m \
+     LEFT JOIN lockwal_nodes n ON n.node_id = lockwal_node()";
 
-/// Starts the next epoch, not yet cleanly shut down.
-pub(crate) const OPEN_BUMP: &str = "UPDATE lockwal_meta SET epoch = epoch + 1, clean = false RETURNING epoch";
+/// Takes the cluster's next epoch.
+pub(crate) const OPEN_BUMP: &str = "UPDATE lockwal_meta SET epoch = epoch + 1 RETURNING epoch";
+
+/// Makes `$1` the node's epoch, not yet cleanly shut down, opened now (the
+/// database's clock, one for every node).
+pub(crate) const OPEN_NODE: &str = "INSERT INTO lockwal_nodes (node_id, epoch, clean, opened_at) \
+     VALUES (lockwal_node(), $1, false, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) \
+     ON CONFLICT (node_id) DO UPDATE SET epoch = EXCLUDED.epoch, clean = false, opened_at = EXCLUDED.opened_at";
 
 /// Records a clean shutdown, only if the epoch is still ours. Every fenced
 /// write matches `epoch = ours AND NOT clean`, so none lands after this
 /// commits, even from a handle whose `close` was cancelled.
-pub(crate) const CLOSE: &str = "UPDATE lockwal_meta SET clean = true WHERE epoch = $1";
+pub(crate) const CLOSE: &str = "UPDATE lockwal_nodes SET clean = true WHERE epoch = $1";
 
 /// Every lock column, in [`LOCK_COLUMNS`] order.
 pub(crate) static LOCK_SELECT: LazyLock<String> =
@@ -56,8 +68,11 @@ fn casts(columns: &[(&str, &str)]) -> String {
     columns.iter().enumerate().map(|(i, (_, ty))| format!("${}::{ty}", i + 1)).collect::<Vec<_>>().join(", ")
 }
 
+/// The `SET` of an upsert: every column but the key, and the owner (the
+/// writing node: the column's default).
 fn upsert_set(columns: &[(&str, &str)]) -> String {
-    columns[1..].iter().map(|(name, _)| format!("{name} = EXCLUDED.{name}")).collect::<Vec<_>>().join(", ")
+    let set = columns[1..].iter().map(|(name, _)| format!("{name} = EXCLUDED.{name}")).collect::<Vec<_>>();
+    format!("{}, node_id = EXCLUDED.node_id", set.join(", "))
 }
 
 fn names(columns: &[(&str, &str)]) -> String {
@@ -66,7 +81,7 @@ fn names(columns: &[(&str, &str)]) -> String {
 
 fn fence_cte(epoch_param: usize) -> String {
     format!(
-        "WITH fence AS MATERIALIZED (SELECT epoch FROM lockwal_meta WHERE epoch = ${epoch_param} AND NOT clean FOR SHARE) "
+        "WITH fence AS MATERIALIZED (SELECT epoch FROM lockwal_nodes WHERE epoch = ${epoch_param} AND NOT clean FOR SHARE) "
     )
 }
 
@@ -186,18 +201,26 @@ impl Delete {
     }
 }
 
-/// The holder and epoch of a lock, row-locked for a reclaim.
-pub(crate) const RECLAIM_CHECK: &str = "SELECT client_id, server_epoch FROM lockwal_locks WHERE id = $1 FOR UPDATE";
+/// The holder and epoch of a lock, and whether this node owns it,
+/// row-locked for a reclaim.
+pub(crate) const RECLAIM_CHECK: &str =
+    "SELECT client_id, server_epoch, node_id = lockwal_node() FROM lockwal_locks WHERE id = $1 FOR UPDATE";
 
 /// Re-stamps a lock with `$2`, returning it.
-pub(crate) static RECLAIM_SET: LazyLock<String> =
-    LazyLock::new(|| format!("UPDATE lockwal_locks SET server_epoch = $2 WHERE id = $1 RETURNING {}", *LOCK_SELECT));
+pub(crate) static RECLAIM_SET: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE lockwal_locks SET server_epoch = $2, node_id = lockwal_node() WHERE id = $1 RETURNING {}",
+        *LOCK_SELECT
+    )
+});
 
-/// Removes every lock from an epoch before `$1` (on share `$2`, or every
-/// share when it is NULL), returning them.
+/// Removes every lock of this node from an epoch before `$1` (on share
+/// `$2`, or every share when it is NULL), returning them. Other nodes'
+/// locks are theirs to end.
 pub(crate) static END_GRACE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "DELETE FROM lockwal_locks WHERE server_epoch < $1 AND ($2::bytea IS NULL OR share = $2::bytea) RETURNING {}",
+        "DELETE FROM lockwal_locks WHERE node_id = lockwal_node() AND server_epoch < $1 \
+         AND ($2::bytea IS NULL OR share = $2::bytea) RETURNING {}",
         *LOCK_SELECT
     )
 });
@@ -213,7 +236,10 @@ pub(crate) static UPDATE_LOCK: LazyLock<String> = LazyLock::new(|| {
         .map(|(i, (name, ty))| format!("{name} = ${}::{ty}", i + 1))
         .collect::<Vec<_>>()
         .join(", ");
-    format!("UPDATE lockwal_locks SET {set} WHERE id = $1::bytea AND ${LOCK_EPOCH_PARAM}::bigint IS NOT NULL")
+    format!(
+        "UPDATE lockwal_locks SET {set}, node_id = lockwal_node() \
+         WHERE id = $1::bytea AND ${LOCK_EPOCH_PARAM}::bigint IS NOT NULL"
+    )
 });
 
 /// Removes client record (`$1` kind, `$2` id).
@@ -225,8 +251,8 @@ pub(crate) const DELETE_CLIENTS: &str = "DELETE FROM lockwal_clients WHERE ($1::
      AND ($2::bytea IS NULL OR client_id = $2::bytea) AND ($3::bytea IS NULL OR name = $3::bytea)";
 
 /// Sets `reclaim_complete` of client record (`$1` kind, `$2` id).
-pub(crate) const MARK_RECLAIM_COMPLETE: &str =
-    "UPDATE lockwal_clients SET reclaim_complete = true WHERE kind = $1::text AND client_id = $2::bytea";
+pub(crate) const MARK_RECLAIM_COMPLETE: &str = "UPDATE lockwal_clients SET reclaim_complete = true, node_id = lockwal_node() \
+     WHERE kind = $1::text AND client_id = $2::bytea";
 
 /// One lock by id.
 pub(crate) static GET_LOCK: LazyLock<String> =
@@ -508,12 +534,27 @@ pub(crate) const SCAN_RECORDS: &str = "SELECT key, value FROM lockwal_records WH
 pub(crate) const SCAN_RECORDS_BOUNDED: &str = "SELECT key, value FROM lockwal_records WHERE space = $1::text \
      AND key >= $2::bytea AND key < $3::bytea ORDER BY key LIMIT $4::bigint";
 
+// ---- the cluster ------------------------------------------------------------
+
+/// The cluster's newest epoch.
+pub(crate) const CLUSTER_EPOCH: &str = "SELECT epoch FROM lockwal_meta";
+
+/// Every node with what it owns, in node id order (each count one index
+/// scan of `(node_id, ...)`).
+pub(crate) const CLUSTER_NODES: &str = "SELECT n.node_id, n.epoch, n.clean, n.opened_at, \
+     (SELECT count(*) FROM lockwal_locks l WHERE l.node_id = n.node_id), \
+     (SELECT count(*) FROM lockwal_clients c WHERE c.node_id = n.node_id), \
+     (SELECT count(*) FROM lockwal_handles h WHERE h.node_id = n.node_id) \
+     FROM lockwal_nodes n ORDER BY n.node_id";
+
 // ---- a caller's transaction -------------------------------------------------
 
 /// The fence inside a caller's transaction, with what identifies the
 /// store's database: the caller's connection may reach another database.
-pub(crate) const CALLER_FENCE: &str =
-    "SELECT epoch, clean, current_database()::text, 'lockwal_meta'::regclass::oid FROM lockwal_meta FOR SHARE";
+/// The node is the caller's transaction's `lockwal.node`, which
+/// `transaction_in` sets first.
+pub(crate) const CALLER_FENCE: &str = "SELECT epoch, clean, current_database()::text, 'lockwal_meta'::regclass::oid \
+     FROM lockwal_nodes WHERE node_id = lockwal_node() FOR SHARE";
 
 /// What identifies the store's database: its name and the oid of the
 /// store's `lockwal_meta` table.

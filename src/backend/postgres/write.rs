@@ -318,8 +318,11 @@ impl Core {
                     .into_iter()
                     .next()
                     .ok_or_else(|| Error::lock_not_found(id))?;
-                let (holder, granted_in): (&[u8], i64) = (row.get(0), row.get(1));
+                let (holder, granted_in, ours): (&[u8], i64, bool) = (row.get(0), row.get(1), row.get(2));
                 let refuse = |reason| Error::ReclaimRefused { id: id.clone(), client_id: client_id.clone(), reason };
+                if !ours {
+                    return Err(refuse(crate::error::ReclaimRefusal::OtherNode));
+                }
                 if holder != client_id.as_bytes() {
                     return Err(refuse(crate::error::ReclaimRefusal::WrongClient));
                 }

@@ -1,0 +1,38 @@
+-- lockwal PostgreSQL schema, migration 5: several nodes on one database.
+--
+-- A node is named by its connections: every connection of a store opened
+-- with a node id sets the setting `lockwal.node` to it (the startup
+-- options, or SET LOCAL in a caller's transaction); `lockwal_node()` reads
+-- it, '' when unset: the node of a store opened without a node id, which
+-- is how single-node stores keep working unchanged.
+CREATE FUNCTION lockwal_node() RETURNS text LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT coalesce(current_setting('lockwal.node', true), '') $$;
+
+-- One row per node: its incarnation's epoch (the fence: a node's writes
+-- share-lock its row and match its epoch, so reopening node A fences the
+-- previous handle of A and no other node) and whether that incarnation
+-- shut down cleanly. Epochs are unique: every open takes the next value of
+-- lockwal_meta.epoch, so an epoch names one incarnation of one node.
+CREATE TABLE lockwal_nodes (
+    node_id text COLLATE "C" PRIMARY KEY CHECK (node_id = '' OR node_id ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'),
+    epoch bigint NOT NULL CONSTRAINT lockwal_nodes_epoch_key UNIQUE CHECK (epoch >= 0),
+    clean boolean NOT NULL,
+    -- Microseconds since the Unix epoch of the incarnation's open.
+    opened_at bigint NOT NULL
+);
+
+-- The single node of a store written by migration 4 becomes node ''.
+INSERT INTO lockwal_nodes (node_id, epoch, clean, opened_at)
+    SELECT '', epoch, clean, (extract(epoch FROM now()) * 1000000)::bigint FROM lockwal_meta;
+
+-- lockwal_meta keeps the cluster's newest epoch; the clean flag is per node.
+ALTER TABLE lockwal_meta DROP COLUMN clean;
+
+-- Ownership: every lock, client record and durable handle belongs to the
+-- node that last wrote it. Existing rows belong to node ''.
+ALTER TABLE lockwal_locks ADD COLUMN node_id text COLLATE "C" NOT NULL DEFAULT lockwal_node();
+ALTER TABLE lockwal_clients ADD COLUMN node_id text COLLATE "C" NOT NULL DEFAULT lockwal_node();
+ALTER TABLE lockwal_handles ADD COLUMN node_id text COLLATE "C" NOT NULL DEFAULT lockwal_node();
+CREATE INDEX lockwal_locks_node_id ON lockwal_locks (node_id, server_epoch);
+CREATE INDEX lockwal_clients_node_id ON lockwal_clients (node_id);
+CREATE INDEX lockwal_handles_node_id ON lockwal_handles (node_id);

@@ -1,0 +1,319 @@
+//! Several named nodes on one database at once (migration 5): fencing per
+//! node, ownership of every row, grace and reclaim scoped to the node,
+//! checked grants racing across nodes, the cluster's status, migration 5
+//! on a store a single node wrote, and the whole conformance suite run by
+//! one node of a three-node cluster.
+
+use super::*;
+use lockwal::backend::postgres::NodeStatus;
+use lockwal::error::ReclaimRefusal;
+
+impl Scratch {
+    /// The store's configuration as node `node`.
+    fn node_config(&self, node: &str) -> PostgresConfig {
+        self.config().with_node(node)
+    }
+
+    async fn open_node(&self, node: &str) -> PostgresLockStore {
+        PostgresLockStore::open(self.node_config(node)).await.expect("open a node")
+    }
+
+    /// The owner column of `table`'s rows, by key, as SQL sees it.
+    async fn owners(&self, table: &str, key: &str) -> Vec<(Vec<u8>, String)> {
+        let rows = self
+            .sql()
+            .await
+            .query(&format!("SELECT {key}, node_id FROM {table} ORDER BY {key}"), &[])
+            .await
+            .expect("owners");
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+    }
+}
+
+fn owned(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, String)> {
+    pairs.iter().map(|(k, n)| (k.as_bytes().to_vec(), n.to_string())).collect()
+}
+
+/// Three nodes open at once: none fences another; each node's writes land;
+/// reopening node a fences the previous handle of a and only it, on every
+/// write path; epochs are unique and grow with each open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_a_node_fences_that_node_and_no_other() {
+    let Some(scratch) = Scratch::new() else { return };
+    let a = scratch.open_node("a").await;
+    let b = scratch.open_node("b").await;
+    let c = scratch.open_node("c").await;
+    let (ea, eb, ec) = (a.epoch().await.unwrap(), b.epoch().await.unwrap(), c.epoch().await.unwrap());
+    assert!(ea < eb && eb < ec, "{ea} {eb} {ec}");
+    for (store, id) in [(&a, "a1"), (&b, "b1"), (&c, "c1")] {
+        store.put_lock(lock(id)).await.unwrap();
+    }
+    assert_eq!(all_ids(&a).await, ["a1", "b1", "c1"], "one shared state");
+
+    let a2 = scratch.open_node("a").await;
+    let ea2 = a2.epoch().await.unwrap();
+    assert!(ea2 > ec);
+    assert_fenced(a.put_lock(lock("a-late")).await, ea, ea2);
+    assert_fenced(a.transaction(vec![Op::DeleteLock { id: "b1".into() }]).await, ea, ea2);
+    assert_fenced(a.grant(lock("a-grant")).await, ea, ea2);
+    assert_fenced(a.put_client(sample::client("x")).await, ea, ea2);
+    b.put_lock(lock("b2")).await.expect("b is not fenced by a's reopen");
+    c.transaction(vec![Op::PutLock(lock("c2")), Op::DeleteLock { id: "c1".into() }]).await.expect("nor is c");
+    a2.put_lock(lock("a2")).await.unwrap();
+    assert_eq!(all_ids(&b).await, ["a1", "a2", "b1", "b2", "c2"], "nothing of the fenced handle landed");
+    assert_eq!((b.epoch().await.unwrap(), c.epoch().await.unwrap()), (eb, ec));
+    for store in [a2, b, c] {
+        store.close().await.unwrap();
+    }
+}
+
+/// Every lock, client record and durable handle belongs to the node that
+/// last wrote it, on every write path (alone, grouped, in a transaction, a
+/// checked grant, an update, a reclaim, a caller's transaction); the
+/// cluster status counts them per node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_belong_to_the_node_that_last_wrote_them() {
+    let Some(scratch) = Scratch::new() else { return };
+    let a = Arc::new(scratch.open_node("a").await);
+    let b = scratch.open_node("b").await;
+    a.put_lock(lock("alone")).await.unwrap();
+    a.transaction(vec![Op::PutLock(lock("txn")), Op::PutClient(sample::client("ca"))]).await.unwrap();
+    a.grant(lock("granted")).await.unwrap();
+    a.put_handle(sample::handle(1)).await.unwrap();
+    let grouped: Vec<_> = (0..8)
+        .map(|i| {
+            let a = Arc::clone(&a);
+            tokio::spawn(async move { a.put_lock(lock(&format!("group-{i}"))).await })
+        })
+        .collect();
+    for task in grouped {
+        task.await.unwrap().unwrap();
+    }
+    b.put_lock(lock("b-own")).await.unwrap();
+    b.put_client(sample::client("cb")).await.unwrap();
+    let mut ours: Vec<(String, &str)> = (0..8).map(|i| (format!("group-{i}"), "a")).collect();
+    ours.extend([("alone", "a"), ("b-own", "b"), ("granted", "a"), ("txn", "a")].map(|(k, n)| (k.to_owned(), n)));
+    ours.sort();
+    let expect: Vec<(&str, &str)> = ours.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    assert_eq!(scratch.owners("lockwal_locks", "id").await, owned(&expect));
+
+    // Another node's put or update of a lock takes it over.
+    b.put_lock(lock("alone")).await.unwrap();
+    b.update_lock(lock("txn")).await.unwrap();
+    let mut client = caller_client(&scratch).await;
+    let tx = client.transaction().await.unwrap();
+    b.transaction_in(&tx, vec![Op::PutLock(lock("caller"))]).await.unwrap();
+    tx.commit().await.unwrap();
+    let owners = scratch.owners("lockwal_locks", "id").await;
+    for (id, node) in [("alone", "b"), ("txn", "b"), ("caller", "b"), ("granted", "a")] {
+        assert!(owners.contains(&(id.as_bytes().to_vec(), node.to_owned())), "{id} belongs to {node}: {owners:?}");
+    }
+    assert_eq!(scratch.owners("lockwal_clients", "client_id").await, owned(&[("ca", "a"), ("cb", "b")]));
+    assert_eq!(scratch.owners("lockwal_handles", "id").await, owned(&[("open-1", "a")]));
+
+    let status = b.cluster_status().await.unwrap();
+    let summary: Vec<(&str, u64, u64, u64)> =
+        status.nodes.iter().map(|n: &NodeStatus| (n.node.as_str(), n.locks, n.clients, n.handles)).collect();
+    // Node '' is the single node migration 5 made of the empty store.
+    assert_eq!(summary, [("", 0, 0, 0), ("a", 9, 1, 1), ("b", 4, 1, 0)]);
+    assert_eq!(status.epoch, b.epoch().await.unwrap());
+    let a_row = &status.nodes[1];
+    assert_eq!((a_row.epoch, a_row.clean), (a.epoch().await.unwrap(), false));
+    Arc::into_inner(a).unwrap().close().await.unwrap();
+    let status = b.cluster_status().await.unwrap();
+    assert!(status.nodes[1].clean, "a closed cleanly");
+    b.close().await.unwrap();
+}
+
+/// A node's grace is its own: after an unclean restart of node a, a
+/// reclaims only its own locks (another node's lock is refused, even for
+/// the client that holds it) and `end_grace` removes only a's unreclaimed
+/// locks, not node b's, which are older than a's new epoch too. Without
+/// ownership, a's end of grace would drop every lock b holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grace_and_reclaim_are_scoped_to_the_node() {
+    let Some(scratch) = Scratch::new() else { return };
+    let a = scratch.open_node("a").await;
+    let b = scratch.open_node("b").await;
+    a.put_lock(lock("a-kept")).await.unwrap();
+    a.put_lock(lock("a-lost")).await.unwrap();
+    b.put_lock(lock("b-held")).await.unwrap();
+    drop(a); // a crash: no close
+
+    let a = scratch.open_node("a").await;
+    assert!(!a.previous_shutdown_was_clean().await.unwrap());
+    assert!(b.get_lock("b-held").await.unwrap().server_epoch < a.epoch().await.unwrap());
+    a.reclaim("a-kept", "c").await.unwrap();
+    match a.reclaim("b-held", "c").await {
+        Err(Error::ReclaimRefused { reason: ReclaimRefusal::OtherNode, .. }) => {}
+        other => panic!("expected OtherNode, got {other:?}"),
+    }
+    let ended = a.end_grace().await.unwrap();
+    assert_eq!(ids(&ended), ["a-lost"]);
+    assert_eq!(all_ids(&b).await, ["a-kept", "b-held"]);
+    assert!(b.previous_shutdown_was_clean().await.is_ok());
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+/// Checked grants for one range from three nodes, 16 tasks each, each node
+/// with its own pool of connections: exactly one is granted in the
+/// database, every other is refused naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checked_grants_race_across_nodes_and_exactly_one_wins() {
+    let Some(scratch) = Scratch::new() else { return };
+    const PER_NODE: usize = 16;
+    let nodes = [
+        Arc::new(scratch.open_node("a").await),
+        Arc::new(scratch.open_node("b").await),
+        Arc::new(scratch.open_node("c").await),
+    ];
+    let start = Arc::new(tokio::sync::Barrier::new(3 * PER_NODE));
+    let mut racers = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        for t in 0..PER_NODE {
+            let (node, start) = (Arc::clone(node), Arc::clone(&start));
+            let id = format!("n{n}-t{t:02}");
+            racers.push(tokio::spawn(async move {
+                let mut candidate = sample::byte_range(&id, "s", "one-file", &format!("owner-{id}"), "c");
+                if let LockKind::ByteRange(range) = &mut candidate.kind {
+                    (range.lock_type, range.offset, range.length) = (LockType::Exclusive, t as u64, 100);
+                }
+                start.wait().await;
+                (id, node.grant(candidate).await)
+            }));
+        }
+    }
+    let mut results = Vec::new();
+    for racer in racers {
+        results.push(racer.await.unwrap());
+    }
+    let held = nodes[0].list_locks(&LockQuery::all()).await.unwrap();
+    assert_eq!(held.len(), 1, "exactly one granted: {:?}", ids(&held));
+    for (id, result) in &results {
+        match result {
+            Ok(()) => assert_eq!(*id, *held[0].id),
+            Err(Error::Conflict { conflicts, .. }) => assert_eq!(ids(&conflicts.holders), ids(&held), "{id}"),
+            Err(e) => panic!("{id}: {e}"),
+        }
+    }
+    for node in nodes {
+        Arc::into_inner(node).unwrap().close().await.unwrap();
+    }
+}
+
+/// A node id the schema cannot hold is refused before anything connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_node_id_is_refused_and_changes_nothing() {
+    let Some(scratch) = Scratch::new() else { return };
+    let good = scratch.open_node("a").await;
+    for bad in ["-a", "a b", "a'b", &"n".repeat(65)] {
+        match PostgresLockStore::open(scratch.node_config(bad)).await {
+            Err(Error::InvalidInput { field: "node", .. }) => {}
+            other => panic!("{bad:?}: expected InvalidInput, got {other:?}"),
+        }
+    }
+    good.put_lock(lock("still")).await.expect("the good node is not fenced");
+    let nodes: Vec<String> = good.cluster_status().await.unwrap().nodes.into_iter().map(|n| n.node).collect();
+    assert_eq!(nodes, ["", "a"]);
+    good.close().await.unwrap();
+}
+
+/// Migration 5 on a store that one node wrote at migration 4: the rows
+/// belong to node '', which keeps the epoch and clean flag; the store opens
+/// without a node id exactly as before, and a named node beside it fences
+/// nothing. Down to 4 gives the epoch row back a clean flag that is only
+/// true when node '' was the last to open and closed cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_5_makes_the_single_node_node_empty_and_down_restores_it() {
+    let Some(scratch) = Scratch::new() else { return };
+    let config = scratch.config().with_auto_migrate(false);
+    PostgresLockStore::migrate_to(&config, 4).await.unwrap();
+    let sql = scratch.sql().await;
+    sql.batch_execute(
+        "UPDATE lockwal_meta SET epoch = 7, clean = true;
+         INSERT INTO lockwal_locks (id, share, file_id, owner_id, client_id, kind, acquired_at, server_epoch,
+                 range_type, range_offset, range_length, range_zero_byte, range_flavor)
+             VALUES ('r', 's', 'f', 'o', 'c', 'byte_range', 10, 7, 'exclusive', 0, 0, false, 'posix');
+         INSERT INTO lockwal_clients (client_id, kind, name, verifier, principal, callback, registered_at, epoch,
+                 reclaim_complete, nfs4_short_id)
+             VALUES ('b', 'nfs4', 'n', '', '', '', 21, 5, true, 3);",
+    )
+    .await
+    .unwrap();
+    let up = PostgresLockStore::migrate(&config).await.unwrap();
+    assert_eq!((up.from, up.to, up.steps), (4, 5, vec![5]));
+    let node: (String, i64, bool) = {
+        let row = sql.query_one("SELECT node_id, epoch, clean FROM lockwal_nodes", &[]).await.unwrap();
+        (row.get(0), row.get(1), row.get(2))
+    };
+    assert_eq!(node, (String::new(), 7, true));
+    assert_eq!(scratch.owners("lockwal_locks", "id").await, owned(&[("r", "")]));
+    assert_eq!(scratch.owners("lockwal_clients", "client_id").await, owned(&[("b", "")]));
+
+    let single = PostgresLockStore::open(config.clone()).await.unwrap();
+    assert_eq!(single.epoch().await.unwrap(), 8);
+    assert!(single.previous_shutdown_was_clean().await.unwrap(), "the clean flag came along");
+    let named = PostgresLockStore::open(config.clone().with_node("n1")).await.unwrap();
+    assert!(!named.previous_shutdown_was_clean().await.unwrap(), "a node that never opened reports unclean");
+    single.put_lock(lock("after")).await.expect("the named node fenced nothing");
+    single.close().await.unwrap();
+    named.close().await.unwrap();
+
+    // n1 opened last: the flag on the way down is not node '''s to give.
+    let down = PostgresLockStore::migrate_to(&config, 4).await.unwrap();
+    assert_eq!(down.steps, [5]);
+    let meta: (i64, bool) = {
+        let row = sql.query_one("SELECT epoch, clean FROM lockwal_meta", &[]).await.unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(meta, (9, false));
+    PostgresLockStore::migrate(&config).await.unwrap();
+    let single = PostgresLockStore::open(config.clone()).await.unwrap();
+    single.close().await.unwrap();
+    PostgresLockStore::migrate_to(&config, 4).await.unwrap();
+    let clean: bool = sql.query_one("SELECT clean FROM lockwal_meta", &[]).await.unwrap().get(0);
+    assert!(clean, "node '' opened last and closed cleanly");
+}
+
+/// Opens node `b` of a three-node cluster whose nodes `a` and `c` stay open
+/// (holding nothing, so the suite's counts are its own); `reopen` reopens
+/// `b` only, and checks that `a` and `c` still write.
+struct ClusterNode {
+    scratch: Scratch,
+    others: Vec<PostgresLockStore>,
+}
+
+#[async_trait]
+impl Harness for ClusterNode {
+    async fn open(&mut self) -> Arc<dyn LockStore> {
+        if self.others.is_empty() {
+            self.others = vec![self.scratch.open_node("a").await, self.scratch.open_node("c").await];
+        }
+        Arc::new(self.scratch.open_node("b").await)
+    }
+
+    async fn reopen(&mut self, store: Arc<dyn LockStore>) -> Arc<dyn LockStore> {
+        drop(store);
+        let reopened = self.open().await;
+        for other in &self.others {
+            other.delete_locks_by_client("nobody").await.expect("another node's reopen fences no one else");
+        }
+        reopened
+    }
+}
+
+mod one_node_of_three {
+    use super::*;
+
+    macro_rules! node_or_skip {
+        () => {
+            match Scratch::new() {
+                Some(scratch) => ClusterNode { scratch, others: Vec::new() },
+                None => return,
+            }
+        };
+    }
+
+    conformance_suite!(node_or_skip!());
+}
