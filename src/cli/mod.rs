@@ -9,6 +9,7 @@
 //! unsupported format version, I/O error).
 
 mod bench;
+mod cluster;
 mod fs;
 mod read;
 mod show;
@@ -61,6 +62,9 @@ enum Cmd {
     Torture(torture::TortureArgs),
     /// Measure durable grant/release throughput and latency, or restore time, on this disk
     Bench(bench::BenchArgs),
+    /// The nodes sharing one PostgreSQL store
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
     /// The writer process that `torture` spawns and kills
     #[command(hide = true)]
     TortureChild(torture::ChildArgs),
@@ -391,6 +395,7 @@ pub fn main() -> ExitCode {
         Cmd::Repair(a) => write::repair(&a.dir, a.yes, a.accept_loss, a.json),
         Cmd::Torture(a) => torture::run(a),
         Cmd::Bench(a) => bench::bench(a),
+        Cmd::Cluster(c) => cluster::run(c),
         Cmd::TortureChild(a) => torture::child(a),
     };
     match result {

@@ -317,3 +317,43 @@ mod one_node_of_three {
 
     conformance_suite!(node_or_skip!());
 }
+
+/// `lockwal cluster status --json` shows every node with its epoch, clean
+/// flag and what it owns, and fences no one.
+#[cfg(feature = "cli")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_shows_the_cluster() {
+    let Some(scratch) = Scratch::new() else { return };
+    let a = scratch.open_node("a").await;
+    let b = scratch.open_node("b").await;
+    a.put_lock(lock("a1")).await.unwrap();
+    a.put_lock(lock("a2")).await.unwrap();
+    b.put_client(sample::client("cb")).await.unwrap();
+    b.close().await.unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockwal"))
+        .args(["cluster", "status", "--url", &scratch.url, "--schema", &scratch.schema, "--json"])
+        .output()
+        .expect("run lockwal");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON value");
+    let nodes: Vec<(String, bool, u64, u64)> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let count = |k: &str| n[k].as_u64().unwrap();
+            (
+                n["node"].as_str().unwrap().to_owned(),
+                n["clean_shutdown"].as_bool().unwrap(),
+                count("locks"),
+                count("clients"),
+            )
+        })
+        .collect();
+    let expect = [("", false, 0, 0), ("a", false, 2, 0), ("b", true, 0, 1)].map(|(n, c, l, k)| (n.to_owned(), c, l, k));
+    assert_eq!(nodes, expect);
+    assert_eq!(status["nodes"][1]["epoch"], a.epoch().await.unwrap());
+    assert_eq!(status["epoch"], a.epoch().await.unwrap() + 1);
+    a.put_lock(lock("a3")).await.expect("the CLI fenced no one");
+    a.close().await.unwrap();
+}
