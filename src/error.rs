@@ -113,6 +113,17 @@ pub enum Error {
         /// Who refuses it and what to break first, each sorted by id.
         conflicts: Box<crate::model::Conflicts>,
     },
+    /// A checked grant ([`Op::Grant`](crate::Op::Grant)) while the
+    /// PostgreSQL cluster is in a grace period: only reclaims are allowed
+    /// until every node that needs grace has ended it. Nothing of its
+    /// transaction was applied.
+    #[error("grant of lock {id:?} refused: the cluster is in grace (recovery epoch {recovery_epoch})")]
+    InGrace {
+        /// The lock that was to be granted.
+        id: String,
+        /// The epoch of the open that started the grace period.
+        recovery_epoch: u64,
+    },
     /// Another process or handle holds the store's writer lock.
     #[error("store {dir} is locked by another writer")]
     Locked {

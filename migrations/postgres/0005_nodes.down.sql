@@ -5,6 +5,7 @@
 ALTER TABLE lockwal_handles DROP COLUMN node_id;
 ALTER TABLE lockwal_clients DROP COLUMN node_id;
 ALTER TABLE lockwal_locks DROP COLUMN node_id;
+ALTER TABLE lockwal_meta DROP COLUMN recovery_epoch;
 ALTER TABLE lockwal_meta ADD COLUMN clean boolean NOT NULL DEFAULT false;
 UPDATE lockwal_meta m SET clean = coalesce(
     (SELECT n.clean FROM lockwal_nodes n WHERE n.node_id = '' AND n.epoch = m.epoch), false);

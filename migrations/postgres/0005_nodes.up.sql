@@ -18,15 +18,23 @@ CREATE TABLE lockwal_nodes (
     epoch bigint NOT NULL CONSTRAINT lockwal_nodes_epoch_key UNIQUE CHECK (epoch >= 0),
     clean boolean NOT NULL,
     -- Microseconds since the Unix epoch of the incarnation's open.
-    opened_at bigint NOT NULL
+    opened_at bigint NOT NULL,
+    -- The node's clients must reclaim what they held (its previous
+    -- incarnation stopped uncleanly, or it owns locks): the cluster is in
+    -- grace until no node needs it (DESIGN.md, "Cluster-wide grace").
+    need_grace boolean NOT NULL DEFAULT false
 );
 
 -- The single node of a store written by migration 4 becomes node ''.
 INSERT INTO lockwal_nodes (node_id, epoch, clean, opened_at)
     SELECT '', epoch, clean, (extract(epoch FROM now()) * 1000000)::bigint FROM lockwal_meta;
 
--- lockwal_meta keeps the cluster's newest epoch; the clean flag is per node.
+-- lockwal_meta keeps the cluster's newest epoch and its recovery epoch: 0
+-- when no grace period is in force, else the epoch of the open that started
+-- it (nonzero: every open takes an epoch of 1 or more). It is 0 exactly when
+-- no node needs grace. The clean flag is per node.
 ALTER TABLE lockwal_meta DROP COLUMN clean;
+ALTER TABLE lockwal_meta ADD COLUMN recovery_epoch bigint NOT NULL DEFAULT 0 CHECK (recovery_epoch >= 0);
 
 -- Ownership: every lock, client record and durable handle belongs to the
 -- node that last wrote it. Existing rows belong to node ''.

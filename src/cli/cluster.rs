@@ -8,12 +8,16 @@ use clap::{Args, Subcommand};
 
 #[derive(Subcommand, Debug)]
 pub(super) enum ClusterCmd {
-    /// Every node: its epoch, whether it shut down cleanly, when it opened, what it owns (read-only)
-    Status(StatusArgs),
+    /// The grace state, and every node: its epoch, whether it shut down cleanly, whether it needs
+    /// grace, when it opened, what it owns (read-only)
+    Status(StoreArgs),
+    /// End the cluster's grace period for every node now, removing nothing (for a node that needs
+    /// grace and will not come back); fences no one
+    Lift(StoreArgs),
 }
 
 #[derive(Args, Debug)]
-pub(super) struct StatusArgs {
+pub(super) struct StoreArgs {
     /// The PostgreSQL store (needs a build with `--features postgres`)
     #[arg(long, value_name = "URL")]
     url: String,
@@ -28,11 +32,33 @@ pub(super) struct StatusArgs {
 pub(super) fn run(cmd: ClusterCmd) -> CliResult {
     match cmd {
         ClusterCmd::Status(a) => status(a),
+        ClusterCmd::Lift(a) => lift(a),
     }
 }
 
 #[cfg(feature = "postgres")]
-fn status(a: StatusArgs) -> CliResult {
+fn lift(a: StoreArgs) -> CliResult {
+    use lockwal::backend::postgres::{PostgresConfig, PostgresLockStore};
+    let rt = runtime()?;
+    let config = PostgresConfig::new(&a.url).with_schema(&a.schema).with_pool_size(1);
+    let ended = rt.block_on(PostgresLockStore::lift_cluster_grace(&config))?;
+    if a.json {
+        out_json(&serde_json::json!({ "schema": a.schema, "ended_recovery_epoch": ended }))?;
+    } else if ended == 0 {
+        out(format_args!("no grace period was in force"))?;
+    } else {
+        out(format_args!("lifted the grace period of recovery epoch {ended}"))?;
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "postgres"))]
+fn lift(_a: StoreArgs) -> CliResult {
+    Err(no_postgres())
+}
+
+#[cfg(feature = "postgres")]
+fn status(a: StoreArgs) -> CliResult {
     use lockwal::LockStore;
     use lockwal::backend::postgres::{PostgresConfig, PostgresLockStore};
     use serde_json::json;
@@ -55,6 +81,7 @@ fn status(a: StatusArgs) -> CliResult {
                     "node": n.node,
                     "epoch": n.epoch,
                     "clean_shutdown": n.clean,
+                    "need_grace": n.need_grace,
                     "opened_at_unix_micros": n.opened_at.unix_micros,
                     "locks": n.locks,
                     "clients": n.clients,
@@ -62,17 +89,31 @@ fn status(a: StatusArgs) -> CliResult {
                 })
             })
             .collect();
-        out_json(&json!({ "schema": a.schema, "epoch": status.epoch, "nodes": nodes }))?;
+        out_json(&json!({
+            "schema": a.schema,
+            "epoch": status.epoch,
+            "recovery_epoch": status.recovery_epoch,
+            "nodes": nodes,
+        }))?;
     } else {
         out(format_args!("store   PostgreSQL schema {}", a.schema))?;
         out(format_args!("epoch   {} (the newest any node opened with)", status.epoch))?;
+        match status.recovery_epoch {
+            0 => out(format_args!("grace   none"))?,
+            r => out(format_args!("grace   in force since epoch {r}: checked grants are refused"))?,
+        }
         out(format_args!(
             "{:<16} {:>8} {:<14} {:>12} {:>10} {:>8} {:>8}",
             "node", "epoch", "state", "opened", "locks", "clients", "handles"
         ))?;
         for n in &status.nodes {
             let name = if n.node.is_empty() { "(none)" } else { &n.node };
-            let state = if n.clean { "closed" } else { "open/unclean" };
+            let state = match (n.clean, n.need_grace) {
+                (true, false) => "closed",
+                (true, true) => "closed, grace",
+                (false, false) => "open/unclean",
+                (false, true) => "open, grace",
+            };
             let opened = format!("{:.0} s ago", age(n.opened_at.unix_micros));
             out(format_args!(
                 "{name:<16} {:>8} {state:<14} {opened:>12} {:>10} {:>8} {:>8}",
@@ -84,9 +125,14 @@ fn status(a: StatusArgs) -> CliResult {
 }
 
 #[cfg(not(feature = "postgres"))]
-fn status(_a: StatusArgs) -> CliResult {
-    Err(super::CliError::unusable(
+fn status(_a: StoreArgs) -> CliResult {
+    Err(no_postgres())
+}
+
+#[cfg(not(feature = "postgres"))]
+fn no_postgres() -> super::CliError {
+    super::CliError::unusable(
         "cluster needs the PostgreSQL backend, and this lockwal was built without it: \
          build with `cargo build --release --features postgres`",
-    ))
+    )
 }

@@ -320,6 +320,7 @@ fn error_code(e: &Error) -> u8 {
         Error::NotFound { .. }
         | Error::Locked { .. }
         | Error::ReclaimRefused { .. }
+        | Error::InGrace { .. }
         | Error::ReadOnly { .. }
         | Error::Fenced { .. }
         | Error::Poisoned { .. }

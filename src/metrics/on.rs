@@ -114,6 +114,7 @@ pub(crate) fn refusal_reason(e: &Error) -> &'static str {
         Error::NotFound { .. } => "not_found",
         Error::InvalidInput { .. } => "invalid_input",
         Error::ReclaimRefused { .. } => "reclaim_refused",
+        Error::InGrace { .. } => "in_grace",
         Error::Io { .. }
         | Error::Locked { .. }
         | Error::NoSuchDirectory { .. }
@@ -139,6 +140,7 @@ fn refused_key(backend: Backend, e: &Error) -> &'static Key {
                 "not_found" => key!(WRITES_REFUSED, "backend" => $backend, "reason" => "not_found"),
                 "invalid_input" => key!(WRITES_REFUSED, "backend" => $backend, "reason" => "invalid_input"),
                 "reclaim_refused" => key!(WRITES_REFUSED, "backend" => $backend, "reason" => "reclaim_refused"),
+                "in_grace" => key!(WRITES_REFUSED, "backend" => $backend, "reason" => "in_grace"),
                 _ => key!(WRITES_REFUSED, "backend" => $backend, "reason" => "failed"),
             }
         };

@@ -24,6 +24,9 @@ pub struct NodeStatus {
     pub clean: bool,
     /// When that incarnation opened, by the database's clock.
     pub opened_at: Timestamp,
+    /// The node's clients must reclaim: the cluster stays in grace until
+    /// it ends its grace.
+    pub need_grace: bool,
     /// The locks, client records and durable handles the node owns.
     pub locks: u64,
     /// See [`locks`](Self::locks).
@@ -37,6 +40,9 @@ pub struct NodeStatus {
 pub struct ClusterStatus {
     /// The newest epoch any node has opened with.
     pub epoch: u64,
+    /// 0 when no grace period is in force; else the epoch of the open that
+    /// started it. While it is not 0 every checked grant is refused.
+    pub recovery_epoch: u64,
     /// The nodes in node id order.
     pub nodes: Vec<NodeStatus>,
 }
@@ -49,7 +55,7 @@ impl PostgresLockStore {
         core.check_open()?;
         let during = "reading the cluster's nodes";
         let conn = core.conn(during).await?;
-        let epoch = conn.query_one(sql::CLUSTER_EPOCH, &[]).await.map_err(pg_error(during))?.get(0);
+        let meta = conn.query_one(sql::CLUSTER_EPOCH, &[]).await.map_err(pg_error(during))?;
         let rows = conn.query(sql::CLUSTER_NODES, &[]).await.map_err(pg_error(during))?;
         let count = |v: i64| v.max(0) as u64;
         let nodes = rows
@@ -60,12 +66,17 @@ impl PostgresLockStore {
                     epoch: epoch_from_sql(row.get(1), during)?,
                     clean: row.get(2),
                     opened_at: Timestamp::from_unix_micros(row.get(3)),
-                    locks: count(row.get(4)),
-                    clients: count(row.get(5)),
-                    handles: count(row.get(6)),
+                    need_grace: row.get(4),
+                    locks: count(row.get(5)),
+                    clients: count(row.get(6)),
+                    handles: count(row.get(7)),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(ClusterStatus { epoch: epoch_from_sql(epoch, during)?, nodes })
+        Ok(ClusterStatus {
+            epoch: epoch_from_sql(meta.get(0), during)?,
+            recovery_epoch: epoch_from_sql(meta.get(1), during)?,
+            nodes,
+        })
     }
 }

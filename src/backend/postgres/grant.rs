@@ -11,6 +11,12 @@
 //! follows when nothing refuses. Files other than the candidate's never
 //! wait.
 //!
+//! While the cluster is in grace (a nonzero recovery epoch in
+//! `lockwal_meta`) every checked grant is refused with `InGrace`: each path
+//! reads the recovery epoch under a share lock held to its commit, so a
+//! grace period cannot start or lift between the check and the write, and
+//! the one-flight upsert checks it in its own statement too.
+//!
 //! A grant alone is one round trip when no row may refuse it
 //! ([`Core::grant_alone`]): the transaction, the fence, the advisory lock,
 //! the read and an upsert written only when the read's filter finds nothing
@@ -93,13 +99,31 @@ fn judge(lock: &PersistedLock, rows: &[Row]) -> Result<Conflicts> {
     Ok(conflict::conflicts(lock, &held))
 }
 
+/// `InGrace` for `lock` when the recovery epoch is not 0.
+fn in_grace(lock: &PersistedLock, recovery_epoch: i64) -> Result<()> {
+    match recovery_epoch {
+        0 => Ok(()),
+        r => Err(Error::InGrace { id: lock.id.to_string(), recovery_epoch: r.max(0) as u64 }),
+    }
+}
+
 fn refused(lock: &PersistedLock, conflicts: Conflicts) -> Error {
     Error::Conflict { id: lock.id.to_string(), conflicts: Box::new(conflicts) }
 }
 
 impl Core {
+    /// Refuses checked grants while the cluster is in grace: reads the
+    /// recovery epoch share-locked to the end of the transaction, so that
+    /// no grace period starts or lifts before the grant commits.
+    async fn check_grace(&self, txn: &Txn<'_, '_>, lock: &PersistedLock) -> Result<()> {
+        let rows = txn.query(sql::GRACE, &[]).await?;
+        let recovery_epoch: i64 = rows.first().map_or(0, |row| row.get(0));
+        in_grace(lock, recovery_epoch)
+    }
+
     /// A checked grant inside a fenced transaction.
     pub(super) async fn grant(&self, txn: &Txn<'_, '_>, lock: &PersistedLock) -> Result<Outcome> {
+        self.check_grace(txn, lock).await?;
         txn.execute(sql::LOCK_FILE, &[&file_key(&lock.file_id)]).await?;
         let rows = txn.query(&sql::GRANT_CANDIDATES, &Filter::new(lock).refs()).await?;
         let conflicts = judge(lock, &rows)?;
@@ -117,6 +141,17 @@ impl Core {
     /// the grants of the group accepted before it, and the accepted ones are
     /// written in one upsert. Each grant's verdict, in order.
     pub(super) async fn grant_group(&self, txn: &Txn<'_, '_>, grants: &[&PersistedLock]) -> Result<Vec<Result<()>>> {
+        if let Some(first) = grants.first() {
+            match self.check_grace(txn, first).await {
+                Ok(()) => {}
+                Err(Error::InGrace { recovery_epoch, .. }) => {
+                    let refuse =
+                        |lock: &&PersistedLock| Err(Error::InGrace { id: lock.id.to_string(), recovery_epoch });
+                    return Ok(grants.iter().map(refuse).collect());
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let mut keys: Vec<i64> = grants.iter().map(|lock| file_key(&lock.file_id)).collect();
         keys.sort_unstable();
         keys.dedup();
@@ -167,12 +202,13 @@ impl Core {
         let prepared = async {
             Ok::<_, tokio_postgres::Error>((
                 conn.prepare_cached(sql::FENCE).await?,
+                conn.prepare_cached(sql::GRACE).await?,
                 conn.prepare_cached(sql::LOCK_FILE).await?,
                 conn.prepare_cached(&sql::GRANT_CANDIDATES).await?,
                 conn.prepare_cached(&sql::GRANT_IF_CLEAR_FENCED).await?,
             ))
         };
-        let (fence, lock_file, candidates, upsert) = match prepared.await.map_err(pg_error(during)) {
+        let (fence, grace, lock_file, candidates, upsert) = match prepared.await.map_err(pg_error(during)) {
             Ok(statements) => statements,
             Err(e) => return Some(Err(e)),
         };
@@ -185,10 +221,11 @@ impl Core {
         let flight = {
             let _timer = metrics::pg_statement(metrics::Statement::Write);
             // `biased`: polled, so sent, in this order.
-            let (begin, fence, locked, rows, written, commit) = tokio::join!(
+            let (begin, fence, grace, locked, rows, written, commit) = tokio::join!(
                 biased;
                 conn.batch_execute("BEGIN"),
                 conn.query_one(&fence, &[]),
+                conn.query_one(&grace, &[]),
                 conn.execute(&lock_file, &key_param),
                 conn.query(&candidates, &filter_params),
                 conn.execute(&upsert, &upsert_params),
@@ -198,11 +235,11 @@ impl Core {
             // back) and fails every later statement: the first is the cause.
             (|| {
                 begin?;
-                let fence = fence?;
+                let (fence, grace) = (fence?, grace?);
                 locked?;
                 let (rows, written) = (rows?, written?);
                 commit?;
-                Ok((fence, rows, written))
+                Ok((fence, grace, rows, written))
             })()
         };
         // The caller counts the round trip of a decided grant; one left
@@ -211,7 +248,7 @@ impl Core {
             metrics::pg_round_trips(1);
             None
         };
-        let (fence, rows, written) = match flight.map_err(pg_error(during)) {
+        let (fence, grace, rows, written) = match flight.map_err(pg_error(during)) {
             Ok(answers) => answers,
             Err(e) if retryable(&e) => return undecided(),
             Err(e) => return Some(Err(e)),
@@ -222,6 +259,11 @@ impl Core {
         }
         if written == 1 {
             return Some(Ok(Outcome::Done));
+        }
+        // The upsert checks the grace itself; the recovery epoch, locked by
+        // the read, is the one it saw.
+        if let Err(e) = in_grace(lock, grace.get(0)) {
+            return Some(Err(e));
         }
         match judge(lock, &rows) {
             Ok(conflicts) if conflicts.is_clear() => undecided(),

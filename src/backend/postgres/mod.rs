@@ -157,14 +157,29 @@ impl PostgresLockStore {
         let tx = conn.transaction().await.map_err(pg_error(during))?;
         tx.batch_execute(sql::OPEN_LOCK).await.map_err(pg_error(during))?;
         // A node that never opened reports unclean, as a new store does.
-        let previous_clean =
-            tx.query_opt(sql::OPEN_READ, &[]).await.map_err(pg_error(during))?.is_some_and(|row| row.get(0));
+        let previous: Option<bool> =
+            tx.query_opt(sql::OPEN_READ, &[]).await.map_err(pg_error(during))?.map(|row| row.get(0));
+        let previous_clean = previous == Some(true);
         let epoch_sql: i64 = tx.query_one(sql::OPEN_BUMP, &[]).await.map_err(pg_error(during))?.get(0);
         tx.execute(sql::OPEN_NODE, &[&epoch_sql]).await.map_err(pg_error(during))?;
+        // A named node needs grace when its previous incarnation stopped
+        // uncleanly or it owns locks its clients may reclaim; it then starts
+        // the cluster's grace period or joins the one in force. Node '' (no
+        // node id) keeps the single-node behaviour: no cluster grace.
+        let mut recovery_epoch = 0;
+        if !config.node.is_empty() {
+            let owns: bool = tx.query_one(sql::OWNS_LOCKS, &[]).await.map_err(pg_error(during))?.get(0);
+            let need = owns || previous == Some(false);
+            let row = tx.query_one(sql::SET_NEED_GRACE, &[&need, &epoch_sql]).await.map_err(pg_error(during))?;
+            recovery_epoch = row.get::<_, i64>(0);
+        }
         tx.commit().await.map_err(pg_error(during))?;
         drop(conn);
         let epoch = epoch_from_sql(epoch_sql, during)?;
-        tracing::info!(schema = %config.schema, epoch, previous_clean, "lockwal: opened PostgreSQL store");
+        tracing::info!(
+            schema = %config.schema, node = %config.node, epoch, previous_clean, recovery_epoch,
+            "lockwal: opened PostgreSQL store"
+        );
         Ok(Self::new(pool, config, epoch, previous_clean, false, identity))
     }
 
@@ -258,6 +273,27 @@ impl PostgresLockStore {
     /// The PostgreSQL schema this store lives in.
     pub fn schema(&self) -> &str {
         &self.core.schema
+    }
+
+    /// Ends the cluster's grace period for every node at once, without
+    /// removing anything (each node's `end_grace` still removes what its
+    /// clients did not reclaim): what an operator runs when a node that
+    /// needs grace will not come back. Fences no one. Returns the recovery
+    /// epoch it ended, 0 when none was in force.
+    pub async fn lift_cluster_grace(config: &PostgresConfig) -> Result<u64> {
+        let during = "lifting the cluster's grace";
+        let mut client = config.connect().await?;
+        let found = migrate::current_version(&client).await?;
+        if found != SCHEMA_VERSION {
+            return Err(Error::SchemaVersion { schema: config.schema.clone(), found, expected: SCHEMA_VERSION });
+        }
+        let tx = client.transaction().await.map_err(pg_error(during))?;
+        let ended: i64 = tx.query_one(sql::LIFT_READ, &[]).await.map_err(pg_error(during))?.get(0);
+        tx.batch_execute(sql::LIFT_GRACE).await.map_err(pg_error(during))?;
+        tx.commit().await.map_err(pg_error(during))?;
+        let ended = epoch_from_sql(ended, during)?;
+        tracing::warn!(schema = %config.schema, ended, "lockwal: cluster grace lifted by an operator");
+        Ok(ended)
     }
 
     /// The node this handle is (empty without a node id).

@@ -55,6 +55,34 @@ pub(crate) const OPEN_NODE: &str = "INSERT INTO lockwal_nodes (node_id, epoch, c
      VALUES (lockwal_node(), $1, false, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) \
      ON CONFLICT (node_id) DO UPDATE SET epoch = EXCLUDED.epoch, clean = false, opened_at = EXCLUDED.opened_at";
 
+/// Whether the node owns any lock (a node that does needs grace at open).
+pub(crate) const OWNS_LOCKS: &str = "SELECT EXISTS (SELECT FROM lockwal_locks WHERE node_id = lockwal_node())";
+
+/// Sets whether the node needs grace (`$1`) and keeps the recovery epoch
+/// true to its rule: a node that needs grace starts one at epoch `$2` or
+/// joins the one in force; with no node needing it, none is. Returns the
+/// recovery epoch.
+pub(crate) const SET_NEED_GRACE: &str = "WITH node AS (UPDATE lockwal_nodes SET need_grace = $1 \
+     WHERE node_id = lockwal_node() RETURNING node_id) \
+     UPDATE lockwal_meta SET recovery_epoch = CASE \
+     WHEN $1 THEN CASE WHEN recovery_epoch = 0 THEN $2 ELSE recovery_epoch END \
+     WHEN EXISTS (SELECT FROM lockwal_nodes n WHERE n.need_grace AND n.node_id NOT IN (SELECT node_id FROM node)) \
+     THEN recovery_epoch ELSE 0 END RETURNING recovery_epoch";
+
+/// The cluster's recovery epoch, share-locked to the end of the
+/// transaction: a grace period cannot start or lift before this
+/// transaction commits, so the checked grants it judges see the grace
+/// state they commit under.
+pub(crate) const GRACE: &str = "SELECT recovery_epoch FROM lockwal_meta FOR SHARE";
+
+/// Ends the grace for every node (what `lockwal cluster lift` does), after
+/// [`LIFT_READ`] in one transaction.
+pub(crate) const LIFT_GRACE: &str = "UPDATE lockwal_nodes SET need_grace = false WHERE need_grace; \
+     UPDATE lockwal_meta SET recovery_epoch = 0";
+
+/// The recovery epoch a lift ends, row-locked.
+pub(crate) const LIFT_READ: &str = "SELECT recovery_epoch FROM lockwal_meta FOR UPDATE";
+
 /// Records a clean shutdown, only if the epoch is still ours. Every fenced
 /// write matches `epoch = ours AND NOT clean`, so none lands after this
 /// commits, even from a handle whose `close` was cancelled.
@@ -368,11 +396,13 @@ pub(crate) static GRANT_CANDIDATES: LazyLock<String> =
 /// could refuse it: the lock's parameters in `codec::LOCK_COLUMNS` order
 /// (the `server_epoch` one doubling as the fence's epoch, as in
 /// [`PUT_LOCK_FENCED`]), then [`grant_filter`]'s. Affects one row, or none
-/// when fenced or when a row may refuse it (the rules then decide).
+/// when fenced, when the cluster is in grace, or when a row may refuse it
+/// (the rules then decide).
 pub(crate) static GRANT_IF_CLEAR_FENCED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{}INSERT INTO lockwal_locks ({}) SELECT {} FROM fence \
-         WHERE NOT EXISTS (SELECT 1 FROM lockwal_locks WHERE {}) ON CONFLICT (id) DO UPDATE SET {}",
+         WHERE NOT EXISTS (SELECT 1 FROM lockwal_locks WHERE {}) \
+         AND NOT EXISTS (SELECT 1 FROM lockwal_meta WHERE recovery_epoch <> 0) ON CONFLICT (id) DO UPDATE SET {}",
         fence_cte(LOCK_EPOCH_PARAM),
         *LOCK_SELECT,
         casts(&LOCK_COLUMNS),
@@ -536,12 +566,12 @@ pub(crate) const SCAN_RECORDS_BOUNDED: &str = "SELECT key, value FROM lockwal_re
 
 // ---- the cluster ------------------------------------------------------------
 
-/// The cluster's newest epoch.
-pub(crate) const CLUSTER_EPOCH: &str = "SELECT epoch FROM lockwal_meta";
+/// The cluster's newest epoch and its recovery epoch.
+pub(crate) const CLUSTER_EPOCH: &str = "SELECT epoch, recovery_epoch FROM lockwal_meta";
 
 /// Every node with what it owns, in node id order (each count one index
 /// scan of `(node_id, ...)`).
-pub(crate) const CLUSTER_NODES: &str = "SELECT n.node_id, n.epoch, n.clean, n.opened_at, \
+pub(crate) const CLUSTER_NODES: &str = "SELECT n.node_id, n.epoch, n.clean, n.opened_at, n.need_grace, \
      (SELECT count(*) FROM lockwal_locks l WHERE l.node_id = n.node_id), \
      (SELECT count(*) FROM lockwal_clients c WHERE c.node_id = n.node_id), \
      (SELECT count(*) FROM lockwal_handles h WHERE h.node_id = n.node_id) \

@@ -339,6 +339,12 @@ impl Core {
                 let share = share.as_deref().map(str::as_bytes);
                 let rows = txn.query(&sql::END_GRACE, &[&self.epoch_sql, &share]).await?;
                 let mut removed = rows.iter().map(decode_lock).collect::<Result<Vec<_>>>()?;
+                // A named node's whole end of grace: it no longer needs the
+                // cluster's grace, which lifts when no node does, atomic with
+                // the purge.
+                if share.is_none() && !self.node.is_empty() {
+                    txn.query(sql::SET_NEED_GRACE, &[&false, &0i64]).await?;
+                }
                 removed.sort_unstable_by(|a, b| a.id.cmp(&b.id));
                 Ok(Outcome::Locks(removed))
             }
