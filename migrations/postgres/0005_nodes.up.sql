@@ -25,9 +25,10 @@ CREATE TABLE lockwal_nodes (
     need_grace boolean NOT NULL DEFAULT false
 );
 
--- The single node of a store written by migration 4 becomes node ''.
+-- The single node of a store written by migration 4 becomes node '' (when
+-- it ever opened: epoch 0 is a store no one opened yet).
 INSERT INTO lockwal_nodes (node_id, epoch, clean, opened_at)
-    SELECT '', epoch, clean, (extract(epoch FROM now()) * 1000000)::bigint FROM lockwal_meta;
+    SELECT '', epoch, clean, (extract(epoch FROM now()) * 1000000)::bigint FROM lockwal_meta WHERE epoch > 0;
 
 -- lockwal_meta keeps the cluster's newest epoch and its recovery epoch: 0
 -- when no grace period is in force, else the epoch of the open that started

@@ -11,8 +11,10 @@
 //! variable the tests say they were skipped and why; with `CI=true` they
 //! fail instead.
 //!
-//! Files by topic: `fencing.rs` (several nodes, the epoch fence, read-only
-//! opens), `migrations.rs`, `encodings.rs` (exact numerics, rows that do not
+//! Files by topic: `fencing.rs` (handles of one node, the epoch fence,
+//! read-only opens), `nodes.rs` (named nodes at once: fencing per node,
+//! ownership, the cluster-wide grace, the conformance suite as one node of
+//! three), `migrations.rs`, `encodings.rs` (exact numerics, rows that do not
 //! decode), `connections.rs` (transactions and the pool, typed errors),
 //! `handles.rs` (durable handles and records: every field, the epoch on
 //! every write path, rows that do not decode, key conflicts),

@@ -116,14 +116,13 @@ async fn rows_belong_to_the_node_that_last_wrote_them() {
     let status = b.cluster_status().await.unwrap();
     let summary: Vec<(&str, u64, u64, u64)> =
         status.nodes.iter().map(|n: &NodeStatus| (n.node.as_str(), n.locks, n.clients, n.handles)).collect();
-    // Node '' is the single node migration 5 made of the empty store.
-    assert_eq!(summary, [("", 0, 0, 0), ("a", 9, 1, 1), ("b", 4, 1, 0)]);
+    assert_eq!(summary, [("a", 9, 1, 1), ("b", 4, 1, 0)]);
     assert_eq!(status.epoch, b.epoch().await.unwrap());
-    let a_row = &status.nodes[1];
+    let a_row = &status.nodes[0];
     assert_eq!((a_row.epoch, a_row.clean), (a.epoch().await.unwrap(), false));
     Arc::into_inner(a).unwrap().close().await.unwrap();
     let status = b.cluster_status().await.unwrap();
-    assert!(status.nodes[1].clean, "a closed cleanly");
+    assert!(status.nodes[0].clean, "a closed cleanly");
     b.close().await.unwrap();
 }
 
@@ -217,7 +216,7 @@ async fn a_bad_node_id_is_refused_and_changes_nothing() {
     }
     good.put_lock(lock("still")).await.expect("the good node is not fenced");
     let nodes: Vec<String> = good.cluster_status().await.unwrap().nodes.into_iter().map(|n| n.node).collect();
-    assert_eq!(nodes, ["", "a"]);
+    assert_eq!(nodes, ["a"]);
     good.close().await.unwrap();
 }
 
@@ -358,9 +357,9 @@ async fn the_cli_shows_the_cluster() {
             )
         })
         .collect();
-    let expect = [("", false, 0, 0), ("a", false, 2, 0), ("b", true, 0, 1)].map(|(n, c, l, k)| (n.to_owned(), c, l, k));
+    let expect = [("a", false, 2, 0), ("b", true, 0, 1)].map(|(n, c, l, k)| (n.to_owned(), c, l, k));
     assert_eq!(nodes, expect);
-    assert_eq!(status["nodes"][1]["epoch"], a.epoch().await.unwrap());
+    assert_eq!(status["nodes"][0]["epoch"], a.epoch().await.unwrap());
     assert_eq!(status["epoch"], a.epoch().await.unwrap() + 1);
     a.put_lock(lock("a3")).await.expect("the CLI fenced no one");
     a.close().await.unwrap();
@@ -399,7 +398,7 @@ async fn an_unclean_restart_puts_every_node_in_grace_until_the_node_ends_it() {
     let status = b.cluster_status().await.unwrap();
     assert_eq!(status.recovery_epoch, r, "the grace period starts at a's epoch");
     let needs: Vec<(&str, bool)> = status.nodes.iter().map(|n| (n.node.as_str(), n.need_grace)).collect();
-    assert_eq!(needs, [("", false), ("a", true), ("b", false)]);
+    assert_eq!(needs, [("a", true), ("b", false)]);
 
     assert_in_grace(b.grant(lock("b-new")).await, r);
     assert_in_grace(a.grant(lock("a-new")).await, r);
@@ -455,7 +454,7 @@ async fn grace_lifts_when_the_last_node_that_needs_it_ends_it() {
     let status = c.cluster_status().await.unwrap();
     assert_eq!(status.recovery_epoch, r, "b joined a's grace period");
     let needs: Vec<(&str, bool)> = status.nodes.iter().map(|n| (n.node.as_str(), n.need_grace)).collect();
-    assert_eq!(needs, [("", false), ("a", true), ("b", true), ("c", false)]);
+    assert_eq!(needs, [("a", true), ("b", true), ("c", false)]);
 
     a.reclaim("a1", "c").await.unwrap();
     a.end_grace().await.unwrap();
@@ -523,10 +522,10 @@ async fn the_cli_lifts_the_grace() {
     };
     let status = run(&["cluster", "status"]);
     assert_eq!(status["recovery_epoch"], r);
-    assert_eq!(status["nodes"][1]["need_grace"], true);
+    assert_eq!(status["nodes"][0]["need_grace"], true);
     assert_eq!(run(&["cluster", "lift"])["ended_recovery_epoch"], r);
     assert_eq!(run(&["cluster", "lift"])["ended_recovery_epoch"], 0, "nothing left to lift");
-    assert_eq!(run(&["cluster", "status"])["nodes"][1]["need_grace"], false);
+    assert_eq!(run(&["cluster", "status"])["nodes"][0]["need_grace"], false);
     a.grant(lock("a2")).await.expect("grants work again, and a is not fenced");
     assert_eq!(all_ids(&a).await, ["a1", "a2"], "lifting removed nothing");
     a.close().await.unwrap();

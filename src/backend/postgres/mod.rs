@@ -17,18 +17,32 @@
 //!
 //! # Fencing
 //!
-//! [`PostgresLockStore::open`] increments the epoch in `lockwal_meta` under a
-//! row lock and remembers the new value as this handle's epoch. Every write
-//! commits in an SQL transaction (its own, or one it shares with the
-//! handle's concurrent writes: group commit) that share-locks that row and
-//! checks it still holds this handle's epoch before anything commits: when another node has opened the
-//! store since, the write changes nothing and fails with
-//! [`Error::Fenced`], and this handle refuses every later write without
-//! asking the database. An open waits for every write in flight to commit
-//! (its row update waits for their share locks), so each write is ordered
-//! either entirely before the new epoch or not at all. Reads keep working on
-//! a fenced handle. See DESIGN.md, "PostgreSQL backend", for the schema, the
-//! encodings and the decisions.
+//! [`PostgresLockStore::open`] takes the cluster's next epoch from
+//! `lockwal_meta` and makes it the epoch of the configured node
+//! ([`PostgresConfig::with_node`]; none: node `""`) in `lockwal_nodes`.
+//! Every write commits in an SQL transaction (its own, or one it shares
+//! with the handle's concurrent writes: group commit) that share-locks the
+//! node's row and checks it still holds this handle's epoch before
+//! anything commits: when the same node has opened the store since, the
+//! write changes nothing and fails with [`Error::Fenced`], and this handle
+//! refuses every later write without asking the database. Other nodes are
+//! not fenced. An open waits for every write in flight to commit, so each
+//! write is ordered either entirely before the new epoch or not at all.
+//! Reads keep working on a fenced handle.
+//!
+//! # Several nodes
+//!
+//! Named nodes serve one database at once. Every lock, client record and
+//! durable handle belongs to the node that last wrote it; a node reclaims
+//! and ends the grace of its own locks only. A named node that restarts
+//! after an unclean stop, or that owns locks, starts the cluster's grace
+//! period or joins it; while it is in force every node's checked grants
+//! fail with [`Error::InGrace`], decided in the database. It lifts when
+//! the last node that needs it calls `end_grace`, or when an operator runs
+//! [`PostgresLockStore::lift_cluster_grace`]. See
+//! [`cluster_status`](PostgresLockStore::cluster_status) and DESIGN.md,
+//! "Nodes: ownership and the cluster-wide grace period", for the schema,
+//! the transitions and why each is safe.
 //!
 //! # Operations in the caller's transaction
 //!
@@ -61,7 +75,8 @@
 //! client library's errors as [`Error`]), `sql.rs` (the text of every
 //! statement), `codec.rs` (statement parameters from the model, rows back
 //! to it), `numeric.rs` (the exact `u64` codec), `migrate.rs` (the embedded
-//! migrations), this file (the handle, open and the fence), `write.rs` (the
+//! migrations), this file (the handle, open and the fence), `cluster.rs`
+//! (the nodes' status), `write.rs` (the
 //! write path of one request), `group.rs` and `batch.rs` (group commit:
 //! concurrent requests in one transaction, a group's lock upserts and
 //! deletes as one statement each), `caller.rs` (a caller's transaction)
