@@ -14,6 +14,8 @@ pub enum Entity {
     Handle,
     /// A record of a keyspace (the id is `space/hex-key`).
     Record,
+    /// A node of a PostgreSQL cluster (the id is the node id).
+    Node,
 }
 
 impl std::fmt::Display for Entity {
@@ -26,6 +28,7 @@ impl std::fmt::Display for Entity {
             Entity::Client(ClientKind::Smb) => "SMB client",
             Entity::Handle => "durable handle",
             Entity::Record => "record",
+            Entity::Node => "node",
         })
     }
 }
@@ -123,6 +126,16 @@ pub enum Error {
         id: String,
         /// The epoch of the open that started the grace period.
         recovery_epoch: u64,
+    },
+    /// A takeover of a PostgreSQL node whose incarnation is still open and
+    /// whose lease has not expired: it may be alive, so nothing changed.
+    #[error("node {node:?} may be alive: its lease expires in {expires_in_ms} ms")]
+    NodeLive {
+        /// The node that was to be taken over.
+        node: String,
+        /// How long until its lease expires, by the database's clock,
+        /// unless it renews it first.
+        expires_in_ms: u64,
     },
     /// Another process or handle holds the store's writer lock.
     #[error("store {dir} is locked by another writer")]

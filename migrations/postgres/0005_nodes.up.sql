@@ -22,7 +22,13 @@ CREATE TABLE lockwal_nodes (
     -- The node's clients must reclaim what they held (its previous
     -- incarnation stopped uncleanly, or it owns locks): the cluster is in
     -- grace until no node needs it (DESIGN.md, "Cluster-wide grace").
-    need_grace boolean NOT NULL DEFAULT false
+    need_grace boolean NOT NULL DEFAULT false,
+    -- The node's lease: it renews renewed_at (microseconds, the database's
+    -- clock) while it is open; once renewed_at + lease_ms has passed,
+    -- another node may take it over. 0: no lease (node '', which is never
+    -- taken over while open).
+    lease_ms bigint NOT NULL DEFAULT 0 CHECK (lease_ms >= 0),
+    renewed_at bigint NOT NULL DEFAULT 0
 );
 
 -- The single node of a store written by migration 4 becomes node '' (when

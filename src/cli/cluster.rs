@@ -14,6 +14,17 @@ pub(super) enum ClusterCmd {
     /// End the cluster's grace period for every node now, removing nothing (for a node that needs
     /// grace and will not come back); fences no one
     Lift(StoreArgs),
+    /// Remove a node that is not open and owns nothing (a live node takes over a dead one's state
+    /// first); ends a grace period only it needed; fences no one
+    Remove(RemoveArgs),
+}
+
+#[derive(Args, Debug)]
+pub(super) struct RemoveArgs {
+    /// The node id
+    node: String,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[derive(Args, Debug)]
@@ -33,6 +44,7 @@ pub(super) fn run(cmd: ClusterCmd) -> CliResult {
     match cmd {
         ClusterCmd::Status(a) => status(a),
         ClusterCmd::Lift(a) => lift(a),
+        ClusterCmd::Remove(a) => remove(a),
     }
 }
 
@@ -54,6 +66,25 @@ fn lift(a: StoreArgs) -> CliResult {
 
 #[cfg(not(feature = "postgres"))]
 fn lift(_a: StoreArgs) -> CliResult {
+    Err(no_postgres())
+}
+
+#[cfg(feature = "postgres")]
+fn remove(a: RemoveArgs) -> CliResult {
+    use lockwal::backend::postgres::{PostgresConfig, PostgresLockStore};
+    let rt = runtime()?;
+    let config = PostgresConfig::new(&a.store.url).with_schema(&a.store.schema).with_pool_size(1);
+    rt.block_on(PostgresLockStore::remove_node(&config, &a.node))?;
+    if a.store.json {
+        out_json(&serde_json::json!({ "schema": a.store.schema, "removed": a.node }))?;
+    } else {
+        out(format_args!("removed node {}", a.node))?;
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "postgres"))]
+fn remove(_a: RemoveArgs) -> CliResult {
     Err(no_postgres())
 }
 
@@ -82,6 +113,8 @@ fn status(a: StoreArgs) -> CliResult {
                     "epoch": n.epoch,
                     "clean_shutdown": n.clean,
                     "need_grace": n.need_grace,
+                    "lease_ms": n.lease.as_millis() as u64,
+                    "renewed_ms_ago": n.renewed_ago.as_millis() as u64,
                     "opened_at_unix_micros": n.opened_at.unix_micros,
                     "locks": n.locks,
                     "clients": n.clients,
@@ -103,8 +136,8 @@ fn status(a: StoreArgs) -> CliResult {
             r => out(format_args!("grace   in force since epoch {r}: checked grants are refused"))?,
         }
         out(format_args!(
-            "{:<16} {:>8} {:<14} {:>12} {:>10} {:>8} {:>8}",
-            "node", "epoch", "state", "opened", "locks", "clients", "handles"
+            "{:<16} {:>8} {:<14} {:>12} {:>16} {:>10} {:>8} {:>8}",
+            "node", "epoch", "state", "opened", "lease renewed", "locks", "clients", "handles"
         ))?;
         for n in &status.nodes {
             let name = if n.node.is_empty() { "(none)" } else { &n.node };
@@ -115,8 +148,12 @@ fn status(a: StoreArgs) -> CliResult {
                 (false, true) => "open, grace",
             };
             let opened = format!("{:.0} s ago", age(n.opened_at.unix_micros));
+            let lease = match n.lease.as_millis() {
+                0 => "-".to_owned(),
+                ms => format!("{:.1}/{:.1} s", n.renewed_ago.as_secs_f64(), ms as f64 / 1e3),
+            };
             out(format_args!(
-                "{name:<16} {:>8} {state:<14} {opened:>12} {:>10} {:>8} {:>8}",
+                "{name:<16} {:>8} {state:<14} {opened:>12} {lease:>16} {:>10} {:>8} {:>8}",
                 n.epoch, n.locks, n.clients, n.handles
             ))?;
         }

@@ -321,6 +321,7 @@ fn error_code(e: &Error) -> u8 {
         | Error::Locked { .. }
         | Error::ReclaimRefused { .. }
         | Error::InGrace { .. }
+        | Error::NodeLive { .. }
         | Error::ReadOnly { .. }
         | Error::Fenced { .. }
         | Error::Poisoned { .. }

@@ -123,6 +123,7 @@ pub(crate) fn refusal_reason(e: &Error) -> &'static str {
         | Error::RepairRefused { .. }
         | Error::Database(_)
         | Error::SchemaVersion { .. }
+        | Error::NodeLive { .. }
         | Error::Postgres { .. }
         | Error::Internal(_) => "failed",
     }

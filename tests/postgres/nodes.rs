@@ -530,3 +530,131 @@ async fn the_cli_lifts_the_grace() {
     assert_eq!(all_ids(&a).await, ["a1", "a2"], "lifting removed nothing");
     a.close().await.unwrap();
 }
+
+/// `renewed_at` of a node, as stored.
+async fn renewed_at(scratch: &Scratch, node: &str) -> i64 {
+    let sql = scratch.sql().await;
+    sql.query_one("SELECT renewed_at FROM lockwal_nodes WHERE node_id = $1", &[&node]).await.unwrap().get(0)
+}
+
+/// A node whose lease expired (its renewal time set back by SQL, as if it
+/// had stopped renewing long ago) is taken over: the survivor fences it,
+/// owns its locks (stamped before the survivor's epoch, so its clients
+/// reclaim them here even those granted in a later epoch than the
+/// survivor's), client records and handles, and needs grace; the returning
+/// node's old handle is fenced on every write; the survivor's end of grace
+/// removes what was not reclaimed; the node reopens as a new incarnation
+/// that owns nothing. A live node, an unknown one and this node itself are
+/// refused and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_node_is_taken_over_and_its_clients_reclaim_at_the_survivor() {
+    let Some(scratch) = Scratch::new() else { return };
+    let b = scratch.open_node("b").await;
+    let hour = Duration::from_secs(3600);
+    let a = PostgresLockStore::open(scratch.node_config("a").with_lease(hour)).await.unwrap();
+    let ea = a.epoch().await.unwrap();
+    assert!(ea > b.epoch().await.unwrap(), "a's locks are newer than b's epoch");
+    a.grant(lock("a-kept")).await.unwrap();
+    a.grant(lock("a-lost")).await.unwrap();
+    a.put_client(sample::client("ca")).await.unwrap();
+    a.put_handle(sample::handle(1)).await.unwrap();
+
+    match b.take_over("a").await {
+        Err(Error::NodeLive { node, expires_in_ms }) => {
+            assert_eq!(node, "a");
+            assert!(expires_in_ms > 0 && expires_in_ms <= 3_600_000, "{expires_in_ms}");
+        }
+        other => panic!("expected NodeLive, got {other:?}"),
+    }
+    assert!(matches!(b.take_over("nobody").await, Err(Error::NotFound { .. })));
+    assert!(matches!(b.take_over("b").await, Err(Error::InvalidInput { field: "node", .. })));
+    assert_eq!(scratch.owners("lockwal_locks", "id").await, owned(&[("a-kept", "a"), ("a-lost", "a")]));
+
+    // a stops renewing (a partition): its lease runs out.
+    scratch.sql().await.execute("UPDATE lockwal_nodes SET renewed_at = 0 WHERE node_id = 'a'", &[]).await.unwrap();
+    let takeover = b.take_over("a").await.unwrap();
+    assert_eq!((takeover.locks, takeover.clients, takeover.handles), (2, 1, 1));
+    assert_eq!(takeover.recovery_epoch, takeover.fenced_with, "the takeover starts a grace period");
+    assert_eq!(scratch.owners("lockwal_locks", "id").await, owned(&[("a-kept", "b"), ("a-lost", "b")]));
+    assert_eq!(scratch.owners("lockwal_clients", "client_id").await, owned(&[("ca", "b")]));
+    assert_eq!(scratch.owners("lockwal_handles", "id").await, owned(&[("open-1", "b")]));
+
+    assert_fenced(a.put_lock(lock("a-late")).await, ea, takeover.fenced_with);
+    assert_fenced(a.end_grace().await, ea, takeover.fenced_with);
+    assert_in_grace(b.grant(lock("b-new")).await, takeover.recovery_epoch);
+    b.reclaim("a-kept", "c").await.expect("a's client reclaims at b");
+    assert_eq!(ids(&b.end_grace().await.unwrap()), ["a-lost"]);
+    assert_eq!(recovery_epoch(&b).await, 0);
+    b.grant(lock("b-new")).await.unwrap();
+
+    drop(a);
+    let a = scratch.open_node("a").await;
+    assert!(a.previous_shutdown_was_clean().await.unwrap(), "its state went to b");
+    assert_eq!(recovery_epoch(&b).await, 0, "a new incarnation that owns nothing needs no grace");
+    a.grant(lock("a-again")).await.unwrap();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+/// A node renews its lease while it is open, and not once dropped (a
+/// crash) or closed. Waits for a change rather than for a time: a slow
+/// machine only makes it wait longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_is_renewed_while_the_node_is_open() {
+    let Some(scratch) = Scratch::new() else { return };
+    let a = PostgresLockStore::open(scratch.node_config("a").with_lease(Duration::from_millis(150))).await.unwrap();
+    let first = renewed_at(&scratch, "a").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while renewed_at(&scratch, "a").await == first {
+        assert!(Instant::now() < deadline, "no renewal within 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_drop = renewed_at(&scratch, "a").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(renewed_at(&scratch, "a").await, after_drop, "a dropped handle renews no more");
+    let status = scratch.open_node("b").await.cluster_status().await.unwrap();
+    assert_eq!(status.nodes[0].lease, Duration::from_millis(150));
+    assert!(status.nodes[0].renewed_ago >= Duration::from_millis(600));
+    assert!(matches!(
+        PostgresLockStore::open(scratch.node_config("z").with_lease(Duration::ZERO)).await,
+        Err(Error::InvalidInput { field: "lease", .. })
+    ));
+}
+
+/// `remove_node` (`lockwal cluster remove`) refuses a live node and a node
+/// that owns anything, removes one that is neither, ends a grace only it
+/// needed, and the node may come back as a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_removed_only_when_gone_and_owning_nothing() {
+    let Some(scratch) = Scratch::new() else { return };
+    let config = scratch.config();
+    let a = scratch.open_node("a").await;
+    let b = scratch.open_node("b").await;
+    assert!(matches!(PostgresLockStore::remove_node(&config, "a").await, Err(Error::NodeLive { .. })));
+    a.put_lock(lock("a1")).await.unwrap();
+    a.close().await.unwrap();
+    match PostgresLockStore::remove_node(&config, "a").await {
+        Err(Error::InvalidInput { field: "node", reason }) => assert!(reason.contains("owns 1 locks"), "{reason}"),
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
+    // a comes back (owns a lock: needs grace), crashes for good; b takes over.
+    let a = scratch.open_node("a").await;
+    let r = a.epoch().await.unwrap();
+    assert_eq!(recovery_epoch(&b).await, r);
+    drop(a);
+    scratch.sql().await.execute("UPDATE lockwal_nodes SET renewed_at = 0 WHERE node_id = 'a'", &[]).await.unwrap();
+    b.take_over("a").await.unwrap();
+    PostgresLockStore::remove_node(&config, "a").await.unwrap();
+    assert!(matches!(PostgresLockStore::remove_node(&config, "a").await, Err(Error::NotFound { .. })));
+    let nodes: Vec<String> = b.cluster_status().await.unwrap().nodes.into_iter().map(|n| n.node).collect();
+    assert_eq!(nodes, ["b"]);
+    assert_ne!(recovery_epoch(&b).await, 0, "b still needs the grace for a's clients");
+    b.end_grace().await.unwrap();
+    assert_eq!(recovery_epoch(&b).await, 0);
+    let a = scratch.open_node("a").await;
+    assert!(!a.previous_shutdown_was_clean().await.unwrap(), "a new node again");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}

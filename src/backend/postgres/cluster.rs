@@ -8,9 +8,11 @@
 //! connection's `lockwal.node`: see `config.rs`).
 
 use super::error::pg_error;
-use super::{PostgresLockStore, epoch_from_sql, sql};
-use crate::error::Result;
+use super::{Core, PostgresConfig, PostgresLockStore, epoch_from_sql, sql};
+use crate::error::{Entity, Error, Result};
 use crate::model::Timestamp;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 /// One node of the cluster as the database holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +29,10 @@ pub struct NodeStatus {
     /// The node's clients must reclaim: the cluster stays in grace until
     /// it ends its grace.
     pub need_grace: bool,
+    /// The node's lease (zero: none, node `''`).
+    pub lease: Duration,
+    /// How long ago the lease was last renewed, by the database's clock.
+    pub renewed_ago: Duration,
     /// The locks, client records and durable handles the node owns.
     pub locks: u64,
     /// See [`locks`](Self::locks).
@@ -67,9 +73,11 @@ impl PostgresLockStore {
                     clean: row.get(2),
                     opened_at: Timestamp::from_unix_micros(row.get(3)),
                     need_grace: row.get(4),
-                    locks: count(row.get(5)),
-                    clients: count(row.get(6)),
-                    handles: count(row.get(7)),
+                    lease: Duration::from_millis(count(row.get(5))),
+                    renewed_ago: Duration::from_micros(count(row.get(6))),
+                    locks: count(row.get(7)),
+                    clients: count(row.get(8)),
+                    handles: count(row.get(9)),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -78,5 +86,177 @@ impl PostgresLockStore {
             recovery_epoch: epoch_from_sql(meta.get(1), during)?,
             nodes,
         })
+    }
+}
+
+/// What a takeover moved to the surviving node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Takeover {
+    /// The node taken over.
+    pub node: String,
+    /// The fresh epoch its row now holds (its old handle is fenced).
+    pub fenced_with: u64,
+    /// The locks, client records and durable handles now the survivor's.
+    pub locks: u64,
+    /// See [`locks`](Self::locks).
+    pub clients: u64,
+    /// See [`locks`](Self::locks).
+    pub handles: u64,
+    /// The cluster's recovery epoch after the takeover (0: no grace).
+    pub recovery_epoch: u64,
+}
+
+impl PostgresLockStore {
+    /// Takes over `node` (IP failover): this node fences it and becomes the
+    /// owner of its locks, client records and durable handles, so that its
+    /// clients reclaim here under a grace period this node then needs (it
+    /// ends it with `end_grace`, which removes what they did not reclaim).
+    /// Refused with [`Error::NodeLive`] while the node's incarnation is open
+    /// and its lease has not expired, and with `NotFound` for a node that
+    /// never opened; nothing changes then. One transaction: a crash at any
+    /// point leaves the node whole or taken over. If the node comes back, its
+    /// old handle is fenced and its next open is a new incarnation that owns
+    /// nothing and reports a clean previous shutdown.
+    pub async fn take_over(&self, node: &str) -> Result<Takeover> {
+        let core = &*self.core;
+        core.check_writable()?;
+        if node == core.node {
+            return Err(Error::InvalidInput { field: "node", reason: format!("{node:?} is this node") });
+        }
+        super::config::validate_node(node)?;
+        let during = "taking over a node";
+        let mut conn = core.conn(during).await?;
+        let tx = conn.transaction().await.map_err(pg_error(during))?;
+        let e = pg_error(during);
+        tx.batch_execute(sql::OPEN_LOCK).await.map_err(e)?;
+        let ours = tx.query_one(sql::FENCE, &[]).await.map_err(pg_error(during))?;
+        let (current, clean): (i64, bool) = (ours.get(0), ours.get(1));
+        if current != core.epoch_sql || clean {
+            return Err(core.refusal(current, clean));
+        }
+        let row = tx
+            .query_opt(sql::TAKEOVER_READ, &[&node])
+            .await
+            .map_err(pg_error(during))?
+            .ok_or_else(|| Error::NotFound { entity: Entity::Node, id: node.to_owned() })?;
+        let (their_clean, left_us): (bool, i64) = (row.get(1), row.get(2));
+        if !their_clean && left_us > 0 {
+            return Err(Error::NodeLive { node: node.to_owned(), expires_in_ms: (left_us as u64).div_ceil(1000) });
+        }
+        let fenced_with: i64 = tx.query_one(sql::OPEN_BUMP, &[]).await.map_err(pg_error(during))?.get(0);
+        tx.execute(sql::TAKEOVER_FENCE, &[&node, &fenced_with]).await.map_err(pg_error(during))?;
+        let before_ours = core.epoch_sql - 1;
+        let locks = tx.execute(sql::TAKEOVER_LOCKS, &[&node, &before_ours]).await.map_err(pg_error(during))?;
+        let clients = tx.execute(sql::TAKEOVER_CLIENTS, &[&node]).await.map_err(pg_error(during))?;
+        let handles = tx.execute(sql::TAKEOVER_HANDLES, &[&node]).await.map_err(pg_error(during))?;
+        let needed: bool = tx.query_one(sql::NEEDS_GRACE, &[]).await.map_err(pg_error(during))?.get(0);
+        let need = needed || locks + clients + handles > 0;
+        let recovery_epoch: i64 =
+            tx.query_one(sql::SET_NEED_GRACE, &[&need, &fenced_with]).await.map_err(pg_error(during))?.get(0);
+        tx.commit().await.map_err(pg_error(during))?;
+        let takeover = Takeover {
+            node: node.to_owned(),
+            fenced_with: epoch_from_sql(fenced_with, during)?,
+            locks,
+            clients,
+            handles,
+            recovery_epoch: epoch_from_sql(recovery_epoch, during)?,
+        };
+        tracing::warn!(schema = %core.schema, by = %core.node, ?takeover, "lockwal: took over a node");
+        Ok(takeover)
+    }
+}
+
+impl PostgresLockStore {
+    /// Removes `node` from the cluster (an operator's `lockwal cluster
+    /// remove`): only a node that is not open (closed, taken over, or its
+    /// lease expired: else [`Error::NodeLive`]) and owns nothing (else
+    /// `InvalidInput`: take it over first); a grace period it alone needed
+    /// ends. Fences no one. A removed node may open again later, as a node
+    /// that never opened.
+    pub async fn remove_node(config: &PostgresConfig, node: &str) -> Result<()> {
+        super::config::validate_node(node)?;
+        let during = "removing a node";
+        let mut client = config.connect().await?;
+        let found = super::migrate::current_version(&client).await?;
+        if found != super::SCHEMA_VERSION {
+            return Err(Error::SchemaVersion { schema: config.schema.clone(), found, expected: super::SCHEMA_VERSION });
+        }
+        let tx = client.transaction().await.map_err(pg_error(during))?;
+        tx.batch_execute(sql::OPEN_LOCK).await.map_err(pg_error(during))?;
+        let row = tx
+            .query_opt(sql::TAKEOVER_READ, &[&node])
+            .await
+            .map_err(pg_error(during))?
+            .ok_or_else(|| Error::NotFound { entity: Entity::Node, id: node.to_owned() })?;
+        let (clean, left_us): (bool, i64) = (row.get(1), row.get(2));
+        if !clean && left_us > 0 {
+            return Err(Error::NodeLive { node: node.to_owned(), expires_in_ms: (left_us as u64).div_ceil(1000) });
+        }
+        let owns = tx.query_one(sql::NODE_OWNS, &[&node]).await.map_err(pg_error(during))?;
+        let (locks, clients, handles): (i64, i64, i64) = (owns.get(0), owns.get(1), owns.get(2));
+        if locks + clients + handles > 0 {
+            return Err(Error::InvalidInput {
+                field: "node",
+                reason: format!(
+                    "{node:?} owns {locks} locks, {clients} client records and {handles} durable handles: \
+                     a live node must take it over first"
+                ),
+            });
+        }
+        tx.execute(sql::REMOVE_NODE, &[&node]).await.map_err(pg_error(during))?;
+        tx.execute(sql::LIFT_IF_UNNEEDED, &[]).await.map_err(pg_error(during))?;
+        tx.commit().await.map_err(pg_error(during))?;
+        tracing::warn!(schema = %config.schema, node, "lockwal: removed a node");
+        Ok(())
+    }
+}
+
+impl Core {
+    /// Renews the lease every third of `lease_ms` until the handle closes,
+    /// is dropped or is fenced (the renewal then finds no row and latches
+    /// the fence). A failed renewal is logged and tried again.
+    pub(super) fn start_renewing(self: &Arc<Self>, lease_ms: i64) {
+        let every = Duration::from_millis((lease_ms as u64 / 3).max(1));
+        let core: Weak<Core> = Arc::downgrade(self);
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await; // the open renewed it
+            loop {
+                tick.tick().await;
+                let Some(core) = core.upgrade() else { return };
+                if core.check_writable().is_err() {
+                    return;
+                }
+                match core.renew().await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => tracing::warn!(schema = %core.schema, node = %core.node, error = %e,
+                        "lockwal: could not renew the node's lease"),
+                }
+            }
+        });
+        *self.renewer.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
+    }
+
+    pub(super) fn stop_renewing(&self) {
+        if let Some(task) = self.renewer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
+    }
+
+    /// One renewal: false when the incarnation was fenced or closed (the
+    /// fence is latched then).
+    async fn renew(&self) -> Result<bool> {
+        let during = "renewing the lease";
+        let conn = self.conn(during).await?;
+        match conn.execute(sql::RENEW_LEASE, &[&self.epoch_sql]).await.map_err(pg_error(during))? {
+            0 => {
+                let _ = self.fenced(&conn).await;
+                Ok(false)
+            }
+            _ => Ok(true),
+        }
     }
 }

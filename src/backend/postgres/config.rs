@@ -31,12 +31,24 @@ pub struct PostgresConfig {
     /// belongs to the node that last wrote it. Default empty: the node `''`,
     /// which a store used by one server at a time is.
     pub node: String,
+    /// A named node's lease: the handle renews it every third of this
+    /// while it is open, and once it has not for this long another node may
+    /// take the node over ([`take_over`](super::PostgresLockStore::take_over)).
+    /// Default 10 s; at least 1 ms. Node `''` holds no lease.
+    pub lease: Duration,
 }
 
 impl PostgresConfig {
     /// The defaults for the database at `url`.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), schema: "public".into(), pool_size: 16, auto_migrate: false, node: String::new() }
+        Self {
+            url: url.into(),
+            schema: "public".into(),
+            pool_size: 16,
+            auto_migrate: false,
+            node: String::new(),
+            lease: Duration::from_secs(10),
+        }
     }
 
     /// Uses the schema `schema`.
@@ -60,6 +72,12 @@ impl PostgresConfig {
     /// Opens as node `node` (see [`node`](Self::node)).
     pub fn with_node(mut self, node: impl Into<String>) -> Self {
         self.node = node.into();
+        self
+    }
+
+    /// Holds a lease of `lease` (see [`lease`](Self::lease)).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
         self
     }
 
@@ -112,6 +130,7 @@ impl std::fmt::Debug for PostgresConfig {
             .field("pool_size", &self.pool_size)
             .field("auto_migrate", &self.auto_migrate)
             .field("node", &self.node)
+            .field("lease", &self.lease)
             .finish()
     }
 }

@@ -100,7 +100,7 @@ pub mod sql;
 mod store;
 mod write;
 
-pub use cluster::{ClusterStatus, NodeStatus};
+pub use cluster::{ClusterStatus, NodeStatus, Takeover};
 pub use config::PostgresConfig;
 pub use group::GroupStats;
 pub use migrate::{MIGRATIONS, Migration, MigrationReport, SCHEMA_VERSION};
@@ -142,6 +142,9 @@ struct Core {
     closing: AtomicBool,
     /// The newer epoch that fenced this handle, or [`NOT_FENCED`].
     fenced_by: AtomicU64,
+    /// The task renewing a named node's lease (`cluster.rs`), stopped when
+    /// the handle closes or is dropped.
+    renewer: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
     /// The store's database and the oid of its `lockwal_meta`, to refuse a
     /// caller's transaction on another database
     /// ([`transaction_in`](Self::transaction_in)).
@@ -161,12 +164,25 @@ impl std::fmt::Debug for PostgresLockStore {
     }
 }
 
+impl Drop for PostgresLockStore {
+    /// A dropped handle renews its lease no more (as a crashed node): after
+    /// the lease another node may take it over.
+    fn drop(&mut self) {
+        self.core.stop_renewing();
+    }
+}
+
 impl PostgresLockStore {
     /// Opens the store as the configured node: connects, applies missing
     /// migrations when `auto_migrate` is set, checks the schema version, and
     /// gives the node the cluster's next epoch (which fences every handle of
     /// this node opened before, and no other node's).
     pub async fn open(config: PostgresConfig) -> Result<Self> {
+        let lease_ms: i64 = match (config.node.is_empty(), config.lease.as_millis()) {
+            (true, _) => 0,
+            (false, 0) => return Err(Error::InvalidInput { field: "lease", reason: "must be at least 1 ms".into() }),
+            (false, ms) => i64::try_from(ms).unwrap_or(i64::MAX),
+        };
         let (pool, mut conn, identity) = Self::connect(&config, config.auto_migrate).await?;
         let during = "opening the store";
         let tx = conn.transaction().await.map_err(pg_error(during))?;
@@ -176,7 +192,7 @@ impl PostgresLockStore {
             tx.query_opt(sql::OPEN_READ, &[]).await.map_err(pg_error(during))?.map(|row| row.get(0));
         let previous_clean = previous == Some(true);
         let epoch_sql: i64 = tx.query_one(sql::OPEN_BUMP, &[]).await.map_err(pg_error(during))?.get(0);
-        tx.execute(sql::OPEN_NODE, &[&epoch_sql]).await.map_err(pg_error(during))?;
+        tx.execute(sql::OPEN_NODE, &[&epoch_sql, &lease_ms]).await.map_err(pg_error(during))?;
         // A named node needs grace when its previous incarnation stopped
         // uncleanly or it owns locks its clients may reclaim; it then starts
         // the cluster's grace period or joins the one in force. Node '' (no
@@ -195,7 +211,11 @@ impl PostgresLockStore {
             schema = %config.schema, node = %config.node, epoch, previous_clean, recovery_epoch,
             "lockwal: opened PostgreSQL store"
         );
-        Ok(Self::new(pool, config, epoch, previous_clean, false, identity))
+        let store = Self::new(pool, config, epoch, previous_clean, false, identity);
+        if lease_ms > 0 {
+            store.core.start_renewing(lease_ms);
+        }
+        Ok(store)
     }
 
     /// Opens the store for reading only, as operators' tools do: no epoch
@@ -261,6 +281,7 @@ impl PostgresLockStore {
             closed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             fenced_by: AtomicU64::new(NOT_FENCED),
+            renewer: std::sync::Mutex::new(None),
             identity,
             group: group::Group::default(),
         };
@@ -347,9 +368,10 @@ impl Core {
         }
     }
 
-    /// Marks the handle closed and closes its pool.
+    /// Marks the handle closed, stops renewing its lease and closes its pool.
     fn shut(&self) {
         self.closed.store(true, Ordering::Release);
+        self.stop_renewing();
         self.pool.close();
     }
 

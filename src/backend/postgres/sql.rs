@@ -49,11 +49,70 @@ pub(crate) const META: &str = "SELECT coalesce(n.epoch, m.epoch), coalesce(n.cle
 /// Takes the cluster's next epoch.
 pub(crate) const OPEN_BUMP: &str = "UPDATE lockwal_meta SET epoch = epoch + 1 RETURNING epoch";
 
-/// Makes `$1` the node's epoch, not yet cleanly shut down, opened now (the
-/// database's clock, one for every node).
-pub(crate) const OPEN_NODE: &str = "INSERT INTO lockwal_nodes (node_id, epoch, clean, opened_at) \
-     VALUES (lockwal_node(), $1, false, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) \
-     ON CONFLICT (node_id) DO UPDATE SET epoch = EXCLUDED.epoch, clean = false, opened_at = EXCLUDED.opened_at";
+/// The database's clock in microseconds since the Unix epoch, one clock
+/// for every node (leases are judged by it).
+macro_rules! now_us {
+    () => {
+        "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+    };
+}
+
+/// Makes `$1` the node's epoch, not yet cleanly shut down, opened and its
+/// lease of `$2` ms renewed now.
+pub(crate) const OPEN_NODE: &str = concat!(
+    "INSERT INTO lockwal_nodes (node_id, epoch, clean, opened_at, lease_ms, renewed_at) \
+     VALUES (lockwal_node(), $1, false, ",
+    now_us!(),
+    ", $2, ",
+    now_us!(),
+    ") ON CONFLICT (node_id) DO UPDATE SET epoch = EXCLUDED.epoch, clean = false, \
+     opened_at = EXCLUDED.opened_at, lease_ms = EXCLUDED.lease_ms, renewed_at = EXCLUDED.renewed_at"
+);
+
+/// Renews the lease of the incarnation of epoch `$1`; no row when it was
+/// fenced or closed.
+pub(crate) const RENEW_LEASE: &str =
+    concat!("UPDATE lockwal_nodes SET renewed_at = ", now_us!(), " WHERE epoch = $1 AND NOT clean");
+
+/// A node to take over (`$1`), row-locked: its epoch, clean flag, need of
+/// grace, and how many microseconds its lease has left (negative: expired).
+pub(crate) const TAKEOVER_READ: &str = concat!(
+    "SELECT epoch, clean, renewed_at + lease_ms * 1000 - ",
+    now_us!(),
+    " FROM lockwal_nodes WHERE node_id = $1 FOR UPDATE"
+);
+
+/// Fences node `$1` with the fresh epoch `$2`, closed and needing nothing:
+/// if it comes back it opens as a new incarnation that owns nothing.
+pub(crate) const TAKEOVER_FENCE: &str =
+    "UPDATE lockwal_nodes SET epoch = $2, clean = true, need_grace = false WHERE node_id = $1";
+
+/// Moves node `$1`'s locks to this node, each stamped no later than `$2`
+/// (one before this node's epoch), so that its clients may reclaim them
+/// here and this node's end of grace removes what they do not.
+pub(crate) const TAKEOVER_LOCKS: &str = "UPDATE lockwal_locks SET node_id = lockwal_node(), \
+     server_epoch = LEAST(server_epoch, $2) WHERE node_id = $1";
+
+/// Moves node `$1`'s client records to this node.
+pub(crate) const TAKEOVER_CLIENTS: &str = "UPDATE lockwal_clients SET node_id = lockwal_node() WHERE node_id = $1";
+
+/// Moves node `$1`'s durable handles to this node.
+pub(crate) const TAKEOVER_HANDLES: &str = "UPDATE lockwal_handles SET node_id = lockwal_node() WHERE node_id = $1";
+
+/// What node `$1` owns: locks, client records, durable handles.
+pub(crate) const NODE_OWNS: &str = "SELECT (SELECT count(*) FROM lockwal_locks WHERE node_id = $1), \
+     (SELECT count(*) FROM lockwal_clients WHERE node_id = $1), \
+     (SELECT count(*) FROM lockwal_handles WHERE node_id = $1)";
+
+/// Removes node `$1`'s row.
+pub(crate) const REMOVE_NODE: &str = "DELETE FROM lockwal_nodes WHERE node_id = $1";
+
+/// Ends the grace when no node needs it (after a node's row is gone).
+pub(crate) const LIFT_IF_UNNEEDED: &str =
+    "UPDATE lockwal_meta SET recovery_epoch = 0 WHERE NOT EXISTS (SELECT FROM lockwal_nodes WHERE need_grace)";
+
+/// Whether this node needs grace now.
+pub(crate) const NEEDS_GRACE: &str = "SELECT need_grace FROM lockwal_nodes WHERE node_id = lockwal_node()";
 
 /// Whether the node owns any lock (a node that does needs grace at open).
 pub(crate) const OWNS_LOCKS: &str = "SELECT EXISTS (SELECT FROM lockwal_locks WHERE node_id = lockwal_node())";
@@ -571,11 +630,15 @@ pub(crate) const CLUSTER_EPOCH: &str = "SELECT epoch, recovery_epoch FROM lockwa
 
 /// Every node with what it owns, in node id order (each count one index
 /// scan of `(node_id, ...)`).
-pub(crate) const CLUSTER_NODES: &str = "SELECT n.node_id, n.epoch, n.clean, n.opened_at, n.need_grace, \
+pub(crate) const CLUSTER_NODES: &str = concat!(
+    "SELECT n.node_id, n.epoch, n.clean, n.opened_at, n.need_grace, n.lease_ms, ",
+    now_us!(),
+    " - n.renewed_at, \
      (SELECT count(*) FROM lockwal_locks l WHERE l.node_id = n.node_id), \
      (SELECT count(*) FROM lockwal_clients c WHERE c.node_id = n.node_id), \
      (SELECT count(*) FROM lockwal_handles h WHERE h.node_id = n.node_id) \
-     FROM lockwal_nodes n ORDER BY n.node_id";
+     FROM lockwal_nodes n ORDER BY n.node_id"
+);
 
 // ---- a caller's transaction -------------------------------------------------
 
