@@ -10,6 +10,8 @@
 
 mod bench;
 mod cluster;
+#[cfg(feature = "postgres")]
+mod cluster_torture;
 mod fs;
 mod read;
 mod show;
@@ -65,6 +67,14 @@ enum Cmd {
     /// The nodes sharing one PostgreSQL store
     #[command(subcommand)]
     Cluster(cluster::ClusterCmd),
+    /// Several node processes on one PostgreSQL store, SIGKILLed, taken over and disconnected at
+    /// random, checked throughout (needs `--features postgres`)
+    #[cfg(feature = "postgres")]
+    ClusterTorture(cluster_torture::ClusterTortureArgs),
+    /// A node process that `cluster-torture` spawns and kills
+    #[cfg(feature = "postgres")]
+    #[command(hide = true)]
+    ClusterTortureChild(cluster_torture::ClusterChildArgs),
     /// The writer process that `torture` spawns and kills
     #[command(hide = true)]
     TortureChild(torture::ChildArgs),
@@ -398,6 +408,10 @@ pub fn main() -> ExitCode {
         Cmd::Torture(a) => torture::run(a),
         Cmd::Bench(a) => bench::bench(a),
         Cmd::Cluster(c) => cluster::run(c),
+        #[cfg(feature = "postgres")]
+        Cmd::ClusterTorture(a) => cluster_torture::run(a),
+        #[cfg(feature = "postgres")]
+        Cmd::ClusterTortureChild(a) => cluster_torture::child(a),
         Cmd::TortureChild(a) => torture::child(a),
     };
     match result {

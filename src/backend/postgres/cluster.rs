@@ -168,6 +168,17 @@ impl PostgresLockStore {
 }
 
 impl PostgresLockStore {
+    /// The locks `node` owns (the node that last wrote each), by id: what a
+    /// node's clients may reclaim after it restarted or took another node
+    /// over. Works on a read-only handle.
+    pub async fn node_locks(&self, node: &str) -> Result<Vec<crate::model::PersistedLock>> {
+        self.core.check_open()?;
+        let during = "listing a node's locks";
+        let conn = self.core.conn(during).await?;
+        let rows = conn.query(&*sql::NODE_LOCKS, &[&node]).await.map_err(pg_error(during))?;
+        rows.iter().map(super::codec::decode_lock).collect()
+    }
+
     /// Removes `node` from the cluster (an operator's `lockwal cluster
     /// remove`): only a node that is not open (closed, taken over, or its
     /// lease expired: else [`Error::NodeLive`]) and owns nothing (else

@@ -101,7 +101,11 @@ impl PostgresConfig {
         };
         pg.options(options);
         if pg.get_application_name().is_none() {
-            pg.application_name("lockwal");
+            // Operators see each node's connections in pg_stat_activity.
+            match self.node.as_str() {
+                "" => pg.application_name("lockwal"),
+                node => pg.application_name(format!("lockwal-{node}")),
+            };
         }
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(Duration::from_secs(10));

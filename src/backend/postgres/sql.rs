@@ -104,6 +104,10 @@ pub(crate) const NODE_OWNS: &str = "SELECT (SELECT count(*) FROM lockwal_locks W
      (SELECT count(*) FROM lockwal_clients WHERE node_id = $1), \
      (SELECT count(*) FROM lockwal_handles WHERE node_id = $1)";
 
+/// The locks node `$1` owns, by id.
+pub(crate) static NODE_LOCKS: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {} FROM lockwal_locks WHERE node_id = $1 ORDER BY id", *LOCK_SELECT));
+
 /// Removes node `$1`'s row.
 pub(crate) const REMOVE_NODE: &str = "DELETE FROM lockwal_nodes WHERE node_id = $1";
 

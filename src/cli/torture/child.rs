@@ -29,7 +29,7 @@ pub struct ChildArgs {
 
 /// Writes one protocol line with one `write` (pipe writes up to 4 KiB are
 /// atomic, and the lines are shorter), under the stdout lock.
-fn say(line: &str) {
+pub(in crate::cli) fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let mut buf = String::with_capacity(line.len() + 1);
     buf.push_str(line);
@@ -40,7 +40,7 @@ fn say(line: &str) {
     }
 }
 
-fn fatal(message: String) -> ! {
+pub(in crate::cli) fn fatal(message: String) -> ! {
     say(&format!("X {}", message.replace('\n', " ")));
     std::process::exit(3);
 }

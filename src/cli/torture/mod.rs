@@ -38,7 +38,8 @@ mod tests;
 mod verify;
 mod workload;
 
-pub(super) use child::{ChildArgs, child};
+pub(super) use child::{ChildArgs, child, fatal, say};
+pub(super) use workload::{Rng, random_seed};
 
 use super::{CliError, CliResult};
 use clap::Args;
@@ -49,7 +50,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 use verify::{TaskModel, Totals, absorb, check, report};
-use workload::{Rng, options, random_seed};
+use workload::options;
 
 /// Arguments of `lockwal torture`.
 #[derive(Args, Debug)]

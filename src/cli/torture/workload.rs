@@ -23,26 +23,26 @@ pub(super) fn options() -> WalOptions {
 }
 
 /// xorshift64*: enough randomness for a workload, no dependency.
-pub(super) struct Rng(u64);
+pub(in crate::cli) struct Rng(u64);
 
 impl Rng {
-    pub(super) fn new(seed: u64) -> Self {
+    pub(in crate::cli) fn new(seed: u64) -> Self {
         Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    pub(super) fn next(&mut self) -> u64 {
+    pub(in crate::cli) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    pub(super) fn below(&mut self, n: u64) -> u64 {
+    pub(in crate::cli) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
 }
 
-pub(super) fn random_seed() -> u64 {
+pub(in crate::cli) fn random_seed() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::time::SystemTime::now())
 }
