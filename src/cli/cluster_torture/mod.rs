@@ -31,7 +31,8 @@
 //! state must match the model (`check.rs`): no acknowledged grant lost, no
 //! acknowledged release back, nothing nobody granted, every reclaim by the
 //! holder's client. The schema is dropped when everything held, kept and
-//! named when not.
+//! named when not. It also reports how long the cluster took to be in grace
+//! after each kill of a node that held locks while none was in force.
 
 mod check;
 mod child;
@@ -148,6 +149,11 @@ struct Totals {
     disconnects: u64,
     checks: u64,
     max_epoch: u64,
+    /// For each kill of a node that owned locks while no grace was in
+    /// force: milliseconds until the cluster was in grace (the node's
+    /// restart or a survivor's takeover, whichever came first), measured by
+    /// polling the recovery epoch every loop (about 5 ms).
+    grace_after_kill_ms: Vec<f64>,
 }
 
 pub(super) fn run(args: ClusterTortureArgs) -> CliResult {
@@ -174,6 +180,7 @@ pub(super) fn run(args: ClusterTortureArgs) -> CliResult {
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let mut next_chaos = Instant::now() + Duration::from_millis(200);
     let mut next_check = Instant::now();
+    let mut killed_at: Vec<Instant> = Vec::new();
     while Instant::now() < deadline {
         for (i, slot) in slots.iter_mut().enumerate() {
             if let Some(process) = &mut slot.process
@@ -198,7 +205,16 @@ pub(super) fn run(args: ClusterTortureArgs) -> CliResult {
             match rng.below(4) {
                 0 | 1 => {
                     if let Some(mut process) = slots[victim].process.take() {
+                        let q = "SELECT (SELECT recovery_epoch FROM lockwal_meta), \
+                                 (SELECT count(*) FROM lockwal_locks WHERE node_id = $1)";
+                        let before = rt.block_on(sql.query_one(q, &[&slots[victim].name]));
                         let _ = process.kill(); // SIGKILL
+                        if let Ok(row) = before
+                            && row.get::<_, i64>(0) == 0
+                            && row.get::<_, i64>(1) > 0
+                        {
+                            killed_at.push(Instant::now());
+                        }
                         let _ = process.wait();
                         totals.kills += 1;
                         slots[victim].restart_at = Some(Instant::now() + lease * rng.below(4) as u32);
@@ -213,6 +229,13 @@ pub(super) fn run(args: ClusterTortureArgs) -> CliResult {
                 }
                 _ => {}
             }
+        }
+        if !killed_at.is_empty()
+            && let Ok(row) = rt.block_on(sql.query_one("SELECT recovery_epoch FROM lockwal_meta", &[]))
+            && row.get::<_, i64>(0) != 0
+        {
+            let now = Instant::now();
+            totals.grace_after_kill_ms.extend(killed_at.drain(..).map(|at| (now - at).as_secs_f64() * 1e3));
         }
         if Instant::now() >= next_check {
             next_check = Instant::now() + Duration::from_millis(200);
@@ -340,6 +363,10 @@ fn report(
     held: usize,
     passed: bool,
 ) -> Result<(), CliError> {
+    let mut times = t.grace_after_kill_ms.clone();
+    times.sort_by(f64::total_cmp);
+    let p50 = times.get(times.len() / 2).copied().unwrap_or(0.0);
+    let max = times.last().copied().unwrap_or(0.0);
     if args.json {
         out_json(&serde_json::json!({
             "passed": passed,
@@ -360,6 +387,7 @@ fn report(
             "held_at_end": held,
             "checks": t.checks,
             "newest_epoch": t.max_epoch,
+            "grace_after_kill_ms": { "count": t.grace_after_kill_ms.len(), "p50": p50, "max": max },
             "violations": m.violations,
         }))?;
     } else {
@@ -377,6 +405,10 @@ fn report(
             m.reclaims,
             m.purged.len(),
             held
+        ))?;
+        out(format_args!(
+            "kill of a node holding locks -> cluster in grace: {} times, p50 {p50:.0} ms, max {max:.0} ms",
+            t.grace_after_kill_ms.len()
         ))?;
         out(format_args!("checks {}, violations {}", t.checks, m.violations.len()))?;
         for v in m.violations.iter().take(20) {

@@ -535,6 +535,12 @@ async fn w6(s: &Settings, data: &Arc<Dataset>, report: &mut Report) {
 const W7_FILE_LOCKS: u64 = 10_000;
 
 /// W7's task levels: one task, and 64 (16 with `--quick`).
+/// Whether W7's peers include the PostgreSQL backend (its cluster runs
+/// beside it then).
+fn plain_has_postgres(peers: &[Arc<dyn Peer>]) -> bool {
+    peers.iter().any(|p| p.name() == "lockwal-postgres")
+}
+
 fn w7_levels(s: &Settings) -> [usize; 2] {
     [1, if s.quick { 16 } else { 64 }]
 }
@@ -580,7 +586,18 @@ async fn w7(s: &Settings, data: &Arc<Dataset>, report: &mut Report) {
         .flat_map(|p| [Arc::clone(&p), Arc::new(engines::checked::Checked::new(p)) as Arc<dyn Peer>])
         .collect();
     let levels = w7_levels(s);
-    let points: Vec<_> = levels.iter().flat_map(|&t| peers.iter().map(move |p| (Arc::clone(p), Some(t)))).collect();
+    let mut points: Vec<_> = levels.iter().flat_map(|&t| peers.iter().map(move |p| (Arc::clone(p), Some(t)))).collect();
+    // Several active nodes (issue 22): three nodes at the top level's
+    // tasks in all, and at that many per node, beside one node's checked
+    // grants at the top level.
+    let cluster = engines::postgres::Postgres::from_env()
+        .filter(|_| plain_has_postgres(&peers))
+        .map(|pg| Arc::new(engines::postgres::PostgresNodes { pg }) as Arc<dyn Peer>);
+    let top = levels[levels.len() - 1];
+    let cluster_levels = [top, top * engines::postgres::NODES];
+    if let Some(cluster) = &cluster {
+        points.extend(cluster_levels.iter().map(|&t| (Arc::clone(cluster), Some(t))));
+    }
     let runs = interleaved(s, data, "w7", &points, report).await;
     let mut grants = Vec::new();
     for (i, peer) in peers.iter().enumerate() {
@@ -592,6 +609,16 @@ async fn w7(s: &Settings, data: &Arc<Dataset>, report: &mut Report) {
             }
         }
         grants.push(json!({ "peer": peer.name(), "runs": ok }));
+    }
+    if let Some(cluster) = &cluster {
+        let mut ok = Vec::new();
+        for (k, &tasks) in cluster_levels.iter().enumerate() {
+            if let Some(run) = runs[levels.len() * peers.len() + k].clone() {
+                eprintln!("  {:<24} {tasks:>3} tasks {}", cluster.name(), summary(&run));
+                ok.push(run);
+            }
+        }
+        grants.push(json!({ "peer": cluster.name(), "runs": ok }));
     }
     w7.insert("grants".into(), Value::Array(grants));
     report.w7 = Some(Value::Object(w7));

@@ -195,3 +195,122 @@ impl Store for PostgresStore {
         Ok(())
     }
 }
+
+/// Nodes of [`PostgresNodes`].
+pub const NODES: usize = 3;
+
+/// lockwal's PostgreSQL backend as a cluster: [`NODES`] handles with
+/// distinct node ids (`n0`, `n1`, `n2`) on one schema of one server, in
+/// this process, each with a pool of [`POOL_SIZE`] connections; every
+/// grant a checked grant (`LockStore::grant`), each lock's grant and
+/// release sent to the node its id hashes to. A refused grant is the
+/// store's answer (counted, as in `checked.rs`).
+pub struct PostgresNodes {
+    /// The server.
+    pub pg: Postgres,
+}
+
+struct NodesStore {
+    nodes: Vec<PostgresLockStore>,
+    schema: String,
+    admin: tokio_postgres::Client,
+    refused: AtomicU64,
+}
+
+impl NodesStore {
+    fn node(&self, lock_id: &str) -> &PostgresLockStore {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let h = BuildHasherDefault::<DefaultHasher>::default().hash_one(lock_id);
+        &self.nodes[(h % self.nodes.len() as u64) as usize]
+    }
+}
+
+#[async_trait]
+impl Peer for PostgresNodes {
+    fn name(&self) -> &'static str {
+        "lockwal-postgres-3nodes-checked"
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "{NODES} named nodes of lockwal PostgresLockStore on one schema, in one process, each with its own \
+             pool of {POOL_SIZE} connections; every grant a checked grant sent to the node its lock id hashes to, \
+             releases likewise; otherwise as lockwal-postgres: {}",
+            self.pg.config()
+        )
+    }
+
+    fn caps(&self) -> Caps {
+        Caps { serial: false, concurrent: true, restore: false, queries: false }
+    }
+
+    async fn open(&self, _dir: &Path) -> Result<Arc<dyn Store>> {
+        let admin = connect(&self.pg.url).await?;
+        if SERVER.get().is_none() {
+            let _ = SERVER.set(server_settings(&admin).await?);
+        }
+        let n = NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed);
+        let schema = format!("lockwal_compare_{}_{n}", std::process::id());
+        admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await?;
+        let mut nodes = Vec::new();
+        for i in 0..NODES {
+            let config = PostgresConfig::new(&self.pg.url)
+                .with_schema(&schema)
+                .with_pool_size(POOL_SIZE)
+                .with_auto_migrate(true)
+                .with_node(format!("n{i}"));
+            nodes.push(PostgresLockStore::open(config).await?);
+        }
+        Ok(Arc::new(NodesStore { nodes, schema, admin, refused: AtomicU64::new(0) }))
+    }
+}
+
+#[async_trait]
+impl Store for NodesStore {
+    fn lockwal(&self) -> Option<&dyn LockStore> {
+        Some(&self.nodes[0])
+    }
+
+    async fn put(&self, lock: PersistedLock) -> Result<()> {
+        match self.node(&lock.id).grant(lock).await {
+            Ok(()) => Ok(()),
+            Err(lockwal::Error::Conflict { .. }) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete(&self, lock: &PersistedLock) -> Result<()> {
+        Ok(self.node(&lock.id).delete_lock(&lock.id).await?)
+    }
+
+    async fn load(&self, locks: Vec<PersistedLock>) -> Result<()> {
+        super::memory::load_in_transactions(&self.nodes[0], locks).await
+    }
+
+    async fn by_client(&self, client: &str) -> Result<Vec<PersistedLock>> {
+        Ok(self.nodes[0].list_locks(&LockQuery::by_client(client)).await?)
+    }
+
+    async fn by_file(&self, file: &str) -> Result<Vec<PersistedLock>> {
+        Ok(self.nodes[0].list_locks(&LockQuery::by_file(file)).await?)
+    }
+
+    async fn read_all(&self, _data: &Dataset) -> Result<Restored> {
+        Err(unsupported("lockwal-postgres-3nodes-checked", "restore"))
+    }
+
+    async fn close(&self) -> Result<()> {
+        for node in &self.nodes {
+            node.close().await?;
+        }
+        self.admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema)).await?;
+        Ok(())
+    }
+
+    fn stats(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "refused_grants": self.refused.load(Ordering::Relaxed) }))
+    }
+}
