@@ -5,6 +5,8 @@
 ALTER TABLE lockwal_handles DROP COLUMN node_id;
 ALTER TABLE lockwal_clients DROP COLUMN node_id;
 ALTER TABLE lockwal_locks DROP COLUMN node_id;
+DROP TRIGGER lockwal_notify_grace ON lockwal_meta;
+DROP FUNCTION lockwal_notify_grace();
 ALTER TABLE lockwal_meta DROP COLUMN recovery_epoch;
 ALTER TABLE lockwal_meta ADD COLUMN clean boolean NOT NULL DEFAULT false;
 UPDATE lockwal_meta m SET clean = coalesce(

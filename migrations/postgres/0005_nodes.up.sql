@@ -43,6 +43,19 @@ INSERT INTO lockwal_nodes (node_id, epoch, clean, opened_at)
 ALTER TABLE lockwal_meta DROP COLUMN clean;
 ALTER TABLE lockwal_meta ADD COLUMN recovery_epoch bigint NOT NULL DEFAULT 0 CHECK (recovery_epoch >= 0);
 
+-- Nodes watching the grace (PostgresLockStore::watch_grace) hear of each
+-- change of the recovery epoch when the changing transaction commits: a
+-- notification on channel lockwal_grace, payload "<schema> <recovery epoch>".
+CREATE FUNCTION lockwal_notify_grace() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.recovery_epoch IS DISTINCT FROM OLD.recovery_epoch THEN
+        PERFORM pg_notify('lockwal_grace', TG_TABLE_SCHEMA || ' ' || NEW.recovery_epoch);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER lockwal_notify_grace AFTER UPDATE OF recovery_epoch ON lockwal_meta
+    FOR EACH ROW EXECUTE FUNCTION lockwal_notify_grace();
+
 -- Ownership: every lock, client record and durable handle belongs to the
 -- node that last wrote it. Existing rows belong to node ''.
 ALTER TABLE lockwal_locks ADD COLUMN node_id text COLLATE "C" NOT NULL DEFAULT lockwal_node();

@@ -680,3 +680,47 @@ async fn a_short_cluster_torture_passes() {
     assert!(report["opens"].as_u64().unwrap() >= 3, "{report}");
     assert!(report["grants_acknowledged"].as_u64().unwrap() > 0, "{report}");
 }
+
+/// Waits (up to 30 s: a slow machine only waits longer) until the watched
+/// recovery epoch is `want`.
+async fn heard(rx: &mut tokio::sync::watch::Receiver<u64>, want: u64) {
+    let wait = async {
+        while *rx.borrow_and_update() != want {
+            rx.changed().await.expect("the watch is running");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait).await.unwrap_or_else(|_| panic!("never heard {want}"));
+}
+
+/// `watch_grace` follows the recovery epoch: another node's unclean
+/// restart starts it, that node's end of grace lifts it; with the
+/// notification trigger disabled (a notification lost), the periodic read
+/// still brings each change; the watch stops with the handle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grace_watch_hears_every_change() {
+    let Some(scratch) = Scratch::new() else { return };
+    let b = scratch.open_node("b").await;
+    let mut rx = b.watch_grace().await.unwrap();
+    heard(&mut rx, 0).await;
+    let a = scratch.open_node("a").await;
+    a.put_lock(lock("a1")).await.unwrap();
+    drop(a);
+    let a = scratch.open_node("a").await;
+    let r = a.epoch().await.unwrap();
+    heard(&mut rx, r).await;
+    a.end_grace().await.unwrap();
+    heard(&mut rx, 0).await;
+
+    let sql = scratch.sql().await;
+    sql.batch_execute("ALTER TABLE lockwal_meta DISABLE TRIGGER lockwal_notify_grace").await.unwrap();
+    drop(a);
+    let a = scratch.open_node("a").await;
+    heard(&mut rx, a.epoch().await.unwrap()).await;
+    let mut again = b.watch_grace().await.unwrap();
+    assert_eq!(*again.borrow_and_update(), a.epoch().await.unwrap(), "one watch, shared");
+    b.close().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async { while rx.changed().await.is_ok() {} })
+        .await
+        .expect("the watch ends with the handle");
+    a.close().await.unwrap();
+}

@@ -223,6 +223,91 @@ impl PostgresLockStore {
     }
 }
 
+/// How often [`PostgresLockStore::watch_grace`] reads the recovery epoch
+/// even without a notification: the bound on how late a change is seen if
+/// a notification is lost with its connection.
+pub const GRACE_POLL: Duration = Duration::from_secs(1);
+
+impl PostgresLockStore {
+    /// The cluster's recovery epoch as it changes (0: no grace period),
+    /// for a server that must answer "in grace" (NFS4ERR_GRACE,
+    /// NLM4_DENIED_GRACE_PERIOD) to requests the store does not see. Fed by
+    /// a connection of its own that LISTENs on `lockwal_grace` (each change
+    /// is notified by the transaction that makes it, when it commits) and
+    /// reads the epoch again every [`GRACE_POLL`] and after each reconnect.
+    /// The checked grants never depend on it: the database refuses them in
+    /// grace whether or not this node has heard. Starts on the first call;
+    /// stops when the handle closes or is dropped.
+    pub async fn watch_grace(&self) -> Result<tokio::sync::watch::Receiver<u64>> {
+        let core = &*self.core;
+        core.check_open()?;
+        let mut watcher = core.grace_watch.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((rx, _)) = &*watcher {
+            return Ok(rx.clone());
+        }
+        let (tx, rx) = tokio::sync::watch::channel(0);
+        let (config, schema) = (core.listen.clone(), core.schema.clone());
+        let task = tokio::spawn(async move { watch(config, schema, tx).await });
+        *watcher = Some((rx.clone(), task.abort_handle()));
+        Ok(rx)
+    }
+}
+
+/// Keeps `tx` at the schema's recovery epoch until every receiver is gone.
+async fn watch(config: tokio_postgres::Config, schema: String, tx: tokio::sync::watch::Sender<u64>) {
+    use tokio_postgres::AsyncMessage;
+    let mut backoff = Duration::from_millis(50);
+    while !tx.is_closed() {
+        let Ok((client, mut connection)) = config.connect(tokio_postgres::NoTls).await else {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(GRACE_POLL);
+            continue;
+        };
+        backoff = Duration::from_millis(50);
+        let (heard, mut hear) = tokio::sync::mpsc::unbounded_channel();
+        let driver = tokio::spawn(async move {
+            while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                if let AsyncMessage::Notification(n) = message
+                    && heard.send(n.payload().to_owned()).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let read = async |client: &tokio_postgres::Client| {
+            let row = client.query_one("SELECT recovery_epoch FROM lockwal_meta", &[]).await?;
+            Ok::<u64, tokio_postgres::Error>(row.get::<_, i64>(0).max(0) as u64)
+        };
+        let set = |r: u64| {
+            tx.send_if_modified(|now| std::mem::replace(now, r) != r);
+        };
+        if client.batch_execute("LISTEN lockwal_grace").await.is_ok() {
+            loop {
+                match read(&client).await {
+                    Ok(r) => set(r),
+                    Err(_) => break,
+                }
+                tokio::select! {
+                    payload = hear.recv() => match payload {
+                        Some(payload) => {
+                            if let Some((s, r)) = payload.split_once(' ')
+                                && s == schema
+                                && let Ok(r) = r.parse()
+                            {
+                                set(r);
+                            }
+                        }
+                        None => break,
+                    },
+                    () = tokio::time::sleep(GRACE_POLL) => {}
+                    () = tx.closed() => break,
+                }
+            }
+        }
+        driver.abort();
+    }
+}
+
 impl Core {
     /// Renews the lease every third of `lease_ms` until the handle closes,
     /// is dropped or is fenced (the renewal then finds no row and latches
@@ -251,8 +336,12 @@ impl Core {
         *self.renewer.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
     }
 
+    /// Stops the lease's renewal and the grace watch.
     pub(super) fn stop_renewing(&self) {
         if let Some(task) = self.renewer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
+        if let Some((_, task)) = self.grace_watch.lock().unwrap_or_else(|p| p.into_inner()).take() {
             task.abort();
         }
     }

@@ -118,6 +118,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio_postgres::NoTls;
 
 const NOT_FENCED: u64 = u64::MAX;
+
+/// The receiver handed out by `watch_grace` and its task.
+type GraceWatch = std::sync::Mutex<Option<(tokio::sync::watch::Receiver<u64>, tokio::task::AbortHandle)>>;
 /// A [`LockStore`] in a PostgreSQL database, shared by every node that opens
 /// the same database and schema; see the [module documentation](self).
 pub struct PostgresLockStore {
@@ -145,6 +148,9 @@ struct Core {
     /// The task renewing a named node's lease (`cluster.rs`), stopped when
     /// the handle closes or is dropped.
     renewer: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
+    /// The grace watch (`cluster.rs`), once started, and how it connects.
+    grace_watch: GraceWatch,
+    listen: tokio_postgres::Config,
     /// The store's database and the oid of its `lockwal_meta`, to refuse a
     /// caller's transaction on another database
     /// ([`transaction_in`](Self::transaction_in)).
@@ -211,7 +217,7 @@ impl PostgresLockStore {
             schema = %config.schema, node = %config.node, epoch, previous_clean, recovery_epoch,
             "lockwal: opened PostgreSQL store"
         );
-        let store = Self::new(pool, config, epoch, previous_clean, false, identity);
+        let store = Self::new(pool, config, epoch, previous_clean, false, identity)?;
         if lease_ms > 0 {
             store.core.start_renewing(lease_ms);
         }
@@ -229,7 +235,7 @@ impl PostgresLockStore {
         let (epoch_sql, clean) = read_meta(&conn, sql::META, during).await?;
         drop(conn);
         let epoch = epoch_from_sql(epoch_sql, during)?;
-        Ok(Self::new(pool, config, epoch, clean, true, identity))
+        Self::new(pool, config, epoch, clean, true, identity)
     }
 
     /// The pool and one connection from it, after migrating (when asked)
@@ -269,7 +275,8 @@ impl PostgresLockStore {
         previous_clean: bool,
         read_only: bool,
         identity: (String, u32),
-    ) -> Self {
+    ) -> Result<Self> {
+        let listen = config.connection()?;
         let core = Core {
             pool,
             schema: config.schema,
@@ -282,10 +289,12 @@ impl PostgresLockStore {
             closing: AtomicBool::new(false),
             fenced_by: AtomicU64::new(NOT_FENCED),
             renewer: std::sync::Mutex::new(None),
+            grace_watch: std::sync::Mutex::new(None),
+            listen,
             identity,
             group: group::Group::default(),
         };
-        Self { core: Arc::new(core) }
+        Ok(Self { core: Arc::new(core) })
     }
 
     /// Applies every migration the schema lacks (creating the schema when it
