@@ -100,7 +100,7 @@ pub mod sql;
 mod store;
 mod write;
 
-pub use cluster::{ClusterStatus, NodeStatus, Takeover};
+pub use cluster::{ClusterStatus, GRACE_POLL, NodeStatus, Takeover};
 pub use config::PostgresConfig;
 pub use group::GroupStats;
 pub use migrate::{MIGRATIONS, Migration, MigrationReport, SCHEMA_VERSION};
