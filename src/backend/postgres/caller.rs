@@ -111,8 +111,7 @@ impl PostgresLockStore {
             sqlstate: None,
             message: "lockwal_nodes has no row for this node".into(),
         })?;
-        let (current, clean, database, meta): (i64, bool, String, u32) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let (database, meta): (String, u32) = (row.get(2), row.get(3));
         if (database.as_str(), meta) != (core.identity.0.as_str(), core.identity.1) {
             return Err(Error::InvalidInput {
                 field: "transaction",
@@ -123,9 +122,7 @@ impl PostgresLockStore {
                 ),
             });
         }
-        if current != core.epoch_sql || clean {
-            return Err(core.refusal(current, clean));
-        }
+        core.check_fence(row)?;
         let outcomes = core.apply_all(&txn, ops).await?;
         tx.query_typed(
             "SELECT set_config('search_path', $1, true)",

@@ -129,20 +129,8 @@ impl PostgresLockStore {
         let tx = conn.transaction().await.map_err(pg_error(during))?;
         let e = pg_error(during);
         tx.batch_execute(sql::OPEN_LOCK).await.map_err(e)?;
-        let ours = tx.query_one(sql::FENCE, &[]).await.map_err(pg_error(during))?;
-        let (current, clean): (i64, bool) = (ours.get(0), ours.get(1));
-        if current != core.epoch_sql || clean {
-            return Err(core.refusal(current, clean));
-        }
-        let row = tx
-            .query_opt(sql::TAKEOVER_READ, &[&node])
-            .await
-            .map_err(pg_error(during))?
-            .ok_or_else(|| Error::NotFound { entity: Entity::Node, id: node.to_owned() })?;
-        let (their_clean, left_us): (bool, i64) = (row.get(1), row.get(2));
-        if !their_clean && left_us > 0 {
-            return Err(Error::NodeLive { node: node.to_owned(), expires_in_ms: (left_us as u64).div_ceil(1000) });
-        }
+        core.check_fence(&tx.query_one(sql::FENCE, &[]).await.map_err(pg_error(during))?)?;
+        require_gone(&tx, node, during).await?;
         let fenced_with: i64 = tx.query_one(sql::OPEN_BUMP, &[]).await.map_err(pg_error(during))?.get(0);
         tx.execute(sql::TAKEOVER_FENCE, &[&node, &fenced_with]).await.map_err(pg_error(during))?;
         let before_ours = core.epoch_sql - 1;
@@ -189,21 +177,10 @@ impl PostgresLockStore {
         super::config::validate_node(node)?;
         let during = "removing a node";
         let mut client = config.connect().await?;
-        let found = super::migrate::current_version(&client).await?;
-        if found != super::SCHEMA_VERSION {
-            return Err(Error::SchemaVersion { schema: config.schema.clone(), found, expected: super::SCHEMA_VERSION });
-        }
+        super::migrate::require_current(&client, &config.schema).await?;
         let tx = client.transaction().await.map_err(pg_error(during))?;
         tx.batch_execute(sql::OPEN_LOCK).await.map_err(pg_error(during))?;
-        let row = tx
-            .query_opt(sql::TAKEOVER_READ, &[&node])
-            .await
-            .map_err(pg_error(during))?
-            .ok_or_else(|| Error::NotFound { entity: Entity::Node, id: node.to_owned() })?;
-        let (clean, left_us): (bool, i64) = (row.get(1), row.get(2));
-        if !clean && left_us > 0 {
-            return Err(Error::NodeLive { node: node.to_owned(), expires_in_ms: (left_us as u64).div_ceil(1000) });
-        }
+        require_gone(&tx, node, during).await?;
         let owns = tx.query_one(sql::NODE_OWNS, &[&node]).await.map_err(pg_error(during))?;
         let (locks, clients, handles): (i64, i64, i64) = (owns.get(0), owns.get(1), owns.get(2));
         if locks + clients + handles > 0 {
@@ -221,6 +198,22 @@ impl PostgresLockStore {
         tracing::warn!(schema = %config.schema, node, "lockwal: removed a node");
         Ok(())
     }
+}
+
+/// Refuses, inside a transaction holding the `lockwal_nodes` table lock, a
+/// node that never opened (`NotFound`) or whose incarnation is open with
+/// an unexpired lease (`NodeLive`): what a takeover and a removal need.
+async fn require_gone(tx: &tokio_postgres::Transaction<'_>, node: &str, during: &'static str) -> Result<()> {
+    let row = tx
+        .query_opt(sql::TAKEOVER_READ, &[&node])
+        .await
+        .map_err(pg_error(during))?
+        .ok_or_else(|| Error::NotFound { entity: Entity::Node, id: node.to_owned() })?;
+    let (clean, left_us): (bool, i64) = (row.get(1), row.get(2));
+    if !clean && left_us > 0 {
+        return Err(Error::NodeLive { node: node.to_owned(), expires_in_ms: (left_us as u64).div_ceil(1000) });
+    }
+    Ok(())
 }
 
 /// How often [`PostgresLockStore::watch_grace`] reads the recovery epoch

@@ -253,9 +253,8 @@ impl Core {
             Err(e) if retryable(&e) => return undecided(),
             Err(e) => return Some(Err(e)),
         };
-        let (current, clean): (i64, bool) = (fence.get(0), fence.get(1));
-        if current != self.epoch_sql || clean {
-            return Some(Err(self.refusal(current, clean)));
+        if let Err(e) = self.check_fence(&fence) {
+            return Some(Err(e));
         }
         if written == 1 {
             return Some(Ok(Outcome::Done));

@@ -315,11 +315,10 @@ impl Core {
         let statements = send_all(rest.iter().map(|&i| self.apply(&txn, &batch[i].ops[0])).collect());
         let (fence_row, put_all, delete_all, statements) = tokio::join!(fence_row, put_all, delete_all, statements);
         let row = fence_row.map_err(pg_error(during)).map_err(split)?;
-        let (current, clean): (i64, bool) = (row.get(0), row.get(1));
-        if current != self.epoch_sql || clean {
+        if let Err(e) = self.check_fence(&row) {
             drop(txn);
             let _ = tx.rollback().await;
-            return Err(GroupError::All(self.refusal(current, clean)));
+            return Err(GroupError::All(e));
         }
         let mut outcomes: Vec<Option<Result<Vec<Outcome>>>> = (0..batch.len()).map(|_| None).collect();
         put_all.map_err(split)?;

@@ -73,6 +73,15 @@ pub(crate) fn advisory_key(schema: &str) -> i64 {
 
 /// The newest migration recorded in the schema, 0 when none (or when the
 /// schema or its migrations table does not exist).
+/// `Ok` when the schema is at the version this build reads and writes;
+/// else `SchemaVersion` (older: migrate; newer: upgrade this node).
+pub(crate) async fn require_current(client: &impl GenericClient, schema: &str) -> Result<()> {
+    match current_version(client).await? {
+        SCHEMA_VERSION => Ok(()),
+        found => Err(Error::SchemaVersion { schema: schema.to_owned(), found, expected: SCHEMA_VERSION }),
+    }
+}
+
 pub(crate) async fn current_version(client: &impl GenericClient) -> Result<u32> {
     let exists: bool = client
         .query_one("SELECT to_regclass('lockwal_migrations') IS NOT NULL", &[])

@@ -260,10 +260,7 @@ impl PostgresLockStore {
         if migrate {
             migrate::migrate_to(&mut conn, &config.schema, SCHEMA_VERSION).await?;
         }
-        let found = migrate::current_version(&**conn).await?;
-        if found != SCHEMA_VERSION {
-            return Err(Error::SchemaVersion { schema: config.schema.clone(), found, expected: SCHEMA_VERSION });
-        }
+        migrate::require_current(&**conn, &config.schema).await?;
         let row = conn.query_one(sql::IDENTITY, &[]).await.map_err(pg_error("connect"))?;
         Ok((pool, conn, (row.get(0), row.get(1))))
     }
@@ -328,10 +325,7 @@ impl PostgresLockStore {
     pub async fn lift_cluster_grace(config: &PostgresConfig) -> Result<u64> {
         let during = "lifting the cluster's grace";
         let mut client = config.connect().await?;
-        let found = migrate::current_version(&client).await?;
-        if found != SCHEMA_VERSION {
-            return Err(Error::SchemaVersion { schema: config.schema.clone(), found, expected: SCHEMA_VERSION });
-        }
+        migrate::require_current(&client, &config.schema).await?;
         let tx = client.transaction().await.map_err(pg_error(during))?;
         let ended: i64 = tx.query_one(sql::LIFT_READ, &[]).await.map_err(pg_error(during))?.get(0);
         tx.batch_execute(sql::LIFT_GRACE).await.map_err(pg_error(during))?;
@@ -403,6 +397,14 @@ impl Core {
             Ok((current, clean)) => self.refusal(current, clean),
             Err(e) => pg_error("reading the epoch after a fenced write")(e),
         }
+    }
+
+    /// `Ok` when a fence row read in a transaction (its first two columns:
+    /// the node's epoch and clean flag, as `sql::FENCE` reads them) still
+    /// admits this handle's writes; else why not ([`refusal`](Self::refusal)).
+    fn check_fence(&self, row: &tokio_postgres::Row) -> Result<()> {
+        let (current, clean): (i64, bool) = (row.get(0), row.get(1));
+        if current != self.epoch_sql || clean { Err(self.refusal(current, clean)) } else { Ok(()) }
     }
 
     /// Why the epoch row (`current`, `clean`) refuses this handle's writes.

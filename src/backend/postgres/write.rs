@@ -232,11 +232,8 @@ impl Core {
         let tx = conn.transaction().await.map_err(pg_error(during))?;
         let txn = Txn::pooled(&tx, during);
         let row = txn.tx.query_one(&txn.prepare(sql::FENCE).await?, &[]).await.map_err(pg_error(during))?;
-        let (current, clean): (i64, bool) = (row.get(0), row.get(1));
-        if current != self.epoch_sql || clean {
-            // Dropping the transaction rolls it back; it wrote nothing.
-            return Err(self.refusal(current, clean));
-        }
+        // On a refusal, dropping the transaction rolls it back; it wrote nothing.
+        self.check_fence(&row)?;
         match self.apply_all(&txn, ops).await {
             Ok(outcomes) => {
                 txn.trips.record(3); // BEGIN, the fence, COMMIT
