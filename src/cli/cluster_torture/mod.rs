@@ -167,6 +167,8 @@ pub(super) fn run(args: ClusterTortureArgs) -> CliResult {
     let rt = runtime()?;
     let config = PostgresConfig::new(&args.url).with_schema(&schema).with_pool_size(2);
     let sql = rt.block_on(setup(&args.url, &schema, &config))?;
+    // One read-only handle for every check: it fences no one.
+    let reader = rt.block_on(PostgresLockStore::open_read_only(config.clone()))?;
     let (events, received) = mpsc::channel::<Event>();
     let mut slots: Vec<Slot> = (0..args.nodes)
         .map(|i| Slot { name: format!("n{i}"), process: None, restart_at: Some(Instant::now()) })
@@ -239,7 +241,7 @@ pub(super) fn run(args: ClusterTortureArgs) -> CliResult {
         }
         if Instant::now() >= next_check {
             next_check = Instant::now() + Duration::from_millis(200);
-            rt.block_on(check_now(&sql, &config, &mut model, &mut totals, &mut epochs));
+            rt.block_on(check_now(&sql, &reader, &mut model, &mut totals, &mut epochs));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -256,13 +258,9 @@ pub(super) fn run(args: ClusterTortureArgs) -> CliResult {
     for (_, stream) in streams {
         model.ended(stream);
     }
-    rt.block_on(check_now(&sql, &config, &mut model, &mut totals, &mut epochs));
-    let held = rt.block_on(async {
-        let store = PostgresLockStore::open_read_only(config.clone()).await?;
-        let held = store.list_locks(&lockwal::LockQuery::all()).await;
-        store.close().await?;
-        held
-    })?;
+    rt.block_on(check_now(&sql, &reader, &mut model, &mut totals, &mut epochs));
+    let held = rt.block_on(reader.list_locks(&lockwal::LockQuery::all()))?;
+    rt.block_on(reader.close())?;
     model.check_final(&held);
     let passed = model.violations.is_empty();
     if passed {
@@ -312,19 +310,13 @@ async fn setup(url: &str, schema: &str, config: &PostgresConfig) -> Result<tokio
 /// One pass of the continuous checks.
 async fn check_now(
     sql: &tokio_postgres::Client,
-    config: &PostgresConfig,
+    reader: &PostgresLockStore,
     model: &mut Model,
     totals: &mut Totals,
     epochs: &mut Vec<i64>,
 ) {
     totals.checks += 1;
-    let held = async {
-        let store = PostgresLockStore::open_read_only(config.clone()).await?;
-        let held = store.list_locks(&lockwal::LockQuery::all()).await;
-        let _ = store.close().await;
-        held
-    };
-    match held.await {
+    match reader.list_locks(&lockwal::LockQuery::all()).await {
         Ok(held) => model.violations.extend(conflicting_pairs(&held)),
         Err(e) => model.violations.push(format!("reading the locks: {e}")),
     }
