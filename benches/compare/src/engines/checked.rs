@@ -69,17 +69,27 @@ impl CheckedStore {
     }
 }
 
+/// A checked grant of `lock`; a refusal is the store's answer, counted in
+/// `refused`, not an error.
+pub async fn grant_counting_refusals(
+    store: &dyn lockwal::LockStore,
+    lock: PersistedLock,
+    refused: &AtomicU64,
+) -> Result<()> {
+    match store.grant(lock).await {
+        Ok(()) => Ok(()),
+        Err(lockwal::Error::Conflict { .. }) => {
+            refused.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[async_trait]
 impl Store for CheckedStore {
     async fn put(&self, lock: PersistedLock) -> Result<()> {
-        match self.lockwal().grant(lock).await {
-            Ok(()) => Ok(()),
-            Err(lockwal::Error::Conflict { .. }) => {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
+        grant_counting_refusals(self.lockwal(), lock, &self.refused).await
     }
 
     async fn delete(&self, lock: &PersistedLock) -> Result<()> {

@@ -272,14 +272,7 @@ impl Store for NodesStore {
     }
 
     async fn put(&self, lock: PersistedLock) -> Result<()> {
-        match self.node(&lock.id).grant(lock).await {
-            Ok(()) => Ok(()),
-            Err(lockwal::Error::Conflict { .. }) => {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
+        super::checked::grant_counting_refusals(self.node(&lock.id), lock, &self.refused).await
     }
 
     async fn delete(&self, lock: &PersistedLock) -> Result<()> {
