@@ -96,15 +96,7 @@ async fn the_cli_reads_a_postgres_store_with_url() {
     live.put_lock(lock("l1")).await.unwrap();
     live.put_lock(sample::byte_range("l2", "s", "f-other", "o", "c2")).await.unwrap();
     live.put_client(sample::client("c2")).await.unwrap();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockwal"))
-            .args(args)
-            .args(["--url", &scratch.url, "--schema", &scratch.schema, "--json"])
-            .output()
-            .expect("run lockwal");
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("one JSON value")
-    };
+    let run = |args: &[&str]| lockwal_json(&scratch, args);
     let stat = run(&["stat"]);
     assert_eq!(stat["backend"], "postgres");
     assert_eq!(stat["schema"], scratch.schema.as_str());

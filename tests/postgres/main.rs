@@ -202,6 +202,19 @@ fn assert_fenced(result: Result<impl std::fmt::Debug, Error>, ours: u64, current
     }
 }
 
+/// Runs `lockwal ARGS --url URL --schema SCHEMA --json` on the test's
+/// schema; it must succeed and print one JSON value, which it returns.
+#[cfg(feature = "cli")]
+fn lockwal_json(scratch: &Scratch, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockwal"))
+        .args(args)
+        .args(["--url", &scratch.url, "--schema", &scratch.schema, "--json"])
+        .output()
+        .expect("run lockwal");
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("one JSON value")
+}
+
 /// The backend process id of a connection.
 async fn backend_pid(client: &tokio_postgres::Client) -> i32 {
     client.query_one("SELECT pg_backend_pid()", &[]).await.expect("pg_backend_pid").get(0)

@@ -337,12 +337,7 @@ async fn the_cli_shows_the_cluster() {
     a.put_lock(lock("a2")).await.unwrap();
     b.put_client(sample::client("cb")).await.unwrap();
     b.close().await.unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockwal"))
-        .args(["cluster", "status", "--url", &scratch.url, "--schema", &scratch.schema, "--json"])
-        .output()
-        .expect("run lockwal");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON value");
+    let status = lockwal_json(&scratch, &["cluster", "status"]);
     let nodes: Vec<(String, bool, u64, u64)> = status["nodes"]
         .as_array()
         .unwrap()
@@ -511,15 +506,7 @@ async fn the_cli_lifts_the_grace() {
     drop(a);
     let a = scratch.open_node("a").await;
     let r = a.epoch().await.unwrap();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockwal"))
-            .args(args)
-            .args(["--url", &scratch.url, "--schema", &scratch.schema, "--json"])
-            .output()
-            .expect("run lockwal");
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("one JSON value")
-    };
+    let run = |args: &[&str]| lockwal_json(&scratch, args);
     let status = run(&["cluster", "status"]);
     assert_eq!(status["recovery_epoch"], r);
     assert_eq!(status["nodes"][0]["need_grace"], true);
