@@ -120,6 +120,8 @@ class Results:
         self.w4 = {r["peer"]: r["queries"] for r in doc.get("w4", [])}
         self.w5 = doc.get("w5")
         self.w6 = doc.get("w6")
+        self.w7 = doc.get("w7")
+        self.w8 = doc.get("w8")
         self.tasks = doc["settings"]["tasks"]
         self.locks = doc["settings"]["locks"]
 
@@ -388,6 +390,79 @@ def w6_section(res):
     return "\n\n".join(parts) if parts else "Not run."
 
 
+W7_GRANTS = [
+    ("lockwal-wal", "lockwal WAL, `put_lock` (unchecked)"),
+    ("lockwal-wal-checked", "lockwal WAL, checked `grant`"),
+    ("lockwal-postgres", "lockwal PostgreSQL, one node, `put_lock` (unchecked)"),
+    ("lockwal-postgres-checked", "lockwal PostgreSQL, one node, checked `grant`"),
+    ("lockwal-postgres-3nodes-checked", "lockwal PostgreSQL, three nodes, checked `grant`"),
+]
+
+
+def w7_section(res):
+    """Checked grants: test_lock on a crowded file, and W2's grants checked."""
+    w = res.w7
+    if not w:
+        return "Not run."
+    parts = []
+    tests = w.get("test") or []
+    if tests:
+        rows = [[label(t["peer"]), f"{t['test']['locks']:,}", f"{t['test']['latency']['samples']:,}",
+                 us(t["test"]["latency"]["p50_us"]), us(t["test"]["latency"]["p99_us"]), us(t["test"]["latency"]["max_us"])]
+                for t in tests]
+        parts.append("`test_lock` on one file holding shared POSIX locks of distinct owners, each on its own 4 KiB page: "
+                     "another owner's candidate over a random page, exclusive (exactly that page's holder refuses it) and "
+                     "shared (nothing does) in turn, one call at a time, every answer checked and owned:")
+        parts.append(table(["store", "locks on the file", "calls", "p50", "p99", "max"], rows))
+    grants = {g["peer"]: g["runs"] for g in w.get("grants") or []}
+    rows = []
+    # One node's top level: the cluster runs it in all, and three times it
+    # (that many per node).
+    top = max((run["tasks"] for peer, _ in W7_GRANTS[:4] for run in grants.get(peer, [])), default=None)
+    for peer, name in W7_GRANTS:
+        for run in grants.get(peer, []):
+            tasks = run["tasks"]
+            if peer.endswith("3nodes-checked"):
+                shown = f"3 × {top}" if tasks == 3 * top else f"{tasks} in all"
+            else:
+                shown = str(tasks)
+            refused = (run.get("engine") or {}).get("refused_grants")
+            rows.append([name, shown, num(run["ops_per_sec"]), us(run["latency"]["p50_us"]), us(run["latency"]["p99_us"]),
+                         "–" if refused is None else f"{refused:,}"])
+    if rows:
+        parts.append("W2's fresh grants, each durable before the task's next, the plain and the checked call interleaved "
+                     "round by round. The three nodes are three store handles with distinct node ids in this process, on "
+                     "one schema of the one PostgreSQL server, each with its own pool of 64 connections; each lock goes to "
+                     "the node its id hashes to.")
+        parts.append(table(["store", "tasks", "grants/s", "p50", "p99", "grants refused"], rows))
+    return "\n\n".join(parts) if parts else "Not run."
+
+
+def w8_section(res):
+    """Failover: lockwal cluster-torture's kills and the time to grace."""
+    w = res.w8
+    if not w:
+        return "Not run (it needs a PostgreSQL server and the `lockwal` binary; `scripts/compare` provides both when it can)."
+    t = w["torture"]
+    g = t["grace_after_kill_ms"]
+    rows = [[
+        f"{t['nodes']} node processes, {t['seconds']} s", f"{t['kills']:,}", f"{t['disconnects']:,}", f"{t['takeovers']:,}",
+        f"{g['count']:,}", f"{g['p50']:,.0f} ms", f"{g['max']:,.0f} ms", f"{t['grants_acknowledged']:,}",
+        "none" if not t["violations"] else f"**{len(t['violations'])}**",
+    ]]
+    return "\n\n".join([
+        f"`{w['command']}`: real node processes on the comparison's PostgreSQL server (lease 400 ms), SIGKILLed and "
+        "restarted at random (0 to 3 leases later), their connections cut from the server side at random, survivors "
+        "taking over nodes whose lease expired. The time is from each SIGKILL of a node holding locks, while no grace "
+        "was in force, to the cluster being in grace (the node's restart or a survivor's takeover, whichever came "
+        "first), polled about every 5 ms: bounded by the lease and the restart delay the run drew, not by lockwal's "
+        "own work. Violations are what the torture's checker found (conflicting locks held, a grant during grace, "
+        "a lost grant or a returned release, a reclaim by another client, an epoch going back).",
+        table(["cluster", "kills", "disconnects", "takeovers", "kills timed", "kill → grace p50", "max",
+               "grants acknowledged", "violations"], rows),
+    ])
+
+
 def targets_section(res):
     """The targets of issues 7 and 20, checked against this run's numbers."""
     rows = []
@@ -620,14 +695,17 @@ def render(res, rel_json):
         "Consume: the reconnect path, on a store of durable handles only. "
         "Restore: the store is opened in a fresh process (its own peak RSS), warm and then with its files evicted from the page cache.",
         "", w6_section(res), "",
+        "## W7: checked grants (lockwal only)", "", w7_section(res), "",
+        "## W8: failover of a PostgreSQL cluster node (lockwal only)", "", w8_section(res), "",
         "## Configurations", "", configs_section(res), "",
         "## How to reproduce", "",
         "```sh",
         "scripts/compare            # full run (about 15 minutes), rewrites docs/benchmarks.md and docs/bench/",
         "scripts/compare --quick    # seconds: tiny sizes, output to a temporary directory",
         "target/release/compare --workloads w6 --out w6.json   # W6 alone (built by scripts/compare); then:",
+        "# W8 alone: scripts/pg-throwaway run target/release/compare --workloads w8 --lockwal target/release/lockwal --out w8.json",
         "python3 scripts/bench_report.py w6.json /tmp/w6       # renders /tmp/w6/benchmarks.md",
-        "# lockwal PostgreSQL (W1/W2): scripts/compare starts a throwaway cluster (scripts/pg-throwaway) when the server",
+        "# lockwal PostgreSQL (W1/W2/W7/W8): scripts/compare starts a throwaway cluster (scripts/pg-throwaway) when the server",
         "# binaries are installed, or uses LOCKWAL_TEST_PG_URL when set; otherwise that row is left out",
         "cargo bench -p lockwal-compare            # the criterion benches (W1-W5, every peer)",
         "cargo bench -p lockwal-compare -- --test  # each criterion bench once, on tiny stores (CI)",

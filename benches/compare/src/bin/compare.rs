@@ -3,7 +3,7 @@
 //! ```text
 //! compare [--quick] [--dir DIR] [--out FILE] [--peers a,b] [--workloads w1,w2,w3,w4,w5,w6,w7]
 //!         [--locks N] [--handles N] [--tasks 1,4,16,64,256] [--warmup S] [--seconds S] [--rounds N]
-//!         [--queries N] [--restores N] [--no-cold]
+//!         [--queries N] [--restores N] [--no-cold] [--lockwal PATH] [--failover-seconds S]
 //! ```
 //!
 //! W6 (lockwal WAL only): `consume_handle_by_create_guid` latency with
@@ -15,6 +15,14 @@
 //! 10,000 locks (memory and WAL backends, in process), and W2's grants as
 //! checked grants against W2's plain puts, interleaved round by round, at 1
 //! and 64 tasks (WAL, and PostgreSQL when it takes part).
+//!
+//! W8 (lockwal PostgreSQL alone): failover. `lockwal cluster-torture
+//! --nodes 3` (the binary named by `--lockwal PATH`, a build with the
+//! `postgres` feature; `scripts/compare` builds it) for 60 s (4 s with
+//! `--quick`) against the same server, for the time from a SIGKILL of a
+//! node holding locks to the cluster enforcing grace; its JSON goes into
+//! the report as it is. Skipped with a message without `--lockwal` or a
+//! server.
 //!
 //! `lockwal-postgres` (W1, W2 and W7 only) takes part when `LOCKWAL_TEST_PG_URL`
 //! names a PostgreSQL server; `scripts/compare` starts a throwaway one.
@@ -53,6 +61,9 @@ struct Settings {
     cold: bool,
     w5_tasks: usize,
     handles: u64,
+    failover_seconds: u64,
+    #[serde(skip)]
+    lockwal: Option<PathBuf>,
     #[serde(skip)]
     dir: PathBuf,
     #[serde(skip)]
@@ -78,6 +89,8 @@ impl Settings {
                 cold: true,
                 w5_tasks: 16,
                 handles: 512,
+                failover_seconds: 4,
+                lockwal: None,
                 dir: std::env::temp_dir().join(format!("lockwal-compare-{}", std::process::id())),
                 out: None,
                 peers: None,
@@ -100,6 +113,8 @@ impl Settings {
                 cold: true,
                 w5_tasks: 64,
                 handles: 100_000,
+                failover_seconds: 60,
+                lockwal: None,
                 dir: PathBuf::from("target/compare-data"),
                 out: None,
                 peers: None,
@@ -126,11 +141,13 @@ impl Settings {
                 "--restores" => s.restores = value()?.parse()?,
                 "--w5-tasks" => s.w5_tasks = value()?.parse()?,
                 "--handles" => s.handles = value()?.parse()?,
+                "--lockwal" => s.lockwal = Some(value()?.into()),
+                "--failover-seconds" => s.failover_seconds = value()?.parse()?,
                 other => return Err(format!("unknown argument {other} (see the module docs)").into()),
             }
         }
         if s.workloads.is_empty() {
-            s.workloads = ["w1", "w2", "w3", "w4", "w5", "w6", "w7"].map(String::from).to_vec();
+            s.workloads = ["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"].map(String::from).to_vec();
         }
         Ok(s)
     }
@@ -164,6 +181,7 @@ struct Report {
     w5: Option<Value>,
     w6: Option<Value>,
     w7: Option<Value>,
+    w8: Option<Value>,
     errors: Vec<Value>,
 }
 
@@ -624,6 +642,50 @@ async fn w7(s: &Settings, data: &Arc<Dataset>, report: &mut Report) {
     report.w7 = Some(Value::Object(w7));
 }
 
+/// Nodes of W8's cluster.
+const W8_NODES: usize = 3;
+
+/// W8: `lockwal cluster-torture` on the comparison's PostgreSQL server; its
+/// JSON (kills, takeovers, time from each kill to grace, violations) goes
+/// into the report unchanged, with the command that produced it.
+fn w8(s: &Settings, report: &mut Report) {
+    let wanted = s.peers.as_ref().is_none_or(|p| p.iter().any(|n| n == "lockwal-postgres"));
+    let (Some(bin), Some(url)) = (s.lockwal.as_ref(), std::env::var(engines::postgres::URL_VAR).ok()) else {
+        if wanted {
+            eprintln!("W8 failover skipped: it needs --lockwal PATH and {}", engines::postgres::URL_VAR);
+        }
+        return;
+    };
+    if !wanted {
+        return;
+    }
+    let seconds = s.failover_seconds.to_string();
+    let nodes = W8_NODES.to_string();
+    let args = ["cluster-torture", "--url", &url, "--nodes", &nodes, "--seconds", &seconds, "--seed", "42", "--json"];
+    eprintln!("W8 failover: lockwal cluster-torture, {W8_NODES} nodes, {seconds} s");
+    let run = || -> Result<Value> {
+        let out = Command::new(bin).args(args).output()?;
+        let json: Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("{}: {e}; stderr: {}", bin.display(), String::from_utf8_lossy(&out.stderr)))?;
+        if !out.status.success() || json["passed"] != Value::Bool(true) {
+            return Err(format!("cluster-torture failed ({}): violations {}", out.status, json["violations"]).into());
+        }
+        Ok(json)
+    };
+    match run() {
+        Ok(json) => {
+            let g = &json["grace_after_kill_ms"];
+            eprintln!(
+                "  kills {}, takeovers {}, kill -> grace {} times, p50 {} ms, max {} ms",
+                json["kills"], json["takeovers"], g["count"], g["p50"], g["max"]
+            );
+            let shown: Vec<&str> = args.iter().map(|a| if *a == url { "URL" } else { a }).collect();
+            report.w8 = Some(json!({ "command": format!("lockwal {}", shown.join(" ")), "torture": json }));
+        }
+        Err(e) => report.failed("w8", "lockwal-postgres", &e),
+    }
+}
+
 async fn run(s: Settings) -> Result<Value> {
     std::fs::create_dir_all(&s.dir)?;
     let machine = Machine::describe(&s.dir);
@@ -664,6 +726,9 @@ async fn run(s: Settings) -> Result<Value> {
     if s.runs("w7") {
         w7(&s, &data, &mut report).await;
     }
+    if s.runs("w8") {
+        w8(&s, &mut report);
+    }
     let (others, steal) = cpu_before.others_since(&machine::CpuTimes::now());
     let (others_written, flushes) = disk_before.since(&machine::DiskTimes::now(&device));
     eprintln!("other processes used {:.0}% of the CPUs during the run ({:.0}% stolen)", others * 100.0, steal * 100.0);
@@ -699,6 +764,7 @@ async fn run(s: Settings) -> Result<Value> {
         "w5": report.w5,
         "w6": report.w6,
         "w7": report.w7,
+        "w8": report.w8,
         "errors": report.errors,
     }))
 }
