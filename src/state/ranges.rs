@@ -145,13 +145,24 @@ impl RangeIndexes {
         }
     }
 
-    /// Builds `file`'s index from all its slots.
+    /// Builds `file`'s index from all its slots: the ranges sorted, then
+    /// the tree in one pass ([`Treap::from_sorted`]), the same tree that
+    /// inserting them one by one makes, in linear time and memory order.
     pub(crate) fn build(&mut self, file: &Arc<str>, slots: Vec<(SlotId, &Slot)>) {
-        let mut ranges = FileRanges::default();
+        let mut ranges = Vec::with_capacity(slots.len());
+        let mut whole_file = HashSet::default();
         for (slot_id, slot) in slots {
-            ranges.add(slot_id, &slot.kind);
+            match indexed_span(&slot.kind) {
+                Some((first, last)) => ranges.push((first, last, slot_id)),
+                None => {
+                    let added = whole_file.insert(slot_id);
+                    debug_assert!(added, "slot {slot_id} indexed twice");
+                }
+            }
         }
-        self.files.insert(Arc::clone(file), ranges);
+        ranges.sort_unstable_by_key(|&(first, _, slot)| (first, slot));
+        let tree = Treap::from_sorted(&ranges);
+        self.files.insert(Arc::clone(file), FileRanges { tree, whole_file });
     }
 }
 
@@ -255,6 +266,62 @@ impl Treap {
             self.update(high);
             high
         }
+    }
+
+    /// The treap of `ranges`, (first, last, slot) sorted by (first, slot)
+    /// without repeats, built the way a Cartesian tree is: each node in key
+    /// order becomes the right child of the last node on the stack of the
+    /// tree's right spine with a priority at least its own, after taking
+    /// the nodes it pops (lower priority) as its left subtree. A node's
+    /// subtree is complete when it is popped (or at the end), so its max is
+    /// set then. Ties keep the lower key above, as [`Treap::merge`] does,
+    /// so the tree is the one inserting the ranges makes.
+    fn from_sorted(ranges: &[(u64, u64, SlotId)]) -> Self {
+        debug_assert!(ranges.windows(2).all(|w| (w[0].0, w[0].2) < (w[1].0, w[1].2)), "sorted, no repeats");
+        let mut nodes: Vec<Node> = ranges
+            .iter()
+            .map(|&(first, last, slot)| Node {
+                first,
+                slot,
+                last,
+                max: last,
+                priority: priority(first, slot),
+                left: NONE,
+                right: NONE,
+            })
+            .collect();
+        let len = u32::try_from(nodes.len()).ok().filter(|&n| n < NONE).expect("fewer than 2^32-1 locks per file");
+        let mut spine: Vec<u32> = Vec::new();
+        let finish = |nodes: &mut [Node], at: u32| {
+            let n = &nodes[at as usize];
+            let max = [n.left, n.right]
+                .into_iter()
+                .filter(|&c| c != NONE)
+                .map(|c| nodes[c as usize].max)
+                .fold(n.last, u64::max);
+            nodes[at as usize].max = max;
+        };
+        for at in 0..len {
+            let mut left = NONE;
+            while let Some(&top) = spine.last() {
+                if nodes[top as usize].priority >= nodes[at as usize].priority {
+                    break;
+                }
+                spine.pop();
+                finish(&mut nodes, top);
+                left = top;
+            }
+            nodes[at as usize].left = left;
+            if let Some(&top) = spine.last() {
+                nodes[top as usize].right = at;
+            }
+            spine.push(at);
+        }
+        let root = spine.first().copied().unwrap_or(NONE);
+        while let Some(top) = spine.pop() {
+            finish(&mut nodes, top);
+        }
+        Self { nodes, free: Vec::new(), root, len: len as usize }
     }
 
     fn insert(&mut self, first: u64, last: u64, slot: SlotId) {
@@ -420,6 +487,43 @@ mod tests {
             (root.key(), t.check())
         };
         assert_eq!(shape(&a), shape(&b));
+    }
+
+    /// Every node's key, interval, max and children's keys, in arena-free
+    /// form: two treaps with the same shape give the same list.
+    fn shape(t: &Treap) -> Vec<((u64, SlotId), u64, u64, Option<(u64, SlotId)>, Option<(u64, SlotId)>)> {
+        let key = |at: u32| (at != NONE).then(|| t.nodes[at as usize].key());
+        let mut out = Vec::new();
+        let mut stack = vec![t.root];
+        while let Some(at) = stack.pop() {
+            if at == NONE {
+                continue;
+            }
+            let n = &t.nodes[at as usize];
+            out.push((n.key(), n.last, n.max, key(n.left), key(n.right)));
+            stack.extend([n.left, n.right]);
+        }
+        out
+    }
+
+    proptest! {
+        /// Building from the sorted ranges makes the tree, node for node,
+        /// that inserting them one by one makes (regression guard for the
+        /// restore's one-pass build).
+        #[test]
+        fn a_tree_built_from_sorted_ranges_is_the_one_inserts_make(
+            ranges in proptest::collection::vec((bound(), bound()), 0..300)
+        ) {
+            let mut sorted: Vec<(u64, u64, SlotId)> =
+                ranges.iter().enumerate().map(|(i, &(a, b))| (a.min(b), a.max(b), i as SlotId)).collect();
+            let mut inserted = Treap::default();
+            sorted.iter().for_each(|&(f, l, s)| inserted.insert(f, l, s));
+            sorted.sort_unstable_by_key(|&(f, _, s)| (f, s));
+            let built = Treap::from_sorted(&sorted);
+            prop_assert_eq!(built.check(), inserted.check());
+            prop_assert_eq!(shape(&built), shape(&inserted));
+            prop_assert_eq!(built.len, sorted.len());
+        }
     }
 
     /// A thousand nested intervals (every one holds the query byte) and a
