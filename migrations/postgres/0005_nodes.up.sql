@@ -57,10 +57,16 @@ CREATE TRIGGER lockwal_notify_grace AFTER UPDATE OF recovery_epoch ON lockwal_me
     FOR EACH ROW EXECUTE FUNCTION lockwal_notify_grace();
 
 -- Ownership: every lock, client record and durable handle belongs to the
--- node that last wrote it. Existing rows belong to node ''.
-ALTER TABLE lockwal_locks ADD COLUMN node_id text COLLATE "C" NOT NULL DEFAULT lockwal_node();
-ALTER TABLE lockwal_clients ADD COLUMN node_id text COLLATE "C" NOT NULL DEFAULT lockwal_node();
-ALTER TABLE lockwal_handles ADD COLUMN node_id text COLLATE "C" NOT NULL DEFAULT lockwal_node();
+-- node that last wrote it. Existing rows belong to node '', whichever node
+-- runs this migration (the column is added with the constant default, then
+-- given the writing node's; regression
+-- `migration_5_by_a_named_node_leaves_existing_rows_to_node_without_an_id`).
+ALTER TABLE lockwal_locks ADD COLUMN node_id text COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE lockwal_clients ADD COLUMN node_id text COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE lockwal_handles ADD COLUMN node_id text COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE lockwal_locks ALTER COLUMN node_id SET DEFAULT lockwal_node();
+ALTER TABLE lockwal_clients ALTER COLUMN node_id SET DEFAULT lockwal_node();
+ALTER TABLE lockwal_handles ALTER COLUMN node_id SET DEFAULT lockwal_node();
 CREATE INDEX lockwal_locks_node_id ON lockwal_locks (node_id, server_epoch);
 CREATE INDEX lockwal_clients_node_id ON lockwal_clients (node_id);
 CREATE INDEX lockwal_handles_node_id ON lockwal_handles (node_id);

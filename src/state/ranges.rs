@@ -491,7 +491,11 @@ mod tests {
 
     /// Every node's key, interval, max and children's keys, in arena-free
     /// form: two treaps with the same shape give the same list.
-    fn shape(t: &Treap) -> Vec<((u64, SlotId), u64, u64, Option<(u64, SlotId)>, Option<(u64, SlotId)>)> {
+    type Key = (u64, SlotId);
+    /// A node: its key, last byte, subtree max, children's keys.
+    type NodeShape = (Key, u64, u64, Option<Key>, Option<Key>);
+
+    fn shape(t: &Treap) -> Vec<NodeShape> {
         let key = |at: u32| (at != NONE).then(|| t.nodes[at as usize].key());
         let mut out = Vec::new();
         let mut stack = vec![t.root];

@@ -30,6 +30,7 @@
 mod conformance;
 
 mod caller;
+mod cluster_races;
 mod connections;
 mod encodings;
 mod fencing;

@@ -99,7 +99,8 @@ async fn rows_belong_to_the_node_that_last_wrote_them() {
     let expect: Vec<(&str, &str)> = ours.iter().map(|(k, n)| (k.as_str(), *n)).collect();
     assert_eq!(scratch.owners("lockwal_locks", "id").await, owned(&expect));
 
-    // Another node's put or update of a lock takes it over.
+    // Another node's put of a lock takes it over (with the putter's epoch);
+    // an update keeps the owner and the epoch.
     b.put_lock(lock("alone")).await.unwrap();
     b.update_lock(lock("txn")).await.unwrap();
     let mut client = caller_client(&scratch).await;
@@ -107,7 +108,7 @@ async fn rows_belong_to_the_node_that_last_wrote_them() {
     b.transaction_in(&tx, vec![Op::PutLock(lock("caller"))]).await.unwrap();
     tx.commit().await.unwrap();
     let owners = scratch.owners("lockwal_locks", "id").await;
-    for (id, node) in [("alone", "b"), ("txn", "b"), ("caller", "b"), ("granted", "a")] {
+    for (id, node) in [("alone", "b"), ("txn", "a"), ("caller", "b"), ("granted", "a")] {
         assert!(owners.contains(&(id.as_bytes().to_vec(), node.to_owned())), "{id} belongs to {node}: {owners:?}");
     }
     assert_eq!(scratch.owners("lockwal_clients", "client_id").await, owned(&[("ca", "a"), ("cb", "b")]));
@@ -116,7 +117,7 @@ async fn rows_belong_to_the_node_that_last_wrote_them() {
     let status = b.cluster_status().await.unwrap();
     let summary: Vec<(&str, u64, u64, u64)> =
         status.nodes.iter().map(|n: &NodeStatus| (n.node.as_str(), n.locks, n.clients, n.handles)).collect();
-    assert_eq!(summary, [("a", 9, 1, 1), ("b", 4, 1, 0)]);
+    assert_eq!(summary, [("a", 10, 1, 1), ("b", 3, 1, 0)]);
     assert_eq!(status.epoch, b.epoch().await.unwrap());
     let a_row = &status.nodes[0];
     assert_eq!((a_row.epoch, a_row.clean), (a.epoch().await.unwrap(), false));

@@ -15,7 +15,13 @@ impl PostgresLockStore {
     /// the caller's statements (a file server's metadata in the same
     /// database) and these operations commit in one `COMMIT`, or not at
     /// all. `tx` must be a transaction on the store's database (a savepoint
-    /// of one will do), at any isolation level; the caller commits it.
+    /// of one will do); the caller commits it. Checked grants ([`Op::Grant`])
+    /// need `READ COMMITTED` (PostgreSQL's default; else
+    /// [`Error::InvalidInput`], `field: "transaction"`, nothing applied):
+    /// other operations run at any level, but on a store opened with a node
+    /// id a `REPEATABLE READ` or `SERIALIZABLE` transaction whose snapshot
+    /// predates the node's last lease renewal fails with SQLSTATE `40001`
+    /// (the renewal updated the row the fence locks): retry it.
     ///
     /// Fenced exactly like a multi-operation [`transaction`]: the first
     /// statement share-locks the epoch row in `tx` and checks that it still
@@ -111,7 +117,7 @@ impl PostgresLockStore {
             sqlstate: None,
             message: "lockwal_nodes has no row for this node".into(),
         })?;
-        let (database, meta): (String, u32) = (row.get(2), row.get(3));
+        let (database, meta, isolation): (String, u32, String) = (row.get(2), row.get(3), row.get(4));
         if (database.as_str(), meta) != (core.identity.0.as_str(), core.identity.1) {
             return Err(Error::InvalidInput {
                 field: "transaction",
@@ -119,6 +125,20 @@ impl PostgresLockStore {
                     "it is on database {database:?} (lockwal_meta oid {meta}), the store on database {:?} \
                      (lockwal_meta oid {}) in schema {}",
                     core.identity.0, core.identity.1, core.schema
+                ),
+            });
+        }
+        // A checked grant judges the file's locks after taking the file's
+        // advisory lock; under a snapshot older than that lock it would not
+        // see a conflicting grant committed meanwhile (regression
+        // `a_checked_grant_in_a_repeatable_read_transaction_is_refused`).
+        if isolation != "read committed" && ops.iter().any(|op| matches!(op, Op::Grant(_))) {
+            return Err(Error::InvalidInput {
+                field: "transaction",
+                reason: format!(
+                    "checked grants need a READ COMMITTED transaction (this one is {}): under an older snapshot \
+                     the conflict check could miss a grant committed meanwhile",
+                    isolation.to_uppercase()
                 ),
             });
         }

@@ -123,6 +123,17 @@ impl PostgresLockStore {
         if node == core.node {
             return Err(Error::InvalidInput { field: "node", reason: format!("{node:?} is this node") });
         }
+        // Node '' never takes part in the cluster's grace: it could not end
+        // one it needed after taking a node over (regression
+        // `node_without_an_id_cannot_take_over`).
+        if core.node.is_empty() {
+            return Err(Error::InvalidInput {
+                field: "node",
+                reason: "taking over needs a node id: a store opened without one does not take part in the \
+                         cluster's grace"
+                    .into(),
+            });
+        }
         super::config::validate_node(node)?;
         let during = "taking over a node";
         let mut conn = core.conn(during).await?;
@@ -139,8 +150,7 @@ impl PostgresLockStore {
         let handles = tx.execute(sql::TAKEOVER_HANDLES, &[&node]).await.map_err(pg_error(during))?;
         let needed: bool = tx.query_one(sql::NEEDS_GRACE, &[]).await.map_err(pg_error(during))?.get(0);
         let need = needed || locks + clients + handles > 0;
-        let recovery_epoch: i64 =
-            tx.query_one(sql::SET_NEED_GRACE, &[&need, &fenced_with]).await.map_err(pg_error(during))?.get(0);
+        let recovery_epoch = super::write::set_need_grace(&tx, need, fenced_with, during).await?;
         tx.commit().await.map_err(pg_error(during))?;
         let takeover = Takeover {
             node: node.to_owned(),
@@ -201,8 +211,11 @@ impl PostgresLockStore {
 }
 
 /// Refuses, inside a transaction holding the `lockwal_nodes` table lock, a
-/// node that never opened (`NotFound`) or whose incarnation is open with
-/// an unexpired lease (`NodeLive`): what a takeover and a removal need.
+/// node that never opened (`NotFound`), one whose incarnation is open with
+/// an unexpired lease (`NodeLive`), and node '' unless it closed cleanly:
+/// it has no lease, so nothing tells a live one from a dead one
+/// (`InvalidInput`; regression `an_open_node_without_an_id_is_not_taken_over`).
+/// What a takeover and a removal need.
 async fn require_gone(tx: &tokio_postgres::Transaction<'_>, node: &str, during: &'static str) -> Result<()> {
     let row = tx
         .query_opt(sql::TAKEOVER_READ, &[&node])
@@ -210,6 +223,14 @@ async fn require_gone(tx: &tokio_postgres::Transaction<'_>, node: &str, during: 
         .map_err(pg_error(during))?
         .ok_or_else(|| Error::NotFound { entity: Entity::Node, id: node.to_owned() })?;
     let (clean, left_us): (bool, i64) = (row.get(1), row.get(2));
+    if !clean && node.is_empty() {
+        return Err(Error::InvalidInput {
+            field: "node",
+            reason: "node \"\" (a store opened without a node id) has no lease and did not close cleanly: it may \
+                     still be serving; close it, or open it once more and close it"
+                .into(),
+        });
+    }
     if !clean && left_us > 0 {
         return Err(Error::NodeLive { node: node.to_owned(), expires_in_ms: (left_us as u64).div_ceil(1000) });
     }

@@ -207,8 +207,7 @@ impl PostgresLockStore {
         if !config.node.is_empty() {
             let owns: bool = tx.query_one(sql::OWNS_LOCKS, &[]).await.map_err(pg_error(during))?.get(0);
             let need = owns || previous == Some(false);
-            let row = tx.query_one(sql::SET_NEED_GRACE, &[&need, &epoch_sql]).await.map_err(pg_error(during))?;
-            recovery_epoch = row.get::<_, i64>(0);
+            recovery_epoch = write::set_need_grace(&tx, need, epoch_sql, during).await?;
         }
         tx.commit().await.map_err(pg_error(during))?;
         drop(conn);
@@ -327,6 +326,7 @@ impl PostgresLockStore {
         let mut client = config.connect().await?;
         migrate::require_current(&client, &config.schema).await?;
         let tx = client.transaction().await.map_err(pg_error(during))?;
+        tx.batch_execute(sql::OPEN_LOCK).await.map_err(pg_error(during))?;
         let ended: i64 = tx.query_one(sql::LIFT_READ, &[]).await.map_err(pg_error(during))?.get(0);
         tx.batch_execute(sql::LIFT_GRACE).await.map_err(pg_error(during))?;
         tx.commit().await.map_err(pg_error(during))?;

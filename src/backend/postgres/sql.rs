@@ -121,16 +121,28 @@ pub(crate) const NEEDS_GRACE: &str = "SELECT need_grace FROM lockwal_nodes WHERE
 /// Whether the node owns any lock (a node that does needs grace at open).
 pub(crate) const OWNS_LOCKS: &str = "SELECT EXISTS (SELECT FROM lockwal_locks WHERE node_id = lockwal_node())";
 
-/// Sets whether the node needs grace (`$1`) and keeps the recovery epoch
-/// true to its rule: a node that needs grace starts one at epoch `$2` or
-/// joins the one in force; with no node needing it, none is. Returns the
+/// Sets whether the node needs grace (`$1`): the first of the three
+/// statements of [`set_need_grace`](super::write::set_need_grace), in this
+/// order (node row, then the meta row, then the rule).
+pub(crate) const SET_NEED_GRACE: &str = "UPDATE lockwal_nodes SET need_grace = $1 WHERE node_id = lockwal_node()";
+
+/// The recovery epoch, row-locked: two nodes changing their need of grace
+/// at once take turns here, so the second's [`GRACE_RULE`] (a statement of
+/// its own, with a snapshot taken after the first committed) sees the
+/// first's flag. One statement doing both would judge the others' flags in
+/// a snapshot taken before it waited (READ COMMITTED re-reads only the
+/// updated row), and two nodes ending their grace at once would each see
+/// the other still needing it and leave the grace in force for good.
+pub(crate) const GRACE_FOR_UPDATE: &str = "SELECT recovery_epoch FROM lockwal_meta FOR UPDATE";
+
+/// Keeps the recovery epoch true to its rule after [`SET_NEED_GRACE`]
+/// (`$1`, the same flag): a node that needs grace starts one at epoch `$2`
+/// or joins the one in force; with no node needing it, none is. Returns the
 /// recovery epoch.
-pub(crate) const SET_NEED_GRACE: &str = "WITH node AS (UPDATE lockwal_nodes SET need_grace = $1 \
-     WHERE node_id = lockwal_node() RETURNING node_id) \
-     UPDATE lockwal_meta SET recovery_epoch = CASE \
+pub(crate) const GRACE_RULE: &str = "UPDATE lockwal_meta SET recovery_epoch = CASE \
      WHEN $1 THEN CASE WHEN recovery_epoch = 0 THEN $2 ELSE recovery_epoch END \
-     WHEN EXISTS (SELECT FROM lockwal_nodes n WHERE n.need_grace AND n.node_id NOT IN (SELECT node_id FROM node)) \
-     THEN recovery_epoch ELSE 0 END RETURNING recovery_epoch";
+     WHEN EXISTS (SELECT FROM lockwal_nodes WHERE need_grace) THEN recovery_epoch ELSE 0 END \
+     RETURNING recovery_epoch";
 
 /// The cluster's recovery epoch, share-locked to the end of the
 /// transaction: a grace period cannot start or lift before this
@@ -139,7 +151,10 @@ pub(crate) const SET_NEED_GRACE: &str = "WITH node AS (UPDATE lockwal_nodes SET 
 pub(crate) const GRACE: &str = "SELECT recovery_epoch FROM lockwal_meta FOR SHARE";
 
 /// Ends the grace for every node (what `lockwal cluster lift` does), after
-/// [`LIFT_READ`] in one transaction.
+/// [`OPEN_LOCK`] and [`LIFT_READ`] in one transaction: the table lock
+/// first, as every other transaction that changes the grace state takes it
+/// or its node row before the meta row (regression
+/// `a_lift_while_a_grant_of_a_node_in_grace_is_in_flight_does_not_deadlock`).
 pub(crate) const LIFT_GRACE: &str = "UPDATE lockwal_nodes SET need_grace = false WHERE need_grace; \
      UPDATE lockwal_meta SET recovery_epoch = 0";
 
@@ -316,9 +331,12 @@ pub(crate) static END_GRACE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Replaces every field of lock `$1` but its id and `server_epoch`;
+/// Replaces every field of lock `$1` but its id, `server_epoch` and owner;
 /// parameters in `codec::LOCK_COLUMNS` order (the epoch one unused but
-/// typed). Affects one row, or none when the lock does not exist.
+/// typed). Affects one row, or none when the lock does not exist. The owner
+/// stays: moving a lock to the updating node with the granting node's older
+/// epoch would let the updater's end of grace remove a live lock
+/// (regression `an_update_by_another_node_keeps_the_owner_and_survives_its_end_of_grace`).
 pub(crate) static UPDATE_LOCK: LazyLock<String> = LazyLock::new(|| {
     let set = LOCK_COLUMNS
         .iter()
@@ -327,10 +345,7 @@ pub(crate) static UPDATE_LOCK: LazyLock<String> = LazyLock::new(|| {
         .map(|(i, (name, ty))| format!("{name} = ${}::{ty}", i + 1))
         .collect::<Vec<_>>()
         .join(", ");
-    format!(
-        "UPDATE lockwal_locks SET {set}, node_id = lockwal_node() \
-         WHERE id = $1::bytea AND ${LOCK_EPOCH_PARAM}::bigint IS NOT NULL"
-    )
+    format!("UPDATE lockwal_locks SET {set} WHERE id = $1::bytea AND ${LOCK_EPOCH_PARAM}::bigint IS NOT NULL")
 });
 
 /// Removes client record (`$1` kind, `$2` id).
@@ -650,8 +665,8 @@ pub(crate) const CLUSTER_NODES: &str = concat!(
 /// store's database: the caller's connection may reach another database.
 /// The node is the caller's transaction's `lockwal.node`, which
 /// `transaction_in` sets first.
-pub(crate) const CALLER_FENCE: &str = "SELECT epoch, clean, current_database()::text, 'lockwal_meta'::regclass::oid \
-     FROM lockwal_nodes WHERE node_id = lockwal_node() FOR SHARE";
+pub(crate) const CALLER_FENCE: &str = "SELECT epoch, clean, current_database()::text, 'lockwal_meta'::regclass::oid, \
+     current_setting('transaction_isolation') FROM lockwal_nodes WHERE node_id = lockwal_node() FOR SHARE";
 
 /// What identifies the store's database: its name and the oid of the
 /// store's `lockwal_meta` table.

@@ -340,7 +340,7 @@ impl Core {
                 // cluster's grace, which lifts when no node does, atomic with
                 // the purge.
                 if share.is_none() && !self.node.is_empty() {
-                    txn.query(sql::SET_NEED_GRACE, &[&false, &0i64]).await?;
+                    set_need_grace(txn.tx, false, 0, txn.during).await?;
                 }
                 removed.sort_unstable_by(|a, b| a.id.cmp(&b.id));
                 Ok(Outcome::Locks(removed))
@@ -463,4 +463,18 @@ fn consumed(rows: Vec<Row>, not_found: impl FnOnce() -> Error) -> Result<Outcome
 fn expired(mut handles: Vec<DurableHandle>) -> Outcome {
     handles.sort_unstable_by(|a, b| a.id.cmp(&b.id));
     Outcome::Handles(handles)
+}
+
+/// Sets whether this node needs grace and keeps the recovery epoch true to
+/// its rule (a node that needs grace starts one at `epoch` or joins the one
+/// in force; with none needing it, none is), in `tx`: the node's row, then
+/// the meta row locked, then the rule judged in a statement of its own (see
+/// [`sql::GRACE_FOR_UPDATE`]; regression
+/// `two_nodes_ending_their_grace_at_once_lift_it`). Returns the recovery
+/// epoch.
+pub(super) async fn set_need_grace(tx: &Transaction<'_>, need: bool, epoch: i64, during: &'static str) -> Result<i64> {
+    let e = || pg_error(during);
+    tx.execute(sql::SET_NEED_GRACE, &[&need]).await.map_err(e())?;
+    tx.query_one(sql::GRACE_FOR_UPDATE, &[]).await.map_err(e())?;
+    Ok(tx.query_one(sql::GRACE_RULE, &[&need, &epoch]).await.map_err(e())?.get(0))
 }
