@@ -7,6 +7,7 @@
 
 use crate::cli::torture::{Rng, fatal, say};
 use lockwal::backend::postgres::{PostgresConfig, PostgresLockStore};
+use lockwal::error::ReclaimRefusal;
 use lockwal::model::{ByteRange, LockKind, LockType, PersistedLock, RangeFlavor, Timestamp};
 use lockwal::{Error, LockStore};
 use std::sync::Arc;
@@ -39,7 +40,7 @@ pub(super) fn run(url: &str, schema: &str, node: &str, tasks: u32, seed: u64, le
             }
         };
         let epoch = store.epoch().await.unwrap_or_else(|e| fatal(format!("epoch: {e}")));
-        say(&format!("O {epoch}"));
+        say(&format!("O {epoch} {node}"));
         for task in 0..tasks {
             let store = Arc::clone(&store);
             let node = node.to_owned();
@@ -68,6 +69,9 @@ async fn grants(store: Arc<PostgresLockStore>, node: &str, epoch: u64, task: u32
             say(&format!("r {id}"));
             match store.delete_lock(&id).await {
                 Ok(()) => say(&format!("R {id}")),
+                // Its own lock, granted in this incarnation: gone only if an
+                // earlier try did it (the checker judges).
+                Err(Error::NotFound { .. }) => say(&format!("F {id}")),
                 Err(e) => {
                     exit_if_fenced(&e);
                     // Not acknowledged: the lock may still be there.
@@ -140,7 +144,7 @@ async fn recovery(store: Arc<PostgresLockStore>, node: &str, epoch: u64, seed: u
             if other.node != node && expired && rng.below(2) == 0 {
                 say(&format!("t {}", other.node));
                 match store.take_over(&other.node).await {
-                    Ok(t) => say(&format!("T {} {}", other.node, t.locks)),
+                    Ok(t) => say(&format!("T {} {} {}", other.node, t.locks, t.fenced_with)),
                     Err(e) => exit_if_fenced(&e),
                 }
             }
@@ -157,6 +161,18 @@ async fn recover(store: &PostgresLockStore, epoch: u64, rng: &mut Rng) {
         // A fifth is left to the end of grace.
         if rng.below(5) == 0 {
             continue;
+        }
+        // Now and then a reclaim by a client that does not hold the lock
+        // first: it must be refused.
+        if rng.below(8) == 0 {
+            say(&format!("c {} intruder", lock.id));
+            match store.reclaim(&lock.id, "intruder").await {
+                Ok(_) => say(&format!("C {} intruder", lock.id)),
+                Err(Error::ReclaimRefused { reason: ReclaimRefusal::WrongClient, .. }) => {
+                    say(&format!("V {}", lock.id))
+                }
+                Err(e) => exit_if_fenced(&e),
+            }
         }
         say(&format!("c {}", lock.id));
         match store.reclaim(&lock.id, &lock.client_id).await {

@@ -11,12 +11,12 @@
 //! written whole before the next step:
 //!
 //! ```text
-//! O <epoch>            opened                 g <id> <client> / G <id> <client>   grant tried / acknowledged
+//! O <epoch> <node>     opened                 g <id> <client> / G <id> <client>   grant tried / acknowledged
 //! N <id> / W <id>      grant refused: conflict / in grace
-//! r <id> / R <id>      release tried / acknowledged
-//! c <id> / C <id> <client>  reclaim tried / acknowledged
+//! r <id> / R <id>      release tried / acknowledged;  F <id>  release found nothing
+//! c <id> [intruder] / C <id> <client>  reclaim tried / acknowledged;  V <id>  refused: wrong client
 //! e / P <ids...>       end of grace tried / acknowledged, with what it removed
-//! t <node> / T <node> <locks>  takeover tried / acknowledged
+//! t <node> / T <node> <locks> <fenced with>  takeover tried / acknowledged
 //! X <message>          the node stops (fenced: it was taken over)
 //! ```
 //!
@@ -30,7 +30,12 @@
 //! only through checked grants). At the end, with every node killed, the
 //! state must match the model (`check.rs`): no acknowledged grant lost, no
 //! acknowledged release back, nothing nobody granted, every reclaim by the
-//! holder's client. The schema is dropped when everything held, kept and
+//! holder's client (a node also tries, now and then, a reclaim by a client
+//! that does not hold the lock, which must be refused), every lock an end
+//! of grace removed the purger's own to remove (older than it, owned by its
+//! node or taken over, not reclaimed), no release of a node's own lock
+//! finding it gone; and continuously, that the cluster is in grace exactly
+//! when some node needs it. The schema is dropped when everything held, kept and
 //! named when not. It also reports how long the cluster took to be in grace
 //! after each kill of a node that held locks while none was in force.
 
@@ -334,6 +339,17 @@ async fn check_now(
         }
         totals.max_epoch = epochs.first().map_or(0, |e| *e as u64);
     }
+    // One statement, one snapshot: R is nonzero exactly when a node needs grace.
+    let grace = "SELECT (SELECT recovery_epoch FROM lockwal_meta), EXISTS (SELECT FROM lockwal_nodes WHERE need_grace)";
+    if let Ok(row) = sql.query_one(grace, &[]).await {
+        let (r, needed): (i64, bool) = (row.get(0), row.get(1));
+        if (r != 0) != needed {
+            let v = format!("recovery epoch {r} while a node needs grace: {needed}");
+            if !model.violations.contains(&v) {
+                model.violations.push(v);
+            }
+        }
+    }
     if let Ok(rows) = sql.query("SELECT encode(id, 'escape'), recovery_epoch FROM torture_granted_in_grace", &[]).await
     {
         for row in rows {
@@ -375,6 +391,7 @@ fn report(
             "grants_refused_in_grace": m.refused_in_grace,
             "releases_acknowledged": m.released.len(),
             "reclaims_acknowledged": m.reclaims,
+            "reclaims_refused_wrong_client": m.reclaims_refused_wrong_client,
             "purged": m.purged.len(),
             "held_at_end": held,
             "checks": t.checks,
@@ -389,12 +406,14 @@ fn report(
             m.opens, t.kills, t.disconnects, m.takeovers, t.max_epoch
         ))?;
         out(format_args!(
-            "grants acknowledged {}, refused: conflict {} in grace {}; releases {}; reclaims {}; purged {}; held at end {}",
+            "grants acknowledged {}, refused: conflict {} in grace {}; releases {}; reclaims {} (by a wrong client: \
+             {} refused); purged {}; held at end {}",
             m.granted.len(),
             m.refused_conflict,
             m.refused_in_grace,
             m.released.len(),
             m.reclaims,
+            m.reclaims_refused_wrong_client,
             m.purged.len(),
             held
         ))?;
