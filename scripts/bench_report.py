@@ -442,6 +442,8 @@ def w8_section(res):
     """Failover: lockwal cluster-torture's kills and the time to grace."""
     w = res.w8
     if not w:
+        if any(e["workload"] == "w8" for e in res.doc.get("errors", [])):
+            return "Failed: the torture's error is under Failures during the run, at the top."
         return "Not run (it needs a PostgreSQL server and the `lockwal` binary; `scripts/compare` provides both when it can)."
     t = w["torture"]
     g = t["grace_after_kill_ms"]

@@ -6,7 +6,7 @@
 
 use lockwal::model::PersistedLock;
 use lockwal::model::conflict::conflicts;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Everything the node processes said, across every incarnation.
 #[derive(Default, Debug)]
@@ -21,7 +21,11 @@ pub(super) struct Model {
     pub release_in_doubt: HashSet<String>,
     /// Locks an acknowledged end of grace removed.
     pub purged: HashSet<String>,
-    /// Takeovers in the order acknowledged.
+    /// Acknowledged ends of grace and what each removed, judged at the end
+    /// by [`Model::could_purge`], when every takeover is known.
+    pub purges: Vec<(Purger, Vec<String>)>,
+    /// Takeovers, acknowledged or in doubt, in the order the parent read
+    /// them (not the database's: [`Model::could_purge`] orders them).
     pub takeover_edges: Vec<Edge>,
     /// Ends of grace attempted and not acknowledged: what each may have
     /// removed is judged by [`Model::could_purge`].
@@ -37,15 +41,20 @@ pub(super) struct Model {
 }
 
 /// A takeover: `taker` (an incarnation at `taker_epoch`) took over `taken`,
-/// fencing it with `fenced_with` (every lock it owned then is of an older
-/// epoch; `u64::MAX` for a takeover in doubt). Each lock moved is stamped
-/// with at most `taker_epoch - 1`, so the taker's clients reclaim it.
+/// fencing it with `fenced_with`, the cluster epoch the takeover drew
+/// (`None` for a takeover in doubt, which may or may not have happened).
+/// Opens and takeovers draw their epochs from one counter under one lock,
+/// so `fenced_with` orders takeovers as the database applied them. Each
+/// lock moved is stamped with at most `taker_epoch - 1`, so the taker's
+/// clients reclaim it.
 #[derive(Debug, Clone)]
 pub(super) struct Edge {
     taken: String,
     taker: String,
     taker_epoch: u64,
-    fenced_with: u64,
+    fenced_with: Option<u64>,
+    /// The taker's line number when it tried.
+    step: u64,
 }
 
 /// An incarnation ending its grace: what its end of grace may remove.
@@ -55,8 +64,9 @@ pub(super) struct Purger {
     epoch: u64,
     /// What it reclaimed (re-stamped with its epoch: not removable).
     reclaimed: HashSet<String>,
-    /// How many takeovers were known then.
-    takeovers_known: usize,
+    /// Its line number when it tried: its own takeovers tried later came
+    /// after.
+    step: u64,
 }
 
 /// One incarnation's unfinished steps, settled when its stream ends.
@@ -64,22 +74,26 @@ pub(super) struct Purger {
 pub(super) struct Stream {
     node: String,
     epoch: u64,
+    /// Lines absorbed so far.
+    step: u64,
     release_pending: HashSet<String>,
     /// Release attempts per lock (a retry after a lost answer may find the
     /// first attempt's work done).
     release_tries: HashMap<String, u32>,
     reclaimed: HashSet<String>,
-    end_pending: bool,
-    takeover_pending: Option<String>,
+    /// The end of grace tried and not yet answered.
+    end_pending: Option<Purger>,
+    /// The takeover tried and not yet answered: (node, step).
+    takeover_pending: Option<(String, u64)>,
 }
 
 impl Stream {
-    fn edge(&self, taken: &str, fenced_with: u64) -> Edge {
-        Edge { taken: taken.to_owned(), taker: self.node.clone(), taker_epoch: self.epoch, fenced_with }
+    fn edge(&self, taken: &str, fenced_with: Option<u64>, step: u64) -> Edge {
+        Edge { taken: taken.to_owned(), taker: self.node.clone(), taker_epoch: self.epoch, fenced_with, step }
     }
 
-    fn purger(&self, takeovers_known: usize) -> Purger {
-        Purger { node: self.node.clone(), epoch: self.epoch, reclaimed: self.reclaimed.clone(), takeovers_known }
+    fn purger(&self) -> Purger {
+        Purger { node: self.node.clone(), epoch: self.epoch, reclaimed: self.reclaimed.clone(), step: self.step }
     }
 }
 
@@ -95,6 +109,7 @@ fn origin(id: &str) -> Option<(&str, u64)> {
 impl Model {
     /// Absorbs one line of one incarnation.
     pub(super) fn line(&mut self, stream: &mut Stream, line: &str) {
+        stream.step += 1;
         let mut words = line.split(' ');
         let (tag, id) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
         match tag {
@@ -142,77 +157,128 @@ impl Model {
                 }
             }
             "V" => self.reclaims_refused_wrong_client += 1,
-            "e" => stream.end_pending = true,
-            "P" => {
-                stream.end_pending = false;
-                let purger = stream.purger(self.takeover_edges.len());
-                for id in line.split(' ').skip(1) {
-                    if !self.could_purge(&purger, id) {
-                        self.violations.push(format!(
-                            "the end of grace of {} at epoch {} removed lock {id}, which was not its to remove",
-                            purger.node, purger.epoch
-                        ));
-                    }
-                    self.purged.insert(id.to_owned());
+            // An earlier try left unanswered (its error was not a fence)
+            // may have committed.
+            "e" => {
+                if let Some(earlier) = stream.end_pending.replace(stream.purger()) {
+                    self.purges_in_doubt.push(earlier);
                 }
             }
-            "t" => stream.takeover_pending = Some(id.to_owned()),
+            "P" => {
+                let purger = stream.end_pending.take().unwrap_or_else(|| stream.purger());
+                let removed: Vec<String> = line.split(' ').skip(1).map(str::to_owned).collect();
+                self.purged.extend(removed.iter().cloned());
+                self.purges.push((purger, removed));
+            }
+            "t" => {
+                if let Some((earlier, step)) = stream.takeover_pending.replace((id.to_owned(), stream.step)) {
+                    self.takeover_edges.push(stream.edge(&earlier, None, step));
+                }
+            }
             "T" => {
-                stream.takeover_pending = None;
+                let step = stream.takeover_pending.take().map_or(stream.step, |(_, step)| step);
                 self.takeovers += 1;
-                let fenced_with = words.nth(1).and_then(|w| w.parse().ok()).unwrap_or(u64::MAX);
-                self.takeover_edges.push(stream.edge(id, fenced_with));
+                let fenced_with = words.nth(1).and_then(|w| w.parse().ok());
+                self.takeover_edges.push(stream.edge(id, fenced_with, step));
             }
             "X" => {}
             other => self.violations.push(format!("unknown line {other:?}: {line:?}")),
         }
     }
 
-    /// The node that owns lock `id` after the first `takeovers` takeovers,
-    /// and the epoch it is stamped with: its granter's, moved by each
-    /// takeover of its owner at the time that fenced an epoch newer than
-    /// the lock's (and stamped no later than one before the taker's).
-    fn owner(&self, id: &str, takeovers: usize) -> Option<(String, u64)> {
-        let (node, granted_in) = origin(id)?;
-        let (mut owner, mut stamp) = (node.to_owned(), granted_in);
-        for edge in &self.takeover_edges[..takeovers] {
-            if edge.taken == owner && granted_in < edge.fenced_with {
-                owner.clone_from(&edge.taker);
-                stamp = stamp.min(edge.taker_epoch.saturating_sub(1));
-            }
-        }
-        Some((owner, stamp))
+    /// Whether takeover `edge` may have come before `purger`'s end of
+    /// grace. Not if it fenced the purger's incarnation (a fenced node
+    /// writes nothing, so it came after), nor if a later incarnation of the
+    /// purger's node, or the purger itself after its end of grace, tried
+    /// it. Any other may have: the parent reads the nodes' lines in no
+    /// order the database promises.
+    fn may_precede(edge: &Edge, purger: &Purger) -> bool {
+        let fences_purger = edge.taken == purger.node && edge.fenced_with.is_some_and(|f| f > purger.epoch);
+        let taker_later = edge.taker == purger.node
+            && (edge.taker_epoch > purger.epoch || (edge.taker_epoch == purger.epoch && edge.step > purger.step));
+        !fences_purger && !taker_later
     }
 
     /// Whether `purger`'s end of grace may remove lock `id`: a lock someone
-    /// tried to grant, owned by the purger's node with an older stamp than
-    /// the purger's epoch, and not reclaimed by this incarnation.
+    /// tried to grant, not reclaimed by this incarnation, that the purger's
+    /// node may own with an older stamp than the purger's epoch. Who may
+    /// own it: its granter, moved by the acknowledged takeovers in the
+    /// order of the epochs they fenced with (each moving what its taken
+    /// node owned, if the lock's granter opened before it, stamped no later
+    /// than one before the taker's epoch); a takeover in doubt may have
+    /// moved it at any point, or not.
     fn could_purge(&self, purger: &Purger, id: &str) -> bool {
-        self.attempted.contains_key(id)
-            && !purger.reclaimed.contains(id)
-            && self
-                .owner(id, purger.takeovers_known)
-                .is_some_and(|(owner, stamp)| owner == purger.node && stamp < purger.epoch)
+        let Some((node, granted_in)) = origin(id) else { return false };
+        if !self.attempted.contains_key(id) || purger.reclaimed.contains(id) {
+            return false;
+        }
+        let edges = self.takeover_edges.iter().filter(|e| Self::may_precede(e, purger));
+        let (mut sure, doubtful): (Vec<&Edge>, Vec<&Edge>) = edges.partition(|e| e.fenced_with.is_some());
+        sure.sort_by_key(|e| e.fenced_with);
+        let moved = |edge: &Edge, stamp: u64| (edge.taker.clone(), stamp.min(edge.taker_epoch.saturating_sub(1)));
+        let close = |owners: &mut BTreeSet<(String, u64)>| loop {
+            let more: Vec<(String, u64)> = doubtful
+                .iter()
+                .flat_map(|e| owners.iter().filter(|(o, _)| *o == e.taken).map(|(_, s)| moved(e, *s)))
+                .filter(|o| !owners.contains(o))
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            owners.extend(more);
+        };
+        let mut owners: BTreeSet<(String, u64)> = [(node.to_owned(), granted_in)].into();
+        close(&mut owners);
+        for edge in sure {
+            let applies = edge.fenced_with.is_some_and(|f| granted_in < f);
+            owners = owners
+                .into_iter()
+                .map(|(o, s)| if applies && o == edge.taken { moved(edge, s) } else { (o, s) })
+                .collect();
+            close(&mut owners);
+        }
+        owners.iter().any(|(owner, stamp)| *owner == purger.node && *stamp < purger.epoch)
     }
 
     /// The stream of an incarnation ended (killed or exited): what it left
     /// unacknowledged may or may not have happened.
     pub(super) fn ended(&mut self, stream: Stream) {
-        if let Some(taken) = &stream.takeover_pending {
-            self.takeover_edges.push(stream.edge(taken, u64::MAX));
+        if let Some((taken, step)) = &stream.takeover_pending {
+            self.takeover_edges.push(stream.edge(taken, None, *step));
         }
-        if stream.end_pending {
-            self.purges_in_doubt.push(stream.purger(self.takeover_edges.len()));
+        if let Some(purger) = stream.end_pending {
+            self.purges_in_doubt.push(purger);
         }
         self.release_in_doubt.extend(stream.release_pending);
     }
 
-    /// The final state against the model: every acknowledged grant not
-    /// released or purged is held (unless a release of it is in doubt, or
-    /// an end of grace in doubt could have removed it); no acknowledged
-    /// release or purge came back; nothing is held that nobody tried to
-    /// grant.
+    /// Every lock an acknowledged end of grace removed was its to remove,
+    /// judged once every takeover is known (a node's lines may reach the
+    /// parent after another's that followed them in the database).
+    pub(super) fn judge_purges(&mut self) {
+        let wrongly_purged: Vec<String> = self
+            .purges
+            .iter()
+            .flat_map(|(purger, removed)| {
+                removed.iter().filter(|id| !self.could_purge(purger, id)).map(move |id| {
+                    format!(
+                        "the end of grace of {} at epoch {} removed lock {id}, which was not its to remove",
+                        purger.node, purger.epoch
+                    )
+                })
+            })
+            .collect();
+        self.violations.extend(wrongly_purged);
+    }
+
+    /// The final state against the model, once every stream ended: the
+    /// ends of grace judged ([`Model::judge_purges`]); every acknowledged
+    /// grant not released or purged is held (unless a release
+    /// of it is in doubt, or an end of grace in doubt could have removed
+    /// it); no acknowledged release or purge came back; nothing is held
+    /// that nobody tried to grant.
     pub(super) fn check_final(&mut self, held: &[PersistedLock]) {
+        self.judge_purges();
         let present: HashSet<&str> = held.iter().map(|l| &*l.id).collect();
         let mut granted: Vec<&String> = self.granted.keys().collect();
         granted.sort();
@@ -323,12 +389,13 @@ mod tests {
         model.ended(n0); // n0 dies; n2 takes it over (fencing it with epoch 4)
         feed(&mut model, &mut n2, &["O 3 n2", "t n0", "T n0 2 4", "c n0.1.0.0", "C n0.1.0.0 n0/0", "e"]);
         feed(&mut model, &mut n2, &["P n0.1.0.1 n1.2.0.0"]);
+        model.judge_purges();
         assert_eq!(
             model.violations,
             ["the end of grace of n2 at epoch 3 removed lock n1.2.0.0, which was not its to remove"],
             "n0.1.0.1 was n2's (taken over, not reclaimed); n1.2.0.0 is live n1's"
         );
-        let purger = n2.purger(model.takeover_edges.len());
+        let purger = n2.purger();
         assert!(!model.could_purge(&purger, "n0.1.0.0"), "reclaimed by n2 in this incarnation");
     }
 
@@ -344,6 +411,7 @@ mod tests {
         feed(&mut model, &mut n2, &["O 5 n2", "g n2.5.1.500 n2/1", "G n2.5.1.500 n2/1"]);
         model.ended(n2);
         feed(&mut model, &mut n1, &["t n2", "T n2 1 9", "e", "P n2.5.1.500"]);
+        model.judge_purges();
         assert!(model.violations.is_empty(), "{:?}", model.violations);
     }
 
@@ -385,5 +453,100 @@ mod tests {
             ["acknowledged grant n0.3.0.0 was lost", "acknowledged grant n1.2.0.0 was lost"],
             "only n0.1.0.0 may have gone with n0's end of grace"
         );
+    }
+
+    /// A node ends its grace, then loses its lease and is taken over; the
+    /// parent reads the taker's line first. The takeover fenced the purger,
+    /// so it came after the purge: what the purge removed was still the
+    /// purger's (a false alarm of a 60 s run on a loaded machine, the
+    /// comparison of 2026-12-06).
+    #[test]
+    fn a_takeover_read_before_the_end_of_grace_it_followed_is_not_held_against_it() {
+        let mut model = Model::default();
+        let (mut n0, mut n1) = (Stream::default(), Stream::default());
+        feed(&mut model, &mut n0, &["O 38 n0", "g n0.38.2.353 n0/2", "G n0.38.2.353 n0/2"]);
+        model.ended(n0);
+        let mut n0 = Stream::default();
+        feed(&mut model, &mut n1, &["O 37 n1"]);
+        feed(&mut model, &mut n0, &["O 39 n0", "e"]);
+        feed(&mut model, &mut n1, &["t n0", "T n0 0 40"]);
+        feed(&mut model, &mut n0, &["P n0.38.2.353"]);
+        model.judge_purges();
+        assert!(model.violations.is_empty(), "{:?}", model.violations);
+        // The same takeover before the purger's open moved the lock away.
+        let mut model = Model::default();
+        let (mut n0, mut n1) = (Stream::default(), Stream::default());
+        feed(&mut model, &mut n0, &["O 38 n0", "g n0.38.2.353 n0/2", "G n0.38.2.353 n0/2"]);
+        model.ended(n0);
+        feed(&mut model, &mut n1, &["O 37 n1", "t n0", "T n0 1 39"]);
+        let mut n0 = Stream::default();
+        feed(&mut model, &mut n0, &["O 40 n0", "e", "P n0.38.2.353"]);
+        model.judge_purges();
+        assert_eq!(
+            model.violations,
+            ["the end of grace of n0 at epoch 40 removed lock n0.38.2.353, which was not its to remove"]
+        );
+    }
+
+    /// A takeover whose answer was lost (its connection cut) may have
+    /// committed even when the node tries another takeover next: the
+    /// first stays in doubt, so the taker's end of grace may remove what
+    /// it moved.
+    #[test]
+    fn an_unanswered_takeover_stays_in_doubt_after_another_try() {
+        let mut model = Model::default();
+        let (mut n0, mut n2) = (Stream::default(), Stream::default());
+        feed(&mut model, &mut n0, &["O 39 n0", "g n0.39.0.1523 n0/0", "G n0.39.0.1523 n0/0"]);
+        model.ended(n0);
+        feed(&mut model, &mut n2, &["O 45 n2", "t n0", "t n1", "e", "P n0.39.0.1523"]);
+        model.judge_purges();
+        assert!(model.violations.is_empty(), "{:?}", model.violations);
+        assert_eq!(model.takeovers, 0, "neither takeover was acknowledged");
+    }
+
+    /// Takeovers are ordered by the epochs they fenced with, not by when
+    /// the parent read them: n1 took over n0, then n2 took over n1, but
+    /// n1's line arrives last. n2's end of grace may remove n0's lock.
+    #[test]
+    fn a_chain_of_takeovers_read_out_of_order_is_ordered_by_epoch() {
+        let mut model = Model::default();
+        let (mut n0, mut n1, mut n2) = (Stream::default(), Stream::default(), Stream::default());
+        feed(&mut model, &mut n0, &["O 10 n0", "g n0.10.0.0 n0/0", "G n0.10.0.0 n0/0"]);
+        model.ended(n0);
+        feed(&mut model, &mut n1, &["O 11 n1", "t n0"]);
+        feed(&mut model, &mut n2, &["O 12 n2", "t n1", "T n1 1 14", "e", "P n0.10.0.0"]);
+        feed(&mut model, &mut n1, &["T n0 1 13"]);
+        model.ended(n1);
+        model.judge_purges();
+        assert!(model.violations.is_empty(), "{:?}", model.violations);
+        // Read in that order, with n2's takeover first in the database,
+        // the lock was still n1's when n2 took n1 over: not n2's.
+        let mut model = Model::default();
+        let (mut n0, mut n1, mut n2) = (Stream::default(), Stream::default(), Stream::default());
+        feed(&mut model, &mut n0, &["O 10 n0", "g n0.10.0.0 n0/0", "G n0.10.0.0 n0/0"]);
+        model.ended(n0);
+        feed(&mut model, &mut n1, &["O 11 n1", "t n0"]);
+        feed(&mut model, &mut n2, &["O 12 n2", "t n1", "T n1 0 13", "e", "P n0.10.0.0"]);
+        feed(&mut model, &mut n1, &["T n0 1 14"]);
+        model.judge_purges();
+        assert_eq!(
+            model.violations,
+            ["the end of grace of n2 at epoch 12 removed lock n0.10.0.0, which was not its to remove"]
+        );
+    }
+
+    /// An end of grace whose answer was lost, tried again: the first may
+    /// have removed locks the second then did not list.
+    #[test]
+    fn an_unanswered_end_of_grace_stays_in_doubt_after_another_try() {
+        let mut model = Model::default();
+        let mut n0 = Stream::default();
+        feed(&mut model, &mut n0, &["O 1 n0", "g n0.1.0.0 a", "G n0.1.0.0 a"]);
+        model.ended(n0);
+        let mut n0 = Stream::default();
+        feed(&mut model, &mut n0, &["O 2 n0", "e", "e", "P"]);
+        model.ended(n0);
+        model.check_final(&[]);
+        assert!(model.violations.is_empty(), "{:?}", model.violations);
     }
 }

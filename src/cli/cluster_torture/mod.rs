@@ -35,8 +35,11 @@
 //! of grace removed the purger's own to remove (older than it, owned by its
 //! node or taken over, not reclaimed), no release of a node's own lock
 //! finding it gone; and continuously, that the cluster is in grace exactly
-//! when some node needs it. The schema is dropped when everything held, kept and
-//! named when not. It also reports how long the cluster took to be in grace
+//! when some node needs it. Ends of grace are judged at the end, when every
+//! takeover is known, in the database's order of takeovers (the epochs they
+//! fenced with), not the order the parent read the nodes' lines in. The
+//! schema is dropped when everything held, kept and named when not, with
+//! every line read in a file beside it (`$TMPDIR/<schema>.log`). It also reports how long the cluster took to be in grace
 //! after each kill of a node that held locks while none was in force.
 
 mod check;
@@ -188,6 +191,8 @@ pub(super) fn run(args: ClusterTortureArgs) -> CliResult {
     let mut next_chaos = Instant::now() + Duration::from_millis(200);
     let mut next_check = Instant::now();
     let mut killed_at: Vec<Instant> = Vec::new();
+    // Every line in the order read, kept on failure for the diagnosis.
+    let mut log: Vec<String> = Vec::new();
     while Instant::now() < deadline {
         for (i, slot) in slots.iter_mut().enumerate() {
             if let Some(process) = &mut slot.process
@@ -204,6 +209,7 @@ pub(super) fn run(args: ClusterTortureArgs) -> CliResult {
             }
         }
         while let Ok((slot, inc, line)) = received.try_recv() {
+            log_line(&mut log, slot, inc, line.as_deref());
             absorb(&mut model, &mut streams[slot], inc, line);
         }
         if Instant::now() >= next_chaos {
@@ -258,6 +264,7 @@ pub(super) fn run(args: ClusterTortureArgs) -> CliResult {
     }
     drop(events);
     for (slot, inc, line) in received {
+        log_line(&mut log, slot, inc, line.as_deref());
         absorb(&mut model, &mut streams[slot], inc, line);
     }
     for (_, stream) in streams {
@@ -268,12 +275,25 @@ pub(super) fn run(args: ClusterTortureArgs) -> CliResult {
     rt.block_on(reader.close())?;
     model.check_final(&held);
     let passed = model.violations.is_empty();
+    let mut kept_log = None;
     if passed {
         rt.block_on(sql.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")))
             .map_err(|e| CliError::unusable(format!("dropping {schema}: {e}")))?;
+    } else {
+        let path = std::env::temp_dir().join(format!("{schema}.log"));
+        log.push(String::new());
+        std::fs::write(&path, log.join("\n"))
+            .map_err(|e| CliError::unusable(format!("writing {}: {e}", path.display())))?;
+        kept_log = Some(path);
     }
-    report(&args, seed, &schema, &model, &totals, held.len(), passed)?;
+    report(&args, seed, &schema, &model, &totals, held.len(), kept_log.as_deref())?;
     Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// One line of the kept log: `<slot> <incarnation> <line>`, `end` for the
+/// end of an incarnation's stream.
+fn log_line(log: &mut Vec<String>, slot: usize, incarnation: u64, line: Option<&str>) {
+    log.push(format!("n{slot} {incarnation} {}", line.unwrap_or("end")));
 }
 
 /// Feeds a line to the model through its incarnation's stream; a new
@@ -369,8 +389,9 @@ fn report(
     m: &Model,
     t: &Totals,
     held: usize,
-    passed: bool,
+    kept_log: Option<&std::path::Path>,
 ) -> Result<(), CliError> {
+    let passed = kept_log.is_none();
     let mut times = t.grace_after_kill_ms.clone();
     times.sort_by(f64::total_cmp);
     let p50 = times.get(times.len() / 2).copied().unwrap_or(0.0);
@@ -398,6 +419,7 @@ fn report(
             "newest_epoch": t.max_epoch,
             "grace_after_kill_ms": { "count": t.grace_after_kill_ms.len(), "p50": p50, "max": max },
             "violations": m.violations,
+            "log": kept_log.map(|p| p.display().to_string()),
         }))?;
     } else {
         out(format_args!("seed {seed}, schema {schema}, {} nodes for {} s", args.nodes, args.seconds))?;
@@ -425,7 +447,10 @@ fn report(
         for v in m.violations.iter().take(20) {
             out(format_args!("  VIOLATION {v}"))?;
         }
-        out(format_args!("{}", if passed { "PASSED (schema dropped)" } else { "FAILED (schema kept)" }))?;
+        match kept_log {
+            None => out(format_args!("PASSED (schema dropped)"))?,
+            Some(path) => out(format_args!("FAILED (schema kept; every node's lines in {})", path.display()))?,
+        }
     }
     Ok(())
 }
