@@ -531,7 +531,7 @@ def targets_section(res):
             best = min(res.w4[p][kind]["p99_us"] for p in PEERS if p in res.w4)
             mine = res.w4[LOCKWAL][kind]["p99_us"]
             check(f"issue 20, W4 {name}: p99 ≥ 10× faster than the best peer (owned results, peers called directly)", best / mine >= 10,
-                  f"{best / mine:,.1f}× (lockwal {us(mine)}, best peer {us(best)})")
+                  f"{best / mine:,.2f}× (lockwal {us(mine)}, best peer {us(best)})")
     else:
         check("W4", None, "")
 
