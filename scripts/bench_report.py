@@ -448,7 +448,8 @@ def w8_section(res):
     t = w["torture"]
     g = t["grace_after_kill_ms"]
     rows = [[
-        f"{t['nodes']} node processes, {t['seconds']} s", f"{t['kills']:,}", f"{t['disconnects']:,}", f"{t['takeovers']:,}",
+        f"{t['nodes']} node processes, {t['seconds']} s", f"{t['kills']:,}", f"{t['disconnects']:,}",
+        f"{t['takeovers']:,}" + (f" ({t['fenced_alive']:,} of a node still running)" if "fenced_alive" in t else ""),
         f"{g['count']:,}", f"{g['p50']:,.0f} ms", f"{g['max']:,.0f} ms", f"{t['grants_acknowledged']:,}",
         "none" if not t["violations"] else f"**{len(t['violations'])}**",
     ]]

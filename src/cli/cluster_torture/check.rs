@@ -36,6 +36,9 @@ pub(super) struct Model {
     pub refused_conflict: u64,
     pub refused_in_grace: u64,
     pub takeovers: u64,
+    /// Incarnations that stopped because they found themselves fenced
+    /// while running: taken over alive, after missing lease renewals.
+    pub fenced_alive: u64,
     pub opens: u64,
     pub violations: Vec<String>,
 }
@@ -85,6 +88,8 @@ pub(super) struct Stream {
     end_pending: Option<Purger>,
     /// The takeover tried and not yet answered: (node, step).
     takeover_pending: Option<(String, u64)>,
+    /// It said it found itself fenced.
+    fenced: bool,
 }
 
 impl Stream {
@@ -181,7 +186,13 @@ impl Model {
                 let fenced_with = words.nth(1).and_then(|w| w.parse().ok());
                 self.takeover_edges.push(stream.edge(id, fenced_with, step));
             }
-            "X" => {}
+            // Several tasks may each find the fence before the process exits.
+            "X" => {
+                if !stream.fenced {
+                    stream.fenced = true;
+                    self.fenced_alive += 1;
+                }
+            }
             other => self.violations.push(format!("unknown line {other:?}: {line:?}")),
         }
     }
@@ -547,6 +558,20 @@ mod tests {
         feed(&mut model, &mut n0, &["O 2 n0", "e", "e", "P"]);
         model.ended(n0);
         model.check_final(&[]);
+        assert!(model.violations.is_empty(), "{:?}", model.violations);
+    }
+
+    /// An incarnation fenced while running is counted once, however many
+    /// of its tasks saw the fence.
+    #[test]
+    fn a_node_fenced_alive_is_counted_once() {
+        let mut model = Model::default();
+        let mut n0 = Stream::default();
+        feed(&mut model, &mut n0, &["O 1 n0", "X fenced", "X fenced"]);
+        model.ended(n0);
+        let mut n0 = Stream::default();
+        feed(&mut model, &mut n0, &["O 3 n0", "X closed"]);
+        assert_eq!(model.fenced_alive, 2);
         assert!(model.violations.is_empty(), "{:?}", model.violations);
     }
 }

@@ -17,7 +17,7 @@
 //! c <id> [intruder] / C <id> <client>  reclaim tried / acknowledged;  V <id>  refused: wrong client
 //! e / P <ids...>       end of grace tried / acknowledged, with what it removed
 //! t <node> / T <node> <locks> <fenced with>  takeover tried / acknowledged
-//! X <message>          the node stops (fenced: it was taken over)
+//! X <message>          the node stops (fenced: it was taken over while running)
 //! ```
 //!
 //! The parent, every 0.2 to 1 s: SIGKILLs a node and restarts it after 0
@@ -407,6 +407,7 @@ fn report(
             "kills": t.kills,
             "disconnects": t.disconnects,
             "takeovers": m.takeovers,
+            "fenced_alive": m.fenced_alive,
             "grants_acknowledged": m.granted.len(),
             "grants_refused_conflict": m.refused_conflict,
             "grants_refused_in_grace": m.refused_in_grace,
@@ -424,8 +425,8 @@ fn report(
     } else {
         out(format_args!("seed {seed}, schema {schema}, {} nodes for {} s", args.nodes, args.seconds))?;
         out(format_args!(
-            "opens {}, kills {}, disconnects {}, takeovers {}, newest epoch {}",
-            m.opens, t.kills, t.disconnects, m.takeovers, t.max_epoch
+            "opens {}, kills {}, disconnects {}, takeovers {} (of a node still running: {}), newest epoch {}",
+            m.opens, t.kills, t.disconnects, m.takeovers, m.fenced_alive, t.max_epoch
         ))?;
         out(format_args!(
             "grants acknowledged {}, refused: conflict {} in grace {}; releases {}; reclaims {} (by a wrong client: \
