@@ -223,9 +223,10 @@ impl Model {
         if !self.attempted.contains_key(id) || purger.reclaimed.contains(id) {
             return false;
         }
-        let edges = self.takeover_edges.iter().filter(|e| Self::may_precede(e, purger));
-        let (mut sure, doubtful): (Vec<&Edge>, Vec<&Edge>) = edges.partition(|e| e.fenced_with.is_some());
-        sure.sort_by_key(|e| e.fenced_with);
+        let edges: Vec<&Edge> = self.takeover_edges.iter().filter(|e| Self::may_precede(e, purger)).collect();
+        let mut sure: Vec<(u64, &Edge)> = edges.iter().filter_map(|e| Some((e.fenced_with?, *e))).collect();
+        sure.sort_by_key(|&(fenced_with, _)| fenced_with);
+        let doubtful: Vec<&Edge> = edges.into_iter().filter(|e| e.fenced_with.is_none()).collect();
         let moved = |edge: &Edge, stamp: u64| (edge.taker.clone(), stamp.min(edge.taker_epoch.saturating_sub(1)));
         let close = |owners: &mut BTreeSet<(String, u64)>| loop {
             let more: Vec<(String, u64)> = doubtful
@@ -240,8 +241,8 @@ impl Model {
         };
         let mut owners: BTreeSet<(String, u64)> = [(node.to_owned(), granted_in)].into();
         close(&mut owners);
-        for edge in sure {
-            let applies = edge.fenced_with.is_some_and(|f| granted_in < f);
+        for (fenced_with, edge) in sure {
+            let applies = granted_in < fenced_with;
             owners = owners
                 .into_iter()
                 .map(|(o, s)| if applies && o == edge.taken { moved(edge, s) } else { (o, s) })
@@ -515,31 +516,33 @@ mod tests {
         assert_eq!(model.takeovers, 0, "neither takeover was acknowledged");
     }
 
+    /// n0 grants a lock and dies; n1 takes n0 over (fencing it with
+    /// `n0_by_n1`) and n2 takes n1 over (fencing it with `n1_by_n2`), n2
+    /// ends its grace removing n0's lock, and n1's answer is read last.
+    fn chain_read_out_of_order(n0_by_n1: u64, n1_by_n2: u64) -> Model {
+        let mut model = Model::default();
+        let (mut n0, mut n1, mut n2) = (Stream::default(), Stream::default(), Stream::default());
+        feed(&mut model, &mut n0, &["O 10 n0", "g n0.10.0.0 n0/0", "G n0.10.0.0 n0/0"]);
+        model.ended(n0);
+        feed(&mut model, &mut n1, &["O 11 n1", "t n0"]);
+        let n2_takes_n1 = format!("T n1 1 {n1_by_n2}");
+        feed(&mut model, &mut n2, &["O 12 n2", "t n1", &n2_takes_n1, "e", "P n0.10.0.0"]);
+        feed(&mut model, &mut n1, &[&format!("T n0 1 {n0_by_n1}")]);
+        model.ended(n1);
+        model.judge_purges();
+        model
+    }
+
     /// Takeovers are ordered by the epochs they fenced with, not by when
     /// the parent read them: n1 took over n0, then n2 took over n1, but
     /// n1's line arrives last. n2's end of grace may remove n0's lock.
     #[test]
     fn a_chain_of_takeovers_read_out_of_order_is_ordered_by_epoch() {
-        let mut model = Model::default();
-        let (mut n0, mut n1, mut n2) = (Stream::default(), Stream::default(), Stream::default());
-        feed(&mut model, &mut n0, &["O 10 n0", "g n0.10.0.0 n0/0", "G n0.10.0.0 n0/0"]);
-        model.ended(n0);
-        feed(&mut model, &mut n1, &["O 11 n1", "t n0"]);
-        feed(&mut model, &mut n2, &["O 12 n2", "t n1", "T n1 1 14", "e", "P n0.10.0.0"]);
-        feed(&mut model, &mut n1, &["T n0 1 13"]);
-        model.ended(n1);
-        model.judge_purges();
+        let model = chain_read_out_of_order(13, 14);
         assert!(model.violations.is_empty(), "{:?}", model.violations);
-        // Read in that order, with n2's takeover first in the database,
-        // the lock was still n1's when n2 took n1 over: not n2's.
-        let mut model = Model::default();
-        let (mut n0, mut n1, mut n2) = (Stream::default(), Stream::default(), Stream::default());
-        feed(&mut model, &mut n0, &["O 10 n0", "g n0.10.0.0 n0/0", "G n0.10.0.0 n0/0"]);
-        model.ended(n0);
-        feed(&mut model, &mut n1, &["O 11 n1", "t n0"]);
-        feed(&mut model, &mut n2, &["O 12 n2", "t n1", "T n1 0 13", "e", "P n0.10.0.0"]);
-        feed(&mut model, &mut n1, &["T n0 1 14"]);
-        model.judge_purges();
+        // With n2's takeover first in the database, the lock was still
+        // n1's when n2 took n1 over: not n2's.
+        let model = chain_read_out_of_order(14, 13);
         assert_eq!(
             model.violations,
             ["the end of grace of n2 at epoch 12 removed lock n0.10.0.0, which was not its to remove"]

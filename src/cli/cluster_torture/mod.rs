@@ -39,8 +39,9 @@
 //! takeover is known, in the database's order of takeovers (the epochs they
 //! fenced with), not the order the parent read the nodes' lines in. The
 //! schema is dropped when everything held, kept and named when not, with
-//! every line read in a file beside it (`$TMPDIR/<schema>.log`). It also reports how long the cluster took to be in grace
-//! after each kill of a node that held locks while none was in force.
+//! every line read in a file beside it (`$TMPDIR/<schema>.log`). It also
+//! reports how long the cluster took to be in grace after each kill of a
+//! node that held locks while none was in force.
 
 mod check;
 mod child;
@@ -209,8 +210,7 @@ pub(super) fn run(args: ClusterTortureArgs) -> CliResult {
             }
         }
         while let Ok((slot, inc, line)) = received.try_recv() {
-            log_line(&mut log, slot, inc, line.as_deref());
-            absorb(&mut model, &mut streams[slot], inc, line);
+            absorb(&mut model, &mut log, &mut streams[slot], (slot, inc), line);
         }
         if Instant::now() >= next_chaos {
             next_chaos = Instant::now() + Duration::from_millis(200 + rng.below(800));
@@ -264,8 +264,7 @@ pub(super) fn run(args: ClusterTortureArgs) -> CliResult {
     }
     drop(events);
     for (slot, inc, line) in received {
-        log_line(&mut log, slot, inc, line.as_deref());
-        absorb(&mut model, &mut streams[slot], inc, line);
+        absorb(&mut model, &mut log, &mut streams[slot], (slot, inc), line);
     }
     for (_, stream) in streams {
         model.ended(stream);
@@ -290,15 +289,18 @@ pub(super) fn run(args: ClusterTortureArgs) -> CliResult {
     Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// One line of the kept log: `<slot> <incarnation> <line>`, `end` for the
-/// end of an incarnation's stream.
-fn log_line(log: &mut Vec<String>, slot: usize, incarnation: u64, line: Option<&str>) {
-    log.push(format!("n{slot} {incarnation} {}", line.unwrap_or("end")));
-}
-
-/// Feeds a line to the model through its incarnation's stream; a new
-/// incarnation on the slot settles the old one.
-fn absorb(model: &mut Model, stream: &mut (u64, Stream), incarnation: u64, line: Option<String>) {
+/// Feeds a line to the model through its incarnation's stream (a new
+/// incarnation on the slot settles the old one), and to the log kept on
+/// failure as `n<slot> <incarnation> <line>` (`end` for the end of an
+/// incarnation's stream).
+fn absorb(
+    model: &mut Model,
+    log: &mut Vec<String>,
+    stream: &mut (u64, Stream),
+    (slot, incarnation): (usize, u64),
+    line: Option<String>,
+) {
+    log.push(format!("n{slot} {incarnation} {}", line.as_deref().unwrap_or("end")));
     if stream.0 != incarnation {
         model.ended(std::mem::take(&mut stream.1));
         stream.0 = incarnation;
