@@ -71,6 +71,8 @@ pub struct WalLockStore {
     dir: PathBuf,
     shared: Arc<Shared>,
     writer: Mutex<Option<mpsc::Sender<Msg>>>,
+    /// The writer itself, for a lone caller to commit on its own thread.
+    core: Option<Arc<Mutex<writer::Writer>>>,
     compactor: Mutex<Option<mpsc::Sender<CompactMsg>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// The store's exclusive lock, released after both threads stopped.
@@ -155,11 +157,12 @@ impl WalLockStore {
 
     /// The handle over an open's parts.
     fn from_parts(dir: PathBuf, opened: Opened, read_only: bool) -> Self {
-        let Opened { shared, writer, compactor, threads, lock, report } = opened;
+        let Opened { shared, writer, core, compactor, threads, lock, report } = opened;
         Self {
             dir,
             shared,
             writer: Mutex::new(writer),
+            core,
             compactor: Mutex::new(compactor),
             threads: Mutex::new(threads),
             lock: Mutex::new(lock),
@@ -220,6 +223,7 @@ impl WalLockStore {
             bytes_appended: c.bytes.load(Relaxed),
             fsyncs: c.fsyncs.load(Relaxed),
             requests: c.requests.load(Relaxed),
+            requests_on_caller_thread: c.requests_on_caller_thread.load(Relaxed),
             mean_batch_size: if records == 0 { 0.0 } else { c.requests.load(Relaxed) as f64 / records as f64 },
             replay_duration: self.opened.replay_duration,
             records_replayed: self.opened.records_replayed,
@@ -269,23 +273,51 @@ impl WalLockStore {
         Ok(())
     }
 
-    fn send(&self, command: Command) -> Result<tokio::sync::oneshot::Receiver<writer::Answer>> {
-        self.check_writable()?;
-        self.send_unchecked(command)
-    }
-
-    /// Queues `command` for the writer without the handle's checks (close
-    /// sends its marker after it began refusing writes).
-    fn send_unchecked(&self, command: Command) -> Result<tokio::sync::oneshot::Receiver<writer::Answer>> {
+    /// Queues `command` for the writer, after the handle's checks (or
+    /// without them: close sends its marker after it began refusing writes).
+    fn queue(&self, command: Command) -> Result<tokio::sync::oneshot::Receiver<writer::Answer>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or(Error::Closed)?;
-        writer.send(Msg::Write(command, reply)).map_err(|_| Error::Closed)?;
+        self.shared.queued.fetch_add(1, Relaxed);
+        if writer.send(Msg::Write(command, reply)).is_err() {
+            self.shared.queued.fetch_sub(1, Relaxed);
+            return Err(Error::Closed);
+        }
         Ok(answer)
+    }
+
+    /// Commits `command` on this thread, as one group of one, when it is
+    /// the only write in flight, the writer is idle and nothing is queued
+    /// for it (so it cannot overtake a write sent before it, even one whose
+    /// caller gave up); gives the command back otherwise. A lone write thus
+    /// pays no hand-off to the writer thread and back (figures:
+    /// docs/decisions/0054-lone-write-commits-on-its-caller.md).
+    fn commit_alone(
+        &self,
+        in_flight: &InFlight<'_>,
+        command: Command,
+    ) -> std::result::Result<Result<Vec<Outcome>>, Command> {
+        let Some(core) = self.core.as_ref().filter(|_| in_flight.alone) else { return Err(command) };
+        let Ok(mut writer) = core.try_lock() else { return Err(command) };
+        if writer.stopped || self.shared.queued.load(Relaxed) != 0 {
+            return Err(command);
+        }
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        writer.commit_group(vec![(command, reply)]);
+        writer.maybe_request_compaction();
+        drop(writer);
+        self.shared.counters.requests_on_caller_thread.fetch_add(1, Relaxed);
+        Ok(answer.try_recv().map_err(|_| Error::Closed).and_then(writer::Answer::into_result))
     }
 
     async fn submit(&self, command: Command) -> Result<Vec<Outcome>> {
         let in_flight = InFlight::enter(&self.shared.in_flight);
-        let mut answer = self.send(command)?;
+        self.check_writable()?;
+        let command = match self.commit_alone(&in_flight, command) {
+            Ok(result) => return result,
+            Err(command) => command,
+        };
+        let mut answer = self.queue(command)?;
         let gate = &self.shared.answer_gate;
         if in_flight.alone && gate.should_poll() {
             // A lone caller polls for its answer, yielding between polls,
@@ -314,7 +346,13 @@ impl WalLockStore {
     }
 
     fn submit_blocking(&self, command: Command) -> Result<Vec<Outcome>> {
-        self.send(command)?.blocking_recv().map_err(|_| Error::Closed)?.into_result()
+        let in_flight = InFlight::enter(&self.shared.in_flight);
+        self.check_writable()?;
+        let command = match self.commit_alone(&in_flight, command) {
+            Ok(result) => return result,
+            Err(command) => command,
+        };
+        self.queue(command)?.blocking_recv().map_err(|_| Error::Closed)?.into_result()
     }
 
     fn read_state(&self) -> Result<RwLockReadGuard<'_, State>> {
@@ -330,6 +368,11 @@ impl WalLockStore {
         drop(self.compactor.lock().unwrap_or_else(|e| e.into_inner()).take());
         if let Some(writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = writer.send(Msg::Shutdown);
+        }
+        // The compactor stops once every sender to it is gone, the writer's
+        // included (the writer outlives its thread: the handle holds it).
+        if let Some(core) = &self.core {
+            core.lock().unwrap_or_else(|e| e.into_inner()).compactor = None;
         }
         for thread in self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
             let _ = thread.join();
@@ -479,7 +522,7 @@ impl LockStore for WalLockStore {
             // `closing` is set; a second close after a cancelled one sends
             // it again, and the writer logs nothing after the first.
             self.closing.store(true, Relaxed);
-            let answer = self.send_unchecked(Command::CleanShutdown)?;
+            let answer = self.queue(Command::CleanShutdown)?;
             match answer.await.map_err(|_| Error::Closed)?.into_result() {
                 Ok(_) | Err(Error::Closed) => {}
                 Err(e) => return Err(e),
@@ -520,20 +563,78 @@ mod tests {
         assert_eq!(count(), 0, "after concurrent writes");
         assert!(store.delete_lock("absent").await.is_err());
         assert_eq!(count(), 0, "after a refused write");
-        // Poll a write once and drop it while it waits for its answer (a
-        // preempted test thread may, rarely, find the answer already there:
-        // then try again).
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        let dropped_waiting = (100..110).any(|i| {
-            let mut write = Box::pin(store.put_lock(lock(i)));
-            let pending = std::future::Future::poll(write.as_mut(), &mut cx).is_pending();
-            if pending {
-                assert_eq!(count(), 1, "while a write waits for its answer");
-            }
-            pending
-        });
-        assert!(dropped_waiting, "no write was still waiting after its first poll");
+        // Poll a write once and drop it while it waits for its answer: with
+        // the writer held here, it cannot commit on this thread and is queued.
+        let held = store.core.as_ref().unwrap().lock().unwrap();
+        let mut write = Box::pin(store.put_lock(lock(100)));
+        assert!(poll_once(write.as_mut()).is_pending(), "a queued write waits for its answer");
+        assert_eq!(count(), 1, "while a write waits for its answer");
+        drop(write);
+        drop(held);
         assert_eq!(count(), 0, "after a dropped write");
+        store.close().await.unwrap();
+    }
+
+    fn poll_once<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+        future.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    }
+
+    /// A write alone in flight commits on its caller's thread when the
+    /// writer is idle; one that finds the writer busy or a write queued goes
+    /// to the writer thread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_write_commits_on_its_callers_thread_unless_the_writer_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(WalLockStore::open(dir.path(), WalOptions::default()).await.unwrap());
+        let here = || store.stats().requests_on_caller_thread;
+        let lock = |i: u32| sample::byte_range(&format!("l{i}"), "s", "f", "o", "c");
+        let before = here();
+        for i in 0..10 {
+            store.put_lock(lock(i)).await.unwrap();
+        }
+        assert_eq!(here() - before, 10, "serial writes on an idle writer");
+        // With a write counted as queued, a lone write must not go first.
+        store.shared.queued.fetch_add(1, Relaxed);
+        let queued = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move { store.put_lock(lock(10)).await }
+        });
+        queued.await.unwrap().unwrap();
+        store.shared.queued.fetch_sub(1, Relaxed);
+        assert_eq!(here() - before, 10, "a write behind a queued one went to the writer thread");
+        // With the writer held, a lone write waits for it.
+        let held = store.core.as_ref().unwrap().lock().unwrap();
+        let mut write = Box::pin(store.put_lock(lock(11)));
+        assert!(poll_once(write.as_mut()).is_pending(), "a write that finds the writer busy is queued");
+        drop(held);
+        write.await.unwrap();
+        assert_eq!(here() - before, 10);
+        assert_eq!(store.stats().locks, 12);
+        store.close().await.unwrap();
+    }
+
+    /// Regression: a lone write must not overtake a write queued before it
+    /// whose caller gave up. Here the caller drops its put after queueing
+    /// it, then deletes the lock: committed on this thread ahead of the put,
+    /// the delete would find no lock and the put would then bring the lock
+    /// back after an acknowledged release. Without the queued count, this
+    /// fails in most rounds (the delete takes the writer's lock before the
+    /// writer thread wakes).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_write_does_not_overtake_a_queued_write_whose_caller_gave_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = WalLockStore::open(dir.path(), WalOptions::default()).await.unwrap();
+        for round in 0..50 {
+            let lock = sample::byte_range(&format!("l{round}"), "s", "f", "o", "c");
+            let held = store.core.as_ref().unwrap().lock().unwrap();
+            let mut put = Box::pin(store.put_lock(lock.clone()));
+            assert!(poll_once(put.as_mut()).is_pending(), "the put is queued behind the held writer");
+            drop(put);
+            drop(held);
+            store.delete_lock(&lock.id).await.unwrap_or_else(|e| panic!("round {round}: delete before the put: {e}"));
+            store.put_lock(sample::byte_range("barrier", "s", "f", "o", "c")).await.unwrap();
+            assert!(store.get_lock(&lock.id).await.is_err(), "round {round}: the released lock came back");
+        }
         store.close().await.unwrap();
     }
 }

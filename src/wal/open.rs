@@ -18,7 +18,7 @@ use crate::metrics;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tracing::field::Empty;
@@ -37,6 +37,8 @@ pub(super) struct OpenReport {
 pub(super) struct Opened {
     pub(super) shared: Arc<Shared>,
     pub(super) writer: Option<mpsc::Sender<Msg>>,
+    /// The writer, which its thread and lone callers lock to commit.
+    pub(super) core: Option<Arc<Mutex<Writer>>>,
     pub(super) compactor: Option<mpsc::Sender<CompactMsg>>,
     pub(super) threads: Vec<JoinHandle<()>>,
     pub(super) lock: Option<LockGuard>,
@@ -199,6 +201,8 @@ pub(super) fn writable(
         Arc::clone(&shared),
         Some(compactor_tx.clone()),
     );
+    let core = Arc::new(Mutex::new(writer));
+    let thread_core = Arc::clone(&core);
     let compactor = Compactor {
         fs: Arc::clone(&fs),
         dir: dir.to_owned(),
@@ -214,7 +218,7 @@ pub(super) fn writable(
         })
     };
     let threads = vec![
-        spawn("lockwal-writer", Box::new(move || writer.run(writer_rx)))?,
+        spawn("lockwal-writer", Box::new(move || Writer::run(thread_core, writer_rx)))?,
         spawn(
             "lockwal-compactor",
             Box::new(move || {
@@ -230,6 +234,7 @@ pub(super) fn writable(
     let opened = Opened {
         shared,
         writer: Some(writer_tx),
+        core: Some(core),
         compactor: Some(compactor_tx),
         threads,
         lock: Some(lock),
@@ -253,6 +258,7 @@ pub(super) fn read_only(recovered: Recovered) -> Opened {
     Opened {
         shared,
         writer: None,
+        core: None,
         compactor: None,
         threads: Vec::new(),
         lock: None,

@@ -58,6 +58,7 @@ pub(crate) struct Counters {
     pub bytes: AtomicU64,
     pub fsyncs: AtomicU64,
     pub requests: AtomicU64,
+    pub requests_on_caller_thread: AtomicU64,
     pub last_lsn: AtomicU64,
 }
 
@@ -90,6 +91,9 @@ pub(crate) struct Shared {
     pub compaction_requested: AtomicBool,
     /// Writes submitted and not yet answered.
     pub in_flight: std::sync::atomic::AtomicUsize,
+    /// Writes sent to the writer thread and not yet committed (counted
+    /// before the send, uncounted under the writer's lock after the commit).
+    pub queued: std::sync::atomic::AtomicUsize,
     /// Whether a lone caller polls for its answer.
     pub answer_gate: PollGate,
 }
@@ -105,6 +109,7 @@ impl Shared {
             log_since_snapshot: AtomicU64::new(0),
             compaction_requested: AtomicBool::new(false),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
+            queued: std::sync::atomic::AtomicUsize::new(0),
             answer_gate: PollGate::default(),
         }
     }

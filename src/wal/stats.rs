@@ -31,12 +31,15 @@ pub struct WalStats {
     pub bytes_appended: u64,
     /// fdatasync calls on frames since open.
     pub fsyncs: u64,
-    /// Commands the writer answered since open, the store's own included
+    /// Commands committed or refused by the writer since open, the store's own included
     /// (this open's epoch record, a clean-shutdown record): each write
     /// acknowledged, or refused by the state it met (a delete of an absent
     /// lock). Writes refused before they were queued (bad input, a closed
     /// or read-only store) are not counted.
     pub requests: u64,
+    /// Of those, committed by their caller on its own thread: a write alone
+    /// in flight that found the writer idle (DESIGN, "Writing").
+    pub requests_on_caller_thread: u64,
     /// Requests acknowledged per frame written, since open.
     pub mean_batch_size: f64,
     /// How long replay (snapshot load and log) took at open.

@@ -36,7 +36,7 @@ use crate::op::Outcome;
 use crate::state::{Command, Undo};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 use tracing::field::Empty;
 
@@ -137,6 +137,8 @@ pub(crate) struct Writer {
     buf: Vec<u8>,
     /// A `CleanShutdown` was committed: every later write is refused.
     shut_down_cleanly: bool,
+    /// The writer thread has stopped: nothing commits any more.
+    pub stopped: bool,
 }
 
 impl Writer {
@@ -159,14 +161,20 @@ impl Writer {
             compactor,
             buf: Vec::with_capacity(64 << 10),
             shut_down_cleanly: false,
+            stopped: false,
         }
     }
 
-    /// Serves requests until told to stop or every sender is gone.
-    pub(crate) fn run(mut self, rx: mpsc::Receiver<Msg>) {
+    /// Serves requests until told to stop or every sender is gone. The
+    /// writer is locked for each group; a lone caller may lock it between
+    /// two groups to commit its own write (`WalLockStore::commit_here`).
+    pub(crate) fn run(core: Arc<Mutex<Writer>>, rx: mpsc::Receiver<Msg>) {
         let gate = PollGate::default();
         let mut next = next_message(&rx, &gate);
         while let Some(first) = next.take() {
+            // A caller that panicked while committing poisons the lock: the
+            // writer's segment may be half-written, so nothing commits again.
+            let Ok(mut this) = core.lock() else { return };
             let mut group = Vec::new();
             let mut control = None;
             match first {
@@ -183,20 +191,25 @@ impl Writer {
                 }
             }
             if !group.is_empty() {
-                self.commit_group(group);
-                self.maybe_request_compaction();
+                let requests = group.len();
+                this.commit_group(group);
+                this.shared.queued.fetch_sub(requests, Relaxed);
+                this.maybe_request_compaction();
             }
             match control {
                 Some(Msg::Snapshot(reply)) => {
-                    let _ = reply.send(self.snapshot_point());
+                    let _ = reply.send(this.snapshot_point());
                 }
                 Some(Msg::Shutdown) => break,
                 Some(Msg::Write(..)) => unreachable!("writes never become control messages"),
                 None => {}
             }
+            drop(this);
             next = next_message(&rx, &gate);
         }
-        tracing::debug!(dir = %self.dir.display(), "writer stopped");
+        let mut this = core.lock().unwrap_or_else(|e| e.into_inner());
+        this.stopped = true;
+        tracing::debug!(dir = %this.dir.display(), "writer stopped");
     }
 
     /// Rotates (so that every record up to the returned LSN lies in older
@@ -220,7 +233,7 @@ impl Writer {
 
     /// Asks for an automatic compaction once the log written since the last
     /// snapshot passes both thresholds.
-    fn maybe_request_compaction(&self) {
+    pub(crate) fn maybe_request_compaction(&self) {
         let (Some(compactor), Some(threshold)) = (&self.compactor, self.options.compact_after_bytes) else {
             return;
         };
@@ -232,7 +245,7 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self, mut requests: Vec<(Command, Reply)>) {
+    pub(crate) fn commit_group(&mut self, mut requests: Vec<(Command, Reply)>) {
         let span = tracing::debug_span!(
             "group_commit",
             requests = requests.len(),

@@ -38,7 +38,10 @@ mod tests;
 mod verify;
 mod workload;
 
-pub(super) use child::{ChildArgs, child, fatal, say};
+pub(super) use child::{ChildArgs, child};
+// The cluster torture's children speak the same line protocol.
+#[cfg(feature = "postgres")]
+pub(super) use child::{fatal, say};
 pub(super) use workload::{Rng, random_seed};
 
 use super::{CliError, CliResult};
