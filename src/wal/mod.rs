@@ -72,7 +72,7 @@ pub struct WalLockStore {
     shared: Arc<Shared>,
     writer: Mutex<Option<mpsc::Sender<Msg>>>,
     /// The writer itself, for a lone caller to commit on its own thread.
-    core: Option<Arc<Mutex<writer::Writer>>>,
+    core: Option<writer::Core>,
     compactor: Mutex<Option<mpsc::Sender<CompactMsg>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// The store's exclusive lock, released after both threads stopped.
@@ -287,33 +287,46 @@ impl WalLockStore {
     }
 
     /// Commits `command` on this thread, as one group of one, when it is
-    /// the only write in flight, the writer is idle and nothing is queued
+    /// `alone` (the only write in flight, on a thread that may block for an
+    /// `fdatasync`), the writer is idle and nothing is queued
     /// for it (so it cannot overtake a write sent before it, even one whose
     /// caller gave up); gives the command back otherwise. A lone write thus
     /// pays no hand-off to the writer thread and back (figures:
     /// docs/decisions/0054-lone-write-commits-on-its-caller.md).
-    fn commit_alone(
-        &self,
-        in_flight: &InFlight<'_>,
-        command: Command,
-    ) -> std::result::Result<Result<Vec<Outcome>>, Command> {
-        let Some(core) = self.core.as_ref().filter(|_| in_flight.alone) else { return Err(command) };
-        let Ok(mut writer) = core.try_lock() else { return Err(command) };
-        if writer.stopped || self.shared.queued.load(Relaxed) != 0 {
+    fn commit_alone(&self, alone: bool, command: Command) -> std::result::Result<Result<Vec<Outcome>>, Command> {
+        let Some(core) = self.core.as_ref().filter(|_| alone) else { return Err(command) };
+        let Ok(mut guard) = core.try_lock() else { return Err(command) };
+        let Some(writer) =
+            guard.as_mut().filter(|w| w.options.lone_writes_on_caller_thread && self.shared.queued.load(Relaxed) == 0)
+        else {
             return Err(command);
-        }
+        };
         let (reply, mut answer) = tokio::sync::oneshot::channel();
-        writer.commit_group(vec![(command, reply)]);
-        writer.maybe_request_compaction();
-        drop(writer);
-        self.shared.counters.requests_on_caller_thread.fetch_add(1, Relaxed);
+        // A panic here would otherwise unwind into the caller with the
+        // segment half-written: the store is poisoned instead, as after a
+        // failed write, and the caller gets the error.
+        let committed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| writer.commit_group(vec![(command, reply)])));
+        match committed {
+            Ok(counted) => {
+                writer.maybe_request_compaction();
+                self.shared.counters.requests_on_caller_thread.fetch_add(counted, Relaxed);
+            }
+            Err(panic) => {
+                let what = panic.downcast_ref::<&str>().copied().or(panic.downcast_ref::<String>().map(String::as_str));
+                let cause = format!("a write panicked while committing: {}", what.unwrap_or("(no message)"));
+                self.shared.poison(cause.clone());
+                return Ok(Err(Error::Poisoned { cause }));
+            }
+        }
+        drop(guard);
         Ok(answer.try_recv().map_err(|_| Error::Closed).and_then(writer::Answer::into_result))
     }
 
     async fn submit(&self, command: Command) -> Result<Vec<Outcome>> {
         let in_flight = InFlight::enter(&self.shared.in_flight);
         self.check_writable()?;
-        let command = match self.commit_alone(&in_flight, command) {
+        let command = match self.commit_alone(in_flight.alone && may_block_this_thread(), command) {
             Ok(result) => return result,
             Err(command) => command,
         };
@@ -348,7 +361,7 @@ impl WalLockStore {
     fn submit_blocking(&self, command: Command) -> Result<Vec<Outcome>> {
         let in_flight = InFlight::enter(&self.shared.in_flight);
         self.check_writable()?;
-        let command = match self.commit_alone(&in_flight, command) {
+        let command = match self.commit_alone(in_flight.alone, command) {
             Ok(result) => return result,
             Err(command) => command,
         };
@@ -369,16 +382,30 @@ impl WalLockStore {
         if let Some(writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = writer.send(Msg::Shutdown);
         }
-        // The compactor stops once every sender to it is gone, the writer's
-        // included (the writer outlives its thread: the handle holds it).
-        if let Some(core) = &self.core {
-            core.lock().unwrap_or_else(|e| e.into_inner()).compactor = None;
+        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        let mut threads = threads.drain(..);
+        if let Some(writer) = threads.next() {
+            let _ = writer.join();
         }
-        for thread in self.threads.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        // The writer's thread drops the writer (its segment file, its sender
+        // to the compactor, which stops once every sender is gone) when it
+        // stops; after a panic it could not.
+        if let Some(core) = &self.core {
+            drop(core.lock().unwrap_or_else(|e| e.into_inner()).take());
+        }
+        for thread in threads {
             let _ = thread.join();
         }
         drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
     }
+}
+
+/// Whether a lone write may commit on this thread, blocking it for an
+/// `fdatasync`: not on a current-thread runtime, which has no other thread
+/// to run its tasks meanwhile (its lone writes go to the writer thread).
+fn may_block_this_thread() -> bool {
+    tokio::runtime::Handle::try_current()
+        .map_or(true, |runtime| runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread)
 }
 
 /// How long a caller whose write is the only one in flight polls for its
@@ -610,6 +637,16 @@ mod tests {
         write.await.unwrap();
         assert_eq!(here() - before, 10);
         assert_eq!(store.stats().locks, 12);
+        store.close().await.unwrap();
+        // Turned off, every write goes to the writer thread.
+        let options = WalOptions { lone_writes_on_caller_thread: false, ..WalOptions::default() };
+        let store = WalLockStore::open(dir.path(), options).await.unwrap();
+        let before = store.stats().requests_on_caller_thread;
+        for i in 20..25 {
+            store.put_lock(lock(i)).await.unwrap();
+        }
+        assert_eq!(store.stats().requests_on_caller_thread, before);
+        assert_eq!(store.stats().locks, 17);
         store.close().await.unwrap();
     }
 

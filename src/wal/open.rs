@@ -11,7 +11,7 @@ use super::format::{LOCK_FILE, SEGMENT_HEADER_LEN};
 use super::options::WalOptions;
 use super::recovery::{self, Recovered, TornTail};
 use super::shared::{CompactMsg, Msg, Shared, SnapshotStats};
-use super::writer::{Writer, create_segment};
+use super::writer::{Core, Writer, create_segment};
 use crate::error::{Error, Result, io_error};
 use crate::io::{FileSystem, LockGuard, OpenMode};
 use crate::metrics;
@@ -38,7 +38,7 @@ pub(super) struct Opened {
     pub(super) shared: Arc<Shared>,
     pub(super) writer: Option<mpsc::Sender<Msg>>,
     /// The writer, which its thread and lone callers lock to commit.
-    pub(super) core: Option<Arc<Mutex<Writer>>>,
+    pub(super) core: Option<Core>,
     pub(super) compactor: Option<mpsc::Sender<CompactMsg>>,
     pub(super) threads: Vec<JoinHandle<()>>,
     pub(super) lock: Option<LockGuard>,
@@ -201,7 +201,7 @@ pub(super) fn writable(
         Arc::clone(&shared),
         Some(compactor_tx.clone()),
     );
-    let core = Arc::new(Mutex::new(writer));
+    let core: Core = Arc::new(Mutex::new(Some(writer)));
     let thread_core = Arc::clone(&core);
     let compactor = Compactor {
         fs: Arc::clone(&fs),

@@ -61,6 +61,14 @@ pub struct WalOptions {
     /// never compact) or `Some(n)` with `n >= 1` (`Some(0)` is refused: it
     /// does not mean off).
     pub compact_at_open_segments: Option<u64>,
+    /// Whether a write alone in flight commits on its caller's thread when
+    /// the writer is idle (default `true`): it saves the two thread
+    /// hand-offs of the writer thread, but blocks the caller's thread for
+    /// the `fdatasync`, so a timeout around the write cannot fire before
+    /// the sync returns. `false` sends every write to the writer thread.
+    /// Never on a current-thread runtime, which has no other thread to run
+    /// its tasks meanwhile (DESIGN, "Writing").
+    pub lone_writes_on_caller_thread: bool,
 }
 
 impl Default for WalOptions {
@@ -73,6 +81,7 @@ impl Default for WalOptions {
             compact_size_multiple: 2.0,
             compact_interval: None,
             compact_at_open_segments: Some(8),
+            lone_writes_on_caller_thread: true,
         }
     }
 }
@@ -91,6 +100,7 @@ impl WalOptions {
             compact_size_multiple,
             compact_interval,
             compact_at_open_segments,
+            lone_writes_on_caller_thread: _,
         } = self;
         if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(segment_size) {
             return invalid(

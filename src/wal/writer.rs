@@ -1,6 +1,9 @@
-//! The writer: one thread owns the active segment and commits queued
-//! requests in groups — one `write` and one `fdatasync` for everything
-//! queued, then every request of the group is acknowledged.
+//! The writer: it owns the active segment and commits requests in groups —
+//! one `write` and one `fdatasync` for everything queued, then every request
+//! of the group is acknowledged. Its thread commits what is queued; a write
+//! alone in flight may lock it and commit itself as a group of one on its
+//! caller's thread (`WalLockStore::commit_alone`). Either way one group at
+//! a time, under the writer's lock.
 //!
 //! A group is committed in three steps:
 //! 1. learn each request's outcome without publishing it: a group whose
@@ -12,8 +15,9 @@
 //!    it is durable). A
 //!    request that fails is answered with its error and never logged;
 //! 2. encode the successful commands as one frame, write it, fdatasync;
-//! 3. apply them for real (the state machine is deterministic and only this
-//!    thread mutates, so the outcomes are the ones found in step 1) and
+//! 3. apply them for real (the state machine is deterministic and only the
+//!    holder of the writer's lock mutates, so the outcomes are the ones
+//!    found in step 1) and
 //!    acknowledge.
 //!
 //! A failed write or sync poisons the store: the group's callers get the I/O
@@ -124,7 +128,7 @@ pub(crate) fn create_segment(
     Ok(Segment { file, path, header, offset: start, zeroed_until: start })
 }
 
-/// The writer thread's state.
+/// The writer's state (behind [`Core`]'s lock).
 pub(crate) struct Writer {
     pub fs: Arc<dyn FileSystem>,
     pub dir: PathBuf,
@@ -137,9 +141,11 @@ pub(crate) struct Writer {
     buf: Vec<u8>,
     /// A `CleanShutdown` was committed: every later write is refused.
     shut_down_cleanly: bool,
-    /// The writer thread has stopped: nothing commits any more.
-    pub stopped: bool,
 }
+
+/// The writer, locked by whoever commits a group: its thread, or a lone
+/// caller (`WalLockStore::commit_alone`). `None` once its thread stopped.
+pub(crate) type Core = Arc<Mutex<Option<Writer>>>;
 
 impl Writer {
     pub(crate) fn new(
@@ -161,20 +167,19 @@ impl Writer {
             compactor,
             buf: Vec::with_capacity(64 << 10),
             shut_down_cleanly: false,
-            stopped: false,
         }
     }
 
-    /// Serves requests until told to stop or every sender is gone. The
-    /// writer is locked for each group; a lone caller may lock it between
-    /// two groups to commit its own write (`WalLockStore::commit_here`).
-    pub(crate) fn run(core: Arc<Mutex<Writer>>, rx: mpsc::Receiver<Msg>) {
+    /// Serves requests until told to stop or every sender is gone, locking
+    /// the writer for each group (a lone caller may lock it between two
+    /// groups to commit its own write), then drops the writer: its segment
+    /// file and its sender to the compactor go with this thread.
+    pub(crate) fn run(core: Core, rx: mpsc::Receiver<Msg>) {
         let gate = PollGate::default();
         let mut next = next_message(&rx, &gate);
         while let Some(first) = next.take() {
-            // A caller that panicked while committing poisons the lock: the
-            // writer's segment may be half-written, so nothing commits again.
-            let Ok(mut this) = core.lock() else { return };
+            let mut guard = core.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(this) = guard.as_mut() else { break };
             let mut group = Vec::new();
             let mut control = None;
             match first {
@@ -204,12 +209,12 @@ impl Writer {
                 Some(Msg::Write(..)) => unreachable!("writes never become control messages"),
                 None => {}
             }
-            drop(this);
+            drop(guard);
             next = next_message(&rx, &gate);
         }
-        let mut this = core.lock().unwrap_or_else(|e| e.into_inner());
-        this.stopped = true;
-        tracing::debug!(dir = %this.dir.display(), "writer stopped");
+        if let Some(this) = core.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            tracing::debug!(dir = %this.dir.display(), "writer stopped");
+        }
     }
 
     /// Rotates (so that every record up to the returned LSN lies in older
@@ -245,7 +250,10 @@ impl Writer {
         }
     }
 
-    pub(crate) fn commit_group(&mut self, mut requests: Vec<(Command, Reply)>) {
+    /// Commits `requests` as one group and answers each; returns how many
+    /// were committed or refused by the state they met (what
+    /// `stats().requests` counts).
+    pub(crate) fn commit_group(&mut self, mut requests: Vec<(Command, Reply)>) -> u64 {
         let span = tracing::debug_span!(
             "group_commit",
             requests = requests.len(),
@@ -259,7 +267,7 @@ impl Writer {
             for (cmd, reply) in requests {
                 answer(reply, cmd, Err(Error::Poisoned { cause: cause.clone() }));
             }
-            return;
+            return 0;
         }
         // Nothing is logged after the clean-shutdown marker: a write queued
         // behind it (racing `close`, or sent after a cancelled `close`) is
@@ -276,7 +284,7 @@ impl Writer {
             }
             requests = kept;
             if requests.is_empty() {
-                return;
+                return 0;
             }
         }
         // Step 1: find each request's outcome without publishing it. A group
@@ -311,7 +319,7 @@ impl Writer {
                 };
                 answer(reply, cmd, result);
             }
-            return;
+            return 0;
         }
         span.record("logged", accepted.len())
             .record("last_lsn", self.next_lsn - 1)
@@ -333,11 +341,13 @@ impl Writer {
                 answers.push((reply, cmd, result));
             }
         }
-        self.shared.counters.requests.fetch_add(answers.len() as u64, Relaxed);
+        let counted = answers.len() as u64;
+        self.shared.counters.requests.fetch_add(counted, Relaxed);
         self.shared.publish_gauges();
         for (reply, cmd, result) in answers {
             answer(reply, cmd, result);
         }
+        counted
     }
 
     /// Makes `commands` durable: encoded one after another, cut into frames

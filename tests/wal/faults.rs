@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
 /// The real file system, except that once `armed`, the `fail_at`-th
 /// write or sync (counted from arming) and every later one fail with
-/// `errno`.
+/// `errno` (or panic, when `errno` is [`PANIC`]).
 pub struct FailingFs {
     armed: std::sync::atomic::AtomicBool,
     calls: Arc<AtomicU64>,
@@ -16,6 +16,9 @@ pub struct FailingFs {
     errno: i32,
     syncs_only: bool,
 }
+
+/// The `errno` of a [`FailingFs`] whose failing call panics.
+pub const PANIC: i32 = -1;
 
 struct FailingFile {
     inner: Box<dyn StoreFile>,
@@ -36,6 +39,7 @@ impl FailingFs {
             return Ok(());
         }
         if self.calls.fetch_add(1, SeqCst) + 1 >= self.fail_at {
+            assert_ne!(self.errno, PANIC, "an injected panic in a write or sync");
             return Err(io::Error::from_raw_os_error(self.errno));
         }
         Ok(())
@@ -99,6 +103,17 @@ impl FileSystem for Wrapper {
 /// acknowledged write.
 #[tokio::test]
 async fn a_failed_write_or_sync_poisons_until_reopened() {
+    failed_write_or_sync_poisons_until_reopened(false).await;
+}
+
+/// The same with the writes committed on their callers' threads (a lone
+/// write on a multi-thread runtime), not on the writer thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_or_sync_on_the_callers_thread_poisons_until_reopened() {
+    failed_write_or_sync_poisons_until_reopened(true).await;
+}
+
+async fn failed_write_or_sync_poisons_until_reopened(on_caller_thread: bool) {
     for (errno, syncs_only, name) in [(5, true, "EIO on fdatasync"), (28, false, "ENOSPC on write")] {
         for fail_at in 1..=3 {
             let dir = tempfile::tempdir().unwrap();
@@ -129,6 +144,9 @@ async fn a_failed_write_or_sync_poisons_until_reopened() {
             }
             let failed = failed.expect("the armed fault fired");
             assert!(store.stats().poisoned);
+            // The open's own record commits on its (blocking) thread.
+            let here = store.stats().requests_on_caller_thread - 1;
+            assert_eq!(here > 0, on_caller_thread, "{name}: {here} writes committed on the caller's thread");
             assert!(matches!(store.compact().await, Err(Error::Poisoned { .. })));
             // Reads keep working and show only acknowledged writes.
             assert_eq!(ids(&store).await, acked, "{name} at {fail_at}");
@@ -145,6 +163,37 @@ async fn a_failed_write_or_sync_poisons_until_reopened() {
             store.put_lock(sample::byte_range("after", "s", "f", "o", "c")).await.unwrap();
         }
     }
+}
+
+/// A panic while a lone write commits on its caller's thread (a bug in the
+/// file system layer, say) does not unwind into the caller: the store is
+/// poisoned as after a failed sync, the caller and every later write get
+/// `Poisoned`, and a reopen holds every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_while_a_lone_write_commits_poisons_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = FailingFs::new(1, PANIC, true);
+    let fs: Arc<dyn lockwal::io::FileSystem> = Arc::new(Wrapper(Arc::clone(&failing)));
+    let store = Arc::new(WalLockStore::open_with_fs(fs, dir.path(), options()).await.unwrap());
+    store.put_lock(sample::byte_range("before", "s", "f", "o", "c")).await.unwrap();
+    let here = store.stats().requests_on_caller_thread;
+    failing.arm();
+    let task = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move { store.put_lock(sample::byte_range("during", "s", "f", "o", "c")).await }
+    });
+    let during = task.await.expect("the caller's task does not panic");
+    assert!(matches!(&during, Err(Error::Poisoned { cause }) if cause.contains("panicked")), "got {during:?}");
+    assert_eq!(store.stats().requests_on_caller_thread, here, "the panicked write is not counted");
+    assert!(store.stats().poisoned);
+    let after = store.put_lock(sample::byte_range("after", "s", "f", "o", "c")).await;
+    assert!(matches!(after, Err(Error::Poisoned { .. })), "got {after:?}");
+    assert_eq!(ids(&store).await, ["before"]);
+    drop(store);
+    let store = WalLockStore::open(dir.path(), options()).await.unwrap();
+    let recovered = ids(&store).await;
+    assert!(recovered == ["before"] || recovered == ["before", "during"], "{recovered:?}");
+    store.close().await.unwrap();
 }
 
 /// Regression (issue 15, item 2): grants racing `close` are either refused

@@ -61,6 +61,13 @@ impl Trace {
     }
 }
 
+/// The runtime the steps run on: a multi-thread one, as a server's, so that
+/// each step's write commits on the calling thread the way a lone write of
+/// a server does (`crash_concurrent` covers the writer thread's groups).
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().map_err(|e| e.to_string())
+}
+
 /// Runs `steps` on `fs` (whose `dir` must exist), checking every answer
 /// against the model. Stops at the first step that fails with an I/O
 /// error (an injected fault); `Err` when the store answers differently from
@@ -78,7 +85,7 @@ pub fn run_from(
     initial: Expected,
     steps: &[Step],
 ) -> Result<Trace, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| e.to_string())?;
+    let runtime = runtime()?;
     let (expected, answers) = expected_states_from(initial, steps);
     let mut trace = Trace { expected, issued_at: Vec::new(), acked_at: Vec::new(), calls: 0 };
     let mut store: Option<WalLockStore> = None;
@@ -159,7 +166,7 @@ fn refuses_after_failure(
 /// reopen as a step of its own, whose expected state follows what the
 /// reopened store showed.
 pub fn run_with_reopen(fs: &SimFs, dir: &Path, options: &WalOptions, steps: &[Step]) -> Result<Trace, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().map_err(|e| e.to_string())?;
+    let runtime = runtime()?;
     let fs_dyn: Arc<dyn FileSystem> = Arc::new(fs.clone());
     let open = || WalLockStore::open_blocking(Arc::clone(&fs_dyn), dir.to_owned(), options.clone());
     let mut now = Expected::initial();
