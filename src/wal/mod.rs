@@ -384,6 +384,7 @@ impl WalLockStore {
         }
         let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
         let mut threads = threads.drain(..);
+        // The writer's thread is the first (`open::writable`).
         if let Some(writer) = threads.next() {
             let _ = writer.join();
         }

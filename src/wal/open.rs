@@ -217,6 +217,8 @@ pub(super) fn writable(
             source: e,
         })
     };
+    // The writer's thread first: `WalLockStore::stop` joins it, then drops
+    // the writer, before it joins the compactor.
     let threads = vec![
         spawn("lockwal-writer", Box::new(move || Writer::run(thread_core, writer_rx)))?,
         spawn(
