@@ -5,7 +5,7 @@
 use super::command::Command;
 use super::handles::Handles;
 use super::index::{ById, Index, NIL, SlotId};
-use super::ranges::{BUILD_AT, RangeIndexes};
+use super::ranges::RangeIndexes;
 use super::records::Records;
 use super::slab::{CLIENT, FILE, OWNER, SHARE, Slab, Slot, StoredKind, slot_number, sort_by_id};
 use super::undo::{Undo, UndoStep};
@@ -383,16 +383,6 @@ impl State {
         debug_assert!(indexed.is_ok(), "a put removes the lock it replaces first");
         self.slots.set(slot_id, slot, [p0, p1, p2, p3]);
         self.ranges_added(slot_id);
-    }
-
-    /// Builds the range index of every file of [`BUILD_AT`] locks or more
-    /// (after a restore built the key indexes in bulk).
-    pub(super) fn build_range_indexes(&mut self) {
-        let State { slots, by_file, ranges, .. } = self;
-        for posting in by_file.postings().filter(|p| p.slots.len() >= BUILD_AT) {
-            let file_slots = posting.slots.as_slice().iter().map(|&s| (s, slots.get(s).expect("live"))).collect();
-            ranges.build(&posting.key, file_slots);
-        }
     }
 
     /// Keeps the range index of `slot_id`'s file in step after the slot

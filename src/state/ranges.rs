@@ -146,23 +146,81 @@ impl RangeIndexes {
     }
 
     /// Builds `file`'s index from all its slots: the ranges sorted, then
-    /// the tree in one pass ([`Treap::from_sorted`]), the same tree that
+    /// the tree in one pass ([`Treap::from_nodes`]), the same tree that
     /// inserting them one by one makes, in linear time and memory order.
     pub(crate) fn build(&mut self, file: &Arc<str>, slots: Vec<(SlotId, &Slot)>) {
-        let mut ranges = Vec::with_capacity(slots.len());
-        let mut whole_file = HashSet::default();
+        let mut pending = Pending::with_capacity(slots.len());
         for (slot_id, slot) in slots {
-            match indexed_span(&slot.kind) {
-                Some((first, last)) => ranges.push((first, last, slot_id)),
-                None => {
-                    let added = whole_file.insert(slot_id);
-                    debug_assert!(added, "slot {slot_id} indexed twice");
-                }
+            pending.add(slot_id, &slot.kind);
+        }
+        self.files.insert(Arc::clone(file), pending.build());
+    }
+}
+
+/// The range indexes of many files built at once, from their locks visited
+/// in any order (a restore visits the slab in slot order, reading each slot
+/// once instead of each file's slots apart): a file's locks are collected
+/// as they come, and each file's index is built at the end, as
+/// [`RangeIndexes::build`] builds one.
+pub(crate) struct RangeBuilder {
+    /// Per file number, its locks so far if it has [`BUILD_AT`] or more.
+    files: Vec<Option<Pending>>,
+}
+
+impl RangeBuilder {
+    /// A builder for files numbered `0..counts.len()`, file `n` holding
+    /// `counts[n]` locks: those of [`BUILD_AT`] or more get an index.
+    pub(crate) fn new(counts: &[u32]) -> Self {
+        let files = counts.iter().map(|&n| (n as usize >= BUILD_AT).then(|| Pending::with_capacity(n as usize)));
+        RangeBuilder { files: files.collect() }
+    }
+
+    /// Slot `slot_id`, holding `kind`, is a lock of file `file`.
+    pub(crate) fn add(&mut self, file: usize, slot_id: SlotId, kind: &StoredKind) {
+        if let Some(pending) = &mut self.files[file] {
+            pending.add(slot_id, kind);
+        }
+    }
+
+    /// The indexes, file `n` keyed by `key(n)`.
+    pub(crate) fn build(self, key: impl Fn(usize) -> Arc<str>) -> RangeIndexes {
+        let mut indexes = RangeIndexes::default();
+        indexes.files.reserve(self.files.iter().filter(|f| f.is_some()).count());
+        for (n, pending) in self.files.into_iter().enumerate() {
+            if let Some(pending) = pending {
+                indexes.files.insert(key(n), pending.build());
             }
         }
-        ranges.sort_unstable_by_key(|&(first, _, slot)| (first, slot));
-        let tree = Treap::from_sorted(&ranges);
-        self.files.insert(Arc::clone(file), FileRanges { tree, whole_file });
+        indexes
+    }
+}
+
+/// One file's locks collected for its index: byte ranges as (first, last,
+/// slot), the others in the set.
+struct Pending {
+    /// The byte ranges as the tree's leaves, in the tree's own arena.
+    nodes: Vec<Node>,
+    whole_file: HashSet<SlotId, Hasher>,
+}
+
+impl Pending {
+    fn with_capacity(locks: usize) -> Self {
+        Pending { nodes: Vec::with_capacity(locks), whole_file: HashSet::default() }
+    }
+
+    fn add(&mut self, slot_id: SlotId, kind: &StoredKind) {
+        match indexed_span(kind) {
+            Some((first, last)) => self.nodes.push(Node::leaf(first, last, slot_id)),
+            None => {
+                let added = self.whole_file.insert(slot_id);
+                debug_assert!(added, "slot {slot_id} indexed twice");
+            }
+        }
+    }
+
+    /// The tree built in one pass ([`Treap::from_nodes`]).
+    fn build(self) -> FileRanges {
+        FileRanges { tree: Treap::from_nodes(self.nodes), whole_file: self.whole_file }
     }
 }
 
@@ -176,14 +234,24 @@ struct Node {
     last: u64,
     /// The largest `last` in this node's subtree.
     max: u64,
-    priority: u64,
     left: u32,
     right: u32,
 }
 
 impl Node {
+    /// A node without children.
+    fn leaf(first: u64, last: u64, slot: SlotId) -> Self {
+        Node { first, slot, last, max: last, left: NONE, right: NONE }
+    }
+
     fn key(&self) -> (u64, SlotId) {
         (self.first, self.slot)
+    }
+
+    /// Its priority, a hash of its key (computed, not stored: a node is 40
+    /// bytes instead of 48, and a restore builds millions).
+    fn priority(&self) -> u64 {
+        priority(self.first, self.slot)
     }
 }
 
@@ -253,7 +321,7 @@ impl Treap {
         if high == NONE {
             return low;
         }
-        if self.nodes[low as usize].priority >= self.nodes[high as usize].priority {
+        if self.nodes[low as usize].priority() >= self.nodes[high as usize].priority() {
             let right = self.nodes[low as usize].right;
             let merged = self.merge(right, high);
             self.nodes[low as usize].right = merged;
@@ -268,30 +336,26 @@ impl Treap {
         }
     }
 
-    /// The treap of `ranges`, (first, last, slot) sorted by (first, slot)
-    /// without repeats, built the way a Cartesian tree is: each node in key
-    /// order becomes the right child of the last node on the stack of the
-    /// tree's right spine with a priority at least its own, after taking
-    /// the nodes it pops (lower priority) as its left subtree. A node's
-    /// subtree is complete when it is popped (or at the end), so its max is
-    /// set then. Ties keep the lower key above, as [`Treap::merge`] does,
-    /// so the tree is the one inserting the ranges makes.
-    fn from_sorted(ranges: &[(u64, u64, SlotId)]) -> Self {
-        debug_assert!(ranges.windows(2).all(|w| (w[0].0, w[0].2) < (w[1].0, w[1].2)), "sorted, no repeats");
-        let mut nodes: Vec<Node> = ranges
-            .iter()
-            .map(|&(first, last, slot)| Node {
-                first,
-                slot,
-                last,
-                max: last,
-                priority: priority(first, slot),
-                left: NONE,
-                right: NONE,
-            })
-            .collect();
+    /// The treap of `ranges`, (first, last, slot) without repeated keys.
+    #[cfg(test)]
+    fn from_ranges(ranges: &[(u64, u64, SlotId)]) -> Self {
+        Self::from_nodes(ranges.iter().map(|&(first, last, slot)| Node::leaf(first, last, slot)).collect())
+    }
+
+    /// The treap of `nodes` (leaves without repeated keys), sorted by key
+    /// and then built the way a Cartesian tree is: each node in key order
+    /// becomes the right child of the last node on the stack of the tree's
+    /// right spine with a priority at least its own, after taking the nodes
+    /// it pops (lower priority) as its left subtree. A node's subtree is
+    /// complete when it is popped (or at the end), so its max is set then.
+    /// Ties keep the lower key above, as [`Treap::merge`] does, so the tree
+    /// is the one inserting the ranges makes, and its arena is in key order.
+    fn from_nodes(mut nodes: Vec<Node>) -> Self {
+        nodes.sort_unstable_by_key(Node::key);
+        debug_assert!(nodes.windows(2).all(|w| w[0].key() < w[1].key()), "no repeated keys");
         let len = u32::try_from(nodes.len()).ok().filter(|&n| n < NONE).expect("fewer than 2^32-1 locks per file");
-        let mut spine: Vec<u32> = Vec::new();
+        // The right spine: each node with its priority.
+        let mut spine: Vec<(u32, u64)> = Vec::new();
         let finish = |nodes: &mut [Node], at: u32| {
             let n = &nodes[at as usize];
             let max = [n.left, n.right]
@@ -302,9 +366,10 @@ impl Treap {
             nodes[at as usize].max = max;
         };
         for at in 0..len {
+            let priority = nodes[at as usize].priority();
             let mut left = NONE;
-            while let Some(&top) = spine.last() {
-                if nodes[top as usize].priority >= nodes[at as usize].priority {
+            while let Some(&(top, top_priority)) = spine.last() {
+                if top_priority >= priority {
                     break;
                 }
                 spine.pop();
@@ -312,20 +377,20 @@ impl Treap {
                 left = top;
             }
             nodes[at as usize].left = left;
-            if let Some(&top) = spine.last() {
+            if let Some(&(top, _)) = spine.last() {
                 nodes[top as usize].right = at;
             }
-            spine.push(at);
+            spine.push((at, priority));
         }
-        let root = spine.first().copied().unwrap_or(NONE);
-        while let Some(top) = spine.pop() {
+        let root = spine.first().map_or(NONE, |&(at, _)| at);
+        while let Some((top, _)) = spine.pop() {
             finish(&mut nodes, top);
         }
         Self { nodes, free: Vec::new(), root, len: len as usize }
     }
 
     fn insert(&mut self, first: u64, last: u64, slot: SlotId) {
-        let node = Node { first, slot, last, max: last, priority: priority(first, slot), left: NONE, right: NONE };
+        let node = Node::leaf(first, last, slot);
         let at = match self.free.pop() {
             Some(at) => {
                 self.nodes[at as usize] = node;
@@ -408,12 +473,11 @@ impl Treap {
             return None;
         }
         let node = &self.nodes[at as usize];
-        assert!(node.priority <= parent_priority, "treap heap order broken at slot {}", node.slot);
-        assert_eq!(node.priority, priority(node.first, node.slot), "priority of slot {}", node.slot);
+        assert!(node.priority() <= parent_priority, "treap heap order broken at slot {}", node.slot);
         assert!(node.first <= node.last, "interval of slot {} is reversed", node.slot);
-        let left = self.check_node(node.left, node.priority, out);
+        let left = self.check_node(node.left, node.priority(), out);
         out.push((node.first, node.last, node.slot));
-        let right = self.check_node(node.right, node.priority, out);
+        let right = self.check_node(node.right, node.priority(), out);
         let max = [left, right].into_iter().flatten().fold(node.last, u64::max);
         assert_eq!(node.max, max, "subtree max of slot {}", node.slot);
         Some(max)
@@ -511,22 +575,21 @@ mod tests {
     }
 
     proptest! {
-        /// Building from the sorted ranges makes the tree, node for node,
+        /// Building from the ranges in any order makes the tree, node for node,
         /// that inserting them one by one makes (regression guard for the
         /// restore's one-pass build).
         #[test]
-        fn a_tree_built_from_sorted_ranges_is_the_one_inserts_make(
+        fn a_tree_built_from_ranges_in_any_order_is_the_one_inserts_make(
             ranges in proptest::collection::vec((bound(), bound()), 0..300)
         ) {
-            let mut sorted: Vec<(u64, u64, SlotId)> =
+            let ranges: Vec<(u64, u64, SlotId)> =
                 ranges.iter().enumerate().map(|(i, &(a, b))| (a.min(b), a.max(b), i as SlotId)).collect();
             let mut inserted = Treap::default();
-            sorted.iter().for_each(|&(f, l, s)| inserted.insert(f, l, s));
-            sorted.sort_unstable_by_key(|&(f, _, s)| (f, s));
-            let built = Treap::from_sorted(&sorted);
+            ranges.iter().for_each(|&(f, l, s)| inserted.insert(f, l, s));
+            let built = Treap::from_ranges(&ranges);
             prop_assert_eq!(built.check(), inserted.check());
             prop_assert_eq!(shape(&built), shape(&inserted));
-            prop_assert_eq!(built.len, sorted.len());
+            prop_assert_eq!(built.len, ranges.len());
         }
     }
 

@@ -1,10 +1,12 @@
 //! Loading a snapshot back into a state: the [`Restorer`] takes entries in
 //! file order (or in two [`Part`]s filled at once on two threads) and, at
 //! the end, builds each index's key arrays at their exact sizes and
-//! installs them once per distinct key.
+//! installs them once per distinct key, and the range index of each file of
+//! many locks from one pass over the slab.
 
 use super::index::{Index, NIL, Posting, SlotId, Slots};
 use super::machine::State;
+use super::ranges::{RangeBuilder, RangeIndexes};
 use super::slab::{CHUNK, Chunks, Slab, Slot, StoredKind, slot_number};
 use crate::model::{ClientKind, ClientRecord, DurableHandle, LockKind, Timestamp};
 use std::sync::Arc;
@@ -343,7 +345,7 @@ impl Restorer {
             insert_record(&mut state, &space, &key, value).map_err(|_| FinishError::DuplicateExtra)?;
         }
         state.slots.slots = slots;
-        let State { slots, by_id, by_file, by_owner, by_client, by_share, .. } = &mut state;
+        let State { slots, by_id, by_file, by_owner, by_client, by_share, ranges, .. } = &mut state;
         let Slab { slots, positions } = slots;
         let slots = &*slots;
         let mut index_ids = move || -> std::result::Result<(), FinishError> {
@@ -354,7 +356,8 @@ impl Restorer {
             Ok(())
         };
         let indexes = [by_file, by_owner, by_client, by_share];
-        let build_arrays = move || -> std::result::Result<(), FinishError> {
+        let index_keys = move || -> std::result::Result<(), FinishError> {
+            *ranges = build_ranges(slots, &refs[0], &strings);
             for ((index, refs), positions) in indexes.into_iter().zip(refs).zip(positions.iter_mut()) {
                 *positions = install_arrays(index, refs, &strings, &string_at)?;
             }
@@ -362,17 +365,37 @@ impl Restorer {
         };
         if slots.len() - indexed < PARALLEL_IDS {
             index_ids()?;
-            build_arrays()?;
+            index_keys()?;
         } else {
             std::thread::scope(|scope| {
                 let ids = scope.spawn(index_ids);
-                let arrays = build_arrays();
-                ids.join().expect("indexing ids does not panic").and(arrays)
+                let keys = index_keys();
+                ids.join().expect("indexing ids does not panic").and(keys)
             })?;
         }
-        state.build_range_indexes();
         Ok(state)
     }
+}
+
+/// The range index of every file of [`BUILD_AT`] locks or more, from one
+/// pass over the slab in slot order (each slot read once, where visiting
+/// each file's slots apart would read them in random order): `files[i]` is
+/// the string-table entry of slot `i`'s file ([`NO_KEY`] for a free slot).
+///
+/// [`BUILD_AT`]: super::ranges::BUILD_AT
+fn build_ranges(slots: &Chunks, files: &[u32], strings: &[Arc<str>]) -> RangeIndexes {
+    let mut counts = vec![0u32; strings.len()];
+    for &file in files.iter().filter(|&&f| f != NO_KEY) {
+        counts[file as usize] += 1;
+    }
+    let mut builder = RangeBuilder::new(&counts);
+    drop(counts);
+    for (i, (slot, &file)) in slots.iter().zip(files).enumerate() {
+        if let Some(slot) = slot {
+            builder.add(file as usize, slot_number(i), &slot.kind);
+        }
+    }
+    builder.build(|file| Arc::clone(&strings[file]))
 }
 
 fn insert_record(state: &mut State, space: &str, key: &[u8], value: Vec<u8>) -> std::result::Result<(), RestoreError> {
