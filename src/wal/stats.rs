@@ -7,7 +7,11 @@ use super::recovery::TornTail;
 use std::time::Duration;
 
 /// What [`WalLockStore::stats`](super::WalLockStore::stats) reports.
+///
+/// Non-exhaustive: a later version may add counters, so code outside the
+/// crate reads the fields and never builds one.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct WalStats {
     /// The current epoch.
     pub epoch: u64,
