@@ -318,9 +318,9 @@ impl Restorer {
         self.part.clients.extend(clients);
     }
 
-    /// Builds the key arrays, installs them in the indexes, indexes the ids
-    /// not yet indexed (in parallel with the key arrays when there are
-    /// many), and returns the state.
+    /// Builds the key arrays, installs them in the indexes, builds the
+    /// range indexes, indexes the ids not yet indexed (in parallel with the
+    /// rest when there are many), and returns the state.
     pub(crate) fn finish(mut self) -> std::result::Result<State, FinishError> {
         self.part.close();
         let Restorer { mut state, strings, string_at, part, indexed, forked: _ } = self;
