@@ -508,7 +508,8 @@ mod tests {
 
     proptest! {
         /// Inserts and removes against a plain list: the same hits for
-        /// every query, every invariant after every step.
+        /// every query, every invariant and the same shape as a tree built
+        /// from the list after every step.
         #[test]
         fn the_treap_answers_like_a_scan(
             steps in proptest::collection::vec((any::<bool>(), bound(), bound(), 0u32..40, bound(), bound()), 1..200)
@@ -531,6 +532,8 @@ mod tests {
                 let mut want = list.clone();
                 want.sort_unstable_by_key(|i| (i.0, i.2));
                 prop_assert_eq!(tree.check(), want);
+                // Inserts and removes keep the one shape the contents have.
+                prop_assert_eq!(shape(&tree), shape(&Treap::from_ranges(&list)));
                 let (lo, hi) = (q0.min(q1), q0.max(q1));
                 prop_assert_eq!(query(&tree, lo, hi), brute(&list, lo, hi));
             }
