@@ -165,6 +165,12 @@ impl State {
         self.clean
     }
 
+    /// How many locks `file`'s range index holds, if it has one. For tests.
+    #[cfg(test)]
+    pub(crate) fn range_indexed(&self, file: &str) -> Option<usize> {
+        self.ranges.get(file).map(|r| r.len())
+    }
+
     /// Checks every index invariant; panics with a description when one is
     /// broken. For tests and fuzzing.
     pub fn check_invariants(&self) {

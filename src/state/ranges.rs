@@ -161,42 +161,57 @@ impl RangeIndexes {
 /// in any order (a restore visits the slab in slot order, reading each slot
 /// once instead of each file's slots apart): a file's locks are collected
 /// as they come, and each file's index is built at the end, as
-/// [`RangeIndexes::build`] builds one.
+/// [`RangeIndexes::build`] builds one. Files are named by number (a
+/// restore's string-table entries).
 pub(crate) struct RangeBuilder {
-    /// Per file number, its locks so far if it has [`BUILD_AT`] or more.
-    files: Vec<Option<Pending>>,
+    /// Per file number, where the file is in `files`, or [`NONE`] for a file
+    /// of fewer than [`BUILD_AT`] locks.
+    at: Vec<u32>,
+    /// The files of [`BUILD_AT`] locks or more: number and locks so far.
+    files: Vec<(usize, Pending)>,
 }
 
 impl RangeBuilder {
     /// A builder for files numbered `0..counts.len()`, file `n` holding
-    /// `counts[n]` locks: those of [`BUILD_AT`] or more get an index.
-    pub(crate) fn new(counts: &[u32]) -> Self {
-        let files = counts.iter().map(|&n| (n as usize >= BUILD_AT).then(|| Pending::with_capacity(n as usize)));
-        RangeBuilder { files: files.collect() }
+    /// `counts[n]` locks: those of [`BUILD_AT`] or more get an index. The
+    /// counts' memory becomes the builder's map from number to file.
+    pub(crate) fn new(mut counts: Vec<u32>) -> Self {
+        let mut files = Vec::new();
+        for (n, count) in counts.iter_mut().enumerate() {
+            if *count as usize >= BUILD_AT {
+                files.push((n, Pending::with_capacity(*count as usize)));
+                *count = u32::try_from(files.len() - 1).expect("fewer files than string-table entries");
+            } else {
+                *count = NONE;
+            }
+        }
+        RangeBuilder { at: counts, files }
     }
 
     /// Slot `slot_id`, holding `kind`, is a lock of file `file`.
     pub(crate) fn add(&mut self, file: usize, slot_id: SlotId, kind: &StoredKind) {
-        if let Some(pending) = &mut self.files[file] {
-            pending.add(slot_id, kind);
+        let at = self.at[file];
+        if at != NONE {
+            self.files[at as usize].1.add(slot_id, kind);
         }
     }
 
     /// The indexes, file `n` keyed by `key(n)`.
     pub(crate) fn build(self, key: impl Fn(usize) -> Arc<str>) -> RangeIndexes {
+        drop(self.at);
         let mut indexes = RangeIndexes::default();
-        indexes.files.reserve(self.files.iter().filter(|f| f.is_some()).count());
-        for (n, pending) in self.files.into_iter().enumerate() {
-            if let Some(pending) = pending {
-                indexes.files.insert(key(n), pending.build());
-            }
+        indexes.files.reserve(self.files.len());
+        for (n, pending) in self.files {
+            // Two numbers with the same text overwrite each other here; a
+            // restore then fails (a repeated string), so either is fine.
+            indexes.files.insert(key(n), pending.build());
         }
         indexes
     }
 }
 
-/// One file's locks collected for its index: byte ranges as (first, last,
-/// slot), the others in the set.
+/// One file's locks collected for its index: byte ranges as the tree's
+/// leaves, the others in the set.
 struct Pending {
     /// The byte ranges as the tree's leaves, in the tree's own arena.
     nodes: Vec<Node>,
@@ -204,6 +219,8 @@ struct Pending {
 }
 
 impl Pending {
+    /// Room for `locks` ranges (what is left over by share reservations,
+    /// leases and delegations is given back in [`Pending::build`]).
     fn with_capacity(locks: usize) -> Self {
         Pending { nodes: Vec::with_capacity(locks), whole_file: HashSet::default() }
     }
@@ -219,13 +236,19 @@ impl Pending {
     }
 
     /// The tree built in one pass ([`Treap::from_nodes`]).
-    fn build(self) -> FileRanges {
+    fn build(mut self) -> FileRanges {
+        if self.nodes.len() < self.nodes.capacity() {
+            self.nodes.shrink_to_fit();
+        }
         FileRanges { tree: Treap::from_nodes(self.nodes), whole_file: self.whole_file }
     }
 }
 
 /// "No node".
 const NONE: u32 = u32::MAX;
+
+// What DESIGN.md and decision 0056 say a node costs.
+const _: () = assert!(std::mem::size_of::<Node>() == 40);
 
 #[derive(Debug, Clone)]
 struct Node {
@@ -594,6 +617,29 @@ mod tests {
             prop_assert_eq!(shape(&built), shape(&inserted));
             prop_assert_eq!(built.len, ranges.len());
         }
+    }
+
+    /// Keys of equal priority (the hash mixes `first` and the slot shifted
+    /// by 32 bits, so `(k << 32, k ^ c)` all collide): ties go to the lower
+    /// key, in the one-pass build and in inserts in any order alike.
+    #[test]
+    fn keys_of_equal_priority_make_one_shape_whatever_the_order() {
+        let ranges: Vec<(u64, u64, SlotId)> =
+            (0..200u64).map(|k| (k << 32, (k << 32) + 9, (k ^ 0x55) as SlotId)).collect();
+        assert!(
+            ranges.iter().all(|&(f, _, s)| priority(f, s) == priority(ranges[0].0, ranges[0].2)),
+            "the keys collide"
+        );
+        let built = Treap::from_ranges(&ranges);
+        let mut shuffled = ranges.clone();
+        shuffled.sort_unstable_by_key(|&(f, _, s)| priority(f ^ 0xABCD, s));
+        for order in [ranges.clone(), ranges.iter().rev().copied().collect(), shuffled] {
+            let mut inserted = Treap::default();
+            order.iter().for_each(|&(f, l, s)| inserted.insert(f, l, s));
+            assert_eq!(shape(&inserted), shape(&built));
+        }
+        assert_eq!(built.nodes[built.root as usize].key(), (ranges[0].0, ranges[0].2), "the lowest key is on top");
+        assert_eq!(query(&built, 5 << 32, 5 << 32), vec![(5 ^ 0x55) as SlotId]);
     }
 
     /// A thousand nested intervals (every one holds the query byte) and a

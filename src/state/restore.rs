@@ -32,7 +32,8 @@ impl State {
 /// Entries arrive in file order. Once the string table is complete, the
 /// rest of the file may be restored in two [`Part`]s at once (see
 /// [`Restorer::fork`]): then ids are indexed in [`Restorer::finish`], in
-/// parallel with the key arrays, instead of as each lock arrives.
+/// parallel with the range indexes and the key arrays, instead of as each
+/// lock arrives.
 pub(crate) struct Restorer {
     state: State,
     strings: Vec<Arc<str>>,
@@ -384,12 +385,12 @@ impl Restorer {
 ///
 /// [`BUILD_AT`]: super::ranges::BUILD_AT
 fn build_ranges(slots: &Chunks, files: &[u32], strings: &[Arc<str>]) -> RangeIndexes {
+    debug_assert_eq!(slots.len(), files.len(), "one entry per slot");
     let mut counts = vec![0u32; strings.len()];
     for &file in files.iter().filter(|&&f| f != NO_KEY) {
         counts[file as usize] += 1;
     }
-    let mut builder = RangeBuilder::new(&counts);
-    drop(counts);
+    let mut builder = RangeBuilder::new(counts);
     for (i, (slot, &file)) in slots.iter().zip(files).enumerate() {
         if let Some(slot) = slot {
             builder.add(file as usize, slot_number(i), &slot.kind);

@@ -354,3 +354,67 @@ fn a_header_claiming_too_many_locks_is_damage_on_two_threads() {
         assert_eq!(damage.offset, 32, "{}", damage.reason);
     }
 }
+
+/// A restore builds the range index of each file of 64 locks or more from
+/// one pass over the slab (`state::restore::build_ranges`): here files of
+/// 20,000 locks mixing byte ranges (at offsets above 2^32, zero-byte, to
+/// end of file, so that the sort is needed) with share reservations, leases
+/// and delegations, of exactly 64 and 63 locks, and of whole-file locks
+/// only, with free slots among them. Both loads restore what was encoded,
+/// index and all (`check_invariants` compares each range index with the
+/// file's locks), answer the test query alike, and keep the index in step
+/// with writes after the restore.
+#[test]
+fn a_restored_crowded_file_mixing_kinds_matches_its_source() {
+    use crate::model::{ByteRange, LockKind, PersistedLock};
+    let kinds = sample::every_kind();
+    let (ranges, whole): (Vec<_>, Vec<_>) =
+        kinds.iter().map(|l| l.kind.clone()).partition(|k| matches!(k, LockKind::ByteRange(_)));
+    let lock = |id: String, file: &str, kind: LockKind| PersistedLock {
+        id: id.into(),
+        file_id: file.into(),
+        kind,
+        ..sample::byte_range("", "s", "", &format!("o{}", file.len()), "c")
+    };
+    let ranged = |i: usize| match &ranges[i % ranges.len()] {
+        LockKind::ByteRange(r) if r.length != 0 && r.length < u64::MAX - (1 << 44) => {
+            LockKind::ByteRange(ByteRange { offset: (i as u64).wrapping_mul(0x9E37_79B9) % (1 << 44), ..*r })
+        }
+        other => other.clone(),
+    };
+    let mut ops = Vec::new();
+    for i in 0..20_000 {
+        let kind = if i % 5 == 0 { whole[i % whole.len()].clone() } else { ranged(i) };
+        ops.push(Op::PutLock(lock(format!("big-{i}"), "big", kind)));
+    }
+    ops.extend((0..64).map(|i| Op::PutLock(lock(format!("exact-{i}"), "exact", ranged(i)))));
+    ops.extend((0..63).map(|i| Op::PutLock(lock(format!("below-{i}"), "below", ranged(i)))));
+    ops.extend((0..100).map(|i| Op::PutLock(lock(format!("whole-{i}"), "whole", whole[i % whole.len()].clone()))));
+    let mut state = State::new();
+    state.apply(&Command::Open { epoch: 2 }).unwrap();
+    for chunk in ops.chunks(1000) {
+        state.apply(&Command::Txn(chunk.to_vec())).unwrap();
+    }
+    let deletes = (0..20_000).step_by(7).map(|i| Op::DeleteLock { id: format!("big-{i}") }).collect::<Vec<_>>();
+    state.apply(&Command::Txn(deletes)).unwrap();
+    state.check_invariants();
+    // Small blocks: the load forks after the first lock's block, leaving
+    // more than the 16,384 ids that `finish` indexes on a second thread.
+    let file = encode_small(&state, 9);
+    let (two, fast) = decode_two(&file);
+    assert!(fast, "the two-thread load took its fast path");
+    for (_, mut restored) in [decode(&file, Threads::One).unwrap(), two.unwrap()] {
+        assert_same(&restored, &state);
+        assert_eq!(restored.range_indexed("exact"), Some(64), "64 locks have a range index");
+        assert_eq!(restored.range_indexed("below"), None, "63 locks restore without one");
+        assert_eq!(restored.range_indexed("whole"), Some(100));
+        assert_eq!(restored.range_indexed("big"), state.range_indexed("big"));
+        let mut writes: Vec<Op> =
+            (0..20_000).step_by(7).map(|i| Op::PutLock(lock(format!("big-{i}"), "big", ranged(i)))).collect();
+        writes.extend((0..50).map(|i| Op::DeleteLock { id: format!("whole-{i}") }));
+        writes.push(Op::PutLock(lock("below-63".into(), "below", ranged(63))));
+        restored.apply(&Command::Txn(writes)).unwrap();
+        restored.check_invariants();
+        assert_eq!(restored.range_indexed("below"), Some(64), "the 64th lock builds the index");
+    }
+}
