@@ -173,19 +173,18 @@ pub(crate) struct RangeBuilder {
 
 impl RangeBuilder {
     /// A builder for files numbered `0..counts.len()`, file `n` holding
-    /// `counts[n]` locks: those of [`BUILD_AT`] or more get an index. The
-    /// counts' memory becomes the builder's map from number to file.
-    pub(crate) fn new(mut counts: Vec<u32>) -> Self {
-        let mut files = Vec::new();
-        for (n, count) in counts.iter_mut().enumerate() {
-            if *count as usize >= BUILD_AT {
-                files.push((n, Pending::with_capacity(*count as usize)));
-                *count = u32::try_from(files.len() - 1).expect("fewer files than string-table entries");
-            } else {
-                *count = NONE;
+    /// `counts[n]` locks: those of [`BUILD_AT`] or more get an index.
+    pub(crate) fn new(counts: &[u32]) -> Self {
+        let (mut at, mut files) = (Vec::with_capacity(counts.len()), Vec::new());
+        for (n, &count) in counts.iter().enumerate() {
+            if (count as usize) < BUILD_AT {
+                at.push(NONE);
+                continue;
             }
+            at.push(u32::try_from(files.len()).expect("fewer files than string-table entries"));
+            files.push((n, Pending::with_capacity(count as usize)));
         }
-        RangeBuilder { at: counts, files }
+        RangeBuilder { at, files }
     }
 
     /// Slot `slot_id`, holding `kind`, is a lock of file `file`.
@@ -237,9 +236,7 @@ impl Pending {
 
     /// The tree built in one pass ([`Treap::from_nodes`]).
     fn build(mut self) -> FileRanges {
-        if self.nodes.len() < self.nodes.capacity() {
-            self.nodes.shrink_to_fit();
-        }
+        self.nodes.shrink_to_fit();
         FileRanges { tree: Treap::from_nodes(self.nodes), whole_file: self.whole_file }
     }
 }

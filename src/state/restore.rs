@@ -7,7 +7,7 @@
 use super::index::{Index, NIL, Posting, SlotId, Slots};
 use super::machine::State;
 use super::ranges::{RangeBuilder, RangeIndexes};
-use super::slab::{CHUNK, Chunks, Slab, Slot, StoredKind, slot_number};
+use super::slab::{CHUNK, Chunks, FILE, Slab, Slot, StoredKind, slot_number};
 use crate::model::{ClientKind, ClientRecord, DurableHandle, LockKind, Timestamp};
 use std::sync::Arc;
 
@@ -358,9 +358,14 @@ impl Restorer {
         };
         let indexes = [by_file, by_owner, by_client, by_share];
         let index_keys = move || -> std::result::Result<(), FinishError> {
-            *ranges = build_ranges(slots, &refs[0], &strings);
-            for ((index, refs), positions) in indexes.into_iter().zip(refs).zip(positions.iter_mut()) {
-                *positions = install_arrays(index, refs, &strings, &string_at)?;
+            let keyed = indexes.into_iter().zip(refs).zip(positions.iter_mut()).enumerate();
+            for (which, ((index, refs), positions)) in keyed {
+                let counts = key_counts(&refs, strings.len());
+                if which == FILE {
+                    // Before the file entries become positions.
+                    *ranges = build_ranges(slots, &refs, &counts, &strings);
+                }
+                *positions = install_arrays(index, refs, &counts, &strings, &string_at)?;
             }
             Ok(())
         };
@@ -381,15 +386,12 @@ impl Restorer {
 /// The range index of every file of [`BUILD_AT`] locks or more, from one
 /// pass over the slab in slot order (each slot read once, where visiting
 /// each file's slots apart would read them in random order): `files[i]` is
-/// the string-table entry of slot `i`'s file ([`NO_KEY`] for a free slot).
+/// the string-table entry of slot `i`'s file ([`NO_KEY`] for a free slot),
+/// and `counts` says how many locks each entry names.
 ///
 /// [`BUILD_AT`]: super::ranges::BUILD_AT
-fn build_ranges(slots: &Chunks, files: &[u32], strings: &[Arc<str>]) -> RangeIndexes {
+fn build_ranges(slots: &Chunks, files: &[u32], counts: &[u32], strings: &[Arc<str>]) -> RangeIndexes {
     debug_assert_eq!(slots.len(), files.len(), "one entry per slot");
-    let mut counts = vec![0u32; strings.len()];
-    for &file in files.iter().filter(|&&f| f != NO_KEY) {
-        counts[file as usize] += 1;
-    }
     let mut builder = RangeBuilder::new(counts);
     for (i, (slot, &file)) in slots.iter().zip(files).enumerate() {
         if let Some(slot) = slot {
@@ -397,6 +399,16 @@ fn build_ranges(slots: &Chunks, files: &[u32], strings: &[Arc<str>]) -> RangeInd
         }
     }
     builder.build(|file| Arc::clone(&strings[file]))
+}
+
+/// How many slots name each of `keys` string-table entries in `refs` (one
+/// entry per slot, [`NO_KEY`] for a free slot).
+fn key_counts(refs: &[u32], keys: usize) -> Vec<u32> {
+    let mut counts = vec![0u32; keys];
+    for &r in refs.iter().filter(|&&r| r != NO_KEY) {
+        counts[r as usize] += 1;
+    }
+    counts
 }
 
 fn insert_record(state: &mut State, space: &str, key: &[u8], value: Vec<u8>) -> std::result::Result<(), RestoreError> {
@@ -411,23 +423,19 @@ fn insert_record(state: &mut State, space: &str, key: &[u8], value: Vec<u8>) -> 
 const PARALLEL_IDS: usize = 1 << 14;
 
 /// Installs in `index` the key arrays of the locks whose keys are the
-/// string-table entries `refs` (one per slot, [`NO_KEY`] for a free slot)
-/// and returns the slots' positions in them. Each entry of `refs` is
-/// overwritten with the position: no second array of that size exists while
-/// it is built.
+/// string-table entries `refs` (one per slot, [`NO_KEY`] for a free slot;
+/// `counts` from [`key_counts`]) and returns the slots' positions in them.
+/// Each entry of `refs` is overwritten with the position: no second array of
+/// that size exists while it is built.
 fn install_arrays(
     index: &mut Index,
     mut refs: Vec<u32>,
+    counts: &[u32],
     strings: &[Arc<str>],
     string_at: &[usize],
 ) -> std::result::Result<Vec<u32>, FinishError> {
-    let mut counts = vec![0u32; strings.len()];
-    for &r in refs.iter().filter(|&&r| r != NO_KEY) {
-        counts[r as usize] += 1;
-    }
     let mut lists: Vec<Option<Slots>> =
         counts.iter().map(|&n| (n > 1).then(|| Slots::Many(Vec::with_capacity(n as usize)))).collect();
-    drop(counts);
     for (slot, entry) in refs.iter_mut().enumerate() {
         if *entry == NO_KEY {
             *entry = NIL;
