@@ -18,6 +18,7 @@ impl State {
     /// nothing; a lock with the candidate's id is skipped (the candidate
     /// would replace it).
     pub fn test_lock(&self, candidate: &PersistedLock) -> Conflicts {
+        debug_assert!(self.pending_keys.is_none(), "a test query while the keys are pending");
         let mut out = Conflicts::default();
         let mut judge_slot = |i: SlotId| {
             let Some(slot) = self.slots.get(i) else { return };

@@ -7,6 +7,7 @@ use super::handles::Handles;
 use super::index::{ById, Index, NIL, SlotId};
 use super::ranges::RangeIndexes;
 use super::records::Records;
+use super::restore::PendingKeys;
 use super::slab::{CLIENT, FILE, OWNER, SHARE, Slab, Slot, StoredKind, slot_number, sort_by_id};
 use super::undo::{Undo, UndoStep};
 use crate::error::{Error, ReclaimRefusal, Result};
@@ -36,6 +37,11 @@ pub struct State {
     pub(super) ranges: RangeIndexes,
     pub(super) epoch: u64,
     pub(super) clean: bool,
+    /// Set between a restore that left the key indexes to be built and
+    /// [`State::index_pending_keys`] (WAL replay of a long log, see
+    /// [`PendingKeys`]): then the four key indexes and the range indexes
+    /// are empty, and each slot's positions are string-table entries.
+    pub(super) pending_keys: Option<Box<PendingKeys>>,
 }
 
 impl Default for State {
@@ -61,6 +67,7 @@ impl State {
             ranges: RangeIndexes::default(),
             epoch: 0,
             clean: false,
+            pending_keys: None,
         }
     }
 
@@ -183,6 +190,7 @@ impl State {
                 Ok(Outcome::Done)
             }
             Op::Grant(lock) => {
+                self.index_pending_keys();
                 let conflicts = self.test_lock(lock);
                 if !conflicts.is_clear() {
                     return Err(Error::Conflict { id: lock.id.to_string(), conflicts: Box::new(conflicts) });
@@ -203,10 +211,12 @@ impl State {
                 Ok(Outcome::Done)
             }
             Op::DeleteLocksByClient { client_id } => {
+                self.index_pending_keys();
                 let slots = self.list_slots(&self.by_client, client_id);
                 Ok(Outcome::Count(self.remove_slots(slots, undo)))
             }
             Op::DeleteLocksByFile { file_id } => {
+                self.index_pending_keys();
                 let slots = self.list_slots(&self.by_file, file_id);
                 Ok(Outcome::Count(self.remove_slots(slots, undo)))
             }
@@ -300,6 +310,9 @@ impl State {
                 Ok(Outcome::Done)
             }
             Op::EndGrace { share } => {
+                if share.is_some() {
+                    self.index_pending_keys();
+                }
                 let epoch = self.epoch;
                 let stale: Vec<SlotId> = match share {
                     None => self.live_slots().filter(|(_, s)| s.epoch < epoch).map(|(i, _)| i).collect(),
@@ -365,10 +378,8 @@ impl State {
     /// the lock replaced one with the same id.
     fn insert_lock(&mut self, lock: &PersistedLock, id: Option<Arc<str>>, epoch: u64) {
         let slot_id = self.alloc_slot();
-        let (file, p0) = self.by_file.attach(&lock.file_id, slot_id);
-        let (owner, p1) = self.by_owner.attach(&lock.owner_id, slot_id);
-        let (client, p2) = self.by_client.attach(&lock.client_id, slot_id);
-        let (share, p3) = self.by_share.attach(&lock.share, slot_id);
+        let keys = [&lock.file_id, &lock.owner_id, &lock.client_id, &lock.share];
+        let ([file, owner, client, share], positions) = self.attach_keys(keys, slot_id);
         let slot = Slot {
             id: id.unwrap_or_else(|| Arc::clone(&lock.id)),
             share,
@@ -381,13 +392,34 @@ impl State {
         };
         let indexed = self.by_id.insert(&slot.id, slot_id, |s| self.slots.id(s));
         debug_assert!(indexed.is_ok(), "a put removes the lock it replaces first");
-        self.slots.set(slot_id, slot, [p0, p1, p2, p3]);
+        self.slots.set(slot_id, slot, positions);
         self.ranges_added(slot_id);
+    }
+
+    /// Puts `slot_id` in the arrays of `keys` (its file, owner, client and
+    /// share, in index order) and returns the interned keys (the index's own
+    /// copies) with the slot's positions in the arrays. While keys are
+    /// pending, the keys are interned through the string table instead and
+    /// the positions are their entries.
+    fn attach_keys(&mut self, keys: [&Arc<str>; 4], slot_id: SlotId) -> ([Arc<str>; 4], [u32; 4]) {
+        let mut positions = [NIL; 4];
+        let interned = std::array::from_fn(|which| {
+            let (key, at) = match &mut self.pending_keys {
+                Some(pending) => pending.intern(keys[which]),
+                None => self.index_mut(which).0.attach(keys[which], slot_id),
+            };
+            positions[which] = at;
+            key
+        });
+        (interned, positions)
     }
 
     /// Keeps the range index of `slot_id`'s file in step after the slot
     /// joined it.
     fn ranges_added(&mut self, slot_id: SlotId) {
+        if self.pending_keys.is_some() {
+            return;
+        }
         let State { slots, by_file, ranges, .. } = self;
         let slot = slots.get(slot_id).expect("the slot was just set");
         let posting = by_file.get(&slot.file).expect("the slot's file was just attached");
@@ -401,14 +433,11 @@ impl State {
     /// relies on it).
     fn insert_slot(&mut self, mut slot: Slot) {
         let slot_id = self.alloc_slot();
-        let mut positions = [NIL; 4];
-        for (which, position) in positions.iter_mut().enumerate() {
-            let key = Arc::clone(slot.key(which));
-            let (index, _) = self.index_mut(which);
-            let (interned, at) = index.attach(&key, slot_id);
-            debug_assert_eq!(*interned, *key);
-            *slot.key_mut(which) = interned;
-            *position = at;
+        let keys = std::array::from_fn(|which| Arc::clone(slot.key(which)));
+        let (interned, positions) = self.attach_keys(keys.each_ref(), slot_id);
+        for (which, key) in interned.into_iter().enumerate() {
+            debug_assert_eq!(*key, **slot.key(which));
+            *slot.key_mut(which) = key;
         }
         let indexed = self.by_id.insert(&slot.id, slot_id, |s| self.slots.id(s));
         debug_assert!(indexed.is_ok(), "undo removes the lock before it puts back the one before");
@@ -439,17 +468,22 @@ impl State {
         self.by_id.remove(&slot.id, slot_id);
         for which in [FILE, OWNER, CLIENT, SHARE] {
             let position = std::mem::replace(&mut self.slots.positions[which][slot_id as usize], NIL);
-            let (index, slab) = self.index_mut(which);
-            index.detach(slot.key(which), slot_id, position, slab);
+            if self.pending_keys.is_none() {
+                let (index, slab) = self.index_mut(which);
+                index.detach(slot.key(which), slot_id, position, slab);
+            }
         }
-        let locks = self.by_file.get(&slot.file).map_or(0, |posting| posting.slots.len());
-        self.ranges.removed(&slot.file, locks, slot_id, &slot.kind);
+        if self.pending_keys.is_none() {
+            let locks = self.by_file.get(&slot.file).map_or(0, |posting| posting.slots.len());
+            self.ranges.removed(&slot.file, locks, slot_id, &slot.kind);
+        }
         self.free.push(slot_id);
         slot
     }
 
     /// The slots of `key` in `index`.
     fn list_slots(&self, index: &Index, key: &str) -> Vec<SlotId> {
+        debug_assert!(self.pending_keys.is_none(), "a key index is read while the keys are pending");
         index.get(key).map_or_else(Vec::new, |posting| posting.slots.as_slice().to_vec())
     }
 

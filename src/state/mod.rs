@@ -30,6 +30,6 @@ mod view;
 pub use command::{Command, MAX_COUNTER};
 pub use locks::Locks;
 pub use machine::State;
-pub(crate) use restore::{FinishError, LockEntry, Part, RestoreError, Restorer};
+pub(crate) use restore::{FinishError, Keys, LockEntry, Part, RestoreError, Restorer};
 pub use undo::Undo;
 pub(crate) use view::StateView;

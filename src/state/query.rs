@@ -27,6 +27,7 @@ impl State {
     /// answers at once, and a candidate is checked against the other keys by
     /// pointer, not by comparing strings.
     pub fn list(&self, query: &LockQuery) -> Vec<PersistedLock> {
+        debug_assert!(self.pending_keys.is_none(), "a query while the keys are pending");
         let mut named = Vec::with_capacity(4);
         for (key, index) in [
             (query.file_id.as_deref(), &self.by_file),
@@ -169,6 +170,12 @@ impl State {
     #[cfg(test)]
     pub(crate) fn range_indexed(&self, file: &str) -> Option<usize> {
         self.ranges.get(file).map(|r| r.len())
+    }
+
+    /// Whether a restore left the key indexes pending (tests).
+    #[cfg(test)]
+    pub(crate) fn keys_pending(&self) -> bool {
+        self.pending_keys.is_some()
     }
 
     /// Checks every index invariant; panics with a description when one is

@@ -3,25 +3,54 @@
 //! the end, builds each index's key arrays at their exact sizes and
 //! installs them once per distinct key, and the range index of each file of
 //! many locks from one pass over the slab.
+//!
+//! A restore followed by a long log may leave the key indexes to be built
+//! after the log is replayed ([`PendingKeys`]): replay then keeps only the
+//! ids and the slab up to date, and the key arrays and range indexes are
+//! built once, from the final slab, instead of being built and then changed
+//! lock by lock.
 
-use super::index::{Index, NIL, Posting, SlotId, Slots};
+use super::index::{Hasher, Index, NIL, Posting, SlotId, Slots};
 use super::machine::State;
 use super::ranges::{RangeBuilder, RangeIndexes};
 use super::slab::{CHUNK, Chunks, FILE, Slab, Slot, StoredKind, slot_number};
 use crate::model::{ClientKind, ClientRecord, DurableHandle, LockKind, Timestamp};
+use hashbrown::hash_table::{Entry, HashTable};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 impl State {
     /// A restorer that rebuilds a state from a snapshot (see [`Restorer`]).
-    pub(crate) fn restorer(epoch: u64, clean: bool, locks: usize) -> Restorer {
+    ///
+    /// With [`Keys::Defer`], [`Restorer::finish`] indexes the ids only and
+    /// leaves the key indexes pending (see [`PendingKeys`]) when it can.
+    pub(crate) fn restorer(epoch: u64, clean: bool, locks: usize, keys: Keys) -> Restorer {
         let mut state = Self::new();
         state.epoch = epoch;
         state.clean = clean;
         state.by_id.reserve(locks, |s| state.slots.id(s));
         // Room for the free slots a join may add (one chunk at most).
         let part = Part::new(locks + CHUNK);
-        Restorer { state, strings: Vec::new(), string_at: Vec::new(), part, indexed: 0, forked: false }
+        Restorer {
+            state,
+            strings: Vec::new(),
+            string_at: Vec::new(),
+            part,
+            indexed: 0,
+            forked: false,
+            defer_keys: keys == Keys::Defer,
+        }
     }
+}
+
+/// When a restore builds the key indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keys {
+    /// At [`Restorer::finish`].
+    Index,
+    /// After the log is replayed, when the caller calls
+    /// [`State::index_pending_keys`] (see [`PendingKeys`]).
+    Defer,
 }
 
 /// Rebuilds a state from a snapshot's entries without hashing the keys of
@@ -45,6 +74,105 @@ pub(crate) struct Restorer {
     /// a fork; the rest are indexed in `finish`.
     indexed: usize,
     forked: bool,
+    /// Leave the key indexes pending at [`Restorer::finish`].
+    defer_keys: bool,
+}
+
+/// The string table of a restore whose key indexes are not built yet: while
+/// they are pending, each slot's positions are the string-table entries of
+/// its keys (as a restore records them, [`NIL`] for a free slot), and a lock
+/// added meanwhile interns its keys here, a new text as a new entry. Every
+/// text is in the table once, so the arrays built at the end hold each key
+/// once ([`State::index_pending_keys`] cannot fail).
+#[derive(Debug, Clone)]
+pub(crate) struct PendingKeys {
+    strings: Vec<Arc<str>>,
+    /// Entry numbers, found by the entry's text.
+    lookup: HashTable<u32>,
+    hasher: Hasher,
+}
+
+impl PendingKeys {
+    /// The table of `strings`; gives them back when a text repeats (a
+    /// snapshot may name keys of different indexes with two entries of one
+    /// text; a lock added now could not say which).
+    fn new(strings: Vec<Arc<str>>) -> std::result::Result<Self, Vec<Arc<str>>> {
+        let (mut lookup, hasher) = (HashTable::with_capacity(strings.len()), Hasher::default());
+        for (entry, text) in strings.iter().enumerate() {
+            let rehash = |&e: &u32| hasher.hash_one(&*strings[e as usize]);
+            match lookup.entry(hasher.hash_one(&**text), |&e| strings[e as usize] == *text, rehash) {
+                Entry::Occupied(_) => return Err(strings),
+                Entry::Vacant(vacant) => {
+                    vacant.insert(entry_number(entry));
+                }
+            }
+        }
+        Ok(PendingKeys { strings, lookup, hasher })
+    }
+
+    /// The table's own copy of `key` with its entry, added when new.
+    pub(super) fn intern(&mut self, key: &Arc<str>) -> (Arc<str>, u32) {
+        let PendingKeys { strings, lookup, hasher } = self;
+        let rehash = |&e: &u32| hasher.hash_one(&*strings[e as usize]);
+        match lookup.entry(hasher.hash_one(&**key), |&e| strings[e as usize] == *key, rehash) {
+            Entry::Occupied(found) => {
+                let entry = *found.get();
+                (Arc::clone(&strings[entry as usize]), entry)
+            }
+            Entry::Vacant(vacant) => {
+                let entry = entry_number(strings.len());
+                vacant.insert(entry);
+                strings.push(Arc::clone(key));
+                (Arc::clone(key), entry)
+            }
+        }
+    }
+}
+
+/// String-table entry number `n` ([`NO_KEY`] is not one).
+fn entry_number(n: usize) -> u32 {
+    u32::try_from(n).ok().filter(|&e| e != NO_KEY).expect("fewer than 2^32-1 string-table entries")
+}
+
+impl State {
+    /// The empty state with its key indexes pending, for a replay of a log
+    /// without a snapshot (see [`PendingKeys`]).
+    pub(crate) fn new_with_keys_pending() -> State {
+        let mut state = State::new();
+        let table = PendingKeys::new(Vec::new()).unwrap_or_else(|_| unreachable!("no text repeats in no table"));
+        state.pending_keys = Some(Box::new(table));
+        state
+    }
+
+    /// Builds the key arrays and the range indexes a restore left pending
+    /// (see [`PendingKeys`]); nothing when none are. Files get range indexes
+    /// at [`BUILD_AT`] locks, as in a restore.
+    ///
+    /// [`BUILD_AT`]: super::ranges::BUILD_AT
+    pub(crate) fn index_pending_keys(&mut self) {
+        let Some(pending) = self.pending_keys.take() else { return };
+        let strings = &pending.strings;
+        let State { slots, by_file, by_owner, by_client, by_share, ranges, .. } = self;
+        let Slab { slots, positions } = slots;
+        let [file_refs, owner_refs, client_refs, share_refs] = std::mem::take(positions);
+        let slots = &*slots;
+        let files = || index_key(by_file, file_refs, slots, strings, Some(ranges));
+        let others = || {
+            [(by_owner, owner_refs), (by_client, client_refs), (by_share, share_refs)]
+                .map(|(index, refs)| index_key(index, refs, slots, strings, None))
+        };
+        let (files, [owners, clients, shares]) = if slots.len() < PARALLEL_IDS {
+            (files(), others())
+        } else {
+            std::thread::scope(|scope| {
+                let files = scope.spawn(files);
+                let others = others();
+                (files.join().expect("indexing files does not panic"), others)
+            })
+        };
+        let built = [files, owners, clients, shares].map(|p| p.expect("every text is one entry: no key repeats"));
+        *positions = built;
+    }
 }
 
 /// Locks restored in file order: their slots, filled a chunk at a time
@@ -324,7 +452,7 @@ impl Restorer {
     /// rest when there are many), and returns the state.
     pub(crate) fn finish(mut self) -> std::result::Result<State, FinishError> {
         self.part.close();
-        let Restorer { mut state, strings, string_at, part, indexed, forked: _ } = self;
+        let Restorer { mut state, strings, string_at, part, indexed, forked: _, defer_keys } = self;
         let Part { slots, chunk: _, refs, clients, handles, records } = part;
         for record in clients {
             let key = (record.kind(), record.client_id.clone());
@@ -346,7 +474,7 @@ impl Restorer {
             insert_record(&mut state, &space, &key, value).map_err(|_| FinishError::DuplicateExtra)?;
         }
         state.slots.slots = slots;
-        let State { slots, by_id, by_file, by_owner, by_client, by_share, ranges, .. } = &mut state;
+        let State { slots, by_id, by_file, by_owner, by_client, by_share, ranges, pending_keys, .. } = &mut state;
         let Slab { slots, positions } = slots;
         let slots = &*slots;
         let mut index_ids = move || -> std::result::Result<(), FinishError> {
@@ -356,31 +484,103 @@ impl Restorer {
             }
             Ok(())
         };
-        let indexes = [by_file, by_owner, by_client, by_share];
-        let index_keys = move || -> std::result::Result<(), FinishError> {
-            let keyed = indexes.into_iter().zip(refs).zip(positions.iter_mut()).enumerate();
-            for (which, ((index, refs), positions)) in keyed {
-                let counts = key_counts(&refs, strings.len());
-                if which == FILE {
-                    // Before the file entries become positions.
-                    *ranges = build_ranges(slots, &refs, &counts, &strings);
+        let parallel = slots.len() - indexed >= PARALLEL_IDS;
+        let strings = if defer_keys {
+            // The ids beside the string table's lookup; the keys wait.
+            let table = move || PendingKeys::new(strings);
+            let table = if parallel {
+                std::thread::scope(|scope| {
+                    let table = scope.spawn(table);
+                    let ids = index_ids();
+                    ids.map(|()| table.join().expect("a string lookup does not panic"))
+                })?
+            } else {
+                index_ids()?;
+                table()
+            };
+            match table {
+                Ok(table) => {
+                    *positions = refs;
+                    *pending_keys = Some(Box::new(table));
+                    return Ok(state);
                 }
-                *positions = install_arrays(index, refs, &counts, &strings, &string_at)?;
+                // A repeated text: the keys are indexed now, as without
+                // deferring (the ids are indexed already).
+                Err(strings) => {
+                    index_keys([by_file, by_owner, by_client, by_share], refs, positions, slots, ranges, &strings)
+                        .map_err(|e| e.at(&string_at))?;
+                    return Ok(state);
+                }
             }
-            Ok(())
-        };
-        if slots.len() - indexed < PARALLEL_IDS {
-            index_ids()?;
-            index_keys()?;
         } else {
+            strings
+        };
+        let indexes = [by_file, by_owner, by_client, by_share];
+        let keys = move || index_keys(indexes, refs, positions, slots, ranges, &strings).map_err(|e| e.at(&string_at));
+        if parallel {
             std::thread::scope(|scope| {
                 let ids = scope.spawn(index_ids);
-                let keys = index_keys();
+                let keys = keys();
                 ids.join().expect("indexing ids does not panic").and(keys)
             })?;
+        } else {
+            index_ids()?;
+            keys()?;
         }
         Ok(state)
     }
+}
+
+/// A string-table entry that repeats the text of an earlier one naming a
+/// key of the same index.
+#[derive(Debug)]
+struct Repeated {
+    text: Arc<str>,
+    entry: usize,
+}
+
+impl Repeated {
+    /// The restore's error: the repeated entry at its offset in the file.
+    fn at(self, string_at: &[usize]) -> FinishError {
+        FinishError::RepeatedString { text: self.text, at: string_at[self.entry] }
+    }
+}
+
+/// Builds the four key indexes (file, owner, client, share) from `refs`
+/// (per index, each slot's string-table entry) into `positions`, and the
+/// range indexes from the file entries.
+fn index_keys(
+    indexes: [&mut Index; 4],
+    refs: [Vec<u32>; 4],
+    positions: &mut [Vec<u32>; 4],
+    slots: &Chunks,
+    ranges: &mut RangeIndexes,
+    strings: &[Arc<str>],
+) -> std::result::Result<(), Repeated> {
+    let mut ranges = Some(ranges);
+    for (which, ((index, refs), positions)) in indexes.into_iter().zip(refs).zip(positions.iter_mut()).enumerate() {
+        let ranges = if which == FILE { ranges.take() } else { None };
+        *positions = index_key(index, refs, slots, strings, ranges)?;
+    }
+    Ok(())
+}
+
+/// Builds one key index from `refs` (each slot's string-table entry, [`NO_KEY`]
+/// for a free slot) and returns the slots' positions in its arrays; for the
+/// file index, also the range indexes into `ranges`.
+fn index_key(
+    index: &mut Index,
+    refs: Vec<u32>,
+    slots: &Chunks,
+    strings: &[Arc<str>],
+    ranges: Option<&mut RangeIndexes>,
+) -> std::result::Result<Vec<u32>, Repeated> {
+    let counts = key_counts(&refs, strings.len());
+    if let Some(ranges) = ranges {
+        // Before the file entries become positions.
+        *ranges = build_ranges(slots, &refs, &counts, strings);
+    }
+    install_arrays(index, refs, &counts, strings)
 }
 
 /// The range index of every file of [`BUILD_AT`] locks or more, from one
@@ -432,8 +632,7 @@ fn install_arrays(
     mut refs: Vec<u32>,
     counts: &[u32],
     strings: &[Arc<str>],
-    string_at: &[usize],
-) -> std::result::Result<Vec<u32>, FinishError> {
+) -> std::result::Result<Vec<u32>, Repeated> {
     let mut lists: Vec<Option<Slots>> =
         counts.iter().map(|&n| (n > 1).then(|| Slots::Many(Vec::with_capacity(n as usize)))).collect();
     for (slot, entry) in refs.iter_mut().enumerate() {
@@ -454,7 +653,7 @@ fn install_arrays(
     for (r, slots) in lists.into_iter().enumerate() {
         let Some(slots) = slots else { continue };
         if index.install(Posting { key: Arc::clone(&strings[r]), slots }).is_err() {
-            return Err(FinishError::RepeatedString { text: Arc::clone(&strings[r]), at: string_at[r] });
+            return Err(Repeated { text: Arc::clone(&strings[r]), entry: r });
         }
     }
     Ok(refs)

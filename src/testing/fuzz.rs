@@ -171,7 +171,7 @@ fn fuzz_options(read_only: bool) -> WalOptions {
 /// and on two (where the two-thread path applies, it must agree exactly).
 pub(crate) fn snapshot_threads_agree(bytes: &[u8]) {
     let decode = |threads| {
-        decode_snapshot_with(bytes, threads, |_, _| {}).map(|(header, state)| {
+        decode_snapshot_with(bytes, threads, crate::state::Keys::Index, |_, _| {}).map(|(header, state)| {
             state.check_invariants();
             let clients: Vec<_> = state.clients().cloned().collect();
             (header, state.list(&LockQuery::all()), clients, state.epoch(), state.clean())

@@ -9,7 +9,7 @@ use super::scan::{SegmentEnd, SegmentScan, scan_segment};
 use super::snapshot::{SnapshotHeader, Threads, decode_snapshot_with, parse_snapshot_name};
 use crate::error::{Error, Result};
 use crate::io::FileSystem;
-use crate::state::{Command, State};
+use crate::state::{Command, Keys, State};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -245,23 +245,71 @@ pub(crate) fn read_log(
     Ok(LogRead { segments: infos, covered, last_lsn, records, temporaries })
 }
 
+/// Log payload after a snapshot from which recovery builds the key indexes
+/// after replay instead of before it (see `state::PendingKeys`): replay
+/// then keeps only the ids and the slab up to date, and the key arrays and
+/// range indexes are built once from the final slab, but no longer beside
+/// the indexing of the ids. That costs about 170 ms at 1M locks and saves
+/// about 28 ms per MiB of log (some 7,500 lock writes), so it pays from
+/// about 6 MiB (figures in docs/decisions/0057-key-indexes-after-replay.md).
+pub(crate) const DEFER_KEYS_AT_LOG_BYTES: u64 = 8 << 20;
+
+/// How recovery builds the key indexes: after replay without a snapshot
+/// (no restore runs beside the build), or when the log after the snapshot
+/// holds [`DEFER_KEYS_AT_LOG_BYTES`] of payload, counted by a scan that
+/// checks each frame but decodes nothing (damage ends the count: replay
+/// itself reports it).
+fn keys_for(fs: &dyn FileSystem, listing: &Listing) -> Keys {
+    let Some(&(after_lsn, _)) = listing.snapshots.last() else { return Keys::Defer };
+    let mut bytes = 0u64;
+    for (_, path) in &listing.segments {
+        let Ok(file) = fs.read(path) else { break };
+        let scan = scan_segment(&file, None, true, |_, lsn, payload| {
+            if lsn > after_lsn {
+                bytes += payload.bytes.len() as u64;
+            }
+            Ok::<(), ()>(())
+        });
+        if bytes >= DEFER_KEYS_AT_LOG_BYTES {
+            return Keys::Defer;
+        }
+        if !matches!(scan, Ok(Ok(_))) {
+            break;
+        }
+    }
+    Keys::Index
+}
+
 /// Loads the newest snapshot (if any). A snapshot that does not verify is
-/// corruption: it is never skipped in favour of an older one.
-pub(crate) fn load_snapshot(fs: &dyn FileSystem, dir: &Path) -> Result<(State, Option<LoadedSnapshot>, Vec<PathBuf>)> {
+/// corruption: it is never skipped in favour of an older one. With
+/// [`Keys::Defer`] the state may hold its key indexes pending.
+pub(crate) fn load_snapshot(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    keys: Keys,
+) -> Result<(State, Option<LoadedSnapshot>, Vec<PathBuf>)> {
     let Listing { mut snapshots, .. } = list_segments(fs, dir)?;
     let Some((_, path)) = snapshots.pop() else {
-        return Ok((State::new(), None, Vec::new()));
+        let state = match keys {
+            Keys::Index => State::new(),
+            Keys::Defer => State::new_with_keys_pending(),
+        };
+        return Ok((state, None, Vec::new()));
     };
     let older = snapshots.into_iter().map(|(_, p)| p).collect();
     let bytes = fs.read(&path).map_err(|source| Error::Io { op: "read", path: path.clone(), source })?;
     // Decoded blocks leave the resident set as the decoder moves on.
-    let (header, state) = decode_snapshot_with(&bytes, Threads::available(), |start, end| bytes.release(start, end))
-        .map_err(|d| match d.version {
-            Some(found) => {
-                Error::UnsupportedVersion { file: path.clone(), found, supported: super::snapshot::SNAPSHOT_VERSION }
-            }
-            None => Error::Corruption { file: path.clone(), offset: d.offset, reason: d.reason },
-        })?;
+    let (header, state) =
+        decode_snapshot_with(&bytes, Threads::available(), keys, |start, end| bytes.release(start, end)).map_err(
+            |d| match d.version {
+                Some(found) => Error::UnsupportedVersion {
+                    file: path.clone(),
+                    found,
+                    supported: super::snapshot::SNAPSHOT_VERSION,
+                },
+                None => Error::Corruption { file: path.clone(), offset: d.offset, reason: d.reason },
+            },
+        )?;
     if path.file_name().and_then(|n| n.to_str()) != Some(super::snapshot::snapshot_name(header.lsn).as_str()) {
         return Err(Error::Corruption {
             file: path.clone(),
@@ -276,7 +324,8 @@ pub(crate) fn load_snapshot(fs: &dyn FileSystem, dir: &Path) -> Result<(State, O
 /// Loads the newest snapshot and reads the log after it.
 pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path) -> Result<Recovered> {
     let started = Instant::now();
-    let (mut state, snapshot, mut stale) = load_snapshot(fs, dir)?;
+    let keys = keys_for(fs, &list_segments(fs, dir)?);
+    let (mut state, snapshot, mut stale) = load_snapshot(fs, dir, keys)?;
     let after_lsn = snapshot.as_ref().map_or(0, |s| s.header.lsn);
     let LogRead { segments, covered, last_lsn, records, temporaries } =
         read_log(fs, dir, after_lsn, |path, offset, lsn, commands| {
@@ -289,6 +338,7 @@ pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path) -> Result<Recovered> {
             }
             Ok(())
         })?;
+    state.index_pending_keys();
     let torn = segments.last().and_then(|s| match s.scan.end {
         SegmentEnd::Torn { offset } => {
             Some(TornTail { file: s.path.clone(), offset, discarded: s.file_len.saturating_sub(offset) })
@@ -307,4 +357,64 @@ pub(crate) fn recover(fs: &dyn FileSystem, dir: &Path) -> Result<Recovered> {
         snapshot,
         duration: started.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::RealFs;
+    use crate::op::Op;
+    use crate::testing::sample;
+    use crate::wal::{WalLockStore, WalOptions};
+    use crate::{LockQuery, LockStore};
+
+    /// A store with more than [`DEFER_KEYS_AT_LOG_BYTES`] of log after its
+    /// snapshot is recovered with its key indexes built after replay, and
+    /// reopens holding what it was acknowledged: every lock, each file's and
+    /// each owner's, and the same test-query answers on crowded files. A
+    /// short log after the snapshot indexes the keys at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_log_after_a_snapshot_replays_before_the_keys_are_indexed() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WalOptions { compact_after_bytes: None, compact_at_open_segments: None, ..WalOptions::default() };
+        let store = WalLockStore::open(dir.path(), options.clone()).await.unwrap();
+        let lock = |i: usize, round: usize| {
+            // Long owners: fewer writes make a long log.
+            let owner = format!("owner-{}-{round}-{}", i % 7, "o".repeat(200));
+            sample::byte_range(&format!("l{i}"), "s", &format!("f{}", i % 40), &owner, "c")
+        };
+        let puts = |round: usize, ids: std::ops::Range<usize>| ids.map(move |i| Op::PutLock(lock(i, round)));
+        store.transaction(puts(0, 0..4000).collect()).await.unwrap();
+        store.compact().await.unwrap();
+        let keys = || keys_for(&RealFs, &list_segments(&RealFs, dir.path()).unwrap());
+        assert_eq!(keys(), Keys::Index, "a short log after the snapshot");
+        for round in 1..=8 {
+            let ops: Vec<Op> = puts(round, 0..4000).collect();
+            for chunk in ops.chunks(crate::model::validate::MAX_TXN_OPS) {
+                store.transaction(chunk.to_vec()).await.unwrap();
+            }
+        }
+        let deletes = (0..4000).step_by(3).map(|i| Op::DeleteLock { id: format!("l{i}") }).collect();
+        store.transaction(deletes).await.unwrap();
+        store.delete_locks_by_file("f7").await.unwrap();
+        store.put_lock(lock(4000, 9)).await.unwrap();
+        let all = store.list_locks(&LockQuery::all()).await.unwrap();
+        let file = store.list_locks(&LockQuery::by_file("f1")).await.unwrap();
+        let owner = LockQuery { owner_id: Some(format!("owner-3-8-{}", "o".repeat(200))), ..LockQuery::all() };
+        let owned = store.list_locks(&owner).await.unwrap();
+        let mut candidate = lock(1, 0);
+        (candidate.id, candidate.owner_id) = ("contender".into(), "another".into());
+        let conflicts = store.test_lock(&candidate).await.unwrap();
+        store.close().await.unwrap();
+        assert_eq!(keys(), Keys::Defer, "a log of {} bytes after the snapshot", DEFER_KEYS_AT_LOG_BYTES);
+        let store = WalLockStore::open(dir.path(), options).await.unwrap();
+        assert_eq!(store.list_locks(&LockQuery::all()).await.unwrap(), all);
+        assert_eq!(store.list_locks(&LockQuery::by_file("f1")).await.unwrap(), file);
+        assert!(file.len() > 64, "f1 is crowded enough for a range index");
+        assert_eq!(store.list_locks(&owner).await.unwrap(), owned);
+        assert!(!owned.is_empty());
+        assert_eq!(store.test_lock(&candidate).await.unwrap(), conflicts);
+        assert!(store.list_locks(&LockQuery::by_file("f7")).await.unwrap().is_empty());
+        store.close().await.unwrap();
+    }
 }

@@ -11,7 +11,7 @@ use crate::model::{
     ByteRange, ClientRecord, Delegation, DelegationType, DurableHandle, Lease, LeaseState, LockKind, LockType,
     RangeFlavor, ShareAccess, ShareDeny, ShareReservation, Timestamp,
 };
-use crate::state::{FinishError, LockEntry, RestoreError, Restorer, State};
+use crate::state::{FinishError, Keys, LockEntry, RestoreError, Restorer, State};
 
 /// A cursor over one verified block's payload; every read is bounds-checked
 /// and reports the absolute offset of what it could not read.
@@ -242,9 +242,9 @@ fn decode_whole<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Strin
     Ok(value)
 }
 
-pub(super) fn new_restorer(bytes: &[u8], header: SnapshotHeader) -> Restorer {
+pub(super) fn new_restorer(bytes: &[u8], header: SnapshotHeader, keys: Keys) -> Restorer {
     let capacity = usize::try_from(header.locks).unwrap_or(usize::MAX).min(bytes.len() / 32);
-    State::restorer(header.epoch, header.clean, capacity)
+    State::restorer(header.epoch, header.clean, capacity, keys)
 }
 
 /// The checks after the last block (which ended at `at`), then the state.

@@ -6,12 +6,12 @@
 use super::format::{BLOCK_HEADER_LEN, SnapshotDamage, SnapshotHeader, damage, decode_header, u32_at};
 use super::load::{Entries, decode_block, decode_blocks, finish, new_restorer, restore_damage};
 use crate::model::{ClientRecord, DurableHandle};
-use crate::state::{LockEntry, Part, Restorer, State};
+use crate::state::{Keys, LockEntry, Part, Restorer, State};
 use std::sync::Arc;
 
 /// Verifies every byte of a snapshot and loads it into a [`State`].
 pub fn decode_snapshot(bytes: &[u8]) -> Result<(SnapshotHeader, State), SnapshotDamage> {
-    decode_snapshot_with(bytes, Threads::available(), |_, _| {})
+    decode_snapshot_with(bytes, Threads::available(), Keys::Index, |_, _| {})
 }
 
 /// How many threads a snapshot may be decoded on.
@@ -31,7 +31,9 @@ impl Threads {
 }
 
 /// [`decode_snapshot`], calling `done(start, end)` once the bytes from
-/// `start` to `end` are read: they are not read again.
+/// `start` to `end` are read: they are not read again. With
+/// [`Keys::Defer`] the state may come back with its key indexes pending
+/// (see `State::index_pending_keys`).
 ///
 /// The string table comes first in a snapshot this build writes; once it is
 /// read, the blocks left are split in two halves decoded at once, one on a
@@ -42,10 +44,11 @@ impl Threads {
 pub(crate) fn decode_snapshot_with(
     bytes: &[u8],
     threads: Threads,
+    keys: Keys,
     done: impl Fn(usize, usize) + Sync,
 ) -> Result<(SnapshotHeader, State), SnapshotDamage> {
     let header = decode_header(bytes)?;
-    let mut restorer = new_restorer(bytes, header);
+    let mut restorer = new_restorer(bytes, header, keys);
     let (mut index, mut at) = (0, header.header_len());
     if threads == Threads::Two {
         // In file order up to the block where locks start: the string table
@@ -60,7 +63,7 @@ pub(crate) fn decode_snapshot_with(
                 return Ok((header, state));
             }
             // Again on one thread, for the error at the first damaged entry.
-            restorer = new_restorer(bytes, header);
+            restorer = new_restorer(bytes, header, keys);
             (index, at) = (0, header.header_len());
         }
     }

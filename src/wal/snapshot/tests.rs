@@ -53,7 +53,9 @@ fn assert_same(restored: &State, state: &State) {
     assert_eq!(restored.handles().collect::<Vec<_>>(), state.handles().collect::<Vec<_>>());
     for handle in state.handles() {
         assert_eq!(restored.handle_by_file_id(&handle.file_id).as_ref(), Some(handle));
-        assert_eq!(restored.handle_by_create_guid(&handle.create_guid.unwrap()).as_ref(), Some(handle));
+        if let Some(guid) = &handle.create_guid {
+            assert_eq!(restored.handle_by_create_guid(guid).as_ref(), Some(handle));
+        }
     }
     assert_eq!(restored.records().collect::<Vec<_>>(), state.records().collect::<Vec<_>>());
     assert_eq!((restored.epoch(), restored.clean()), (state.epoch(), state.clean()));
@@ -227,14 +229,16 @@ fn encode_small(state: &State, lsn: u64) -> Vec<u8> {
 }
 
 pub(super) fn decode(bytes: &[u8], threads: Threads) -> Result<(SnapshotHeader, State), SnapshotDamage> {
-    decode_snapshot_with(bytes, threads, |_, _| {})
+    decode_snapshot_with(bytes, threads, crate::state::Keys::Index, |_, _| {})
 }
 
 /// Decodes on two threads; also says whether that took the fast path,
 /// in which every block is read (and released) exactly once.
 pub(super) fn decode_two(bytes: &[u8]) -> (Result<(SnapshotHeader, State), SnapshotDamage>, bool) {
     let released = std::sync::Mutex::new(Vec::new());
-    let decoded = decode_snapshot_with(bytes, Threads::Two, |start, end| released.lock().unwrap().push((start, end)));
+    let decoded = decode_snapshot_with(bytes, Threads::Two, crate::state::Keys::Index, |start, end| {
+        released.lock().unwrap().push((start, end))
+    });
     let mut released = released.into_inner().unwrap();
     released.sort();
     let once = released.windows(2).all(|w| w[0].1 == w[1].0);
@@ -417,4 +421,150 @@ fn a_restored_crowded_file_mixing_kinds_matches_its_source() {
         restored.check_invariants();
         assert_eq!(restored.range_indexed("below"), Some(64), "the 64th lock builds the index");
     }
+}
+
+fn decode_deferred(bytes: &[u8], threads: Threads) -> State {
+    decode_snapshot_with(bytes, threads, crate::state::Keys::Defer, |_, _| {}).unwrap().1
+}
+
+/// Applies `cmd` to `indexed` and to `pending` (restored from one snapshot,
+/// the second with its key indexes pending) and asserts the same outcome.
+fn apply_both(indexed: &mut State, pending: &mut State, cmd: &Command) {
+    let want = indexed.apply(cmd);
+    assert_eq!(format!("{:?}", pending.apply(cmd)), format!("{want:?}"), "{cmd:?}");
+}
+
+/// Writes that need no key index, so a pending restore stays pending
+/// through them: new locks with new keys and a text the table holds under
+/// another index, a file growing past 64 locks and one shrinking below 16,
+/// replaced and updated locks, reclaims after a new epoch, grace ended on
+/// every share, and failing transactions rolled back half way.
+fn writes_without_key_queries() -> Vec<Command> {
+    let lock = |id: &str, file: &str, owner: &str| sample::byte_range(id, "s", file, owner, "c");
+    let one = |op: Op| Command::Txn(vec![op]);
+    let mut cmds = vec![Command::Open { epoch: 4 }];
+    // Reclaim the even locks of the snapshot; grace removes the odd ones.
+    cmds.extend((0..3000).step_by(2).map(|i| one(Op::Reclaim { id: format!("id-{i}"), client_id: "c".into() })));
+    cmds.push(one(Op::Reclaim { id: "id-3".into(), client_id: "not the owner".into() }));
+    cmds.push(one(Op::EndGrace { share: None }));
+    let fresh = (0..70).map(|i| Op::PutLock(lock(&format!("grow-{i}"), "grows", &format!("new-owner-{}", i % 3))));
+    cmds.extend(fresh.map(one));
+    // "o" is an owner and "f1" a file in the table.
+    cmds.push(one(Op::PutLock(lock("crossed", "o", "f1"))));
+    cmds.extend((0..3000).filter(|i| i % 14 == 2).map(|i| one(Op::DeleteLock { id: format!("id-{i}") })));
+    cmds.extend((0..60).map(|i| one(Op::DeleteLock { id: format!("small-{i}") })));
+    cmds.push(one(Op::PutLock(lock("id-4", "f6", "replaced"))));
+    cmds.push(one(Op::UpdateLock(lock("id-6", "f2", "updated"))));
+    cmds.push(Command::Txn(vec![
+        Op::PutLock(lock("rolled-back", "nowhere", "nobody")),
+        Op::DeleteLock { id: "id-8".into() },
+        Op::DeleteLock { id: "absent".into() },
+    ]));
+    cmds.push(Command::CleanShutdown);
+    cmds
+}
+
+/// Recovery before a long log restores the snapshot with its key indexes
+/// pending and builds them after replay (decision 0057). Replayed that way,
+/// every command has the outcome it has on a fully indexed restore, and the
+/// state ends the same: contents, indexes (`check_invariants` in
+/// `assert_same`), range indexes and test queries. First with writes that
+/// keep the keys pending to the end, then with random workloads whose bulk
+/// deletes, grants and grace on one share build them part way.
+#[test]
+fn a_restore_with_its_keys_pending_replays_to_the_state_of_one_without() {
+    let mut source = sample_state(3000);
+    let smalls = (0..70).map(|i| Op::PutLock(sample::byte_range(&format!("small-{i}"), "s", "shrinks", "o", "c")));
+    source.apply(&Command::Txn(smalls.collect())).unwrap();
+    let file = encode_small(&source, 9);
+    for threads in [Threads::One, Threads::Two] {
+        let (_, mut indexed) = decode(&file, threads).unwrap();
+        let mut pending = decode_deferred(&file, threads);
+        assert!(pending.keys_pending(), "{threads:?}: the keys wait for the log");
+        for cmd in writes_without_key_queries() {
+            apply_both(&mut indexed, &mut pending, &cmd);
+        }
+        assert!(pending.keys_pending(), "{threads:?}: no write needed a key index");
+        pending.index_pending_keys();
+        assert!(!pending.keys_pending());
+        assert_same(&pending, &indexed);
+        assert_eq!(pending.range_indexed("grows"), Some(70), "a file past 64 locks gets its range index");
+        assert_eq!(pending.range_indexed("shrinks"), None, "a file below 16 locks has none");
+        assert_eq!(indexed.range_indexed("shrinks"), None);
+        assert!(pending.list(&crate::LockQuery::all()).len() > 1000, "grace kept the reclaimed locks");
+        for file in ["grows", "o", "f1", "f6", "shrinks", "nowhere"] {
+            let query = crate::LockQuery::by_file(file);
+            assert_eq!(pending.list(&query), indexed.list(&query), "locks of {file}");
+        }
+        for owner in ["f1", "new-owner-1", "replaced", "updated", "nobody"] {
+            let query = crate::LockQuery { owner_id: Some(owner.into()), ..crate::LockQuery::all() };
+            assert_eq!(pending.list(&query), indexed.list(&query), "locks of owner {owner}");
+        }
+    }
+    // Each write that reads a key index builds the pending ones first.
+    let mut conflicting = sample::byte_range("contender", "s", "f2", "another owner", "c");
+    conflicting.kind = source.get("id-2").expect("id-2 is in f2").kind;
+    let needs_keys = [
+        Op::Grant(conflicting),
+        Op::DeleteLocksByClient { client_id: "c".into() },
+        Op::DeleteLocksByFile { file_id: "f1".into() },
+        Op::EndGrace { share: Some("s".into()) },
+    ];
+    for op in needs_keys {
+        let (_, mut indexed) = decode(&file, Threads::Two).unwrap();
+        let mut pending = decode_deferred(&file, Threads::Two);
+        apply_both(&mut indexed, &mut pending, &Command::Open { epoch: 4 });
+        assert!(pending.keys_pending());
+        apply_both(&mut indexed, &mut pending, &Command::Txn(vec![op.clone()]));
+        assert!(!pending.keys_pending(), "{op:?} built the keys");
+        assert_same(&pending, &indexed);
+    }
+    for seed in 0..6 {
+        let (_, mut indexed) = decode(&file, Threads::Two).unwrap();
+        let mut pending = decode_deferred(&file, Threads::Two);
+        let mut epoch = 3;
+        let mut built_part_way = false;
+        for step in crate::testing::workload::generate(seed, 300, 0) {
+            let cmd = match step {
+                crate::testing::workload::Step::Txn(ops) => Command::Txn(ops),
+                crate::testing::workload::Step::Open => {
+                    epoch += 1;
+                    Command::Open { epoch }
+                }
+                crate::testing::workload::Step::Close => Command::CleanShutdown,
+                _ => continue,
+            };
+            let was_pending = pending.keys_pending();
+            apply_both(&mut indexed, &mut pending, &cmd);
+            built_part_way |= was_pending && !pending.keys_pending();
+        }
+        assert!(built_part_way, "seed {seed}: a write needing the keys built them");
+        pending.index_pending_keys();
+        assert_same(&pending, &indexed);
+    }
+}
+
+/// A snapshot may hold one text in two string-table entries when they name
+/// keys of different indexes (here a file and an owner). A lock replayed
+/// with its keys pending could not say which entry is its key, so such a
+/// restore indexes its keys at once, and ends as a restore that never
+/// deferred.
+#[test]
+fn a_text_in_two_entries_makes_a_restore_index_its_keys_at_once() {
+    let mut state = State::new();
+    let ops = vec![
+        Op::PutLock(sample::byte_range("a", "s", "f", "o", "c")),
+        Op::PutLock(sample::byte_range("b", "s", "g", "q", "c")),
+    ];
+    state.apply(&Command::Txn(ops)).unwrap();
+    let mut file = encode(&state, 1);
+    let entry = file.windows(4).position(|w| w == [TAG_STRING, 1, 0, b'q']).expect("the entry of \"q\"");
+    file[entry + 3] = b'f';
+    fix_block_crc(&mut file, entry);
+    let (_, indexed) = decode(&file, Threads::One).unwrap();
+    let pending = decode_deferred(&file, Threads::One);
+    assert!(!pending.keys_pending(), "the keys are indexed at once");
+    assert_same(&pending, &indexed);
+    let owner_f = crate::LockQuery { owner_id: Some("f".into()), ..crate::LockQuery::all() };
+    assert_eq!(pending.list(&owner_f).len(), 1, "lock b's owner is now \"f\"");
 }
