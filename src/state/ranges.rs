@@ -6,9 +6,11 @@
 //! The tree is a treap in a `Vec` arena keyed by (first byte, slot), unique
 //! as slots are; each node keeps its interval's last byte and the largest
 //! last byte of its subtree, which prunes every subtree ending before the
-//! query. A node's priority is a hash of its key, so the shape is a pure
-//! function of the contents (no random state: replay, the writer's trial
-//! and a restored state build the same tree). Expected depth O(log m).
+//! query. A node's priority is a hash of its key under a seed drawn once per
+//! process, so within a process the shape is a pure function of the
+//! contents (replay, the writer's trial and a restored state build the same
+//! tree), and a client cannot choose byte ranges whose priorities collide,
+//! which would chain them. Expected depth O(log m).
 //!
 //! A file gets an index when it reaches [`BUILD_AT`] locks and loses it
 //! below [`DROP_BELOW`]; in between it keeps what it has, so a file going
@@ -21,7 +23,8 @@ use super::slab::{Slot, StoredKind};
 use crate::model::ByteRange;
 use crate::model::conflict::covered;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::hash::BuildHasher;
+use std::sync::{Arc, LazyLock};
 
 /// A file gets a range index when it holds this many locks.
 pub(crate) const BUILD_AT: usize = 64;
@@ -290,12 +293,18 @@ impl Default for Treap {
     }
 }
 
-/// SplitMix64 of the key: the node's priority.
+/// The node's priority: foldhash (the state's maps' hash, in its quality
+/// variant) of the key, seeded once per process. It replaces a fixed
+/// SplitMix64 of `first ^ slot << 32`, under which `(k << 32, k ^ c)`
+/// collided for every `k`: a client choosing offsets could make a file's
+/// tree a chain.
 fn priority(first: u64, slot: SlotId) -> u64 {
-    let mut z = first ^ u64::from(slot).rotate_left(32) ^ 0x9E37_79B9_7F4A_7C15;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    static SEEDED: LazyLock<foldhash::quality::RandomState> = LazyLock::new(Default::default);
+    #[cfg(test)]
+    if tests::EQUAL_PRIORITIES.get() {
+        return 0;
+    }
+    SEEDED.hash_one((first, slot))
 }
 
 impl Treap {
@@ -616,20 +625,22 @@ mod tests {
         }
     }
 
-    /// Keys of equal priority (the hash mixes `first` and the slot shifted
-    /// by 32 bits, so `(k << 32, k ^ c)` all collide): ties go to the lower
-    /// key, in the one-pass build and in inserts in any order alike.
+    thread_local! {
+        /// Every priority is 0 on this thread while set: ties everywhere.
+        pub(super) static EQUAL_PRIORITIES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    /// Keys of equal priority (forced: every priority 0) go lower key
+    /// above, in the one-pass build and in inserts in any order alike.
     #[test]
     fn keys_of_equal_priority_make_one_shape_whatever_the_order() {
         let ranges: Vec<(u64, u64, SlotId)> =
             (0..200u64).map(|k| (k << 32, (k << 32) + 9, (k ^ 0x55) as SlotId)).collect();
-        assert!(
-            ranges.iter().all(|&(f, _, s)| priority(f, s) == priority(ranges[0].0, ranges[0].2)),
-            "the keys collide"
-        );
-        let built = Treap::from_ranges(&ranges);
         let mut shuffled = ranges.clone();
         shuffled.sort_unstable_by_key(|&(f, _, s)| priority(f ^ 0xABCD, s));
+        EQUAL_PRIORITIES.set(true);
+        assert_eq!(priority(1, 2), priority(3, 4), "the priorities tie");
+        let built = Treap::from_ranges(&ranges);
         for order in [ranges.clone(), ranges.iter().rev().copied().collect(), shuffled] {
             let mut inserted = Treap::default();
             order.iter().for_each(|&(f, l, s)| inserted.insert(f, l, s));
@@ -637,6 +648,40 @@ mod tests {
         }
         assert_eq!(built.nodes[built.root as usize].key(), (ranges[0].0, ranges[0].2), "the lowest key is on top");
         assert_eq!(query(&built, 5 << 32, 5 << 32), vec![(5 ^ 0x55) as SlotId]);
+        EQUAL_PRIORITIES.set(false);
+    }
+
+    /// The longest path from the root to a leaf.
+    fn depth(t: &Treap) -> usize {
+        let mut stack = vec![(t.root, 0)];
+        let mut deepest = 0;
+        while let Some((at, d)) = stack.pop() {
+            if at == NONE {
+                deepest = deepest.max(d);
+                continue;
+            }
+            let n = &t.nodes[at as usize];
+            stack.extend([(n.left, d + 1), (n.right, d + 1)]);
+        }
+        deepest
+    }
+
+    /// Regression: the fixed hash gave every key `(k << 32, k ^ c)` one
+    /// priority, so 10,000 such byte ranges on one file made a chain 10,000
+    /// deep. Under the seeded hash the tree stays shallow (a random treap of
+    /// 10,000 keys is about 30 deep; 100 is exceeded with vanishing odds),
+    /// built at once and by inserts.
+    #[test]
+    fn ranges_chosen_to_collide_under_a_fixed_hash_make_a_shallow_tree() {
+        let ranges: Vec<(u64, u64, SlotId)> =
+            (0..10_000u64).map(|k| (k << 32, (k << 32) + 9, (k ^ 0x55) as SlotId)).collect();
+        let built = Treap::from_ranges(&ranges);
+        let mut inserted = Treap::default();
+        ranges.iter().for_each(|&(f, l, s)| inserted.insert(f, l, s));
+        for tree in [&built, &inserted] {
+            assert!(depth(tree) <= 100, "depth {}", depth(tree));
+            assert_eq!(query(tree, 77 << 32, 77 << 32), vec![(77 ^ 0x55) as SlotId]);
+        }
     }
 
     /// A thousand nested intervals (every one holds the query byte) and a
