@@ -680,6 +680,8 @@ def render(res, rel_json):
         "the way a file server's lock manager fills its own tables at boot (peers: decode every record through their own API, called directly on "
         "the benchmark thread; lockwal: `open`, then `for_each_lock`, unsorted, into a `Vec` sized by `count`). "
         "\"Of which open\" is the open alone. "
+        "Each store's files are written back to the disk (`fsync` of each) after its build, before its first restore, so that no restore "
+        "runs during the writeback of its own build. "
         "Peak RSS is `VmHWM` of that process, including file pages it mapped. Cold: the store's files are evicted from the page cache "
         "(`posix_fadvise(DONTNEED)`) before the process starts.",
         "", w3_section(res), "",
@@ -696,7 +698,8 @@ def render(res, rel_json):
         "through the public `LockStore` API, every result owned. Handle `n` is a pure function of `n` (`benches/compare/src/data.rs`, `handle`): "
         "an SMB 3.x durable open with its own `FileId` and create GUID, on one of 4 shares, three in four with a lease. "
         "Consume: the reconnect path, on a store of durable handles only. "
-        "Restore: the store is opened in a fresh process (its own peak RSS), warm and then with its files evicted from the page cache.",
+        "Restore: the store's files are written back to the disk after its build, then it is opened in a fresh process (its own peak RSS), "
+        "warm and then with its files evicted from the page cache.",
         "", w6_section(res), "",
         "## W7: checked grants (lockwal only)", "", w7_section(res), "",
         "## W8: failover of a PostgreSQL cluster node (lockwal only)", "", w8_section(res), "",

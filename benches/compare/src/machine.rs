@@ -91,6 +91,27 @@ pub fn status_bytes(field: &str) -> u64 {
 /// Returns the total size of the files.
 pub fn evict(dir: &Path) -> std::io::Result<u64> {
     use std::os::fd::AsRawFd;
+    each_file(dir, |file| {
+        file.sync_all()?;
+        // SAFETY: plain syscall on a descriptor we own for the call.
+        let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        Ok(())
+    })
+}
+
+/// Writes every file under `dir` back to the disk (`fsync` each) and waits
+/// for it, so that the writeback of a store just built does not run during
+/// the restores timed next. Returns the total size of the files.
+pub fn write_back(dir: &Path) -> std::io::Result<u64> {
+    each_file(dir, |file| file.sync_all())
+}
+
+/// Calls `f` on every file under `dir`, opened for reading; returns their
+/// total size.
+fn each_file(dir: &Path, mut f: impl FnMut(&std::fs::File) -> std::io::Result<()>) -> std::io::Result<u64> {
     let mut total = 0;
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -102,13 +123,8 @@ pub fn evict(dir: &Path) -> std::io::Result<u64> {
                 continue;
             }
             let file = std::fs::File::open(&path)?;
-            file.sync_all()?;
+            f(&file)?;
             total += file.metadata()?.len();
-            // SAFETY: plain syscall on a descriptor we own for the call.
-            let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-            if rc != 0 {
-                return Err(std::io::Error::from_raw_os_error(rc));
-            }
         }
     }
     Ok(total)
