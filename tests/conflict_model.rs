@@ -8,8 +8,9 @@
 //!
 //! A second comparison crowds one file with up to 200 locks in transactions
 //! of many puts, some failing half way (rolled back), and thins it out
-//! again, so the file's range index is built (at 64 locks), kept, moved
-//! through and dropped (below 16) while the answers are compared.
+//! again, so the file's range index is made (at 64 locks; its tree at the
+//! next test query), kept, moved through and dropped (below 16) while the
+//! answers are compared.
 
 use lockwal::Op;
 use lockwal::model::*;

@@ -4,11 +4,13 @@
 //!
 //! A file with a range index (`ranges`: files of many locks) is asked for
 //! the ranges over the candidate's bytes and its other locks, O(log m + k)
-//! in the m locks of the file; a file of a few locks has each judged.
+//! in the m locks of the file (the file's first query builds its tree, in
+//! O(m log m)); a file of a few locks has each judged.
 
 use super::index::SlotId;
 use super::machine::State;
 use super::ranges::span;
+use super::slab::Slot;
 use crate::model::conflict::{Held, judge};
 use crate::model::{Conflicts, LockKind, PersistedLock, Verdict};
 
@@ -31,7 +33,7 @@ impl State {
                 Verdict::Break => out.to_break.push(slot.to_lock()),
             }
         };
-        if let Some(ranges) = self.ranges.get(&candidate.file_id) {
+        if let Some(ranges) = self.ranges.get(&candidate.file_id, || self.file_slots(&candidate.file_id)) {
             // Only overlapping ranges can refuse a range; no range refuses
             // anything else. The other kinds are judged for every candidate.
             if let LockKind::ByteRange(range) = &candidate.kind {
@@ -44,5 +46,11 @@ impl State {
         }
         out.sort();
         out
+    }
+
+    /// Every lock of `file`, with its slot.
+    pub(super) fn file_slots(&self, file: &str) -> Vec<(SlotId, &Slot)> {
+        let Some(posting) = self.by_file.get(file) else { return Vec::new() };
+        posting.slots.as_slice().iter().map(|&s| (s, self.slots.get(s).expect("a listed slot is live"))).collect()
     }
 }

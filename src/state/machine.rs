@@ -423,8 +423,7 @@ impl State {
         let State { slots, by_file, ranges, .. } = self;
         let slot = slots.get(slot_id).expect("the slot was just set");
         let posting = by_file.get(&slot.file).expect("the slot's file was just attached");
-        let file_slots = || posting.slots.as_slice().iter().map(|&s| (s, slots.get(s).expect("live"))).collect();
-        ranges.added(&posting.key, posting.slots.len(), slot_id, &slot.kind, file_slots);
+        ranges.added(&posting.key, posting.slots.len(), slot_id, &slot.kind);
     }
 
     /// Re-inserts a slot taken out earlier (undo), keys and epoch unchanged.

@@ -166,10 +166,18 @@ impl State {
         self.clean
     }
 
-    /// How many locks `file`'s range index holds, if it has one. For tests.
+    /// How many locks `file`'s range index holds, if it has one, its tree
+    /// built first if it was not (as a test query would). For tests.
     #[cfg(test)]
     pub(crate) fn range_indexed(&self, file: &str) -> Option<usize> {
-        self.ranges.get(file).map(|r| r.len())
+        self.ranges.get(file, || self.file_slots(file)).map(|r| r.len())
+    }
+
+    /// Whether `file` has a range index, and whether its tree is built
+    /// (tests).
+    #[cfg(test)]
+    pub(crate) fn range_tree_built(&self, file: &str) -> Option<bool> {
+        self.ranges.state(file)
     }
 
     /// Whether a restore left the key indexes pending (tests).
@@ -216,17 +224,18 @@ impl State {
     }
 
     /// Files of [`BUILD_AT`] locks or more have a range index and files of
-    /// fewer than [`DROP_BELOW`] none; each index holds exactly its file's
-    /// locks, ranges under their indexed span, and is a valid treap.
+    /// fewer than [`DROP_BELOW`] none; each built tree holds exactly its
+    /// file's locks, ranges under their indexed span, and is a valid treap.
     fn check_range_indexes(&self) {
         for posting in self.by_file.postings() {
-            let (locks, indexed) = (posting.slots.len(), self.ranges.get(&posting.key).is_some());
+            let (locks, indexed) = (posting.slots.len(), self.ranges.state(&posting.key).is_some());
             assert!(locks < BUILD_AT || indexed, "file {:?} of {locks} locks has no range index", posting.key);
             assert!(locks >= DROP_BELOW || !indexed, "file {:?} of {locks} locks keeps a range index", posting.key);
         }
         for (file, ranges) in self.ranges.files() {
             let posting = self.by_file.get(file).expect("a file with a range index has locks");
             assert!(Arc::ptr_eq(file, &posting.key), "range index of {file:?} holds its own copy of the key");
+            let Some(ranges) = ranges else { continue };
             let (mut want_ranges, mut want_whole) = (Vec::new(), Vec::new());
             for &at in posting.slots.as_slice() {
                 match indexed_span(&self.slots.get(at).expect("listed slot is live").kind) {

@@ -17,6 +17,13 @@
 //! up and down by one lock does not build and drop each time. Below the
 //! threshold the test query judges the file's locks directly, which is
 //! faster for a few.
+//!
+//! An index's tree is built at the file's first test query, from the
+//! file's locks then, and kept in step with every write after; until then
+//! writes leave it alone. So a restore builds no tree (a server asks about
+//! some files, not all), and a log replayed after a snapshot does not keep
+//! trees that nothing reads. The test query reads the state through a
+//! shared reference, so the tree sits in a `OnceLock`.
 
 use super::index::{Hasher, SlotId};
 use super::slab::{Slot, StoredKind};
@@ -24,7 +31,7 @@ use crate::model::ByteRange;
 use crate::model::conflict::covered;
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 /// A file gets a range index when it holds this many locks.
 pub(crate) const BUILD_AT: usize = 64;
@@ -47,10 +54,10 @@ pub(crate) fn span(range: &ByteRange) -> (u64, u64) {
 }
 
 /// The range indexes of the files that have one, keyed by the file's
-/// interned id.
+/// interned id; a tree not yet asked for is unbuilt.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RangeIndexes {
-    files: HashMap<Arc<str>, FileRanges, Hasher>,
+    files: HashMap<Arc<str>, OnceLock<FileRanges>, Hasher>,
 }
 
 /// One file's locks: byte ranges in the tree, the others in a set.
@@ -107,141 +114,81 @@ impl FileRanges {
 }
 
 impl RangeIndexes {
-    /// The index of `file`, if it has one.
-    pub(crate) fn get(&self, file: &str) -> Option<&FileRanges> {
-        self.files.get(file)
+    /// Indexes for `files`, none built yet (a restore: each file of
+    /// [`BUILD_AT`] locks or more). A text named by two string-table
+    /// entries comes once here; the restore then fails (a repeated string).
+    pub(crate) fn unbuilt(files: impl IntoIterator<Item = Arc<str>>) -> Self {
+        RangeIndexes { files: files.into_iter().map(|file| (file, OnceLock::new())).collect() }
     }
 
-    /// Every file with an index.
-    pub(crate) fn files(&self) -> impl Iterator<Item = (&Arc<str>, &FileRanges)> {
-        self.files.iter()
-    }
-
-    /// After `slot_id` (now in the slab, holding `kind`) joined `file`,
-    /// which holds `locks` locks with it: adds it to the file's index, or
-    /// builds the index from `file_slots` when the file just reached
-    /// [`BUILD_AT`].
-    pub(crate) fn added<'a>(
-        &mut self,
-        file: &Arc<str>,
-        locks: usize,
-        slot_id: SlotId,
-        kind: &StoredKind,
+    /// The index of `file`, if it has one, built first from `file_slots`
+    /// (every lock of the file) if this is its first query.
+    pub(crate) fn get<'a>(
+        &self,
+        file: &str,
         file_slots: impl FnOnce() -> Vec<(SlotId, &'a Slot)>,
-    ) {
-        if let Some(ranges) = self.files.get_mut(&**file) {
-            ranges.add(slot_id, kind);
-        } else if locks >= BUILD_AT {
-            self.build(file, file_slots());
+    ) -> Option<&FileRanges> {
+        self.files.get(file).map(|tree| tree.get_or_init(|| build(file_slots())))
+    }
+
+    /// Whether `file` has an index, and whether its tree is built.
+    pub(crate) fn state(&self, file: &str) -> Option<bool> {
+        self.files.get(file).map(|tree| tree.get().is_some())
+    }
+
+    /// Every file with an index, and its tree if built.
+    pub(crate) fn files(&self) -> impl Iterator<Item = (&Arc<str>, Option<&FileRanges>)> {
+        self.files.iter().map(|(file, tree)| (file, tree.get()))
+    }
+
+    /// After `slot_id` (holding `kind`) joined `file`, which holds `locks`
+    /// locks with it: adds it to the file's tree if built, or gives the
+    /// file an index (unbuilt) when it just reached [`BUILD_AT`].
+    pub(crate) fn added(&mut self, file: &Arc<str>, locks: usize, slot_id: SlotId, kind: &StoredKind) {
+        match self.files.get_mut(&**file) {
+            Some(tree) => {
+                if let Some(ranges) = tree.get_mut() {
+                    ranges.add(slot_id, kind);
+                }
+            }
+            None if locks >= BUILD_AT => {
+                self.files.insert(Arc::clone(file), OnceLock::new());
+            }
+            None => {}
         }
     }
 
     /// After `slot_id` (holding `kind`) left `file`, which holds `locks`
-    /// locks now: removes it from the file's index, dropping the index below
-    /// [`DROP_BELOW`].
+    /// locks now: removes it from the file's tree if built, dropping the
+    /// index below [`DROP_BELOW`].
     pub(crate) fn removed(&mut self, file: &str, locks: usize, slot_id: SlotId, kind: &StoredKind) {
-        let Some(ranges) = self.files.get_mut(file) else { return };
+        let Some(tree) = self.files.get_mut(file) else { return };
         if locks < DROP_BELOW {
             self.files.remove(file);
-        } else {
+        } else if let Some(ranges) = tree.get_mut() {
             ranges.remove(slot_id, kind);
         }
     }
-
-    /// Builds `file`'s index from all its slots: the ranges sorted, then
-    /// the tree in one pass ([`Treap::from_nodes`]), the same tree that
-    /// inserting them one by one makes, in linear time and memory order.
-    pub(crate) fn build(&mut self, file: &Arc<str>, slots: Vec<(SlotId, &Slot)>) {
-        let mut pending = Pending::with_capacity(slots.len());
-        for (slot_id, slot) in slots {
-            pending.add(slot_id, &slot.kind);
-        }
-        self.files.insert(Arc::clone(file), pending.build());
-    }
 }
 
-/// The range indexes of many files built at once, from their locks visited
-/// in any order (a restore visits the slab in slot order, reading each slot
-/// once instead of each file's slots apart): a file's locks are collected
-/// as they come, and each file's index is built at the end, as
-/// [`RangeIndexes::build`] builds one. Files are named by number (a
-/// restore's string-table entries).
-pub(crate) struct RangeBuilder {
-    /// Per file number, where the file is in `files`, or [`NONE`] for a file
-    /// of fewer than [`BUILD_AT`] locks.
-    at: Vec<u32>,
-    /// The files of [`BUILD_AT`] locks or more: number and locks so far.
-    files: Vec<(usize, Pending)>,
-}
-
-impl RangeBuilder {
-    /// A builder for files numbered `0..counts.len()`, file `n` holding
-    /// `counts[n]` locks: those of [`BUILD_AT`] or more get an index.
-    pub(crate) fn new(counts: &[u32]) -> Self {
-        let (mut at, mut files) = (Vec::with_capacity(counts.len()), Vec::new());
-        for (n, &count) in counts.iter().enumerate() {
-            if (count as usize) < BUILD_AT {
-                at.push(NONE);
-                continue;
-            }
-            at.push(u32::try_from(files.len()).expect("fewer files than string-table entries"));
-            files.push((n, Pending::with_capacity(count as usize)));
-        }
-        RangeBuilder { at, files }
-    }
-
-    /// Slot `slot_id`, holding `kind`, is a lock of file `file`.
-    pub(crate) fn add(&mut self, file: usize, slot_id: SlotId, kind: &StoredKind) {
-        let at = self.at[file];
-        if at != NONE {
-            self.files[at as usize].1.add(slot_id, kind);
-        }
-    }
-
-    /// The indexes, file `n` keyed by `key(n)`.
-    pub(crate) fn build(self, key: impl Fn(usize) -> Arc<str>) -> RangeIndexes {
-        drop(self.at);
-        let mut indexes = RangeIndexes::default();
-        indexes.files.reserve(self.files.len());
-        for (n, pending) in self.files {
-            // Two numbers with the same text overwrite each other here; a
-            // restore then fails (a repeated string), so either is fine.
-            indexes.files.insert(key(n), pending.build());
-        }
-        indexes
-    }
-}
-
-/// One file's locks collected for its index: byte ranges as the tree's
-/// leaves, the others in the set.
-struct Pending {
-    /// The byte ranges as the tree's leaves, in the tree's own arena.
-    nodes: Vec<Node>,
-    whole_file: HashSet<SlotId, Hasher>,
-}
-
-impl Pending {
-    /// Room for `locks` ranges (what is left over by share reservations,
-    /// leases and delegations is given back in [`Pending::build`]).
-    fn with_capacity(locks: usize) -> Self {
-        Pending { nodes: Vec::with_capacity(locks), whole_file: HashSet::default() }
-    }
-
-    fn add(&mut self, slot_id: SlotId, kind: &StoredKind) {
-        match indexed_span(kind) {
-            Some((first, last)) => self.nodes.push(Node::leaf(first, last, slot_id)),
+/// A file's index from all its slots: the ranges sorted, then the tree in
+/// one pass ([`Treap::from_nodes`]), the same tree that inserting them one
+/// by one makes, in linear time and memory order.
+fn build(slots: Vec<(SlotId, &Slot)>) -> FileRanges {
+    let (mut nodes, mut whole_file) = (Vec::with_capacity(slots.len()), HashSet::default());
+    for (slot_id, slot) in slots {
+        match indexed_span(&slot.kind) {
+            Some((first, last)) => nodes.push(Node::leaf(first, last, slot_id)),
             None => {
-                let added = self.whole_file.insert(slot_id);
+                let added = whole_file.insert(slot_id);
                 debug_assert!(added, "slot {slot_id} indexed twice");
             }
         }
     }
-
-    /// The tree built in one pass ([`Treap::from_nodes`]).
-    fn build(mut self) -> FileRanges {
-        self.nodes.shrink_to_fit();
-        FileRanges { tree: Treap::from_nodes(self.nodes), whole_file: self.whole_file }
-    }
+    // Room was made for every lock; share reservations, leases and
+    // delegations leave part of it unused.
+    nodes.shrink_to_fit();
+    FileRanges { tree: Treap::from_nodes(nodes), whole_file }
 }
 
 /// "No node".
@@ -272,7 +219,7 @@ impl Node {
     }
 
     /// Its priority, a hash of its key (computed, not stored: a node is 40
-    /// bytes instead of 48, and a restore builds millions).
+    /// bytes instead of 48).
     fn priority(&self) -> u64 {
         priority(self.first, self.slot)
     }
@@ -609,7 +556,7 @@ mod tests {
     proptest! {
         /// Building from the ranges in any order makes the tree, node for node,
         /// that inserting them one by one makes (regression guard for the
-        /// restore's one-pass build).
+        /// one-pass build at a file's first test query).
         #[test]
         fn a_tree_built_from_ranges_in_any_order_is_the_one_inserts_make(
             ranges in proptest::collection::vec((bound(), bound()), 0..300)

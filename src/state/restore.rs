@@ -1,18 +1,18 @@
 //! Loading a snapshot back into a state: the [`Restorer`] takes entries in
 //! file order (or in two [`Part`]s filled at once on two threads) and, at
 //! the end, builds each index's key arrays at their exact sizes and
-//! installs them once per distinct key, and the range index of each file of
-//! many locks from one pass over the slab.
+//! installs them once per distinct key, and gives each file of many locks
+//! its range index, unbuilt (its tree is made at the file's first test
+//! query).
 //!
 //! A restore followed by a long log may leave the key indexes to be built
 //! after the log is replayed ([`PendingKeys`]): replay then keeps only the
-//! ids and the slab up to date, and the key arrays and range indexes are
-//! built once, from the final slab, instead of being built and then changed
-//! lock by lock.
+//! ids and the slab up to date, and the key arrays are built once, from the
+//! final slab, instead of being built and then changed lock by lock.
 
 use super::index::{Hasher, Index, NIL, Posting, SlotId, Slots};
 use super::machine::State;
-use super::ranges::{RangeBuilder, RangeIndexes};
+use super::ranges::{BUILD_AT, RangeIndexes};
 use super::slab::{CHUNK, Chunks, FILE, Slab, Slot, StoredKind, slot_number};
 use crate::model::{ClientKind, ClientRecord, DurableHandle, LockKind, Timestamp};
 use hashbrown::hash_table::{Entry, HashTable};
@@ -61,8 +61,7 @@ pub(crate) enum Keys {
 /// Entries arrive in file order. Once the string table is complete, the
 /// rest of the file may be restored in two [`Part`]s at once (see
 /// [`Restorer::fork`]): then ids are indexed in [`Restorer::finish`], in
-/// parallel with the range indexes and the key arrays, instead of as each
-/// lock arrives.
+/// parallel with the key arrays, instead of as each lock arrives.
 pub(crate) struct Restorer {
     state: State,
     strings: Vec<Arc<str>>,
@@ -144,11 +143,9 @@ impl State {
         state
     }
 
-    /// Builds the key arrays and the range indexes a restore left pending
-    /// (see [`PendingKeys`]); nothing when none are. Files get range indexes
-    /// at [`BUILD_AT`] locks, as in a restore.
-    ///
-    /// [`BUILD_AT`]: super::ranges::BUILD_AT
+    /// Builds the key arrays a restore left pending (see [`PendingKeys`]);
+    /// nothing when none are. Files of [`BUILD_AT`] locks get range
+    /// indexes, unbuilt, as in a restore.
     pub(crate) fn index_pending_keys(&mut self) {
         let Some(pending) = self.pending_keys.take() else { return };
         let strings = &pending.strings;
@@ -156,10 +153,10 @@ impl State {
         let Slab { slots, positions } = slots;
         let [file_refs, owner_refs, client_refs, share_refs] = std::mem::take(positions);
         let slots = &*slots;
-        let files = || index_key(by_file, file_refs, slots, strings, Some(ranges));
+        let files = || index_key(by_file, file_refs, strings, Some(ranges));
         let others = || {
             [(by_owner, owner_refs), (by_client, client_refs), (by_share, share_refs)]
-                .map(|(index, refs)| index_key(index, refs, slots, strings, None))
+                .map(|(index, refs)| index_key(index, refs, strings, None))
         };
         let (files, [owners, clients, shares]) = if slots.len() < PARALLEL_IDS {
             (files(), others())
@@ -447,9 +444,10 @@ impl Restorer {
         self.part.clients.extend(clients);
     }
 
-    /// Builds the key arrays, installs them in the indexes, builds the
-    /// range indexes, indexes the ids not yet indexed (in parallel with the
-    /// rest when there are many), and returns the state.
+    /// Builds the key arrays, installs them in the indexes, gives the files
+    /// of many locks their range indexes (unbuilt), indexes the ids not yet
+    /// indexed (in parallel with the rest when there are many), and returns
+    /// the state.
     pub(crate) fn finish(mut self) -> std::result::Result<State, FinishError> {
         self.part.close();
         let Restorer { mut state, strings, string_at, part, indexed, forked: _, defer_keys } = self;
@@ -507,7 +505,7 @@ impl Restorer {
                 // A repeated text: the keys are indexed now, as without
                 // deferring (the ids are indexed already).
                 Err(strings) => {
-                    index_keys([by_file, by_owner, by_client, by_share], refs, positions, slots, ranges, &strings)
+                    index_keys([by_file, by_owner, by_client, by_share], refs, positions, ranges, &strings)
                         .map_err(|e| e.at(&string_at))?;
                     return Ok(state);
                 }
@@ -516,7 +514,7 @@ impl Restorer {
             strings
         };
         let indexes = [by_file, by_owner, by_client, by_share];
-        let keys = move || index_keys(indexes, refs, positions, slots, ranges, &strings).map_err(|e| e.at(&string_at));
+        let keys = move || index_keys(indexes, refs, positions, ranges, &strings).map_err(|e| e.at(&string_at));
         if parallel {
             std::thread::scope(|scope| {
                 let ids = scope.spawn(index_ids);
@@ -548,57 +546,39 @@ impl Repeated {
 
 /// Builds the four key indexes (file, owner, client, share) from `refs`
 /// (per index, each slot's string-table entry) into `positions`, and the
-/// range indexes from the file entries.
+/// range indexes (unbuilt) of the files with many locks.
 fn index_keys(
     indexes: [&mut Index; 4],
     refs: [Vec<u32>; 4],
     positions: &mut [Vec<u32>; 4],
-    slots: &Chunks,
     ranges: &mut RangeIndexes,
     strings: &[Arc<str>],
 ) -> std::result::Result<(), Repeated> {
     let mut ranges = Some(ranges);
     for (which, ((index, refs), positions)) in indexes.into_iter().zip(refs).zip(positions.iter_mut()).enumerate() {
         let ranges = if which == FILE { ranges.take() } else { None };
-        *positions = index_key(index, refs, slots, strings, ranges)?;
+        *positions = index_key(index, refs, strings, ranges)?;
     }
     Ok(())
 }
 
 /// Builds one key index from `refs` (each slot's string-table entry, [`NO_KEY`]
 /// for a free slot) and returns the slots' positions in its arrays; for the
-/// file index, also the range indexes into `ranges`.
+/// file index, also gives each file of [`BUILD_AT`] locks or more its range
+/// index in `ranges`, unbuilt (its tree is made at the file's first test
+/// query).
 fn index_key(
     index: &mut Index,
     refs: Vec<u32>,
-    slots: &Chunks,
     strings: &[Arc<str>],
     ranges: Option<&mut RangeIndexes>,
 ) -> std::result::Result<Vec<u32>, Repeated> {
     let counts = key_counts(&refs, strings.len());
     if let Some(ranges) = ranges {
-        // Before the file entries become positions.
-        *ranges = build_ranges(slots, &refs, &counts, strings);
+        let crowded = counts.iter().zip(strings).filter(|&(&count, _)| count as usize >= BUILD_AT);
+        *ranges = RangeIndexes::unbuilt(crowded.map(|(_, file)| Arc::clone(file)));
     }
     install_arrays(index, refs, &counts, strings)
-}
-
-/// The range index of every file of [`BUILD_AT`] locks or more, from one
-/// pass over the slab in slot order (each slot read once, where visiting
-/// each file's slots apart would read them in random order): `files[i]` is
-/// the string-table entry of slot `i`'s file ([`NO_KEY`] for a free slot),
-/// and `counts` says how many locks each entry names.
-///
-/// [`BUILD_AT`]: super::ranges::BUILD_AT
-fn build_ranges(slots: &Chunks, files: &[u32], counts: &[u32], strings: &[Arc<str>]) -> RangeIndexes {
-    debug_assert_eq!(slots.len(), files.len(), "one entry per slot");
-    let mut builder = RangeBuilder::new(counts);
-    for (i, (slot, &file)) in slots.iter().zip(files).enumerate() {
-        if let Some(slot) = slot {
-            builder.add(file as usize, slot_number(i), &slot.kind);
-        }
-    }
-    builder.build(|file| Arc::clone(&strings[file]))
 }
 
 /// How many slots name each of `keys` string-table entries in `refs` (one

@@ -59,14 +59,16 @@ fn assert_same(restored: &State, state: &State) {
     }
     assert_eq!(restored.records().collect::<Vec<_>>(), state.records().collect::<Vec<_>>());
     assert_eq!((restored.epoch(), restored.clean()), (state.epoch(), state.clean()));
-    // The test query answers alike: the files of many locks answer from the
-    // range index the restore built (its exact contents checked above).
+    // The test query answers alike: the files of many locks answer from
+    // their range indexes, whose trees the first query builds (their exact
+    // contents checked after).
     for lock in state.list(&crate::LockQuery::all()).iter().step_by(97) {
         let mut candidate = lock.clone();
         candidate.id = "candidate".into();
         candidate.owner_id = "another owner".into();
         assert_eq!(restored.test_lock(&candidate), state.test_lock(&candidate), "{candidate:?}");
     }
+    restored.check_invariants();
 }
 
 fn encode(state: &State, lsn: u64) -> Vec<u8> {
@@ -359,15 +361,15 @@ fn a_header_claiming_too_many_locks_is_damage_on_two_threads() {
     }
 }
 
-/// A restore builds the range index of each file of 64 locks or more from
-/// one pass over the slab (`state::restore::build_ranges`): here files of
-/// 20,000 locks mixing byte ranges (at offsets above 2^32, zero-byte, to
-/// end of file, so that the sort is needed) with share reservations, leases
-/// and delegations, of exactly 64 and 63 locks, and of whole-file locks
-/// only, with free slots among them. Both loads restore what was encoded,
-/// index and all (`check_invariants` compares each range index with the
-/// file's locks), answer the test query alike, and keep the index in step
-/// with writes after the restore.
+/// A restore gives each file of 64 locks or more its range index, its tree
+/// unbuilt until the file's first test query: here files of 20,000 locks
+/// mixing byte ranges (at offsets above 2^32, zero-byte, to end of file, so
+/// that the sort is needed) with share reservations, leases and
+/// delegations, of exactly 64 and 63 locks, and of whole-file locks only,
+/// with free slots among them. Both loads restore what was encoded, build
+/// no tree, answer the test query alike (`check_invariants` compares each
+/// tree a query built with the file's locks), and keep a tree in step with
+/// writes after it is built, and an unbuilt one unbuilt until asked for.
 #[test]
 fn a_restored_crowded_file_mixing_kinds_matches_its_source() {
     use crate::model::{ByteRange, LockKind, PersistedLock};
@@ -407,19 +409,32 @@ fn a_restored_crowded_file_mixing_kinds_matches_its_source() {
     let file = encode_small(&state, 9);
     let (two, fast) = decode_two(&file);
     assert!(fast, "the two-thread load took its fast path");
+    let big = state.range_indexed("big").expect("a crowded file has a range index");
+    let mut writes: Vec<Op> =
+        (0..20_000).step_by(7).map(|i| Op::PutLock(lock(format!("big-{i}"), "big", ranged(i)))).collect();
+    writes.extend((0..50).map(|i| Op::DeleteLock { id: format!("whole-{i}") }));
+    writes.extend((0..10).map(|i| Op::DeleteLock { id: format!("exact-{i}") }));
+    writes.push(Op::PutLock(lock("below-63".into(), "below", ranged(63))));
+    let mut written = state.clone();
+    written.apply(&Command::Txn(writes.clone())).unwrap();
     for (_, mut restored) in [decode(&file, Threads::One).unwrap(), two.unwrap()] {
-        assert_same(&restored, &state);
-        assert_eq!(restored.range_indexed("exact"), Some(64), "64 locks have a range index");
-        assert_eq!(restored.range_indexed("below"), None, "63 locks restore without one");
+        for file in ["big", "exact", "whole"] {
+            assert_eq!(restored.range_tree_built(file), Some(false), "{file}: an index, its tree unbuilt");
+        }
+        assert_eq!(restored.range_tree_built("below"), None, "63 locks restore without an index");
+        // "exact" and "whole" built before the writes, "big" after them.
+        assert_eq!(restored.range_indexed("exact"), Some(64));
         assert_eq!(restored.range_indexed("whole"), Some(100));
-        assert_eq!(restored.range_indexed("big"), state.range_indexed("big"));
-        let mut writes: Vec<Op> =
-            (0..20_000).step_by(7).map(|i| Op::PutLock(lock(format!("big-{i}"), "big", ranged(i)))).collect();
-        writes.extend((0..50).map(|i| Op::DeleteLock { id: format!("whole-{i}") }));
-        writes.push(Op::PutLock(lock("below-63".into(), "below", ranged(63))));
-        restored.apply(&Command::Txn(writes)).unwrap();
         restored.check_invariants();
-        assert_eq!(restored.range_indexed("below"), Some(64), "the 64th lock builds the index");
+        restored.apply(&Command::Txn(writes.clone())).unwrap();
+        restored.check_invariants();
+        assert_eq!(restored.range_tree_built("big"), Some(false), "writes leave an unbuilt tree alone");
+        assert_eq!(restored.range_tree_built("below"), Some(false), "the 64th lock gives the file an index");
+        assert_eq!((restored.range_indexed("exact"), restored.range_indexed("whole")), (Some(54), Some(50)));
+        assert_eq!(restored.range_indexed("big"), Some(big + 20_000usize.div_ceil(7)));
+        assert_eq!(restored.range_indexed("below"), Some(64));
+        restored.check_invariants();
+        assert_same(&restored, &written);
     }
 }
 
