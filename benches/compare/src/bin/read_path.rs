@@ -15,6 +15,8 @@
 //!   lock manager does; adds the caller's fresh memory);
 //! - `read_locks().collect()`: the iterator form;
 //! - `list_locks(all)`: the sorted listing;
+//! - `test_lock` once on every file, then again: the first builds each
+//!   crowded file's range tree, which a restore leaves unbuilt;
 //! - queries by client and by file on random keys (`list_locks`), and the
 //!   same query run again at once ("hot": its memory in the cache), whose
 //!   difference from the first is the cost of cache misses.
@@ -69,6 +71,43 @@ fn main() -> Result<()> {
     let sorted = runtime.block_on(store.list_locks(&LockQuery::all()))?;
     phase("list_locks(all), sorted", t.elapsed(), sorted.len() as u64, locks);
     drop(sorted);
+
+    // One test query on every file, twice: the first on a file of many
+    // locks builds its range tree (a restore leaves them unbuilt), the
+    // second finds it built. Each file's candidate is the first stored lock
+    // on it, made exclusive under a fresh id and owner, so that it conflicts
+    // with that lock at least.
+    let mut candidates = Vec::with_capacity(data.files().len());
+    let mut tested = std::collections::HashSet::new();
+    for n in 0..locks {
+        if tested.len() == data.files().len() {
+            break;
+        }
+        let mut candidate = data.lock(n);
+        if tested.insert(candidate.file_id.clone()) {
+            candidate.id = "read-path-candidate".into();
+            candidate.owner_id = "read-path-owner".into();
+            if let lockwal::model::LockKind::ByteRange(range) = &mut candidate.kind {
+                range.lock_type = lockwal::model::LockType::Exclusive;
+            }
+            candidates.push(candidate);
+        }
+    }
+    for pass in ["test_lock per file, first", "test_lock per file, again"] {
+        let t = Instant::now();
+        let mut refused = 0;
+        for candidate in &candidates {
+            refused += usize::from(!runtime.block_on(store.test_lock(candidate))?.holders.is_empty());
+        }
+        let took = t.elapsed();
+        assert_eq!(refused, candidates.len(), "every candidate conflicts with the lock it copies");
+        println!(
+            "{pass:>24}: {:>8.1} ms  {:>6.1} µs per file ({} files)",
+            took.as_secs_f64() * 1e3,
+            took.as_secs_f64() * 1e6 / candidates.len() as f64,
+            candidates.len()
+        );
+    }
 
     let shape = data.shape();
     for (name, keys, by_client) in [("by client", data.clients(), true), ("by file", data.files(), false)] {
