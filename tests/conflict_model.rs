@@ -221,9 +221,10 @@ proptest! {
 }
 
 /// The crowded sequences do what they are for: many of them take the file
-/// past 64 locks (where the state must build its range index:
-/// `check_invariants` fails otherwise) and later below 16 (where it must
-/// drop it).
+/// past 64 locks (where the state must give it a range index:
+/// `check_invariants` fails otherwise; the test queries of
+/// `crowded_file_answers_match_the_model` then build its tree) and later
+/// below 16 (where it must drop it).
 #[test]
 fn crowded_sequences_build_and_drop_the_range_index() {
     use proptest::strategy::ValueTree;

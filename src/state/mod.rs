@@ -27,6 +27,9 @@ mod slab;
 mod undo;
 mod view;
 
+#[cfg(test)]
+mod range_tree_tests;
+
 pub use command::{Command, MAX_COUNTER};
 pub use locks::Locks;
 pub use machine::State;

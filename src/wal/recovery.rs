@@ -247,11 +247,13 @@ pub(crate) fn read_log(
 
 /// Log payload after a snapshot from which recovery builds the key indexes
 /// after replay instead of before it (see `state::PendingKeys`): replay
-/// then keeps only the ids and the slab up to date, and the key arrays and
-/// range indexes are built once from the final slab, but no longer beside
-/// the indexing of the ids. That costs about 170 ms at 1M locks and saves
-/// about 28 ms per MiB of log (some 7,500 lock writes), so it pays from
-/// about 6 MiB (figures in docs/decisions/0057-key-indexes-after-replay.md).
+/// then keeps only the ids and the slab up to date, and the key arrays are
+/// built once from the final slab, but no longer beside the indexing of the
+/// ids. That cost about 170 ms at 1M locks and saved about 28 ms per MiB of
+/// log (some 7,500 lock writes), so it paid from about 6 MiB (figures in
+/// docs/decisions/0057-key-indexes-after-replay.md, measured while a
+/// restore still built every range tree; since decision 0059 neither path
+/// builds them).
 pub(crate) const DEFER_KEYS_AT_LOG_BYTES: u64 = 8 << 20;
 
 /// How recovery builds the key indexes: after replay without a snapshot

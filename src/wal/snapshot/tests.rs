@@ -583,3 +583,95 @@ fn a_text_in_two_entries_makes_a_restore_index_its_keys_at_once() {
     let owner_f = crate::LockQuery { owner_id: Some("f".into()), ..crate::LockQuery::all() };
     assert_eq!(pending.list(&owner_f).len(), 1, "lock b's owner is now \"f\"");
 }
+
+/// With the keys pending, a transaction writes to crowded files (no range
+/// tree upkeep), then a grant indexes the keys and builds the trees in the
+/// middle of it, then it fails: the rollback runs on built trees holding
+/// locks written while pending, and ends as a fully indexed restore does
+/// (from a review of decision 0059).
+#[test]
+fn a_grant_that_builds_trees_while_keys_are_pending_rolls_back_cleanly() {
+    use crate::model::{ByteRange, LockKind, LockType, RangeFlavor, ShareAccess, ShareDeny, ShareReservation};
+    let source = sample_state(3000);
+    let file = encode_small(&source, 9);
+    let ranged = |o: u64| {
+        LockKind::ByteRange(ByteRange {
+            lock_type: LockType::Exclusive,
+            offset: o,
+            length: 3,
+            zero_byte: false,
+            flavor: RangeFlavor::Posix,
+        })
+    };
+    let with = |id: &str, f: &str, owner: &str, kind: LockKind| {
+        let mut l = sample::byte_range(id, "s", f, owner, "c");
+        l.kind = kind;
+        l
+    };
+    for threads in [Threads::One, Threads::Two] {
+        let (_, mut indexed) = decode(&file, threads).unwrap();
+        let mut pending = decode_deferred(&file, threads);
+        let share = LockKind::Share(ShareReservation { access: ShareAccess::Read, deny: ShareDeny::None });
+        let ops = vec![
+            Op::PutLock(with("new-x", "f2", "o", ranged(1 << 40))),
+            Op::PutLock(with("id-2", "f3", "o", share.clone())), // moves and retypes
+            Op::PutLock(with("id-3", "f3", "o", ranged(7))),     // same file, new range
+            Op::Grant(with("new-y", "f2", "o", ranged(1 << 41))),
+            Op::Grant(with("new-z", "f3", "o", ranged(1 << 42))),
+            Op::DeleteLock { id: "id-9".into() },
+            Op::DeleteLock { id: "absent".into() },
+        ];
+        apply_both(&mut indexed, &mut pending, &Command::Txn(ops));
+        assert!(!pending.keys_pending());
+        assert_eq!(pending.range_tree_built("f2"), Some(true));
+        assert_eq!(pending.range_tree_built("f3"), Some(true));
+        pending.check_invariants();
+        assert_same(&pending, &indexed);
+        for f in ["f2", "f3"] {
+            assert_eq!(pending.range_indexed(f), indexed.range_indexed(f));
+        }
+    }
+}
+
+/// A text that names a crowded file and an owner (two entries): the file's
+/// unbuilt index holds the file entry's key, and its tree, built at the
+/// first query, follows later writes (from a review of decision 0059).
+#[test]
+fn a_crowded_file_whose_text_is_also_an_owner_keeps_a_true_tree() {
+    let mut state = State::new();
+    let mut ops: Vec<Op> = (0..70)
+        .map(|i| {
+            let mut l = sample::byte_range(&format!("a{i}"), "s", "f", "o", "c");
+            if let crate::model::LockKind::ByteRange(r) = &mut l.kind {
+                r.offset = i * 1000;
+            }
+            Op::PutLock(l)
+        })
+        .collect();
+    ops.push(Op::PutLock(sample::byte_range("b", "s", "g", "q", "c")));
+    state.apply(&Command::Txn(ops)).unwrap();
+    let mut file = encode(&state, 1);
+    let entry = file.windows(4).position(|w| w == [TAG_STRING, 1, 0, b'q']).expect("the entry of \"q\"");
+    file[entry + 3] = b'f';
+    fix_block_crc(&mut file, entry);
+    for mut restored in [decode(&file, Threads::One).unwrap().1, decode_deferred(&file, Threads::One)] {
+        restored.index_pending_keys();
+        assert_eq!(restored.range_tree_built("f"), Some(false));
+        restored.check_invariants();
+        let mut c = sample::byte_range("cand", "s", "f", "other", "c");
+        if let crate::model::LockKind::ByteRange(r) = &mut c.kind {
+            r.offset = 5000;
+            r.length = 1;
+        }
+        assert_eq!(restored.test_lock(&c).holders.len(), 1);
+        restored.check_invariants();
+        restored
+            .apply(&Command::Txn(vec![
+                Op::DeleteLock { id: "a5".into() },
+                Op::PutLock(sample::byte_range("b", "s", "f", "f", "c")),
+            ]))
+            .unwrap();
+        restored.check_invariants();
+        assert_eq!(restored.test_lock(&c).holders.len(), 0);
+    }
+}
