@@ -25,7 +25,7 @@ fn lk(id: u16, file: u8, owner: u8, kind: LockKind) -> PersistedLock {
     }
 }
 
-fn rng(offset: u64, length: u64, excl: bool) -> LockKind {
+fn range(offset: u64, length: u64, excl: bool) -> LockKind {
     LockKind::ByteRange(ByteRange {
         lock_type: if excl { LockType::Exclusive } else { LockType::Shared },
         offset,
@@ -35,13 +35,19 @@ fn rng(offset: u64, length: u64, excl: bool) -> LockKind {
     })
 }
 
+/// Puts of the locks `ids` on file f0 by owner o0, lock `i` exclusive over
+/// the 5 bytes at `10 * i`.
+fn crowd(ids: std::ops::Range<u16>) -> Vec<Op> {
+    ids.map(|i| Op::PutLock(lk(i, 0, 0, range(u64::from(i) * 10, 5, true)))).collect()
+}
+
 fn share() -> LockKind {
     LockKind::Share(ShareReservation { access: ShareAccess::Read, deny: ShareDeny::None })
 }
 
 fn kind() -> impl Strategy<Value = LockKind> {
     prop_oneof![
-        5 => (0..40u64, 0..5u64, any::<bool>()).prop_map(|(o, l, e)| rng(o * 10, l * 7, e)),
+        5 => (0..40u64, 0..5u64, any::<bool>()).prop_map(|(o, l, e)| range(o * 10, l * 7, e)),
         1 => Just(share()),
     ]
 }
@@ -132,17 +138,15 @@ proptest! {
 fn a_file_dropped_and_regrown_in_a_failed_transaction_keeps_a_true_tree() {
     let mut state = State::new();
     state.apply(&Command::Open { epoch: 1 }).unwrap();
-    state
-        .apply(&Command::Txn((0..70).map(|i| Op::PutLock(lk(i, 0, 0, rng(u64::from(i) * 10, 5, true)))).collect()))
-        .unwrap();
-    let probe = lk(999, 0, 1, rng(0, 10_000, true));
+    state.apply(&Command::Txn(crowd(0..70))).unwrap();
+    let probe = lk(999, 0, 1, range(0, 10_000, true));
     assert_eq!(state.test_lock(&probe).holders.len(), 70);
     assert_eq!(state.range_tree_built("f0"), Some(true));
     let mut ops: Vec<Op> = (0..60).map(|i| Op::DeleteLock { id: format!("l{i}") }).collect();
-    ops.extend((100..170).map(|i| Op::PutLock(lk(i, 0, 0, rng(u64::from(i) * 10, 5, true)))));
-    ops.push(Op::Grant(lk(500, 0, 0, rng(1, 1, true)))); // same owner: granted, builds the tree
+    ops.extend(crowd(100..170));
+    ops.push(Op::Grant(lk(500, 0, 0, range(1, 1, true)))); // same owner: granted, builds the tree
     ops.push(Op::PutLock(lk(5, 0, 2, share()))); // re-add a deleted id as a share
-    ops.push(Op::Grant(lk(501, 0, 9, rng(1000, 1, true)))); // conflicts with l100: fails
+    ops.push(Op::Grant(lk(501, 0, 9, range(1000, 1, true)))); // conflicts with l100: fails
     let err = state.apply(&Command::Txn(ops));
     assert!(err.is_err());
     state.check_invariants();
@@ -156,21 +160,19 @@ fn a_file_dropped_and_regrown_in_a_failed_transaction_keeps_a_true_tree() {
 fn readers_making_the_first_query_at_once_build_one_tree() {
     let mut state = State::new();
     state.apply(&Command::Open { epoch: 1 }).unwrap();
-    state
-        .apply(&Command::Txn((0..3000).map(|i| Op::PutLock(lk(i, 0, 0, rng(u64::from(i) * 10, 5, true)))).collect()))
-        .unwrap();
+    state.apply(&Command::Txn(crowd(0..3000))).unwrap();
     // Make the tree unbuilt: drop below 16 and regrow without a query.
     state.apply(&Command::Txn(vec![Op::DeleteLocksByFile { file_id: "f0".into() }])).unwrap();
-    state
-        .apply(&Command::Txn((0..3000).map(|i| Op::PutLock(lk(i, 0, 0, rng(u64::from(i) * 10, 5, true)))).collect()))
-        .unwrap();
+    state.apply(&Command::Txn(crowd(0..3000))).unwrap();
     assert_eq!(state.range_tree_built("f0"), Some(false));
     let lock = std::sync::RwLock::new(state);
     let answers: Vec<usize> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..8u64)
             .map(|t| {
                 let lock = &lock;
-                s.spawn(move || lock.read().unwrap().test_lock(&lk(9999, 0, 1, rng(t * 100, 1000, true))).holders.len())
+                s.spawn(move || {
+                    lock.read().unwrap().test_lock(&lk(9999, 0, 1, range(t * 100, 1000, true))).holders.len()
+                })
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
