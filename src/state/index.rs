@@ -168,10 +168,35 @@ impl Index {
 /// `Arc<str>` takes 24, so the table is smaller and building it at restore
 /// misses the cache far less (figures:
 /// docs/decisions/0001-id-table-of-slot-numbers.md).
-#[derive(Debug, Clone, Default)]
+///
+/// The table is split in [`SHARDS`] tables by 8 bits of the id's hash
+/// (bits 32-39, which the tables themselves do not use to place or tag an
+/// entry). A restore builds it shard by shard ([`ById::extend`]), each
+/// shard small enough to stay in the cache while it is filled, and a table
+/// that grows rehashes one shard, not every id
+/// (docs/decisions/0060-id-table-in-shards.md).
+#[derive(Debug, Clone)]
 pub(crate) struct ById {
-    table: HashTable<SlotId>,
+    shards: Box<[HashTable<SlotId>]>,
+    /// Number of ids, over every shard.
+    len: usize,
     hasher: Hasher,
+}
+
+/// Number of shards of [`ById`] (a power of two).
+pub(crate) const SHARDS: usize = 256;
+
+/// The shard of an id of hash `hash`: bits 32-39, which a shard's table
+/// uses neither to place an entry (the low bits, below 2^32 buckets) nor
+/// to tag it (the top 7).
+fn shard_of(hash: u64) -> usize {
+    (hash >> 32) as usize & (SHARDS - 1)
+}
+
+impl Default for ById {
+    fn default() -> Self {
+        Self { shards: (0..SHARDS).map(|_| HashTable::new()).collect(), len: 0, hasher: Hasher::default() }
+    }
 }
 
 impl ById {
@@ -181,12 +206,13 @@ impl ById {
 
     /// Number of ids.
     pub(crate) fn len(&self) -> usize {
-        self.table.len()
+        self.len
     }
 
     /// The slot of `id`.
     pub(crate) fn get<'a>(&self, id: &str, id_of: impl Fn(SlotId) -> &'a str) -> Option<SlotId> {
-        self.table.find(self.hash(id), |&slot| id_of(slot) == id).copied()
+        let hash = self.hash(id);
+        self.shards[shard_of(hash)].find(hash, |&slot| id_of(slot) == id).copied()
     }
 
     /// Adds `id` at `slot` (which `id_of` need not resolve yet); when `id`
@@ -197,27 +223,143 @@ impl ById {
         slot: SlotId,
         id_of: impl Fn(SlotId) -> &'a str,
     ) -> Result<(), SlotId> {
-        let hasher = &self.hasher;
-        match self.table.entry(hasher.hash_one(id), |&s| id_of(s) == id, |&s| hasher.hash_one(id_of(s))) {
+        let hash = self.hash(id);
+        let Self { shards, len, hasher } = self;
+        let rehash = |&s: &SlotId| hasher.hash_one(id_of(s));
+        match shards[shard_of(hash)].entry(hash, |&s| id_of(s) == id, rehash) {
             Entry::Occupied(existing) => Err(*existing.get()),
             Entry::Vacant(vacant) => {
                 vacant.insert(slot);
+                *len += 1;
                 Ok(())
             }
         }
     }
 
+    /// Adds every id of `ids` (with its slot, which `id_of` resolves), about
+    /// `expected` of them: all hashed first and sorted by shard, then each
+    /// shard filled at once, so that its table is in the cache while it is
+    /// filled (one table of every id would miss the cache at each insert,
+    /// once it outgrows it). Stops at an id already there and returns the
+    /// slot that has it, leaving the ids before it added.
+    pub(crate) fn extend<'a>(
+        &mut self,
+        ids: impl Iterator<Item = (SlotId, &'a str)>,
+        expected: usize,
+        id_of: impl Fn(SlotId) -> &'a str,
+    ) -> Result<(), SlotId> {
+        let per_shard = expected / SHARDS + expected / SHARDS / 8 + 16;
+        let mut sorted: Vec<Vec<(u64, SlotId)>> = (0..SHARDS).map(|_| Vec::with_capacity(per_shard)).collect();
+        for (slot, id) in ids {
+            let hash = self.hash(id);
+            sorted[shard_of(hash)].push((hash, slot));
+        }
+        let Self { shards, len, hasher } = self;
+        let rehash = |&s: &SlotId| hasher.hash_one(id_of(s));
+        for (shard, entries) in shards.iter_mut().zip(sorted) {
+            shard.reserve(entries.len(), rehash);
+            for (hash, slot) in entries {
+                // The new id is read only when a tag matches, which is rare.
+                match shard.entry(hash, |&s| id_of(s) == id_of(slot), rehash) {
+                    Entry::Occupied(existing) => return Err(*existing.get()),
+                    Entry::Vacant(vacant) => {
+                        vacant.insert(slot);
+                        *len += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Removes `id`, held at `slot` (found by slot number: the slot itself
     /// may already be gone).
     pub(crate) fn remove(&mut self, id: &str, slot: SlotId) {
-        if let Ok(entry) = self.table.find_entry(self.hash(id), |&s| s == slot) {
+        let hash = self.hash(id);
+        if let Ok(entry) = self.shards[shard_of(hash)].find_entry(hash, |&s| s == slot) {
             entry.remove();
+            self.len -= 1;
         }
     }
 
-    /// Reserves room for `more` ids.
+    /// How many ids each shard holds, for tests.
+    #[cfg(test)]
+    fn shard_lens(&self) -> Vec<usize> {
+        self.shards.iter().map(HashTable::len).collect()
+    }
+
+    /// Reserves room for about `more` ids more, spread over the shards.
     pub(crate) fn reserve<'a>(&mut self, more: usize, id_of: impl Fn(SlotId) -> &'a str) {
-        let hasher = &self.hasher;
-        self.table.reserve(more, |&s| hasher.hash_one(id_of(s)));
+        let Self { shards, hasher, .. } = self;
+        for shard in shards.iter_mut() {
+            shard.reserve(more.div_ceil(SHARDS), |&s| hasher.hash_one(id_of(s)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("lock-{i:08}")).collect()
+    }
+
+    #[test]
+    fn ids_added_in_bulk_are_found_as_ids_added_one_by_one_are() {
+        let ids = ids(20_000);
+        let id_of = |s: SlotId| ids[s as usize].as_str();
+        let mut one_by_one = ById::default();
+        for (slot, id) in ids.iter().enumerate() {
+            assert_eq!(one_by_one.insert(id, slot as SlotId, id_of), Ok(()));
+        }
+        let mut bulk = ById::default();
+        let all = ids.iter().enumerate().map(|(slot, id)| (slot as SlotId, id.as_str()));
+        assert_eq!(bulk.extend(all, ids.len(), id_of), Ok(()));
+        assert_eq!((bulk.len(), one_by_one.len()), (ids.len(), ids.len()));
+        for (slot, id) in ids.iter().enumerate() {
+            assert_eq!(bulk.get(id, id_of), Some(slot as SlotId), "{id}");
+            assert_eq!(one_by_one.get(id, id_of), Some(slot as SlotId), "{id}");
+        }
+        assert_eq!(bulk.get("lock-absent", id_of), None);
+        for (slot, id) in ids.iter().enumerate().step_by(2) {
+            bulk.remove(id, slot as SlotId);
+        }
+        assert_eq!(bulk.len(), ids.len() / 2);
+        for (slot, id) in ids.iter().enumerate() {
+            let expected = (slot % 2 == 1).then_some(slot as SlotId);
+            assert_eq!(bulk.get(id, id_of), expected, "{id}");
+        }
+        // Removing an id that is not there changes nothing.
+        bulk.remove(&ids[0], 0);
+        assert_eq!(bulk.len(), ids.len() / 2);
+    }
+
+    #[test]
+    fn a_repeated_id_in_a_bulk_add_names_the_slot_that_has_it() {
+        let mut ids = ids(1_000);
+        ids[700] = ids[300].clone();
+        let id_of = |s: SlotId| ids[s as usize].as_str();
+        let mut by_id = ById::default();
+        let all = ids.iter().enumerate().map(|(slot, id)| (slot as SlotId, id.as_str()));
+        assert_eq!(by_id.extend(all, ids.len(), id_of), Err(300));
+        // And one by one, the same.
+        let mut by_id = ById::default();
+        let first_error = ids.iter().enumerate().find_map(|(slot, id)| by_id.insert(id, slot as SlotId, id_of).err());
+        assert_eq!(first_error, Some(300));
+    }
+
+    #[test]
+    fn ids_spread_over_every_shard() {
+        let ids = ids(SHARDS * 256);
+        let id_of = |s: SlotId| ids[s as usize].as_str();
+        let mut by_id = ById::default();
+        let all = ids.iter().enumerate().map(|(slot, id)| (slot as SlotId, id.as_str()));
+        by_id.extend(all, ids.len(), id_of).expect("distinct ids");
+        let lens = by_id.shard_lens();
+        let (least, most) = (lens.iter().min().copied(), lens.iter().max().copied());
+        // 256 ids a shard on average: a binomial spread stays well inside
+        // these bounds; a shard chosen by bits that do not vary would not.
+        assert!(least >= Some(150) && most <= Some(400), "shard sizes from {least:?} to {most:?}");
     }
 }

@@ -476,11 +476,9 @@ impl Restorer {
         let Slab { slots, positions } = slots;
         let slots = &*slots;
         let mut index_ids = move || -> std::result::Result<(), FinishError> {
-            for (i, slot) in slots.iter().enumerate().skip(indexed) {
-                let Some(slot) = slot else { continue };
-                by_id.insert(&slot.id, slot_number(i), |s| slots.id(s)).map_err(|_| FinishError::DuplicateId)?;
-            }
-            Ok(())
+            let ids = slots.iter().enumerate().skip(indexed);
+            let ids = ids.filter_map(|(i, slot)| Some((slot_number(i), &*slot.as_ref()?.id)));
+            by_id.extend(ids, slots.len() - indexed, |s| slots.id(s)).map_err(|_| FinishError::DuplicateId)
         };
         let parallel = slots.len() - indexed >= PARALLEL_IDS;
         let strings = if defer_keys {
