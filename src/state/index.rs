@@ -171,7 +171,7 @@ impl Index {
 ///
 /// The table is split in [`SHARDS`] tables by 8 bits of the id's hash
 /// (bits 32-39, which the tables themselves do not use to place or tag an
-/// entry). A restore builds it shard by shard ([`ById::extend`]), each
+/// entry). A restore builds it shard by shard ([`ById::fill`]), each
 /// shard small enough to stay in the cache while it is filled, and a table
 /// that grows rehashes one shard, not every id
 /// (docs/decisions/0060-id-table-in-shards.md).
@@ -236,35 +236,42 @@ impl ById {
         }
     }
 
-    /// Adds every id of `ids` (with its slot, which `id_of` resolves), about
-    /// `expected` of them: all hashed first and sorted by shard, then each
-    /// shard filled at once, so that its table is in the cache while it is
-    /// filled (one table of every id would miss the cache at each insert,
-    /// once it outgrows it). Stops at an id already there and returns the
-    /// slot that has it, leaving the ids before it added.
-    pub(crate) fn extend<'a>(
+    /// An empty [`ShardedIds`] for about `expected` ids, hashing as this
+    /// table does.
+    pub(crate) fn sorter(&self, expected: usize) -> ShardedIds {
+        let per_shard = expected / SHARDS + expected / SHARDS / 8 + 16;
+        ShardedIds { hasher: self.hasher.clone(), lists: (0..SHARDS).map(|_| Vec::with_capacity(per_shard)).collect() }
+    }
+
+    /// Adds the ids of `sorted` (each [`ShardedIds`] from this table's
+    /// [`ById::sorter`], its slots moved up by the offset beside it; `id_of`
+    /// resolves the moved slots), one shard at a time, so that a shard's
+    /// table is in the cache while it is filled (one table of every id would
+    /// miss the cache at each insert once it outgrows it). Within a shard
+    /// the lists are taken in the order given. Stops at an id already there
+    /// and returns the slot that has it, leaving the ids before it added.
+    pub(crate) fn fill<'a>(
         &mut self,
-        ids: impl Iterator<Item = (SlotId, &'a str)>,
-        expected: usize,
+        sorted: Vec<(ShardedIds, SlotId)>,
         id_of: impl Fn(SlotId) -> &'a str,
     ) -> Result<(), SlotId> {
-        let per_shard = expected / SHARDS + expected / SHARDS / 8 + 16;
-        let mut sorted: Vec<Vec<(u64, SlotId)>> = (0..SHARDS).map(|_| Vec::with_capacity(per_shard)).collect();
-        for (slot, id) in ids {
-            let hash = self.hash(id);
-            sorted[shard_of(hash)].push((hash, slot));
-        }
+        let mut sorted: Vec<_> = sorted.into_iter().map(|(ids, offset)| (ids.lists.into_iter(), offset)).collect();
         let Self { shards, len, hasher } = self;
         let rehash = |&s: &SlotId| hasher.hash_one(id_of(s));
-        for (shard, entries) in shards.iter_mut().zip(sorted) {
-            shard.reserve(entries.len(), rehash);
-            for (hash, slot) in entries {
-                // The new id is read only when a tag matches, which is rare.
-                match shard.entry(hash, |&s| id_of(s) == id_of(slot), rehash) {
-                    Entry::Occupied(existing) => return Err(*existing.get()),
-                    Entry::Vacant(vacant) => {
-                        vacant.insert(slot);
-                        *len += 1;
+        for shard in shards.iter_mut() {
+            let lists: Vec<_> =
+                sorted.iter_mut().map(|(lists, offset)| (lists.next().unwrap_or_default(), *offset)).collect();
+            shard.reserve(lists.iter().map(|(list, _)| list.len()).sum(), rehash);
+            for (list, offset) in lists {
+                for (hash, slot) in list {
+                    let slot = slot + offset;
+                    // The new id is read only when a tag matches, which is rare.
+                    match shard.entry(hash, |&s| id_of(s) == id_of(slot), rehash) {
+                        Entry::Occupied(existing) => return Err(*existing.get()),
+                        Entry::Vacant(vacant) => {
+                            vacant.insert(slot);
+                            *len += 1;
+                        }
                     }
                 }
             }
@@ -297,12 +304,49 @@ impl ById {
     }
 }
 
+/// Ids hashed and sorted by the [`ById`] shard they go to, with their
+/// slots, for [`ById::fill`]: a restore's decode threads make them while
+/// each id's bytes are in the cache.
+#[derive(Debug)]
+pub(crate) struct ShardedIds {
+    hasher: Hasher,
+    lists: Vec<Vec<(u64, SlotId)>>,
+}
+
+impl ShardedIds {
+    /// Adds `id`, held at `slot`.
+    pub(crate) fn push(&mut self, id: &str, slot: SlotId) {
+        let hash = self.hasher.hash_one(id);
+        self.lists[shard_of(hash)].push((hash, slot));
+    }
+
+    /// Number of ids.
+    pub(crate) fn len(&self) -> usize {
+        self.lists.iter().map(Vec::len).sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn ids(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("lock-{i:08}")).collect()
+    }
+
+    /// `ids` (slot `i` holding `ids[i]`) sorted for `by_id` in `parts`
+    /// consecutive parts, each numbering its slots from 0, as the parts of
+    /// a forked restore do.
+    fn sorted(by_id: &ById, ids: &[String], parts: usize) -> Vec<(ShardedIds, SlotId)> {
+        let per_part = ids.len().div_ceil(parts);
+        let chunks = ids.chunks(per_part).enumerate().map(|(n, chunk)| {
+            let mut sorted = by_id.sorter(chunk.len());
+            for (slot, id) in chunk.iter().enumerate() {
+                sorted.push(id, slot as SlotId);
+            }
+            (sorted, (n * per_part) as SlotId)
+        });
+        chunks.collect()
     }
 
     #[test]
@@ -314,8 +358,7 @@ mod tests {
             assert_eq!(one_by_one.insert(id, slot as SlotId, id_of), Ok(()));
         }
         let mut bulk = ById::default();
-        let all = ids.iter().enumerate().map(|(slot, id)| (slot as SlotId, id.as_str()));
-        assert_eq!(bulk.extend(all, ids.len(), id_of), Ok(()));
+        assert_eq!(bulk.fill(sorted(&bulk, &ids, 2), id_of), Ok(()));
         assert_eq!((bulk.len(), one_by_one.len()), (ids.len(), ids.len()));
         for (slot, id) in ids.iter().enumerate() {
             assert_eq!(bulk.get(id, id_of), Some(slot as SlotId), "{id}");
@@ -341,8 +384,7 @@ mod tests {
         ids[700] = ids[300].clone();
         let id_of = |s: SlotId| ids[s as usize].as_str();
         let mut by_id = ById::default();
-        let all = ids.iter().enumerate().map(|(slot, id)| (slot as SlotId, id.as_str()));
-        assert_eq!(by_id.extend(all, ids.len(), id_of), Err(300));
+        assert_eq!(by_id.fill(sorted(&by_id, &ids, 2), id_of), Err(300));
         // And one by one, the same.
         let mut by_id = ById::default();
         let first_error = ids.iter().enumerate().find_map(|(slot, id)| by_id.insert(id, slot as SlotId, id_of).err());
@@ -354,8 +396,7 @@ mod tests {
         let ids = ids(SHARDS * 256);
         let id_of = |s: SlotId| ids[s as usize].as_str();
         let mut by_id = ById::default();
-        let all = ids.iter().enumerate().map(|(slot, id)| (slot as SlotId, id.as_str()));
-        by_id.extend(all, ids.len(), id_of).expect("distinct ids");
+        by_id.fill(sorted(&by_id, &ids, 1), id_of).expect("distinct ids");
         let lens = by_id.shard_lens();
         let (least, most) = (lens.iter().min().copied(), lens.iter().max().copied());
         // 256 ids a shard on average: a binomial spread stays well inside

@@ -10,7 +10,7 @@
 //! ids and the slab up to date, and the key arrays are built once, from the
 //! final slab, instead of being built and then changed lock by lock.
 
-use super::index::{Hasher, Index, NIL, Posting, SlotId, Slots};
+use super::index::{Hasher, Index, NIL, Posting, ShardedIds, SlotId, Slots};
 use super::machine::State;
 use super::ranges::{BUILD_AT, RangeIndexes};
 use super::slab::{CHUNK, Chunks, FILE, Slab, Slot, StoredKind, slot_number};
@@ -36,8 +36,7 @@ impl State {
             strings: Vec::new(),
             string_at: Vec::new(),
             part,
-            indexed: 0,
-            forked: false,
+            other_ids: None,
             defer_keys: keys == Keys::Defer,
         }
     }
@@ -60,8 +59,10 @@ pub(crate) enum Keys {
 ///
 /// Entries arrive in file order. Once the string table is complete, the
 /// rest of the file may be restored in two [`Part`]s at once (see
-/// [`Restorer::fork`]): then ids are indexed in [`Restorer::finish`], in
-/// parallel with the key arrays, instead of as each lock arrives.
+/// [`Restorer::fork`]): then each part hashes its ids as they arrive and
+/// sorts them by shard of the id table ([`ShardedIds`]), and
+/// [`Restorer::finish`] fills the table from them, in parallel with the key
+/// arrays, instead of inserting each id as it arrives.
 pub(crate) struct Restorer {
     state: State,
     strings: Vec<Arc<str>>,
@@ -69,10 +70,9 @@ pub(crate) struct Restorer {
     string_at: Vec<usize>,
     /// The locks in file order (all of them, once a fork is joined).
     part: Part,
-    /// How many of `part`'s slots are in `by_id` already: every one until
-    /// a fork; the rest are indexed in `finish`.
-    indexed: usize,
-    forked: bool,
+    /// The ids of the part forked off, once joined, with the number of its
+    /// first slot.
+    other_ids: Option<(ShardedIds, SlotId)>,
     /// Leave the key indexes pending at [`Restorer::finish`].
     defer_keys: bool,
 }
@@ -186,6 +186,10 @@ pub(crate) struct Part {
     /// once in [`Restorer::finish`]).
     handles: Vec<(usize, DurableHandle)>,
     records: Vec<(String, Vec<u8>, Vec<u8>)>,
+    /// After a fork, the ids of the locks added since, by slot of this part
+    /// (see [`Restorer::fork`]); before it, none (each id goes into the
+    /// state's table as it arrives).
+    ids: Option<ShardedIds>,
 }
 
 /// A lock entry of a snapshot; `refs` are the string-table entries of its
@@ -258,6 +262,7 @@ impl Part {
             clients: Vec::new(),
             handles: Vec::new(),
             records: Vec::new(),
+            ids: None,
         }
     }
 
@@ -294,7 +299,10 @@ impl Part {
         let (Some(file), Some(owner), Some(client), Some(share)) = (file, owner, client, share) else {
             return Err(RestoreError::UnknownString(*refs.iter().max().expect("four refs")));
         };
-        slot_number(self.len()); // panics past the last slot number
+        let slot = slot_number(self.len()); // panics past the last slot number
+        if let Some(ids) = &mut self.ids {
+            ids.push(id, slot);
+        }
         for (list, r) in self.refs.iter_mut().zip(refs) {
             list.push(r);
         }
@@ -340,12 +348,11 @@ impl Restorer {
         let slot_id = slot_number(self.part.len());
         let id = lock.id;
         self.part.add_lock(&self.strings, lock)?;
-        if !self.forked {
+        if self.part.ids.is_none() {
             let part = &self.part;
             if self.state.by_id.insert(id, slot_id, |s| part.id(s)).is_err() {
                 return Err(RestoreError::DuplicateId(Arc::from(id)));
             }
-            self.indexed += 1;
         }
         Ok(())
     }
@@ -405,10 +412,13 @@ impl Restorer {
     /// part, which continues the file, and the returned one (room for
     /// `locks`) takes the entries after it; [`Restorer::join`] puts them
     /// together. The string table must be complete: a part cannot add to
-    /// it.
+    /// it. Both parts sort their ids for the id table from here on
+    /// ([`ShardedIds`]); `finish` fills it from them.
     pub(crate) fn fork(&mut self, locks: usize) -> Part {
-        self.forked = true;
-        Part::new(locks)
+        self.part.ids = Some(self.state.by_id.sorter(locks));
+        let mut other = Part::new(locks);
+        other.ids = Some(self.state.by_id.sorter(locks));
+        other
     }
 
     /// The string table and this restorer's own part, for filling the part
@@ -432,7 +442,8 @@ impl Restorer {
             }
         }
         other.close();
-        let Part { slots, chunk: _, refs, clients, handles, records } = other;
+        let Part { slots, chunk: _, refs, clients, handles, records, ids } = other;
+        self.other_ids = ids.map(|ids| (ids, slot_number(self.part.len())));
         self.part.handles.extend(handles);
         self.part.records.extend(records);
         self.part.slots.chunks.extend(slots.chunks);
@@ -450,8 +461,8 @@ impl Restorer {
     /// the state.
     pub(crate) fn finish(mut self) -> std::result::Result<State, FinishError> {
         self.part.close();
-        let Restorer { mut state, strings, string_at, part, indexed, forked: _, defer_keys } = self;
-        let Part { slots, chunk: _, refs, clients, handles, records } = part;
+        let Restorer { mut state, strings, string_at, part, other_ids, defer_keys } = self;
+        let Part { slots, chunk: _, refs, clients, handles, records, ids } = part;
         for record in clients {
             let key = (record.kind(), record.client_id.clone());
             if state.clients.insert(key, record).is_some() {
@@ -475,12 +486,10 @@ impl Restorer {
         let State { slots, by_id, by_file, by_owner, by_client, by_share, ranges, pending_keys, .. } = &mut state;
         let Slab { slots, positions } = slots;
         let slots = &*slots;
-        let mut index_ids = move || -> std::result::Result<(), FinishError> {
-            let ids = slots.iter().enumerate().skip(indexed);
-            let ids = ids.filter_map(|(i, slot)| Some((slot_number(i), &*slot.as_ref()?.id)));
-            by_id.extend(ids, slots.len() - indexed, |s| slots.id(s)).map_err(|_| FinishError::DuplicateId)
-        };
-        let parallel = slots.len() - indexed >= PARALLEL_IDS;
+        // The ids sorted since a fork (the others are in the table already).
+        let sorted: Vec<_> = ids.map(|ids| (ids, 0)).into_iter().chain(other_ids).collect();
+        let parallel = sorted.iter().map(|(ids, _)| ids.len()).sum::<usize>() >= PARALLEL_IDS;
+        let index_ids = move || by_id.fill(sorted, |s| slots.id(s)).map_err(|_| FinishError::DuplicateId);
         let strings = if defer_keys {
             // The ids beside the string table's lookup; the keys wait.
             let table = move || PendingKeys::new(strings);
