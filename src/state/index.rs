@@ -289,9 +289,9 @@ impl ById {
         }
     }
 
-    /// How many ids each shard holds, for tests.
-    #[cfg(test)]
-    fn shard_lens(&self) -> Vec<usize> {
+    /// How many ids each shard holds (their sum is [`ById::len`]), for
+    /// invariant checks.
+    pub(crate) fn shard_lens(&self) -> Vec<usize> {
         self.shards.iter().map(HashTable::len).collect()
     }
 

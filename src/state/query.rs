@@ -193,6 +193,11 @@ impl State {
         self.records.check_invariants();
         let live: Vec<(SlotId, &Slot)> = self.live_slots().collect();
         assert_eq!(live.len(), self.by_id.len(), "by_id size differs from live slots");
+        assert_eq!(
+            self.by_id.shard_lens().iter().sum::<usize>(),
+            self.by_id.len(),
+            "by_id count differs from its shards"
+        );
         assert_eq!(live.len() + self.free.len(), self.slots.slots.len(), "free list out of step");
         assert!(self.slots.positions.iter().all(|p| p.len() == self.slots.slots.len()), "position arrays out of step");
         for (i, slot) in &live {

@@ -285,7 +285,7 @@ fn two_threads_restore_the_same_state_as_one() {
     // are reused.
     let mut two = two;
     let more: Vec<Op> =
-        (0..600).map(|i| Op::PutLock(sample::byte_range(&format!("new-{i}"), "s", "f1", "o", "c"))).collect();
+        (0..600).map(|i| Op::PutLock(sample::byte_range(&format!("new-{i}"), "s", "f-new", "o", "c"))).collect();
     two.apply(&Command::Txn(more)).unwrap();
     two.apply(&Command::Txn(vec![Op::DeleteLocksByFile { file_id: "f1".into() }])).unwrap();
     two.check_invariants();
@@ -673,5 +673,40 @@ fn a_crowded_file_whose_text_is_also_an_owner_keeps_a_true_tree() {
             .unwrap();
         restored.check_invariants();
         assert_eq!(restored.test_lock(&c).holders.len(), 0);
+    }
+}
+
+/// Review of decision 0060: two-thread restores of many sizes (chunk edges,
+/// free slots, block sizes) find every id through the sharded table, and
+/// the table stays true while live writes grow and shrink its shards.
+#[test]
+fn forked_restores_of_many_sizes_find_every_id_and_grow_their_shards() {
+    for n in [1usize, 2, 30, 255, 256, 257, 300, 511, 512, 700, 1023, 1500, 2049, 3000] {
+        for every in [0usize, 3, 7] {
+            let mut state = sample_state(n);
+            if every > 0 {
+                let ops: Vec<Op> = (0..n).step_by(every).map(|i| Op::DeleteLock { id: format!("id-{i}") }).collect();
+                state.apply(&Command::Txn(ops)).unwrap();
+            }
+            for block in [512usize, 1024, SMALL_BLOCK] {
+                let file = encode_in(&state, 9, block);
+                let (decoded, once) = decode_two(&file);
+                assert!(once, "{n} locks, blocks of {block}: decoded once, without falling back to one thread");
+                let (_, mut two) = decoded.unwrap();
+                assert_same(&two, &state);
+                for lock in state.list(&crate::LockQuery::all()) {
+                    assert_eq!(two.get(&lock.id).as_ref(), Some(&lock), "{n} locks, blocks of {block}");
+                }
+                let more =
+                    (0..700).map(|i| Op::PutLock(sample::byte_range(&format!("new-{i}"), "s", "f-new", "o", "c")));
+                two.apply(&Command::Txn(more.collect())).unwrap();
+                two.check_invariants();
+                let fewer = (0..700).step_by(2).map(|i| Op::DeleteLock { id: format!("new-{i}") });
+                two.apply(&Command::Txn(fewer.collect())).unwrap();
+                two.apply(&Command::Txn(vec![Op::DeleteLocksByFile { file_id: "f-new".into() }])).unwrap();
+                two.check_invariants();
+                assert_eq!(two.lock_count(), state.lock_count(), "{n} locks: back to the restored ones");
+            }
+        }
     }
 }
