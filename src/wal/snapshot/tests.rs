@@ -285,7 +285,7 @@ fn two_threads_restore_the_same_state_as_one() {
     // are reused.
     let mut two = two;
     let more: Vec<Op> =
-        (0..600).map(|i| Op::PutLock(sample::byte_range(&format!("new-{i}"), "s", "f-new", "o", "c"))).collect();
+        (0..600).map(|i| Op::PutLock(sample::byte_range(&format!("new-{i}"), "s", "f1", "o", "c"))).collect();
     two.apply(&Command::Txn(more)).unwrap();
     two.apply(&Command::Txn(vec![Op::DeleteLocksByFile { file_id: "f1".into() }])).unwrap();
     two.check_invariants();
